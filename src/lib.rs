@@ -1,0 +1,10 @@
+//! virt-preflight: find the misconfigurations that leave a KubeVirt `VirtualMachine` stuck,
+//! before the VM is stored.
+//!
+//! Data flows one way: manifest text ([`manifest`]) → typed model ([`model`]) → pure rules
+//! ([`rules`]) → findings ([`finding`]) → a report ([`report`]) or, later, an admission
+//! response. See ARCHITECTURE.md.
+
+pub mod finding;
+pub mod model;
+pub mod rules;

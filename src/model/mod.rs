@@ -1,0 +1,673 @@
+//! Typed view of the parts of a `kubevirt.io/v1` `VirtualMachine` that the rules read.
+//!
+//! Unknown fields are ignored (KubeVirt adds fields every release); a known field of the wrong
+//! type is an error carrying its path, via [`VirtualMachine::from_value`]. Every field is
+//! optional here even where the schema requires it: a missing field is a finding or nothing,
+//! never a parse failure, so the rules see as much of a half-written manifest as possible.
+
+pub mod quantity;
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+pub use quantity::{ParsedQuantity, QuantityError, QuantityText};
+
+/// `spec.template.spec`, as written in paths.
+pub const TEMPLATE_SPEC: &str = "spec.template.spec";
+
+/// A field of a known name held a value of the wrong type.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {message}")]
+pub struct ModelError {
+    /// The field, as KubeVirt writes it (`spec.template.spec.domain.devices.disks[1].name`).
+    pub path: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachine {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: VirtualMachineSpec,
+    #[serde(default)]
+    pub status: Option<VirtualMachineStatus>,
+}
+
+impl VirtualMachine {
+    /// Builds the typed view from a document already known to be a VirtualMachine.
+    pub fn from_value(value: &Value) -> Result<Self, ModelError> {
+        let mut vm: VirtualMachine =
+            serde_path_to_error::deserialize(value).map_err(|err| ModelError {
+                path: path_to_kubevirt(err.path()),
+                message: err.inner().to_string(),
+            })?;
+        vm.record_unknown_volume_sources(value);
+        Ok(vm)
+    }
+
+    /// The template's VMI spec, or an empty one when the template is missing.
+    pub fn template_spec(&self) -> &VmiSpec {
+        static EMPTY: std::sync::OnceLock<VmiSpec> = std::sync::OnceLock::new();
+        self.spec
+            .template
+            .as_ref()
+            .and_then(|t| t.spec.as_ref())
+            .unwrap_or_else(|| EMPTY.get_or_init(VmiSpec::default))
+    }
+
+    /// Volume keys this model does not know (a newer KubeVirt's source kinds), so that the
+    /// rules can treat such a volume as "has a source we cannot judge" instead of "no source".
+    fn record_unknown_volume_sources(&mut self, value: &Value) {
+        let raw_volumes = value
+            .pointer("/spec/template/spec/volumes")
+            .and_then(Value::as_array);
+        let (Some(raw_volumes), Some(spec)) = (
+            raw_volumes,
+            self.spec.template.as_mut().and_then(|t| t.spec.as_mut()),
+        ) else {
+            return;
+        };
+        for (volume, raw) in spec.volumes.iter_mut().zip(raw_volumes) {
+            if let Some(map) = raw.as_object() {
+                volume.unknown_sources = map
+                    .iter()
+                    .filter(|(k, v)| {
+                        !v.is_null() && k.as_str() != "name" && !KNOWN_SOURCES.contains(&k.as_str())
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+            }
+        }
+    }
+
+    pub fn name(&self) -> Option<&str> {
+        self.metadata.name.as_deref()
+    }
+}
+
+/// serde_path_to_error writes `a.b[1].c`, which is how KubeVirt writes paths already; only the
+/// root (`.`) needs a name.
+fn path_to_kubevirt(path: &serde_path_to_error::Path) -> String {
+    let text = path.to_string();
+    if text == "." {
+        "(document)".to_string()
+    } else {
+        text
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ObjectMeta {
+    pub name: Option<String>,
+    pub generate_name: Option<String>,
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    pub deletion_timestamp: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineSpec {
+    pub running: Option<bool>,
+    pub run_strategy: Option<String>,
+    pub template: Option<VmiTemplate>,
+    #[serde(default)]
+    pub data_volume_templates: Vec<DataVolumeTemplate>,
+    pub instancetype: Option<Matcher>,
+    pub preference: Option<Matcher>,
+}
+
+/// The run strategies KubeVirt accepts (`v1.VirtualMachineRunStrategy`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStrategy {
+    Always,
+    RerunOnFailure,
+    Halted,
+    Manual,
+    Once,
+    WaitAsReceiver,
+}
+
+impl RunStrategy {
+    pub const ALL: [RunStrategy; 6] = [
+        RunStrategy::Always,
+        RunStrategy::RerunOnFailure,
+        RunStrategy::Halted,
+        RunStrategy::Manual,
+        RunStrategy::Once,
+        RunStrategy::WaitAsReceiver,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStrategy::Always => "Always",
+            RunStrategy::RerunOnFailure => "RerunOnFailure",
+            RunStrategy::Halted => "Halted",
+            RunStrategy::Manual => "Manual",
+            RunStrategy::Once => "Once",
+            RunStrategy::WaitAsReceiver => "WaitAsReceiver",
+        }
+    }
+
+    /// Exact, case-sensitive, as the API server's enum validation is.
+    pub fn parse(text: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+
+    /// The strategy that means what the deprecated `spec.running` meant.
+    pub fn from_running(running: bool) -> Self {
+        if running {
+            RunStrategy::Always
+        } else {
+            RunStrategy::Halted
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Matcher {
+    pub name: Option<String>,
+    pub kind: Option<String>,
+    pub infer_from_volume: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmiTemplate {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    pub spec: Option<VmiSpec>,
+}
+
+/// `v1.VirtualMachineInstanceSpec`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VmiSpec {
+    #[serde(default)]
+    pub domain: DomainSpec,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    #[serde(default)]
+    pub networks: Vec<Network>,
+    #[serde(default)]
+    pub node_selector: BTreeMap<String, String>,
+    pub affinity: Option<k8s_openapi::api::core::v1::Affinity>,
+    #[serde(default)]
+    pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
+    #[serde(default)]
+    pub access_credentials: Vec<AccessCredential>,
+    pub priority_class_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DomainSpec {
+    #[serde(default)]
+    pub devices: Devices,
+    pub cpu: Option<Cpu>,
+    pub memory: Option<Memory>,
+    #[serde(default)]
+    pub resources: ResourceRequirements,
+    pub firmware: Option<Firmware>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Devices {
+    #[serde(default)]
+    pub disks: Vec<Disk>,
+    #[serde(default)]
+    pub interfaces: Vec<Interface>,
+    #[serde(default)]
+    pub filesystems: Vec<Filesystem>,
+    #[serde(default)]
+    pub gpus: Vec<Gpu>,
+    #[serde(default)]
+    pub host_devices: Vec<HostDevice>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Disk {
+    #[serde(default)]
+    pub name: String,
+    /// Signed so that `0` and negative values reach the `boot-order-invalid` rule.
+    pub boot_order: Option<i64>,
+    pub disk: Option<Value>,
+    pub cdrom: Option<Value>,
+    pub lun: Option<Value>,
+}
+
+impl Disk {
+    pub fn is_cdrom(&self) -> bool {
+        self.cdrom.is_some()
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Interface {
+    #[serde(default)]
+    pub name: String,
+    pub boot_order: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Filesystem {
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Gpu {
+    #[serde(default)]
+    pub name: String,
+    pub device_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostDevice {
+    #[serde(default)]
+    pub name: String,
+    pub device_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cpu {
+    pub cores: Option<u32>,
+    pub sockets: Option<u32>,
+    pub threads: Option<u32>,
+    pub model: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Memory {
+    pub guest: Option<QuantityText>,
+    pub max_guest: Option<QuantityText>,
+    pub hugepages: Option<Hugepages>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Hugepages {
+    pub page_size: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ResourceRequirements {
+    #[serde(default)]
+    pub requests: BTreeMap<String, QuantityText>,
+    #[serde(default)]
+    pub limits: BTreeMap<String, QuantityText>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Firmware {
+    pub kernel_boot: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Network {
+    #[serde(default)]
+    pub name: String,
+    pub pod: Option<Value>,
+    pub multus: Option<MultusNetwork>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MultusNetwork {
+    pub network_name: Option<String>,
+    pub default: Option<bool>,
+}
+
+/// Keys of `v1.Volume` other than `name`: each is one source kind.
+pub const KNOWN_SOURCES: &[&str] = &[
+    "cloudInitConfigDrive",
+    "cloudInitNoCloud",
+    "configMap",
+    "containerDisk",
+    "containerPath",
+    "dataVolume",
+    "downwardAPI",
+    "downwardMetrics",
+    "emptyDisk",
+    "ephemeral",
+    "hostDisk",
+    "memoryDump",
+    "persistentVolumeClaim",
+    "secret",
+    "serviceAccount",
+    "sysprep",
+];
+
+/// `v1.Volume`: a name and (exactly one of) its sources.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Volume {
+    #[serde(default)]
+    pub name: String,
+    pub cloud_init_config_drive: Option<CloudInitSource>,
+    pub cloud_init_no_cloud: Option<CloudInitSource>,
+    pub config_map: Option<ConfigMapSource>,
+    pub container_disk: Option<ContainerDiskSource>,
+    pub container_path: Option<Value>,
+    pub data_volume: Option<DataVolumeSource>,
+    #[serde(rename = "downwardAPI")]
+    pub downward_api: Option<Value>,
+    pub downward_metrics: Option<Value>,
+    pub empty_disk: Option<EmptyDiskSource>,
+    pub ephemeral: Option<EphemeralSource>,
+    pub host_disk: Option<HostDiskSource>,
+    pub memory_dump: Option<ClaimSource>,
+    pub persistent_volume_claim: Option<ClaimSource>,
+    pub secret: Option<SecretSource>,
+    pub service_account: Option<ServiceAccountSource>,
+    pub sysprep: Option<SysprepSource>,
+    /// Non-null keys that are neither `name` nor a known source (filled by `from_value`).
+    #[serde(skip)]
+    pub unknown_sources: Vec<String>,
+}
+
+/// What a volume's source says about booting from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bootability {
+    /// Can hold an operating system image.
+    Bootable,
+    /// Generated or blank content (cloud-init, secrets, an empty disk): never an OS.
+    NotBootable,
+    /// A source this tool cannot judge (no source, several, or one it does not know).
+    Unknown,
+}
+
+impl Volume {
+    /// The known source kinds that are set, by their JSON names.
+    pub fn sources(&self) -> Vec<&'static str> {
+        let present = [
+            self.cloud_init_config_drive.is_some(),
+            self.cloud_init_no_cloud.is_some(),
+            self.config_map.is_some(),
+            self.container_disk.is_some(),
+            self.container_path.is_some(),
+            self.data_volume.is_some(),
+            self.downward_api.is_some(),
+            self.downward_metrics.is_some(),
+            self.empty_disk.is_some(),
+            self.ephemeral.is_some(),
+            self.host_disk.is_some(),
+            self.memory_dump.is_some(),
+            self.persistent_volume_claim.is_some(),
+            self.secret.is_some(),
+            self.service_account.is_some(),
+            self.sysprep.is_some(),
+        ];
+        KNOWN_SOURCES
+            .iter()
+            .zip(present)
+            .filter_map(|(name, set)| set.then_some(*name))
+            .collect()
+    }
+
+    /// The single source kind, when there is exactly one known source and nothing unknown.
+    pub fn single_source(&self) -> Option<&'static str> {
+        match (self.sources().as_slice(), self.unknown_sources.is_empty()) {
+            ([one], true) => Some(one),
+            _ => None,
+        }
+    }
+
+    pub fn bootability(&self) -> Bootability {
+        match self.single_source() {
+            Some(
+                "containerDisk" | "persistentVolumeClaim" | "dataVolume" | "ephemeral" | "hostDisk",
+            ) => Bootability::Bootable,
+            Some(
+                "cloudInitNoCloud" | "cloudInitConfigDrive" | "secret" | "configMap"
+                | "serviceAccount" | "downwardAPI" | "downwardMetrics" | "sysprep" | "emptyDisk",
+            ) => Bootability::NotBootable,
+            _ => Bootability::Unknown,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LocalObjectReference {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CloudInitSource {
+    pub secret_ref: Option<LocalObjectReference>,
+    pub network_data_secret_ref: Option<LocalObjectReference>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConfigMapSource {
+    pub name: Option<String>,
+    pub optional: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretSource {
+    pub secret_name: Option<String>,
+    pub optional: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountSource {
+    pub service_account_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SysprepSource {
+    pub secret: Option<LocalObjectReference>,
+    pub config_map: Option<LocalObjectReference>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContainerDiskSource {
+    pub image: Option<String>,
+    pub image_pull_policy: Option<String>,
+    pub image_pull_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataVolumeSource {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClaimSource {
+    pub claim_name: Option<String>,
+    pub read_only: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EphemeralSource {
+    pub persistent_volume_claim: Option<ClaimSource>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EmptyDiskSource {
+    pub capacity: Option<QuantityText>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HostDiskSource {
+    pub path: Option<String>,
+    pub capacity: Option<QuantityText>,
+}
+
+/// `v1.AccessCredential`: the Secrets it names are what the cluster rules look up.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AccessCredential {
+    pub ssh_public_key: Option<CredentialSource>,
+    pub user_password: Option<CredentialSource>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialSource {
+    pub source: Option<CredentialSecretSource>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialSecretSource {
+    pub secret: Option<CredentialSecret>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CredentialSecret {
+    pub secret_name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataVolumeTemplate {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: DataVolumeSpec,
+}
+
+/// CDI `v1beta1.DataVolumeSpec`, the parts the rules read.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataVolumeSpec {
+    pub pvc: Option<StorageSpec>,
+    pub storage: Option<StorageSpec>,
+    pub source: Option<DataVolumeSourceSpec>,
+    pub source_ref: Option<Value>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageSpec {
+    #[serde(default)]
+    pub access_modes: Vec<String>,
+    pub storage_class_name: Option<String>,
+    #[serde(default)]
+    pub resources: ResourceRequirements,
+}
+
+/// CDI import sources; each may name a Secret and a ConfigMap.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DataVolumeSourceSpec {
+    pub http: Option<ImportSource>,
+    pub registry: Option<ImportSource>,
+    pub s3: Option<ImportSource>,
+    pub gcs: Option<ImportSource>,
+    pub imageio: Option<ImportSource>,
+    pub vddk: Option<ImportSource>,
+    pub pvc: Option<Value>,
+    pub blank: Option<Value>,
+    pub upload: Option<Value>,
+    pub snapshot: Option<Value>,
+}
+
+impl DataVolumeSourceSpec {
+    /// Each import source that is set, with its JSON name.
+    pub fn imports(&self) -> impl Iterator<Item = (&'static str, &ImportSource)> {
+        [
+            ("http", &self.http),
+            ("registry", &self.registry),
+            ("s3", &self.s3),
+            ("gcs", &self.gcs),
+            ("imageio", &self.imageio),
+            ("vddk", &self.vddk),
+        ]
+        .into_iter()
+        .filter_map(|(name, source)| source.as_ref().map(|s| (name, s)))
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportSource {
+    pub secret_ref: Option<String>,
+    pub cert_config_map: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VirtualMachineStatus {
+    pub printable_status: Option<String>,
+    #[serde(default)]
+    pub conditions: Vec<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn wrong_type_names_the_field() {
+        let doc = json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "spec": {"template": {"spec": {"domain": {"devices": {"disks": [
+                {"name": "a"}, {"name": "b", "bootOrder": "first"}
+            ]}}}}}
+        });
+        let err = VirtualMachine::from_value(&doc).unwrap_err();
+        assert_eq!(err.path, "spec.template.spec.domain.devices.disks[1].bootOrder");
+        assert!(err.message.contains("invalid type"), "{}", err.message);
+    }
+
+    #[test]
+    fn unknown_fields_are_tolerated_and_unknown_sources_recorded() {
+        let doc = json!({
+            "metadata": {"name": "x", "somethingNew": 1},
+            "spec": {"template": {"spec": {"volumes": [
+                {"name": "a", "futureSource": {"x": 1}},
+                {"name": "b", "containerDisk": {"image": "quay.io/x/y:1"}, "nothing": null}
+            ]}}}
+        });
+        let vm = VirtualMachine::from_value(&doc).unwrap();
+        let volumes = &vm.template_spec().volumes;
+        assert_eq!(volumes[0].unknown_sources, vec!["futureSource".to_string()]);
+        assert_eq!(volumes[0].bootability(), Bootability::Unknown);
+        assert!(volumes[1].unknown_sources.is_empty());
+        assert_eq!(volumes[1].bootability(), Bootability::Bootable);
+    }
+
+    #[test]
+    fn run_strategy_parse_is_exact() {
+        assert_eq!(RunStrategy::parse("Always"), Some(RunStrategy::Always));
+        assert_eq!(RunStrategy::parse("always"), None);
+        assert_eq!(RunStrategy::from_running(false), RunStrategy::Halted);
+    }
+}

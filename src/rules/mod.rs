@@ -1,0 +1,221 @@
+//! The rule engine: a registry of pure rules, each a function from a VM (and, for cluster
+//! rules, a cluster view) to findings. No rule does I/O; callers bring the data.
+//!
+//! One file per rule family. Each rule is one function that can only report its own ID: the
+//! engine hands it an [`Emitter`] bound to that ID and the registry's default severity.
+
+mod boot;
+mod context;
+mod image;
+mod network;
+mod registry;
+mod resources;
+mod run_strategy;
+mod volumes;
+
+use std::collections::BTreeSet;
+
+pub use context::{DiskOrigin, EffectiveDisk, VmContext};
+pub use registry::{REGISTRY, RuleId, RuleInfo, Scope, UnknownRuleId};
+
+use crate::finding::{Finding, MAX_MESSAGE_CHARS, ObjectRef, Severity, one_line};
+use crate::model::VirtualMachine;
+
+/// Annotation that turns rules off for one VM: `virt-preflight.io/skip: rule-a,rule-b`.
+pub const SKIP_ANNOTATION: &str = "virt-preflight.io/skip";
+
+/// Signature every rule has.
+pub type CheckFn = fn(&VmContext<'_>, &mut Emitter<'_>);
+
+/// Collects one rule's findings.
+pub struct Emitter<'a> {
+    rule: RuleId,
+    severity: Severity,
+    object: &'a ObjectRef,
+    findings: &'a mut Vec<Finding>,
+}
+
+impl Emitter<'_> {
+    /// Reports a finding at `path`; returns it so that a fix can be attached.
+    pub fn emit(&mut self, path: impl Into<String>, message: impl AsRef<str>) -> &mut Finding {
+        self.findings.push(Finding {
+            rule: self.rule,
+            severity: self.severity,
+            object: self.object.clone(),
+            path: path.into(),
+            message: one_line(message.as_ref(), MAX_MESSAGE_CHARS),
+            fix: None,
+        });
+        self.findings.last_mut().expect("just pushed")
+    }
+}
+
+/// What the engine found for one VM.
+#[derive(Debug, Clone, Default)]
+pub struct Evaluation {
+    pub findings: Vec<Finding>,
+    /// Rules the VM's skip annotation turned off (and which were not evaluated).
+    pub skipped: Vec<RuleId>,
+    /// Entries of the skip annotation that name no rule (reported, otherwise ignored).
+    pub unknown_skips: Vec<String>,
+}
+
+/// The rules named by the VM's skip annotation, and the entries that name none.
+pub fn skip_list(vm: &VirtualMachine) -> (BTreeSet<RuleId>, Vec<String>) {
+    let mut skipped = BTreeSet::new();
+    let mut unknown = Vec::new();
+    if let Some(text) = vm.metadata.annotations.get(SKIP_ANNOTATION) {
+        for entry in text.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            match entry.parse::<RuleId>() {
+                Ok(id) => {
+                    skipped.insert(id);
+                }
+                Err(_) => unknown.push(entry.to_string()),
+            }
+        }
+    }
+    (skipped, unknown)
+}
+
+/// Runs every registered rule on one VM.
+pub fn evaluate(vm: &VirtualMachine, object: &ObjectRef) -> Evaluation {
+    let context = VmContext::new(vm);
+    evaluate_in(&context, object)
+}
+
+/// Runs every registered rule on a prepared context.
+pub fn evaluate_in(context: &VmContext<'_>, object: &ObjectRef) -> Evaluation {
+    let (skipped, unknown_skips) = skip_list(context.vm);
+    let mut findings = Vec::new();
+    for rule in REGISTRY {
+        if skipped.contains(&rule.id) {
+            continue;
+        }
+        let mut emitter = Emitter {
+            rule: rule.id,
+            severity: rule.severity,
+            object,
+            findings: &mut findings,
+        };
+        (rule.check)(context, &mut emitter);
+    }
+    Evaluation {
+        findings,
+        skipped: skipped.into_iter().collect(),
+        unknown_skips,
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    //! Helpers for the rule families' tests: build a VM from JSON, run the engine, and
+    //! check which rules fired where.
+
+    use super::*;
+    use serde_json::Value;
+
+    pub fn vm(value: Value) -> VirtualMachine {
+        VirtualMachine::from_value(&value).expect("test VM must fit the model")
+    }
+
+    /// Every finding of the engine as (rule, path).
+    pub fn fired(value: Value) -> Vec<(RuleId, String)> {
+        findings(value)
+            .into_iter()
+            .map(|f| (f.rule, f.path))
+            .collect()
+    }
+
+    pub fn findings(value: Value) -> Vec<Finding> {
+        let vm = vm(value);
+        let object = ObjectRef {
+            kind: "VirtualMachine".into(),
+            namespace: "default".into(),
+            name: vm.metadata.name.clone(),
+        };
+        evaluate(&vm, &object).findings
+    }
+
+    /// A VM that KubeVirt runs: container disk, cloud-init, pod network, memory.
+    pub fn valid_vm() -> Value {
+        serde_json::json!({
+            "apiVersion": "kubevirt.io/v1",
+            "kind": "VirtualMachine",
+            "metadata": {"name": "testvm", "namespace": "default"},
+            "spec": {
+                "runStrategy": "Always",
+                "template": {"spec": {
+                    "domain": {
+                        "devices": {
+                            "disks": [
+                                {"name": "rootdisk", "disk": {"bus": "virtio"}},
+                                {"name": "cloudinit", "disk": {"bus": "virtio"}}
+                            ],
+                            "interfaces": [{"name": "default", "masquerade": {}}]
+                        },
+                        "memory": {"guest": "1Gi"},
+                        "resources": {"requests": {"memory": "1Gi", "cpu": "1"}, "limits": {"memory": "2Gi", "cpu": "2"}}
+                    },
+                    "networks": [{"name": "default", "pod": {}}],
+                    "volumes": [
+                        {"name": "rootdisk", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}},
+                        {"name": "cloudinit", "cloudInitNoCloud": {"userData": "#cloud-config"}}
+                    ]
+                }}
+            }
+        })
+    }
+
+    /// Applies a JSON merge-style edit to the valid VM: `edit(&mut value)`.
+    pub fn valid_vm_with(edit: impl FnOnce(&mut Value)) -> Value {
+        let mut value = valid_vm();
+        edit(&mut value);
+        value
+    }
+
+    pub fn spec(value: &mut Value) -> &mut Value {
+        &mut value["spec"]["template"]["spec"]
+    }
+
+    #[test]
+    fn valid_vm_is_clean() {
+        assert_eq!(fired(valid_vm()), vec![]);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::*;
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn skip_annotation_turns_rules_off_and_reports_unknown_entries() {
+        let value = valid_vm_with(|vm| {
+            vm["spec"]["running"] = json!(true);
+            vm["metadata"]["annotations"] =
+                json!({SKIP_ANNOTATION: "run-strategy-conflict, no-such-rule"});
+        });
+        let vm = vm(value);
+        let object = ObjectRef {
+            kind: "VirtualMachine".into(),
+            namespace: "default".into(),
+            name: None,
+        };
+        let evaluation = evaluate(&vm, &object);
+        assert!(evaluation.findings.is_empty(), "{:?}", evaluation.findings);
+        assert_eq!(evaluation.skipped, vec![RuleId::RunStrategyConflict]);
+        assert_eq!(evaluation.unknown_skips, vec!["no-such-rule".to_string()]);
+    }
+
+    #[test]
+    fn every_message_is_one_short_line() {
+        let value = valid_vm_with(|vm| {
+            spec(vm)["domain"]["devices"]["disks"][0]["name"] = json!("x".repeat(300));
+        });
+        for finding in findings(value) {
+            assert!(finding.message.chars().count() <= MAX_MESSAGE_CHARS);
+            assert!(!finding.message.contains('\n'));
+        }
+    }
+}

@@ -1,0 +1,299 @@
+//! The rule registry: every rule's stable ID, default severity, scope and one-line description.
+//! IDs are a contract (RULES.md): never renamed, never reused.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use super::{CheckFn, boot, image, network, resources, run_strategy, volumes};
+use crate::finding::Severity;
+
+/// Every rule ID of RULES.md that this build implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuleId {
+    RunStrategyConflict,
+    RunStrategyInvalid,
+    RunningDeprecated,
+    DiskWithoutVolume,
+    CdromWithoutVolume,
+    DatavolumeTemplateUnused,
+    DuplicateName,
+    VolumeSourceInvalid,
+    BootOrderInvalid,
+    BootOrderDuplicate,
+    BootOrderNonBootable,
+    BootOrderMissing,
+    NoBootableDisk,
+    InterfaceWithoutNetwork,
+    NetworkWithoutInterface,
+    MemoryMissing,
+    RequestsExceedLimits,
+    GuestMemoryExceedsLimit,
+    QuantityInvalid,
+    ImageReferenceInvalid,
+    ImageTagLatest,
+}
+
+impl RuleId {
+    pub fn info(self) -> &'static RuleInfo {
+        REGISTRY
+            .iter()
+            .find(|rule| rule.id == self)
+            .expect("every RuleId has a registry entry (tested)")
+    }
+
+    pub fn as_str(self) -> &'static str {
+        self.info().name
+    }
+}
+
+impl fmt::Display for RuleId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown rule ID {0:?} (see `virt-preflight rules`)")]
+pub struct UnknownRuleId(pub String);
+
+impl FromStr for RuleId {
+    type Err = UnknownRuleId;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        REGISTRY
+            .iter()
+            .find(|rule| rule.name == text)
+            .map(|rule| rule.id)
+            .ok_or_else(|| UnknownRuleId(text.to_string()))
+    }
+}
+
+/// What a rule needs to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// The manifest alone.
+    Spec,
+    /// The manifest and a view of the cluster.
+    Cluster,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Spec => "spec",
+            Scope::Cluster => "cluster",
+        }
+    }
+}
+
+/// One registry entry.
+#[derive(Serialize)]
+pub struct RuleInfo {
+    #[serde(skip)]
+    pub id: RuleId,
+    #[serde(rename = "id")]
+    pub name: &'static str,
+    pub severity: Severity,
+    pub scope: Scope,
+    pub description: &'static str,
+    #[serde(skip)]
+    pub check: CheckFn,
+}
+
+const fn spec_rule(
+    id: RuleId,
+    name: &'static str,
+    severity: Severity,
+    description: &'static str,
+    check: CheckFn,
+) -> RuleInfo {
+    RuleInfo {
+        id,
+        name,
+        severity,
+        scope: Scope::Spec,
+        description,
+        check,
+    }
+}
+
+use RuleId::*;
+use Severity::{Error, Warning};
+
+/// Every rule, in the order RULES.md lists them (and the order findings come out).
+pub static REGISTRY: &[RuleInfo] = &[
+    spec_rule(
+        RunStrategyConflict,
+        "run-strategy-conflict",
+        Error,
+        "spec.running and spec.runStrategy are both set",
+        run_strategy::conflict,
+    ),
+    spec_rule(
+        RunStrategyInvalid,
+        "run-strategy-invalid",
+        Error,
+        "spec.runStrategy is not Always, RerunOnFailure, Halted, Manual, Once or WaitAsReceiver",
+        run_strategy::invalid,
+    ),
+    spec_rule(
+        RunningDeprecated,
+        "running-deprecated",
+        Warning,
+        "spec.running is deprecated; the fix replaces it with spec.runStrategy",
+        run_strategy::running_deprecated,
+    ),
+    spec_rule(
+        DiskWithoutVolume,
+        "disk-without-volume",
+        Error,
+        "a disk or filesystem names no volume",
+        volumes::disk_without_volume,
+    ),
+    spec_rule(
+        CdromWithoutVolume,
+        "cdrom-without-volume",
+        Warning,
+        "a cdrom disk names no volume (an empty CD-ROM needs the DeclarativeHotplugVolumes gate)",
+        volumes::cdrom_without_volume,
+    ),
+    spec_rule(
+        DatavolumeTemplateUnused,
+        "datavolume-template-unused",
+        Error,
+        "a dataVolumeTemplates entry is used by no volume (KubeVirt rejects it)",
+        volumes::datavolume_template_unused,
+    ),
+    spec_rule(
+        DuplicateName,
+        "duplicate-name",
+        Error,
+        "two disks, volumes, interfaces or networks share a name",
+        volumes::duplicate_name,
+    ),
+    spec_rule(
+        VolumeSourceInvalid,
+        "volume-source-invalid",
+        Error,
+        "a volume has no source or more than one",
+        volumes::volume_source_invalid,
+    ),
+    spec_rule(
+        BootOrderInvalid,
+        "boot-order-invalid",
+        Error,
+        "a bootOrder is below 1",
+        boot::boot_order_invalid,
+    ),
+    spec_rule(
+        BootOrderDuplicate,
+        "boot-order-duplicate",
+        Error,
+        "two devices (disks and interfaces) share a bootOrder",
+        boot::boot_order_duplicate,
+    ),
+    spec_rule(
+        BootOrderNonBootable,
+        "boot-order-non-bootable",
+        Error,
+        "the lowest bootOrder is on a disk whose volume cannot hold an OS",
+        boot::boot_order_non_bootable,
+    ),
+    spec_rule(
+        BootOrderMissing,
+        "boot-order-missing",
+        Warning,
+        "no bootOrder is set and the first disk cannot hold an OS",
+        boot::boot_order_missing,
+    ),
+    spec_rule(
+        NoBootableDisk,
+        "no-bootable-disk",
+        Error,
+        "no disk is backed by a bootable source and no interface has a bootOrder",
+        boot::no_bootable_disk,
+    ),
+    spec_rule(
+        InterfaceWithoutNetwork,
+        "interface-without-network",
+        Error,
+        "an interface names no network",
+        network::interface_without_network,
+    ),
+    spec_rule(
+        NetworkWithoutInterface,
+        "network-without-interface",
+        Error,
+        "a network is used by no interface",
+        network::network_without_interface,
+    ),
+    spec_rule(
+        MemoryMissing,
+        "memory-missing",
+        Error,
+        "no guest memory, hugepages, memory request or limit, and no instancetype",
+        resources::memory_missing,
+    ),
+    spec_rule(
+        RequestsExceedLimits,
+        "requests-exceed-limits",
+        Error,
+        "a CPU or memory request is above its limit",
+        resources::requests_exceed_limits,
+    ),
+    spec_rule(
+        GuestMemoryExceedsLimit,
+        "guest-memory-exceeds-limit",
+        Error,
+        "domain.memory.guest is above the memory limit",
+        resources::guest_memory_exceeds_limit,
+    ),
+    spec_rule(
+        QuantityInvalid,
+        "quantity-invalid",
+        Error,
+        "a CPU, memory or storage quantity is not a Kubernetes quantity",
+        resources::quantity_invalid,
+    ),
+    spec_rule(
+        ImageReferenceInvalid,
+        "image-reference-invalid",
+        Error,
+        "a containerDisk image is not a valid image reference",
+        image::image_reference_invalid,
+    ),
+    spec_rule(
+        ImageTagLatest,
+        "image-tag-latest",
+        Warning,
+        "a containerDisk image is untagged or :latest and not pulled Always",
+        image::image_tag_latest,
+    ),
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_serde_and_round_trip() {
+        for rule in REGISTRY {
+            let serialized = serde_json::to_value(rule.id).unwrap();
+            assert_eq!(serialized, serde_json::json!(rule.name));
+            assert_eq!(rule.name.parse::<RuleId>().unwrap(), rule.id);
+            assert_eq!(rule.id.info().name, rule.name);
+        }
+        assert!("no-such-rule".parse::<RuleId>().is_err());
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let mut names: Vec<_> = REGISTRY.iter().map(|r| r.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), REGISTRY.len());
+    }
+}
