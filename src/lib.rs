@@ -5,6 +5,11 @@
 //! ([`rules`]) → findings ([`finding`]) → a report ([`report`]) or, later, an admission
 //! response. See ARCHITECTURE.md.
 
+pub mod check;
+pub mod cli;
 pub mod finding;
+pub mod fix;
+pub mod manifest;
 pub mod model;
+pub mod report;
 pub mod rules;

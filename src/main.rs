@@ -1,1 +1,46 @@
-fn main(){}
+//! The `virt-preflight` binary: parses flags and hands over to the library.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use virt_preflight::cli::{self, CheckArgs, Exit, RulesFormat};
+
+#[derive(Parser)]
+#[command(
+    name = "virt-preflight",
+    version,
+    about = "Find what would leave a KubeVirt VirtualMachine stuck, before it is stored"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check VirtualMachine manifests (exit 0 clean, 1 findings, 2 bad input).
+    Check(CheckArgs),
+    /// List the rules: ID, default severity, scope, description.
+    Rules {
+        #[arg(short, long, value_enum, default_value_t = RulesFormat::Text)]
+        output: RulesFormat,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Check(args) => match cli::run_check(&args) {
+            Ok(exit) => exit.into(),
+            Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Exit::Clean.into(),
+            Err(err) => {
+                eprintln!("error: {err}");
+                Exit::InputError.into()
+            }
+        },
+        Command::Rules { output } => {
+            print!("{}", cli::rules_table(output));
+            Exit::Clean.into()
+        }
+    }
+}

@@ -439,8 +439,15 @@ impl Volume {
                 "containerDisk" | "persistentVolumeClaim" | "dataVolume" | "ephemeral" | "hostDisk",
             ) => Bootability::Bootable,
             Some(
-                "cloudInitNoCloud" | "cloudInitConfigDrive" | "secret" | "configMap"
-                | "serviceAccount" | "downwardAPI" | "downwardMetrics" | "sysprep" | "emptyDisk",
+                "cloudInitNoCloud"
+                | "cloudInitConfigDrive"
+                | "secret"
+                | "configMap"
+                | "serviceAccount"
+                | "downwardAPI"
+                | "downwardMetrics"
+                | "sysprep"
+                | "emptyDisk",
             ) => Bootability::NotBootable,
             _ => Bootability::Unknown,
         }
@@ -643,7 +650,10 @@ mod tests {
             ]}}}}}
         });
         let err = VirtualMachine::from_value(&doc).unwrap_err();
-        assert_eq!(err.path, "spec.template.spec.domain.devices.disks[1].bootOrder");
+        assert_eq!(
+            err.path,
+            "spec.template.spec.domain.devices.disks[1].bootOrder"
+        );
         assert!(err.message.contains("invalid type"), "{}", err.message);
     }
 

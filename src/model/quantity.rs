@@ -69,7 +69,9 @@ pub enum QuantityError {
     NoDigits,
     #[error("is not a number")]
     BadNumber,
-    #[error("has an unknown suffix {0:?} (use n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or an exponent)")]
+    #[error(
+        "has an unknown suffix {0:?} (use n, u, m, k, M, G, T, P, E, Ki, Mi, Gi, Ti, Pi, Ei or an exponent)"
+    )]
     BadSuffix(String),
     #[error("has an exponent out of range")]
     ExponentOutOfRange,
@@ -147,7 +149,7 @@ impl ParsedQuantity {
         if mantissa == 0 {
             return Self::ZERO;
         }
-        while mantissa % 10 == 0 {
+        while mantissa.is_multiple_of(10) {
             mantissa /= 10;
             exponent += 1;
         }
@@ -354,8 +356,13 @@ mod tests {
 
     #[test]
     fn rejects_what_kubernetes_rejects() {
-        for bad in ["", "Gi", "2GB", "2 Gi", "1.2.3", "abc", "1K", "1e", "1e+", "2gi", "0x10", "-"] {
-            assert!(ParsedQuantity::parse(bad).is_err(), "{bad:?} should not parse");
+        for bad in [
+            "", "Gi", "2GB", "2 Gi", "1.2.3", "abc", "1K", "1e", "1e+", "2gi", "0x10", "-",
+        ] {
+            assert!(
+                ParsedQuantity::parse(bad).is_err(),
+                "{bad:?} should not parse"
+            );
         }
     }
 

@@ -56,7 +56,8 @@ fn boots_a_kernel(cx: &VmContext<'_>) -> bool {
 
 fn bootability(disk: &EffectiveDisk<'_>) -> Bootability {
     // A disk without a volume is `disk-without-volume`'s; do not judge it twice.
-    disk.volume.map_or(Bootability::Unknown, |v| v.bootability())
+    disk.volume
+        .map_or(Bootability::Unknown, |v| v.bootability())
 }
 
 pub fn boot_order_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
@@ -271,7 +272,10 @@ mod tests {
         });
         assert_eq!(
             fired(broken),
-            vec![(NoBootableDisk, "spec.template.spec.domain.devices.disks".into())]
+            vec![(
+                NoBootableDisk,
+                "spec.template.spec.domain.devices.disks".into()
+            )]
         );
         let only_volumes = valid_vm_with(|vm| {
             spec(vm)["domain"]["devices"]["disks"] = json!([]);
@@ -295,7 +299,8 @@ mod tests {
         let value = valid_vm_with(|vm| {
             spec(vm)["domain"]["devices"]["disks"] = json!([]);
             spec(vm)["volumes"] = json!([]);
-            spec(vm)["domain"]["firmware"] = json!({"kernelBoot": {"container": {"image": "quay.io/x/k:1"}}});
+            spec(vm)["domain"]["firmware"] =
+                json!({"kernelBoot": {"container": {"image": "quay.io/x/k:1"}}});
         });
         assert_eq!(fired(value), vec![]);
     }

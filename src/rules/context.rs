@@ -52,7 +52,9 @@ impl<'a> VmContext<'a> {
         let spec = vm.template_spec();
         let mut volumes = HashMap::with_capacity(spec.volumes.len());
         for (index, volume) in spec.volumes.iter().enumerate() {
-            volumes.entry(volume.name.as_str()).or_insert((index, volume));
+            volumes
+                .entry(volume.name.as_str())
+                .or_insert((index, volume));
         }
         let devices = &spec.domain.devices;
         let mut disks: Vec<EffectiveDisk<'a>> = devices
@@ -106,7 +108,8 @@ mod tests {
                 .as_array_mut()
                 .unwrap()
                 .push(json!({"name": "extra", "emptyDisk": {"capacity": "1Gi"}}));
-            spec(vm)["domain"]["devices"]["filesystems"] = json!([{"name": "shared", "virtiofs": {}}]);
+            spec(vm)["domain"]["devices"]["filesystems"] =
+                json!([{"name": "shared", "virtiofs": {}}]);
             spec(vm)["volumes"]
                 .as_array_mut()
                 .unwrap()
@@ -116,7 +119,10 @@ mod tests {
         let context = VmContext::new(&vm);
         let names: Vec<_> = context.disks.iter().map(|d| d.name).collect();
         assert_eq!(names, vec!["rootdisk", "cloudinit", "extra"]);
-        assert_eq!(context.disks[2].origin, DiskOrigin::Defaulted { volume_index: 2 });
+        assert_eq!(
+            context.disks[2].origin,
+            DiskOrigin::Defaulted { volume_index: 2 }
+        );
         assert_eq!(context.disks[2].path(), "spec.template.spec.volumes[2]");
     }
 }

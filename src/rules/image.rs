@@ -39,7 +39,10 @@ pub fn image_reference_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     for (path, disk) in container_disks(cx) {
         match disk.image.as_deref() {
             None | Some("") => {
-                out.emit(path, "containerDisk has no image: set image to a registry reference");
+                out.emit(
+                    path,
+                    "containerDisk has no image: set image to a registry reference",
+                );
             }
             Some(image) => {
                 if let Err(err) = image.parse::<Reference>() {
@@ -105,7 +108,13 @@ mod tests {
 
     #[test]
     fn image_reference_invalid() {
-        for bad in ["Quay.io/Fedora/Fedora:41", "quay.io/x/y:", "quay.io//y", "quay.io/x/y:tag with space", ""] {
+        for bad in [
+            "Quay.io/Fedora/Fedora:41",
+            "quay.io/x/y:",
+            "quay.io//y",
+            "quay.io/x/y:tag with space",
+            "",
+        ] {
             assert_eq!(
                 fired(with_image(bad, None)),
                 vec![(ImageReferenceInvalid, PATH.into())],
@@ -141,7 +150,11 @@ mod tests {
             ("quay.io/containerdisks/fedora:latest", None),
             ("quay.io/containerdisks/fedora:41", Some("IfNotPresent")),
         ] {
-            assert_eq!(fired(with_image(image, policy)), vec![], "{image} {policy:?}");
+            assert_eq!(
+                fired(with_image(image, policy)),
+                vec![],
+                "{image} {policy:?}"
+            );
         }
         let pinned = format!("quay.io/x/y@sha256:{}", "a".repeat(64));
         assert_eq!(fired(with_image(&pinned, Some("IfNotPresent"))), vec![]);

@@ -78,8 +78,10 @@ pub fn guest_memory_exceeds_limit(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 fn quantities<'a>(cx: &VmContext<'a>) -> Vec<(String, &'a QuantityText)> {
     let mut found = Vec::new();
     let mut requirements = |prefix: &str, resources: &'a ResourceRequirements| {
-        let maps: [(&str, &'a BTreeMap<String, QuantityText>); 2] =
-            [("requests", &resources.requests), ("limits", &resources.limits)];
+        let maps: [(&str, &'a BTreeMap<String, QuantityText>); 2] = [
+            ("requests", &resources.requests),
+            ("limits", &resources.limits),
+        ];
         for (field, map) in maps {
             for (key, quantity) in map {
                 found.push((key_path(&format!("{prefix}.{field}"), key), quantity));
@@ -92,7 +94,10 @@ fn quantities<'a>(cx: &VmContext<'a>) -> Vec<(String, &'a QuantityText)> {
         &domain.resources,
     );
     for (index, template) in cx.vm.spec.data_volume_templates.iter().enumerate() {
-        for (field, storage) in [("pvc", &template.spec.pvc), ("storage", &template.spec.storage)] {
+        for (field, storage) in [
+            ("pvc", &template.spec.pvc),
+            ("storage", &template.spec.storage),
+        ] {
             if let Some(storage) = storage {
                 requirements(
                     &format!("spec.dataVolumeTemplates[{index}].spec.{field}.resources"),
@@ -110,8 +115,14 @@ fn quantities<'a>(cx: &VmContext<'a>) -> Vec<(String, &'a QuantityText)> {
     }
     for (index, volume) in cx.spec.volumes.iter().enumerate() {
         let capacities = [
-            ("emptyDisk", volume.empty_disk.as_ref().and_then(|d| d.capacity.as_ref())),
-            ("hostDisk", volume.host_disk.as_ref().and_then(|d| d.capacity.as_ref())),
+            (
+                "emptyDisk",
+                volume.empty_disk.as_ref().and_then(|d| d.capacity.as_ref()),
+            ),
+            (
+                "hostDisk",
+                volume.host_disk.as_ref().and_then(|d| d.capacity.as_ref()),
+            ),
         ];
         for (source, capacity) in capacities {
             if let Some(capacity) = capacity {
@@ -157,7 +168,10 @@ mod tests {
         });
         assert_eq!(
             fired(broken),
-            vec![(MemoryMissing, "spec.template.spec.domain.memory.guest".into())]
+            vec![(
+                MemoryMissing,
+                "spec.template.spec.domain.memory.guest".into()
+            )]
         );
         for (what, edit) in [
             ("request", json!({"requests": {"memory": "1Gi"}})),
@@ -239,7 +253,10 @@ mod tests {
         let storage = valid_vm_with(|vm| {
             vm["spec"]["dataVolumeTemplates"] = json!([{"metadata": {"name": "d"},
                 "spec": {"storage": {"resources": {"requests": {"storage": "10 Gi"}}}}}]);
-            spec(vm)["volumes"].as_array_mut().unwrap().push(json!({"name": "d", "dataVolume": {"name": "d"}}));
+            spec(vm)["volumes"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "d", "dataVolume": {"name": "d"}}));
         });
         assert_eq!(
             fired(storage),

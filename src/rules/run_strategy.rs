@@ -1,7 +1,7 @@
 //! `spec.running` and `spec.runStrategy`.
 
-use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
 use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, Patch, PatchOperation, RemoveOperation};
 use serde_json::Value;
 
 use super::{Emitter, VmContext};
@@ -35,7 +35,10 @@ pub fn invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         let valid: Vec<_> = RunStrategy::ALL.iter().map(|s| s.as_str()).collect();
         out.emit(
             "spec.runStrategy",
-            format!("runStrategy {strategy:?} is not one of {}", valid.join(", ")),
+            format!(
+                "runStrategy {strategy:?} is not one of {}",
+                valid.join(", ")
+            ),
         );
     }
 }
@@ -110,7 +113,14 @@ mod tests {
             fired(without_strategy(None, Some("always"))),
             vec![(RunStrategyInvalid, "spec.runStrategy".into())]
         );
-        for ok in ["Always", "RerunOnFailure", "Halted", "Manual", "Once", "WaitAsReceiver"] {
+        for ok in [
+            "Always",
+            "RerunOnFailure",
+            "Halted",
+            "Manual",
+            "Once",
+            "WaitAsReceiver",
+        ] {
             assert_eq!(fired(without_strategy(None, Some(ok))), vec![], "{ok}");
         }
     }

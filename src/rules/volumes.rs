@@ -176,7 +176,8 @@ mod tests {
     #[test]
     fn filesystem_without_volume() {
         let broken = valid_vm_with(|vm| {
-            spec(vm)["domain"]["devices"]["filesystems"] = json!([{"name": "shared", "virtiofs": {}}]);
+            spec(vm)["domain"]["devices"]["filesystems"] =
+                json!([{"name": "shared", "virtiofs": {}}]);
         });
         assert_eq!(
             fired(broken),
@@ -186,7 +187,8 @@ mod tests {
             )]
         );
         let fixed = valid_vm_with(|vm| {
-            spec(vm)["domain"]["devices"]["filesystems"] = json!([{"name": "shared", "virtiofs": {}}]);
+            spec(vm)["domain"]["devices"]["filesystems"] =
+                json!([{"name": "shared", "virtiofs": {}}]);
             spec(vm)["volumes"]
                 .as_array_mut()
                 .unwrap()
@@ -294,7 +296,9 @@ mod tests {
             spec(vm)["volumes"][1] = json!({"name": "cloudinit"});
         });
         let fired_none = fired(none);
-        assert!(fired_none.contains(&(VolumeSourceInvalid, "spec.template.spec.volumes[1]".into())));
+        assert!(
+            fired_none.contains(&(VolumeSourceInvalid, "spec.template.spec.volumes[1]".into()))
+        );
         let two = valid_vm_with(|vm| {
             spec(vm)["volumes"][1]["secret"] = json!({"secretName": "s"});
         });

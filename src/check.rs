@@ -1,0 +1,223 @@
+//! `check`: parsed documents in, a report out. Pure apart from what the caller reads.
+
+use serde_json::Value;
+
+use crate::finding::{Finding, ObjectRef, Severity};
+use crate::manifest::{Document, InputError, Parsed, Source};
+use crate::model::VirtualMachine;
+use crate::rules::{self, Evaluation};
+
+/// Settings that change how objects are read, not which rules run.
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    /// Namespace of a VM whose manifest names none (kubectl's context namespace).
+    pub default_namespace: String,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            default_namespace: "default".to_string(),
+        }
+    }
+}
+
+/// A checked VirtualMachine.
+#[derive(Debug, Clone)]
+pub struct VmReport {
+    pub source: Source,
+    pub object: ObjectRef,
+    pub evaluation: Evaluation,
+}
+
+/// What became of one document of the input.
+#[derive(Debug, Clone)]
+pub enum Outcome {
+    Vm(Box<VmReport>),
+    /// Not a VirtualMachine: counted, not checked.
+    Skipped {
+        source: Source,
+        kind: String,
+    },
+    Invalid(InputError),
+}
+
+/// One document, kept whole so that `--fix` can print it again.
+#[derive(Debug, Clone)]
+pub struct CheckedDocument {
+    pub value: Option<Value>,
+    pub outcome: Outcome,
+}
+
+/// Counts for the summary line and the JSON `summary`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Summary {
+    /// VirtualMachines checked.
+    pub objects: usize,
+    pub errors: usize,
+    pub warnings: usize,
+    /// Documents that are not VirtualMachines.
+    pub skipped: usize,
+    pub input_errors: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CheckReport {
+    pub documents: Vec<CheckedDocument>,
+}
+
+impl CheckReport {
+    pub fn vms(&self) -> impl Iterator<Item = &VmReport> {
+        self.documents.iter().filter_map(|d| match &d.outcome {
+            Outcome::Vm(vm) => Some(vm.as_ref()),
+            _ => None,
+        })
+    }
+
+    pub fn findings(&self) -> impl Iterator<Item = (&VmReport, &Finding)> {
+        self.vms()
+            .flat_map(|vm| vm.evaluation.findings.iter().map(move |f| (vm, f)))
+    }
+
+    pub fn input_errors(&self) -> impl Iterator<Item = &InputError> {
+        self.documents.iter().filter_map(|d| match &d.outcome {
+            Outcome::Invalid(err) => Some(err),
+            _ => None,
+        })
+    }
+
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for document in &self.documents {
+            match &document.outcome {
+                Outcome::Vm(vm) => {
+                    summary.objects += 1;
+                    for finding in &vm.evaluation.findings {
+                        match finding.severity {
+                            Severity::Error => summary.errors += 1,
+                            Severity::Warning => summary.warnings += 1,
+                        }
+                    }
+                }
+                Outcome::Skipped { .. } => summary.skipped += 1,
+                Outcome::Invalid(_) => summary.input_errors += 1,
+            }
+        }
+        summary
+    }
+}
+
+/// Checks every parsed document.
+pub fn check_all(parsed: impl IntoIterator<Item = Parsed>, options: &CheckOptions) -> CheckReport {
+    CheckReport {
+        documents: parsed
+            .into_iter()
+            .map(|document| match document {
+                Ok(document) => check_document(document, options),
+                Err(err) => CheckedDocument {
+                    value: None,
+                    outcome: Outcome::Invalid(err),
+                },
+            })
+            .collect(),
+    }
+}
+
+/// The object a VM manifest describes, with the namespace it will land in.
+pub fn object_ref(vm: &VirtualMachine, default_namespace: &str) -> ObjectRef {
+    ObjectRef {
+        kind: "VirtualMachine".to_string(),
+        namespace: vm
+            .metadata
+            .namespace
+            .clone()
+            .filter(|ns| !ns.is_empty())
+            .unwrap_or_else(|| default_namespace.to_string()),
+        name: vm.metadata.name.clone().filter(|n| !n.is_empty()),
+    }
+}
+
+pub fn check_document(document: Document, options: &CheckOptions) -> CheckedDocument {
+    if !document.is_virtual_machine() {
+        let kind = document.kind().unwrap_or("(no kind)").to_string();
+        return CheckedDocument {
+            outcome: Outcome::Skipped {
+                source: document.source,
+                kind,
+            },
+            value: Some(document.value),
+        };
+    }
+    let outcome = match VirtualMachine::from_value(&document.value) {
+        Ok(vm) => {
+            let object = object_ref(&vm, &options.default_namespace);
+            let evaluation = rules::evaluate(&vm, &object);
+            Outcome::Vm(Box::new(VmReport {
+                source: document.source,
+                object,
+                evaluation,
+            }))
+        }
+        Err(err) => Outcome::Invalid(InputError::in_document(
+            &document.source,
+            Some(err.path),
+            err.message,
+        )),
+    };
+    CheckedDocument {
+        value: Some(document.value),
+        outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_text;
+    use std::sync::Arc;
+
+    #[test]
+    fn counts_vms_others_and_errors() {
+        let text = "\
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: c}
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: vm1}
+spec:
+  running: true
+  template:
+    spec:
+      domain: {devices: {}, memory: {guest: 1Gi}}
+      volumes: [{name: root, containerDisk: {image: quay.io/x/y:1}}]
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: vm2}
+spec: {running: maybe}
+";
+        let report = check_all(
+            parse_text(&Arc::from("t.yaml"), text),
+            &CheckOptions::default(),
+        );
+        let summary = report.summary();
+        assert_eq!(
+            summary,
+            Summary {
+                objects: 1,
+                errors: 0,
+                warnings: 1,
+                skipped: 1,
+                input_errors: 1
+            }
+        );
+        let err = report.input_errors().next().unwrap();
+        assert_eq!(err.field.as_deref(), Some("spec.running"));
+        assert_eq!(err.document, Some(3));
+        let (vm, _) = report.findings().next().unwrap();
+        assert_eq!(vm.object.to_string(), "default/vm1");
+    }
+}

@@ -1,0 +1,191 @@
+//! The subcommands' work, behind the flags `main.rs` parses.
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::check::{CheckOptions, CheckReport, check_all, check_document};
+use crate::finding::Severity;
+use crate::fix;
+use crate::manifest::{self, Document, ReadOptions, Source};
+use crate::report::{self, Format};
+use crate::rules::REGISTRY;
+
+/// Exit codes of `check`: a pipeline's contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// No finding at or above `--fail-on`.
+    Clean = 0,
+    /// At least one finding at or above `--fail-on`.
+    Findings = 1,
+    /// Bad usage or input that could not be read.
+    InputError = 2,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> Self {
+        ExitCode::from(exit as u8)
+    }
+}
+
+/// What decides `check`'s exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FailOn {
+    Error,
+    Warning,
+}
+
+impl FailOn {
+    pub fn severity(self) -> Severity {
+        match self {
+            FailOn::Error => Severity::Error,
+            FailOn::Warning => Severity::Warning,
+        }
+    }
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CheckArgs {
+    /// Files, directories (searched for *.yaml, *.yml, *.json) or `-` for stdin.
+    #[arg(value_name = "PATH", default_value = "-")]
+    pub paths: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = Format::Text)]
+    pub output: Format,
+    /// Lowest severity that makes the exit code 1.
+    #[arg(long, value_enum, default_value_t = FailOn::Error)]
+    pub fail_on: FailOn,
+    /// Print the documents with every available fix applied, as YAML on stdout (the report
+    /// goes to stderr). Input files are never written.
+    #[arg(long)]
+    pub fix: bool,
+    /// Namespace for VMs whose manifest names none.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
+    /// Largest input file read, in bytes.
+    #[arg(long, default_value_t = manifest::DEFAULT_MAX_INPUT_BYTES)]
+    pub max_input_bytes: u64,
+}
+
+/// Outcome of a whole run: the exit code follows from the report.
+pub fn exit_for(report: &CheckReport, fail_on: Severity) -> Exit {
+    if report.input_errors().next().is_some() {
+        Exit::InputError
+    } else if report.findings().any(|(_, f)| f.severity >= fail_on) {
+        Exit::Findings
+    } else {
+        Exit::Clean
+    }
+}
+
+pub fn run_check(args: &CheckArgs) -> io::Result<Exit> {
+    let read = ReadOptions {
+        max_input_bytes: args.max_input_bytes,
+    };
+    let options = CheckOptions {
+        default_namespace: args.namespace.clone(),
+    };
+    let parsed = args
+        .paths
+        .iter()
+        .flat_map(|path| manifest::read_path(path, read));
+    let report = check_all(parsed, &options);
+
+    let stderr = io::stderr();
+    let mut err = stderr.lock();
+    for input_error in report.input_errors() {
+        writeln!(err, "error: {input_error}")?;
+    }
+    let fail_on = args.fail_on.severity();
+    if !args.fix {
+        let stdout = io::stdout();
+        let mut out = stdout.lock();
+        report::render(&report, args.output, fail_on, &mut out)?;
+        out.flush()?;
+        return Ok(exit_for(&report, fail_on));
+    }
+
+    // --fix: the report of the input goes to stderr, the fixed documents to stdout, and the
+    // exit code says what is still wrong after the fixes.
+    report::render(&report, args.output, fail_on, &mut err)?;
+    let (documents, count) = fix::fixed_documents(&report);
+    let yaml = fix::to_yaml(&documents).map_err(io::Error::other)?;
+    io::stdout().lock().write_all(yaml.as_bytes())?;
+    writeln!(
+        err,
+        "applied {} fix(es){}",
+        count.applied,
+        if count.failed > 0 {
+            format!(", {} could not be applied", count.failed)
+        } else {
+            String::new()
+        }
+    )?;
+    let recheck = CheckReport {
+        documents: documents
+            .into_iter()
+            .enumerate()
+            .map(|(index, value)| {
+                let source = Source {
+                    file: "<fixed>".into(),
+                    document: index + 1,
+                    item: None,
+                    line: 1,
+                };
+                check_document(Document { source, value }, &options)
+            })
+            .collect(),
+    };
+    let mut exit = exit_for(&recheck, fail_on);
+    if report.input_errors().next().is_some() {
+        exit = Exit::InputError;
+    }
+    Ok(exit)
+}
+
+/// Formats of `rules`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RulesFormat {
+    Text,
+    Json,
+    Markdown,
+}
+
+pub fn rules_table(format: RulesFormat) -> String {
+    match format {
+        RulesFormat::Text => {
+            let width = REGISTRY.iter().map(|r| r.name.len()).max().unwrap_or(0);
+            REGISTRY
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{:<width$}  {:<7}  {:<7}  {}\n",
+                        r.name,
+                        r.severity.as_str(),
+                        r.scope.as_str(),
+                        r.description
+                    )
+                })
+                .collect()
+        }
+        RulesFormat::Json => {
+            let mut text = serde_json::to_string_pretty(REGISTRY).unwrap_or_default();
+            text.push('\n');
+            text
+        }
+        RulesFormat::Markdown => {
+            let mut text =
+                String::from("| ID | severity | scope | fires when |\n|---|---|---|---|\n");
+            for r in REGISTRY {
+                text.push_str(&format!(
+                    "| `{}` | {} | {} | {} |\n",
+                    r.name,
+                    r.severity.as_str(),
+                    r.scope.as_str(),
+                    r.description
+                ));
+            }
+            text
+        }
+    }
+}
