@@ -107,7 +107,7 @@ pub fn boot_order_non_bootable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         out.emit(
             first.path.clone(),
             format!(
-                "disk {:?} boots first but its {source} volume holds no OS: give the OS disk the lowest bootOrder",
+                "disk {:?} boots first but its {source} volume has no OS: give the OS disk bootOrder 1",
                 disk.name
             ),
         );
@@ -134,7 +134,7 @@ pub fn boot_order_missing(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         out.emit(
             first.path(),
             format!(
-                "first disk {:?} is a {source} volume and no bootOrder is set: set bootOrder: 1 on the OS disk",
+                "first disk {:?} is {source} and no bootOrder is set: set bootOrder: 1 on the OS disk",
                 first.name
             ),
         );

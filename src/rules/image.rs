@@ -72,7 +72,7 @@ pub fn image_tag_latest(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             out.emit(
                 path,
                 format!(
-                    "image {image:?} floats (no tag or :latest) with imagePullPolicy {}: pin a tag or digest",
+                    "image {image:?} is :latest or untagged, pulled {}: pin a tag or digest",
                     policy.unwrap_or_default()
                 ),
             );

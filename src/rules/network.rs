@@ -13,8 +13,8 @@ pub fn interface_without_network(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             out.emit(
                 format!("{TEMPLATE_SPEC}.domain.devices.interfaces[{index}].name"),
                 format!(
-                    "interface {:?} names no network: add a network named {:?} (e.g. pod: {{}})",
-                    interface.name, interface.name
+                    "interface {:?} names no network: add that network (e.g. pod: {{}}) or fix the name",
+                    interface.name
                 ),
             );
         }
@@ -35,8 +35,8 @@ pub fn network_without_interface(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             out.emit(
                 format!("{TEMPLATE_SPEC}.networks[{index}].name"),
                 format!(
-                    "network {:?} is used by no interface: add an interface named {:?} or remove it",
-                    network.name, network.name
+                    "network {:?} is used by no interface: add an interface of that name or remove it",
+                    network.name
                 ),
             );
         }

@@ -17,7 +17,7 @@ pub fn conflict(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let finding = out.emit(
         "spec.running",
         format!(
-            "spec.running and spec.runStrategy are mutually exclusive: remove spec.running (runStrategy is {strategy})"
+            "spec.running and spec.runStrategy ({strategy}) are mutually exclusive: remove spec.running"
         ),
     );
     // Removing `running` is safe only where it said the same as runStrategy; otherwise the

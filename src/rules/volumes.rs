@@ -12,8 +12,8 @@ pub fn disk_without_volume(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             out.emit(
                 format!("{TEMPLATE_SPEC}.domain.devices.disks[{index}].name"),
                 format!(
-                    "disk {:?} names no volume: add a volume named {:?} or fix the name",
-                    disk.name, disk.name
+                    "disk {:?} names no volume: add that volume or fix the name",
+                    disk.name
                 ),
             );
         }
@@ -23,8 +23,8 @@ pub fn disk_without_volume(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             out.emit(
                 format!("{TEMPLATE_SPEC}.domain.devices.filesystems[{index}].name"),
                 format!(
-                    "filesystem {:?} names no volume: add a volume named {:?} or fix the name",
-                    filesystem.name, filesystem.name
+                    "filesystem {:?} names no volume: add that volume or fix the name",
+                    filesystem.name
                 ),
             );
         }
@@ -73,7 +73,7 @@ pub fn datavolume_template_unused(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
                 out.emit(
                     format!("spec.dataVolumeTemplates[{index}].metadata.name"),
                     format!(
-                        "dataVolumeTemplate {name:?} is used by no volume: add a dataVolume volume named {name:?}"
+                        "dataVolumeTemplate {name:?} is used by no volume: add a volume with dataVolume.name {name:?}"
                     ),
                 );
             }
