@@ -12,12 +12,15 @@ use crate::rules::{self, Evaluation};
 pub struct CheckOptions {
     /// Namespace of a VM whose manifest names none (kubectl's context namespace).
     pub default_namespace: String,
+    /// The cluster to check against; without it only the spec rules run.
+    pub cluster: Option<std::sync::Arc<crate::cluster::ClusterView>>,
 }
 
 impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             default_namespace: "default".to_string(),
+            cluster: None,
         }
     }
 }
@@ -152,7 +155,7 @@ pub fn check_document(document: Document, options: &CheckOptions) -> CheckedDocu
     let outcome = match VirtualMachine::from_value(&document.value) {
         Ok(vm) => {
             let object = object_ref(&vm, &options.default_namespace);
-            let evaluation = rules::evaluate(&vm, &object);
+            let evaluation = rules::evaluate(&vm, &object, options.cluster.as_deref());
             Outcome::Vm(Box::new(VmReport {
                 source: document.source,
                 object,

@@ -84,6 +84,7 @@ pub fn run_check(args: &CheckArgs) -> io::Result<Exit> {
     };
     let options = CheckOptions {
         default_namespace: args.namespace.clone(),
+        cluster: None,
     };
     let parsed = args
         .paths

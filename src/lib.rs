@@ -7,6 +7,7 @@
 
 pub mod check;
 pub mod cli;
+pub mod cluster;
 pub mod finding;
 pub mod fix;
 pub mod manifest;

@@ -291,6 +291,7 @@ pub struct Cpu {
     pub sockets: Option<u32>,
     pub threads: Option<u32>,
     pub model: Option<String>,
+    pub dedicated_cpu_placement: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -1,7 +1,9 @@
 //! What the rules share about one VM, computed once: name lookups and the effective disk list.
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 
+use crate::cluster::{ClusterView, NodeSet};
 use crate::model::{TEMPLATE_SPEC, VirtualMachine, VmiSpec, Volume};
 
 /// Where a disk of the effective list comes from.
@@ -38,17 +40,37 @@ impl EffectiveDisk<'_> {
     }
 }
 
+/// The nodes a VM could land on, stage by stage, as the scheduler filters them.
+#[derive(Debug, Clone)]
+pub struct Placement {
+    /// Nodes matching nodeSelector and required node affinity.
+    pub selected: NodeSet,
+    /// ... whose NoSchedule/NoExecute taints the VM tolerates.
+    pub tolerated: NodeSet,
+    /// ... that are not cordoned, are Ready and carry `kubevirt.io/schedulable=true`.
+    pub schedulable: NodeSet,
+}
+
 /// One VM, prepared for the rules.
 pub struct VmContext<'a> {
     pub vm: &'a VirtualMachine,
+    /// The namespace the VM lives in (its own, or the default given by the caller).
+    pub namespace: &'a str,
+    /// The cluster, when there is a view of it; cluster rules report nothing without one.
+    pub cluster: Option<&'a ClusterView>,
     pub spec: &'a VmiSpec,
     /// Volumes by name (the first one of a name; duplicates are their own rule).
     pub volumes: HashMap<&'a str, (usize, &'a Volume)>,
     pub disks: Vec<EffectiveDisk<'a>>,
+    placement: OnceCell<Option<Placement>>,
 }
 
 impl<'a> VmContext<'a> {
-    pub fn new(vm: &'a VirtualMachine) -> Self {
+    pub fn new(
+        vm: &'a VirtualMachine,
+        namespace: &'a str,
+        cluster: Option<&'a ClusterView>,
+    ) -> Self {
         let spec = vm.template_spec();
         let mut volumes = HashMap::with_capacity(spec.volumes.len());
         for (index, volume) in spec.volumes.iter().enumerate() {
@@ -84,10 +106,43 @@ impl<'a> VmContext<'a> {
         }
         VmContext {
             vm,
+            namespace,
+            cluster,
             spec,
             volumes,
             disks,
+            placement: OnceCell::new(),
         }
+    }
+
+    /// Where the scheduler could put the VM; `None` when Nodes are unknown. Computed once and
+    /// shared by the scheduling rules.
+    pub fn placement(&self) -> Option<&Placement> {
+        self.placement
+            .get_or_init(|| {
+                let nodes = self.cluster?.nodes()?;
+                let mut selected = nodes.matching_selector(&self.spec.node_selector);
+                if let Some(required) = self
+                    .spec
+                    .affinity
+                    .as_ref()
+                    .and_then(|a| a.node_affinity.as_ref())
+                    .and_then(|n| {
+                        n.required_during_scheduling_ignored_during_execution
+                            .as_ref()
+                    })
+                {
+                    selected.intersect_with(&nodes.matching_affinity(required));
+                }
+                let tolerated = nodes.tolerating(&selected, &self.spec.tolerations);
+                let schedulable = nodes.schedulable(&tolerated);
+                Some(Placement {
+                    selected,
+                    tolerated,
+                    schedulable,
+                })
+            })
+            .as_ref()
     }
 
     pub fn volume(&self, name: &str) -> Option<&'a Volume> {
@@ -116,7 +171,7 @@ mod tests {
                 .push(json!({"name": "shared", "persistentVolumeClaim": {"claimName": "c"}}));
         });
         let vm = vm(value);
-        let context = VmContext::new(&vm);
+        let context = VmContext::new(&vm, "default", None);
         let names: Vec<_> = context.disks.iter().map(|d| d.name).collect();
         assert_eq!(names, vec!["rootdisk", "cloudinit", "extra"]);
         assert_eq!(

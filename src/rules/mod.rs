@@ -8,16 +8,20 @@ mod boot;
 mod context;
 mod image;
 mod network;
+mod references;
 mod registry;
 mod resources;
 mod run_strategy;
+mod scheduling;
+mod storage;
 mod volumes;
 
 use std::collections::BTreeSet;
 
-pub use context::{DiskOrigin, EffectiveDisk, VmContext};
+pub use context::{DiskOrigin, EffectiveDisk, Placement, VmContext};
 pub use registry::{REGISTRY, RuleId, RuleInfo, Scope, UnknownRuleId};
 
+use crate::cluster::ClusterView;
 use crate::finding::{Finding, MAX_MESSAGE_CHARS, ObjectRef, Severity, one_line};
 use crate::model::VirtualMachine;
 
@@ -77,10 +81,23 @@ pub fn skip_list(vm: &VirtualMachine) -> (BTreeSet<RuleId>, Vec<String>) {
     (skipped, unknown)
 }
 
-/// Runs every registered rule on one VM.
-pub fn evaluate(vm: &VirtualMachine, object: &ObjectRef) -> Evaluation {
-    let context = VmContext::new(vm);
+/// Runs every registered rule on one VM: the spec rules always, the cluster rules where the
+/// view knows every kind they need.
+pub fn evaluate(
+    vm: &VirtualMachine,
+    object: &ObjectRef,
+    cluster: Option<&ClusterView>,
+) -> Evaluation {
+    let context = VmContext::new(vm, &object.namespace, cluster);
     evaluate_in(&context, object)
+}
+
+/// Whether a rule can run with this view (spec rules always can).
+pub fn runnable(rule: &RuleInfo, cluster: Option<&ClusterView>) -> bool {
+    match rule.scope {
+        Scope::Spec => true,
+        Scope::Cluster => cluster.is_some_and(|view| view.known().contains_all(rule.needs)),
+    }
 }
 
 /// Runs every registered rule on a prepared context.
@@ -88,7 +105,7 @@ pub fn evaluate_in(context: &VmContext<'_>, object: &ObjectRef) -> Evaluation {
     let (skipped, unknown_skips) = skip_list(context.vm);
     let mut findings = Vec::new();
     for rule in REGISTRY {
-        if skipped.contains(&rule.id) {
+        if skipped.contains(&rule.id) || !runnable(rule, context.cluster) {
             continue;
         }
         let mut emitter = Emitter {
@@ -133,7 +150,7 @@ pub(crate) mod testing {
             namespace: "default".into(),
             name: vm.metadata.name.clone(),
         };
-        evaluate(&vm, &object).findings
+        evaluate(&vm, &object, None).findings
     }
 
     /// A VM that KubeVirt runs: container disk, cloud-init, pod network, memory.
@@ -202,7 +219,7 @@ mod tests {
             namespace: "default".into(),
             name: None,
         };
-        let evaluation = evaluate(&vm, &object);
+        let evaluation = evaluate(&vm, &object, None);
         assert!(evaluation.findings.is_empty(), "{:?}", evaluation.findings);
         assert_eq!(evaluation.skipped, vec![RuleId::RunStrategyConflict]);
         assert_eq!(evaluation.unknown_skips, vec!["no-such-rule".to_string()]);

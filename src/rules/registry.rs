@@ -6,7 +6,11 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CheckFn, boot, image, network, resources, run_strategy, volumes};
+use super::{
+    CheckFn, boot, image, network, references, resources, run_strategy, scheduling, storage,
+    volumes,
+};
+use crate::cluster::Kind;
 use crate::finding::Severity;
 
 /// Every rule ID of RULES.md that this build implements.
@@ -34,6 +38,24 @@ pub enum RuleId {
     QuantityInvalid,
     ImageReferenceInvalid,
     ImageTagLatest,
+    SecretNotFound,
+    ConfigmapNotFound,
+    PvcNotFound,
+    DatavolumeNotFound,
+    StorageClassNotFound,
+    NoDefaultStorageClass,
+    StorageProfileIncomplete,
+    PvcLost,
+    NodeSelectorUnsatisfiable,
+    TaintsNotTolerated,
+    NoSchedulableNode,
+    ResourcesExceedCapacity,
+    CpuModelUnavailable,
+    DeviceUnavailable,
+    NetworkAttachmentNotFound,
+    InstancetypeNotFound,
+    PriorityClassNotFound,
+    ServiceAccountNotFound,
 }
 
 impl RuleId {
@@ -99,6 +121,9 @@ pub struct RuleInfo {
     pub severity: Severity,
     pub scope: Scope,
     pub description: &'static str,
+    /// Kinds a cluster rule needs known; it is not run (reports nothing) otherwise.
+    #[serde(skip_serializing_if = "<[Kind]>::is_empty")]
+    pub needs: &'static [Kind],
     #[serde(skip)]
     pub check: CheckFn,
 }
@@ -116,6 +141,25 @@ const fn spec_rule(
         severity,
         scope: Scope::Spec,
         description,
+        needs: &[],
+        check,
+    }
+}
+
+const fn cluster_rule(
+    id: RuleId,
+    name: &'static str,
+    needs: &'static [Kind],
+    description: &'static str,
+    check: CheckFn,
+) -> RuleInfo {
+    RuleInfo {
+        id,
+        name,
+        severity: Error,
+        scope: Scope::Cluster,
+        description,
+        needs,
         check,
     }
 }
@@ -271,6 +315,135 @@ pub static REGISTRY: &[RuleInfo] = &[
         Warning,
         "a containerDisk image is untagged or :latest and not pulled Always",
         image::image_tag_latest,
+    ),
+    cluster_rule(
+        SecretNotFound,
+        "secret-not-found",
+        &[Kind::Secret],
+        "a Secret the VM names does not exist in its namespace",
+        references::secret_not_found,
+    ),
+    cluster_rule(
+        ConfigmapNotFound,
+        "configmap-not-found",
+        &[Kind::ConfigMap],
+        "a ConfigMap the VM names does not exist in its namespace",
+        references::configmap_not_found,
+    ),
+    cluster_rule(
+        PvcNotFound,
+        "pvc-not-found",
+        &[Kind::PersistentVolumeClaim],
+        "a claimed PVC does not exist and no dataVolumeTemplate creates it",
+        storage::pvc_not_found,
+    ),
+    cluster_rule(
+        DatavolumeNotFound,
+        "datavolume-not-found",
+        &[Kind::DataVolume, Kind::PersistentVolumeClaim],
+        "a dataVolume volume names no template, DataVolume or PVC",
+        storage::datavolume_not_found,
+    ),
+    cluster_rule(
+        StorageClassNotFound,
+        "storage-class-not-found",
+        &[Kind::StorageClass],
+        "a DataVolume template or pending PVC names a StorageClass that does not exist",
+        storage::storage_class_not_found,
+    ),
+    cluster_rule(
+        NoDefaultStorageClass,
+        "no-default-storage-class",
+        &[Kind::StorageClass],
+        "a DataVolume template names no StorageClass and the cluster has no default one",
+        storage::no_default_storage_class,
+    ),
+    RuleInfo {
+        severity: Warning,
+        ..cluster_rule(
+            StorageProfileIncomplete,
+            "storage-profile-incomplete",
+            &[Kind::StorageClass, Kind::StorageProfile],
+            "spec.storage without accessModes, and the StorageProfile gives none",
+            storage::storage_profile_incomplete,
+        )
+    },
+    cluster_rule(
+        PvcLost,
+        "pvc-lost",
+        &[Kind::PersistentVolumeClaim],
+        "a PVC the VM uses is in phase Lost",
+        storage::pvc_lost,
+    ),
+    cluster_rule(
+        NodeSelectorUnsatisfiable,
+        "node-selector-unsatisfiable",
+        &[Kind::Node],
+        "no node matches the nodeSelector and required node affinity",
+        scheduling::node_selector_unsatisfiable,
+    ),
+    cluster_rule(
+        TaintsNotTolerated,
+        "taints-not-tolerated",
+        &[Kind::Node],
+        "every matching node has a NoSchedule/NoExecute taint the VM does not tolerate",
+        scheduling::taints_not_tolerated,
+    ),
+    cluster_rule(
+        NoSchedulableNode,
+        "no-schedulable-node",
+        &[Kind::Node],
+        "every matching node is cordoned, NotReady or not kubevirt.io/schedulable",
+        scheduling::no_schedulable_node,
+    ),
+    cluster_rule(
+        ResourcesExceedCapacity,
+        "resources-exceed-capacity",
+        &[Kind::Node],
+        "the VM's CPU or memory request is above every matching node's allocatable",
+        scheduling::resources_exceed_capacity,
+    ),
+    cluster_rule(
+        CpuModelUnavailable,
+        "cpu-model-unavailable",
+        &[Kind::Node],
+        "domain.cpu.model is offered by no matching node",
+        scheduling::cpu_model_unavailable,
+    ),
+    cluster_rule(
+        DeviceUnavailable,
+        "device-unavailable",
+        &[Kind::Node],
+        "a GPU or host device is allocatable on no matching node",
+        scheduling::device_unavailable,
+    ),
+    cluster_rule(
+        NetworkAttachmentNotFound,
+        "network-attachment-not-found",
+        &[Kind::NetworkAttachmentDefinition],
+        "a multus networkName names no NetworkAttachmentDefinition",
+        references::network_attachment_not_found,
+    ),
+    cluster_rule(
+        InstancetypeNotFound,
+        "instancetype-not-found",
+        &[],
+        "spec.instancetype or spec.preference names an object that does not exist",
+        references::instancetype_not_found,
+    ),
+    cluster_rule(
+        PriorityClassNotFound,
+        "priority-class-not-found",
+        &[Kind::PriorityClass],
+        "priorityClassName names no PriorityClass (the launcher pod would be rejected)",
+        references::priority_class_not_found,
+    ),
+    cluster_rule(
+        ServiceAccountNotFound,
+        "service-account-not-found",
+        &[Kind::ServiceAccount],
+        "a serviceAccount volume names no ServiceAccount",
+        references::service_account_not_found,
     ),
 ];
 

@@ -1,0 +1,784 @@
+//! Nodes, indexed so that matching a VM costs bit-set operations, not a walk over every node.
+//!
+//! Matching follows the Kubernetes scheduler (`component-helpers/scheduling/corev1`):
+//! nodeSelector labels all equal; required node affinity terms ORed, each term's expressions
+//! and fields ANDed, an empty term matching nothing; tolerations against NoSchedule and
+//! NoExecute taints; then what KubeVirt adds: the node is not cordoned, is Ready, and carries
+//! `kubevirt.io/schedulable=true`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use fixedbitset::FixedBitSet;
+use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, Toleration};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::model::{ParsedQuantity, QuantityText};
+
+/// Label virt-handler puts on nodes that can run VMs.
+pub const SCHEDULABLE_LABEL: &str = "kubevirt.io/schedulable";
+/// Prefix of the labels virt-handler puts for each CPU model a node offers.
+pub const CPU_MODEL_LABEL_PREFIX: &str = "cpu-model.node.kubevirt.io/";
+
+/// Taints the node lifecycle controller sets for cordon and readiness; those states have their
+/// own rule (`no-schedulable-node`), so `taints-not-tolerated` leaves these taints out.
+const LIFECYCLE_TAINTS: [&str; 4] = [
+    "node.kubernetes.io/unschedulable",
+    "node.kubernetes.io/not-ready",
+    "node.kubernetes.io/unreachable",
+    "node.kubernetes.io/network-unavailable",
+];
+
+/// A set of nodes, by index into the [`NodeIndex`].
+pub type NodeSet = FixedBitSet;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TaintEffect {
+    NoSchedule,
+    NoExecute,
+    PreferNoSchedule,
+}
+
+impl TaintEffect {
+    fn parse(text: &str) -> Option<Self> {
+        match text {
+            "NoSchedule" => Some(TaintEffect::NoSchedule),
+            "NoExecute" => Some(TaintEffect::NoExecute),
+            "PreferNoSchedule" => Some(TaintEffect::PreferNoSchedule),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaintEffect::NoSchedule => "NoSchedule",
+            TaintEffect::NoExecute => "NoExecute",
+            TaintEffect::PreferNoSchedule => "PreferNoSchedule",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Taint {
+    pub key: String,
+    pub value: String,
+    pub effect: TaintEffect,
+}
+
+impl Taint {
+    fn describe(&self) -> String {
+        if self.value.is_empty() {
+            format!("{}:{}", self.key, self.effect.as_str())
+        } else {
+            format!("{}={}:{}", self.key, self.value, self.effect.as_str())
+        }
+    }
+}
+
+/// Whether a toleration tolerates a taint (the scheduler's `ToleratesTaint`).
+pub fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
+    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty())
+        && effect != taint.effect.as_str()
+    {
+        return false;
+    }
+    if let Some(key) = toleration.key.as_deref().filter(|k| !k.is_empty())
+        && key != taint.key
+    {
+        return false;
+    }
+    match toleration.operator.as_deref().unwrap_or("") {
+        "" | "Equal" => toleration.value.as_deref().unwrap_or("") == taint.value,
+        "Exists" => true,
+        _ => false,
+    }
+}
+
+/// One node, as far as the rules care.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// NoSchedule and NoExecute taints, lifecycle taints left out, sorted.
+    pub taints: Vec<Taint>,
+    pub unschedulable: bool,
+    pub ready: bool,
+    pub allocatable: BTreeMap<String, ParsedQuantity>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct NodeObject {
+    metadata: NodeMeta,
+    #[serde(default)]
+    spec: NodeSpec,
+    #[serde(default)]
+    status: NodeStatus,
+}
+
+#[derive(Deserialize)]
+struct NodeMeta {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeSpec {
+    #[serde(default)]
+    unschedulable: bool,
+    #[serde(default)]
+    taints: Vec<RawTaint>,
+}
+
+#[derive(Deserialize)]
+struct RawTaint {
+    #[serde(default)]
+    key: String,
+    #[serde(default)]
+    value: String,
+    #[serde(default)]
+    effect: String,
+}
+
+#[derive(Deserialize, Default)]
+struct NodeStatus {
+    #[serde(default)]
+    allocatable: BTreeMap<String, QuantityText>,
+    #[serde(default)]
+    conditions: Vec<NodeCondition>,
+}
+
+#[derive(Deserialize)]
+struct NodeCondition {
+    #[serde(rename = "type", default)]
+    type_: String,
+    #[serde(default)]
+    status: String,
+}
+
+impl NodeInfo {
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        let node = NodeObject::deserialize(value).map_err(|e| e.to_string())?;
+        let mut taints: Vec<Taint> = node
+            .spec
+            .taints
+            .into_iter()
+            .filter(|t| !LIFECYCLE_TAINTS.contains(&t.key.as_str()))
+            .filter_map(|t| {
+                let effect = TaintEffect::parse(&t.effect)?;
+                if effect == TaintEffect::PreferNoSchedule {
+                    return None; // a preference, never a reason not to schedule
+                }
+                Some(Taint {
+                    key: t.key,
+                    value: t.value,
+                    effect,
+                })
+            })
+            .collect();
+        taints.sort();
+        let allocatable = node
+            .status
+            .allocatable
+            .iter()
+            .filter_map(|(name, q)| q.parse().ok().map(|v| (name.clone(), v)))
+            .collect();
+        let ready = node
+            .status
+            .conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True");
+        Ok(NodeInfo {
+            name: node.metadata.name,
+            labels: node.metadata.labels,
+            taints,
+            unschedulable: node.spec.unschedulable,
+            ready,
+            allocatable,
+        })
+    }
+
+    pub fn kubevirt_schedulable(&self) -> bool {
+        self.labels.get(SCHEDULABLE_LABEL).map(String::as_str) == Some("true")
+    }
+}
+
+/// All nodes, with the indexes matching needs.
+#[derive(Debug, Clone, Default)]
+pub struct NodeIndex {
+    nodes: Vec<NodeInfo>,
+    by_name: HashMap<String, usize>,
+    /// label key → value → nodes.
+    by_label: HashMap<String, HashMap<String, NodeSet>>,
+    /// label key → nodes that have it.
+    by_key: HashMap<String, NodeSet>,
+    all: NodeSet,
+    cordoned: NodeSet,
+    not_ready: NodeSet,
+    not_kubevirt: NodeSet,
+    /// Nodes grouped by their (sorted) taint list: tolerations are checked once per group.
+    taint_groups: Vec<(Vec<Taint>, NodeSet)>,
+    /// Extended resource name → nodes whose allocatable has some of it.
+    resources: HashMap<String, NodeSet>,
+    /// Whether any node carries a CPU-model label (the node labeller runs).
+    labels_cpu_models: bool,
+}
+
+impl NodeIndex {
+    pub fn new(nodes: Vec<NodeInfo>) -> Self {
+        let count = nodes.len();
+        let empty = || FixedBitSet::with_capacity(count);
+        let mut index = NodeIndex {
+            all: empty(),
+            cordoned: empty(),
+            not_ready: empty(),
+            not_kubevirt: empty(),
+            ..Default::default()
+        };
+        let mut groups: HashMap<Vec<Taint>, NodeSet> = HashMap::new();
+        for (i, node) in nodes.iter().enumerate() {
+            index.all.insert(i);
+            index.by_name.insert(node.name.clone(), i);
+            for (key, value) in &node.labels {
+                index
+                    .by_label
+                    .entry(key.clone())
+                    .or_default()
+                    .entry(value.clone())
+                    .or_insert_with(empty)
+                    .insert(i);
+                index
+                    .by_key
+                    .entry(key.clone())
+                    .or_insert_with(empty)
+                    .insert(i);
+                if key.starts_with(CPU_MODEL_LABEL_PREFIX) {
+                    index.labels_cpu_models = true;
+                }
+            }
+            if node.unschedulable {
+                index.cordoned.insert(i);
+            }
+            if !node.ready {
+                index.not_ready.insert(i);
+            }
+            if !node.kubevirt_schedulable() {
+                index.not_kubevirt.insert(i);
+            }
+            groups
+                .entry(node.taints.clone())
+                .or_insert_with(empty)
+                .insert(i);
+            for (resource, amount) in &node.allocatable {
+                if *amount > ParsedQuantity::ZERO {
+                    index
+                        .resources
+                        .entry(resource.clone())
+                        .or_insert_with(empty)
+                        .insert(i);
+                }
+            }
+        }
+        index.taint_groups = groups.into_iter().collect();
+        index.taint_groups.sort_by(|a, b| a.0.cmp(&b.0));
+        index.nodes = nodes;
+        index
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn node(&self, index: usize) -> &NodeInfo {
+        &self.nodes[index]
+    }
+
+    pub fn all(&self) -> NodeSet {
+        self.all.clone()
+    }
+
+    fn empty(&self) -> NodeSet {
+        FixedBitSet::with_capacity(self.nodes.len())
+    }
+
+    fn with_label(&self, key: &str, value: &str) -> Option<&NodeSet> {
+        self.by_label.get(key).and_then(|values| values.get(value))
+    }
+
+    /// Nodes carrying every label of `selector`.
+    pub fn matching_selector(&self, selector: &BTreeMap<String, String>) -> NodeSet {
+        let mut set = self.all();
+        for (key, value) in selector {
+            match self.with_label(key, value) {
+                Some(nodes) => set.intersect_with(nodes),
+                None => return self.empty(),
+            }
+            if set.is_clear() {
+                break;
+            }
+        }
+        set
+    }
+
+    /// Nodes satisfying a required node affinity (terms ORed).
+    pub fn matching_affinity(&self, selector: &NodeSelector) -> NodeSet {
+        let mut set = self.empty();
+        for term in &selector.node_selector_terms {
+            let expressions = term.match_expressions.as_deref().unwrap_or_default();
+            let fields = term.match_fields.as_deref().unwrap_or_default();
+            if expressions.is_empty() && fields.is_empty() {
+                continue; // an empty term matches no node
+            }
+            let mut term_set = self.all();
+            for requirement in expressions {
+                term_set.intersect_with(&self.matching_label_requirement(requirement));
+            }
+            for requirement in fields {
+                term_set.intersect_with(&self.matching_field_requirement(requirement));
+            }
+            set.union_with(&term_set);
+        }
+        set
+    }
+
+    fn matching_label_requirement(&self, requirement: &NodeSelectorRequirement) -> NodeSet {
+        let key = requirement.key.as_str();
+        let values = requirement.values.as_deref().unwrap_or_default();
+        let union_of = |values: &[String]| {
+            let mut set = self.empty();
+            for value in values {
+                if let Some(nodes) = self.with_label(key, value) {
+                    set.union_with(nodes);
+                }
+            }
+            set
+        };
+        let with_key = || {
+            self.by_key
+                .get(key)
+                .cloned()
+                .unwrap_or_else(|| self.empty())
+        };
+        let complement = |set: NodeSet| {
+            let mut all = self.all();
+            all.difference_with(&set);
+            all
+        };
+        match requirement.operator.as_str() {
+            "In" => union_of(values),
+            "NotIn" => complement(union_of(values)),
+            "Exists" => with_key(),
+            "DoesNotExist" => complement(with_key()),
+            operator @ ("Gt" | "Lt") => {
+                let Some(bound) = values.first().and_then(|v| v.parse::<i64>().ok()) else {
+                    return self.empty();
+                };
+                let mut set = self.empty();
+                for (value, nodes) in self.by_label.get(key).into_iter().flatten() {
+                    let Ok(number) = value.parse::<i64>() else {
+                        continue;
+                    };
+                    let matches = if operator == "Gt" {
+                        number > bound
+                    } else {
+                        number < bound
+                    };
+                    if matches {
+                        set.union_with(nodes);
+                    }
+                }
+                set
+            }
+            _ => self.empty(),
+        }
+    }
+
+    /// `matchFields` supports only `metadata.name` with In and NotIn.
+    fn matching_field_requirement(&self, requirement: &NodeSelectorRequirement) -> NodeSet {
+        if requirement.key != "metadata.name" {
+            return self.empty();
+        }
+        let mut named = self.empty();
+        for value in requirement.values.as_deref().unwrap_or_default() {
+            if let Some(&i) = self.by_name.get(value) {
+                named.insert(i);
+            }
+        }
+        match requirement.operator.as_str() {
+            "In" => named,
+            "NotIn" => {
+                let mut all = self.all();
+                all.difference_with(&named);
+                all
+            }
+            _ => self.empty(),
+        }
+    }
+
+    /// The nodes of `set` whose NoSchedule/NoExecute taints are all tolerated.
+    pub fn tolerating(&self, set: &NodeSet, tolerations: &[Toleration]) -> NodeSet {
+        let mut result = self.empty();
+        for (taints, nodes) in &self.taint_groups {
+            if taints
+                .iter()
+                .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
+            {
+                result.union_with(nodes);
+            }
+        }
+        result.intersect_with(set);
+        result
+    }
+
+    /// The first taint of a node in `set` that no toleration tolerates, for messages.
+    pub fn untolerated_example(
+        &self,
+        set: &NodeSet,
+        tolerations: &[Toleration],
+    ) -> Option<(String, String)> {
+        let i = set.ones().next()?;
+        let node = &self.nodes[i];
+        node.taints
+            .iter()
+            .find(|taint| !tolerations.iter().any(|t| tolerates(t, taint)))
+            .map(|taint| (node.name.clone(), taint.describe()))
+    }
+
+    /// The nodes of `set` that can take a new VM: not cordoned, Ready, KubeVirt-schedulable.
+    pub fn schedulable(&self, set: &NodeSet) -> NodeSet {
+        let mut result = set.clone();
+        result.difference_with(&self.cordoned);
+        result.difference_with(&self.not_ready);
+        result.difference_with(&self.not_kubevirt);
+        result
+    }
+
+    /// How many nodes of `set` are cordoned, NotReady, and without `kubevirt.io/schedulable`.
+    pub fn unschedulable_counts(&self, set: &NodeSet) -> (usize, usize, usize) {
+        let count = |bad: &NodeSet| set.intersection(bad).count();
+        (
+            count(&self.cordoned),
+            count(&self.not_ready),
+            count(&self.not_kubevirt),
+        )
+    }
+
+    /// Nodes of `set` with some of an extended resource allocatable.
+    pub fn with_resource(&self, set: &NodeSet, resource: &str) -> NodeSet {
+        match self.resources.get(resource) {
+            Some(nodes) => {
+                let mut result = set.clone();
+                result.intersect_with(nodes);
+                result
+            }
+            None => self.empty(),
+        }
+    }
+
+    /// Nodes of `set` labelled as offering CPU model `model`; `None` if no node carries any
+    /// CPU-model label (the node labeller is off, or the snapshot lacks labels: unknown).
+    pub fn offering_cpu_model(&self, set: &NodeSet, model: &str) -> Option<NodeSet> {
+        if !self.labels_cpu_models {
+            return None;
+        }
+        let key = format!("{CPU_MODEL_LABEL_PREFIX}{model}");
+        let mut result = self
+            .with_label(&key, "true")
+            .cloned()
+            .unwrap_or_else(|| self.empty());
+        result.intersect_with(set);
+        Some(result)
+    }
+
+    /// The first node of `set` whose allocatable CPU and memory hold the request, if any.
+    pub fn first_fitting(
+        &self,
+        set: &NodeSet,
+        cpu: Option<ParsedQuantity>,
+        memory: Option<ParsedQuantity>,
+    ) -> Option<usize> {
+        set.ones().find(|&i| {
+            let node = &self.nodes[i];
+            let fits = |resource: &str, want: Option<ParsedQuantity>| match want {
+                None => true,
+                // A node that does not report the resource is given the benefit of the doubt.
+                Some(want) => node
+                    .allocatable
+                    .get(resource)
+                    .is_none_or(|have| *have >= want),
+            };
+            fits("cpu", cpu) && fits("memory", memory)
+        })
+    }
+
+    /// The largest allocatable CPU and memory among `set`, for messages.
+    pub fn largest(&self, set: &NodeSet) -> (Option<ParsedQuantity>, Option<ParsedQuantity>) {
+        let max = |resource: &str| {
+            set.ones()
+                .filter_map(|i| self.nodes[i].allocatable.get(resource).copied())
+                .max()
+        };
+        (max("cpu"), max("memory"))
+    }
+
+    /// For a nodeSelector that matches nothing: the node that carries the most of its labels,
+    /// and the first label it lacks, described as `worker-3 has gpu=t4` or `worker-3 has no gpu`.
+    pub fn nearest_miss(&self, selector: &BTreeMap<String, String>) -> Option<(String, String)> {
+        let best = self.nodes.iter().max_by_key(|node| {
+            selector
+                .iter()
+                .filter(|(k, v)| node.labels.get(*k) == Some(*v))
+                .count()
+        })?;
+        let (key, _) = selector
+            .iter()
+            .find(|(k, v)| best.labels.get(*k) != Some(*v))?;
+        let has = match best.labels.get(key) {
+            Some(value) => format!("has {key}={value}"),
+            None => format!("has no {key} label"),
+        };
+        Some((best.name.clone(), has))
+    }
+
+    pub fn approximate_bytes(&self) -> usize {
+        let words = self.nodes.len().div_ceil(64) * 8 + 24;
+        let labels: usize = self
+            .nodes
+            .iter()
+            .map(|n| {
+                n.labels
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len() + 48)
+                    .sum::<usize>()
+                    + n.allocatable.len() * 64
+                    + n.name.len()
+                    + 128
+            })
+            .sum();
+        let sets = self.by_label.values().map(|v| v.len()).sum::<usize>()
+            + self.by_key.len()
+            + self.taint_groups.len()
+            + self.resources.len()
+            + 4;
+        labels + sets * (words + 64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::NodeSelectorTerm;
+    use serde_json::json;
+
+    fn node(name: &str, labels: Value, taints: Value) -> NodeInfo {
+        NodeInfo::from_value(&json!({
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"taints": taints},
+            "status": {
+                "allocatable": {"cpu": "8", "memory": "32Gi", "nvidia.com/A100": "2"},
+                "conditions": [{"type": "Ready", "status": "True"}]
+            }
+        }))
+        .unwrap()
+    }
+
+    fn index() -> NodeIndex {
+        NodeIndex::new(vec![
+            node(
+                "n0",
+                json!({"zone": "a", "gen": "3", "kubevirt.io/schedulable": "true"}),
+                json!([]),
+            ),
+            node(
+                "n1",
+                json!({"zone": "b", "gen": "5"}),
+                json!([{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]),
+            ),
+            node(
+                "n2",
+                json!({"zone": "c"}),
+                json!([{"key": "dedicated", "effect": "NoExecute"}, {"key": "soft", "effect": "PreferNoSchedule"}]),
+            ),
+        ])
+    }
+
+    fn names(index: &NodeIndex, set: &NodeSet) -> Vec<String> {
+        set.ones().map(|i| index.node(i).name.clone()).collect()
+    }
+
+    fn requirement(key: &str, operator: &str, values: &[&str]) -> NodeSelector {
+        NodeSelector {
+            node_selector_terms: vec![NodeSelectorTerm {
+                match_expressions: Some(vec![NodeSelectorRequirement {
+                    key: key.into(),
+                    operator: operator.into(),
+                    values: Some(values.iter().map(|v| v.to_string()).collect()),
+                }]),
+                match_fields: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn affinity_operators_follow_the_scheduler() {
+        let index = index();
+        let cases: &[(&str, &str, &[&str], &[&str])] = &[
+            ("zone", "In", &["a", "b"], &["n0", "n1"]),
+            ("zone", "NotIn", &["a"], &["n1", "n2"]),
+            ("gen", "NotIn", &["3"], &["n1", "n2"]), // NotIn matches nodes without the label
+            ("gen", "Exists", &[], &["n0", "n1"]),
+            ("gen", "DoesNotExist", &[], &["n2"]),
+            ("gen", "Gt", &["4"], &["n1"]),
+            ("gen", "Lt", &["4"], &["n0"]),
+            ("gen", "Gt", &["x"], &[]),
+            ("zone", "Bogus", &["a"], &[]),
+        ];
+        for (key, operator, values, expected) in cases {
+            let set = index.matching_affinity(&requirement(key, operator, values));
+            assert_eq!(
+                names(&index, &set),
+                *expected,
+                "{key} {operator} {values:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn terms_are_ored_and_empty_terms_match_nothing() {
+        let index = index();
+        let mut selector = requirement("zone", "In", &["a"]);
+        selector.node_selector_terms.push(NodeSelectorTerm {
+            match_expressions: None,
+            match_fields: Some(vec![NodeSelectorRequirement {
+                key: "metadata.name".into(),
+                operator: "In".into(),
+                values: Some(vec!["n2".into()]),
+            }]),
+        });
+        assert_eq!(
+            names(&index, &index.matching_affinity(&selector)),
+            ["n0", "n2"]
+        );
+        let empty = NodeSelector {
+            node_selector_terms: vec![NodeSelectorTerm::default()],
+        };
+        assert!(index.matching_affinity(&empty).is_clear());
+    }
+
+    #[test]
+    fn match_fields_support_only_metadata_name() {
+        let index = index();
+        let fields = |key: &str, operator: &str| NodeSelector {
+            node_selector_terms: vec![NodeSelectorTerm {
+                match_expressions: None,
+                match_fields: Some(vec![NodeSelectorRequirement {
+                    key: key.into(),
+                    operator: operator.into(),
+                    values: Some(vec!["n1".into()]),
+                }]),
+            }],
+        };
+        assert_eq!(
+            names(
+                &index,
+                &index.matching_affinity(&fields("metadata.name", "NotIn"))
+            ),
+            ["n0", "n2"]
+        );
+        assert!(
+            index
+                .matching_affinity(&fields("metadata.uid", "In"))
+                .is_clear()
+        );
+    }
+
+    fn toleration(
+        key: Option<&str>,
+        operator: Option<&str>,
+        value: Option<&str>,
+        effect: Option<&str>,
+    ) -> Toleration {
+        Toleration {
+            key: key.map(Into::into),
+            operator: operator.map(Into::into),
+            value: value.map(Into::into),
+            effect: effect.map(Into::into),
+            toleration_seconds: None,
+        }
+    }
+
+    #[test]
+    fn tolerations_follow_tolerates_taint() {
+        let taint = Taint {
+            key: "gpu".into(),
+            value: "yes".into(),
+            effect: TaintEffect::NoSchedule,
+        };
+        let cases = [
+            (
+                toleration(Some("gpu"), Some("Equal"), Some("yes"), Some("NoSchedule")),
+                true,
+            ),
+            (toleration(Some("gpu"), None, Some("yes"), None), true),
+            (
+                toleration(Some("gpu"), Some("Equal"), Some("no"), None),
+                false,
+            ),
+            (toleration(Some("gpu"), Some("Exists"), None, None), true),
+            (
+                toleration(Some("gpu"), Some("Exists"), None, Some("NoExecute")),
+                false,
+            ),
+            (toleration(None, Some("Exists"), None, None), true),
+            (toleration(Some("other"), Some("Exists"), None, None), false),
+        ];
+        for (toleration, expected) in cases {
+            assert_eq!(tolerates(&toleration, &taint), expected, "{toleration:?}");
+        }
+    }
+
+    #[test]
+    fn taints_prefer_no_schedule_is_ignored_and_groups_are_checked() {
+        let index = index();
+        let all = index.all();
+        assert_eq!(names(&index, &index.tolerating(&all, &[])), ["n0"]);
+        let tolerate_dedicated = [toleration(Some("dedicated"), Some("Exists"), None, None)];
+        assert_eq!(
+            names(&index, &index.tolerating(&all, &tolerate_dedicated)),
+            ["n0", "n2"]
+        );
+        assert_eq!(
+            index.untolerated_example(
+                &index.matching_selector(&BTreeMap::from([("zone".into(), "b".into())])),
+                &[]
+            ),
+            Some(("n1".into(), "gpu=yes:NoSchedule".into()))
+        );
+    }
+
+    #[test]
+    fn schedulable_needs_kubevirt_label_ready_and_no_cordon() {
+        let index = index();
+        assert_eq!(names(&index, &index.schedulable(&index.all())), ["n0"]);
+        assert_eq!(index.unschedulable_counts(&index.all()), (0, 0, 2));
+    }
+
+    #[test]
+    fn nearest_miss_names_the_closest_node() {
+        let index = index();
+        let selector = BTreeMap::from([
+            ("zone".to_string(), "a".to_string()),
+            ("gen".to_string(), "5".to_string()),
+        ]);
+        assert!(index.matching_selector(&selector).is_clear());
+        let (name, has) = index.nearest_miss(&selector).unwrap();
+        assert!(name == "n0" || name == "n1");
+        assert!(has.starts_with("has "), "{has}");
+    }
+}

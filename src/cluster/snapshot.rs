@@ -1,0 +1,100 @@
+//! A cluster view from files: what `kubectl get ... -A -o yaml` (a `List`) or `-o json`
+//! prints, or multi-document YAML. The kinds present in the files are the known kinds.
+
+use std::path::Path;
+
+use super::{ClusterView, Kind, ViewBuilder};
+use crate::manifest::{self, Document, InputError, Parsed, ReadOptions};
+
+/// A view read from snapshot files, and what else the files held.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    pub view: ClusterView,
+    /// Objects the view does not index (VirtualMachines, VMIs, Pods...), kept for callers
+    /// such as `diagnose`.
+    pub other: Vec<Document>,
+    pub errors: Vec<InputError>,
+}
+
+/// Reads every file (or directory) and builds one view from all of them.
+pub fn read(paths: &[impl AsRef<Path>], options: ReadOptions) -> Snapshot {
+    from_documents(
+        paths
+            .iter()
+            .flat_map(|path| manifest::read_path(path.as_ref(), options)),
+    )
+}
+
+pub fn from_documents(documents: impl IntoIterator<Item = Parsed>) -> Snapshot {
+    let mut builder = ViewBuilder::new();
+    let mut snapshot = Snapshot::default();
+    for document in documents {
+        let document = match document {
+            Ok(document) => document,
+            Err(err) => {
+                snapshot.errors.push(err);
+                continue;
+            }
+        };
+        let kind = match (document.api_version(), document.kind()) {
+            (Some(api_version), Some(kind)) => Kind::of(api_version, kind),
+            _ => None,
+        };
+        match kind {
+            Some(kind) => {
+                if let Err(err) = builder.add(kind, &document.value) {
+                    snapshot.errors.push(InputError::in_document(
+                        &document.source,
+                        None,
+                        err.to_string(),
+                    ));
+                }
+            }
+            None => snapshot.other.push(document),
+        }
+    }
+    snapshot.view = builder.build();
+    snapshot
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest::parse_text;
+    use std::sync::Arc;
+
+    #[test]
+    fn lists_and_documents_make_known_kinds() {
+        let text = "\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Secret
+  metadata: {name: s1, namespace: ns}
+- apiVersion: v1
+  kind: Node
+  metadata: {name: n1, labels: {kubevirt.io/schedulable: 'true'}}
+  status: {conditions: [{type: Ready, status: 'True'}]}
+---
+apiVersion: kubevirt.io/v1
+kind: VirtualMachine
+metadata: {name: vm, namespace: ns}
+---
+apiVersion: v1
+kind: Node
+metadata: {name: broken, labels: [1]}
+";
+        let snapshot = from_documents(parse_text(&Arc::from("state.yaml"), text));
+        assert_eq!(snapshot.view.exists(Kind::Secret, "ns", "s1"), Some(true));
+        assert_eq!(snapshot.view.nodes().map(|n| n.len()), Some(1));
+        assert_eq!(snapshot.view.exists(Kind::ConfigMap, "ns", "c"), None);
+        assert_eq!(snapshot.other.len(), 1);
+        assert_eq!(snapshot.errors.len(), 1);
+        assert!(
+            snapshot.errors[0].to_string().contains("Node broken"),
+            "{}",
+            snapshot.errors[0]
+        );
+    }
+}

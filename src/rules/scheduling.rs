@@ -1,0 +1,251 @@
+//! Where the VM's launcher pod could run. The scheduler filters nodes in stages; each rule
+//! reports the first stage that leaves none, so one cause gives one finding. Capacity is
+//! conservative: allocatable, not what is free, so only a VM that could never fit fires.
+
+use super::{Emitter, VmContext};
+use crate::model::{ParsedQuantity, QuantityText, TEMPLATE_SPEC};
+
+fn selector_text(cx: &VmContext<'_>) -> String {
+    cx.spec
+        .node_selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn has_required_affinity(cx: &VmContext<'_>) -> bool {
+    cx.spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
+        .is_some()
+}
+
+pub fn node_selector_unsatisfiable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let (Some(placement), Some(nodes)) = (cx.placement(), cx.cluster.and_then(|v| v.nodes()))
+    else {
+        return;
+    };
+    if !placement.selected.is_clear() || nodes.is_empty() {
+        return;
+    }
+    let selector = &cx.spec.node_selector;
+    let selector_alone = nodes.matching_selector(selector);
+    if !selector.is_empty() && selector_alone.is_clear() {
+        let nearest = nodes
+            .nearest_miss(selector)
+            .map(|(name, has)| format!(" (nearest: {name} {has})"))
+            .unwrap_or_default();
+        out.emit(
+            format!("{TEMPLATE_SPEC}.nodeSelector"),
+            format!(
+                "nodeSelector {} matches none of {} nodes{nearest}",
+                selector_text(cx),
+                nodes.len()
+            ),
+        );
+    } else if has_required_affinity(cx) {
+        let with = if selector.is_empty() {
+            String::new()
+        } else {
+            format!(" with nodeSelector {}", selector_text(cx))
+        };
+        out.emit(
+            format!("{TEMPLATE_SPEC}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution"),
+            format!("required node affinity{with} matches none of {} nodes", nodes.len()),
+        );
+    }
+}
+
+pub fn taints_not_tolerated(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let (Some(placement), Some(nodes)) = (cx.placement(), cx.cluster.and_then(|v| v.nodes()))
+    else {
+        return;
+    };
+    if placement.selected.is_clear() || !placement.tolerated.is_clear() {
+        return;
+    }
+    let example = nodes
+        .untolerated_example(&placement.selected, &cx.spec.tolerations)
+        .map(|(name, taint)| format!(" (e.g. {name}: {taint})"))
+        .unwrap_or_default();
+    out.emit(
+        format!("{TEMPLATE_SPEC}.tolerations"),
+        format!(
+            "all {} matching nodes have taints the VM does not tolerate{example}",
+            placement.selected.count_ones(..)
+        ),
+    );
+}
+
+pub fn no_schedulable_node(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let (Some(placement), Some(nodes)) = (cx.placement(), cx.cluster.and_then(|v| v.nodes()))
+    else {
+        return;
+    };
+    if placement.tolerated.is_clear() || !placement.schedulable.is_clear() {
+        return;
+    }
+    let (cordoned, not_ready, not_kubevirt) = nodes.unschedulable_counts(&placement.tolerated);
+    let path = if cx.spec.node_selector.is_empty() {
+        TEMPLATE_SPEC.to_string()
+    } else {
+        format!("{TEMPLATE_SPEC}.nodeSelector")
+    };
+    out.emit(
+        path,
+        format!(
+            "none of {} matching nodes can take a VM: {cordoned} cordoned, {not_ready} NotReady, {not_kubevirt} not kubevirt.io/schedulable",
+            placement.tolerated.count_ones(..)
+        ),
+    );
+}
+
+/// What the launcher pod will request at least: explicit requests (or limits, which
+/// Kubernetes copies into absent requests), guest memory, and whole CPUs for dedicated
+/// placement. Shared vCPUs are requested at a fraction (cpuAllocationRatio), so they do not
+/// count: counting them would report VMs that run.
+fn minimum_request(cx: &VmContext<'_>) -> (Option<ParsedQuantity>, Option<ParsedQuantity>) {
+    let domain = &cx.spec.domain;
+    let resources = &domain.resources;
+    let amount = |name: &str| {
+        resources
+            .requests
+            .get(name)
+            .or_else(|| resources.limits.get(name))
+            .and_then(|q: &QuantityText| q.parse().ok())
+    };
+    let guest = domain
+        .memory
+        .as_ref()
+        .and_then(|m| m.guest.as_ref())
+        .and_then(|q| q.parse().ok());
+    let memory = amount("memory").max(guest);
+    let dedicated_cpus = domain
+        .cpu
+        .as_ref()
+        .filter(|c| c.dedicated_cpu_placement == Some(true))
+        .map(|c| {
+            let count = u64::from(c.cores.unwrap_or(1))
+                * u64::from(c.sockets.unwrap_or(1))
+                * u64::from(c.threads.unwrap_or(1));
+            ParsedQuantity::from_integer(count)
+        });
+    let cpu = amount("cpu").max(dedicated_cpus);
+    (cpu, memory)
+}
+
+pub fn resources_exceed_capacity(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let (Some(placement), Some(nodes)) = (cx.placement(), cx.cluster.and_then(|v| v.nodes()))
+    else {
+        return;
+    };
+    if placement.schedulable.is_clear() {
+        return;
+    }
+    let (cpu, memory) = minimum_request(cx);
+    if cpu.is_none() && memory.is_none() {
+        return;
+    }
+    if nodes
+        .first_fitting(&placement.schedulable, cpu, memory)
+        .is_some()
+    {
+        return;
+    }
+    let (largest_cpu, largest_memory) = nodes.largest(&placement.schedulable);
+    let show = |q: Option<ParsedQuantity>| q.map_or_else(|| "?".to_string(), |q| q.to_string());
+    let path = match (memory, largest_memory) {
+        (Some(want), Some(have)) if want > have => {
+            format!("{TEMPLATE_SPEC}.domain.resources.requests.memory")
+        }
+        _ => format!("{TEMPLATE_SPEC}.domain.resources.requests.cpu"),
+    };
+    out.emit(
+        path,
+        format!(
+            "needs cpu {} and memory {} bytes; no matching node has that (largest: cpu {}, memory {})",
+            show(cpu),
+            show(memory),
+            show(largest_cpu),
+            show(largest_memory)
+        ),
+    );
+}
+
+/// CPU modes that are not a named model.
+const CPU_MODES: [&str; 2] = ["host-passthrough", "host-model"];
+
+pub fn cpu_model_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let (Some(placement), Some(nodes)) = (cx.placement(), cx.cluster.and_then(|v| v.nodes()))
+    else {
+        return;
+    };
+    let Some(model) = cx
+        .spec
+        .domain
+        .cpu
+        .as_ref()
+        .and_then(|c| c.model.as_deref())
+        .filter(|m| !m.is_empty() && !CPU_MODES.contains(m))
+    else {
+        return;
+    };
+    if placement.schedulable.is_clear() {
+        return;
+    }
+    if let Some(offering) = nodes.offering_cpu_model(&placement.schedulable, model)
+        && offering.is_clear()
+    {
+        out.emit(
+            format!("{TEMPLATE_SPEC}.domain.cpu.model"),
+            format!(
+                "CPU model {model:?} is offered by none of {} matching nodes",
+                placement.schedulable.count_ones(..)
+            ),
+        );
+    }
+}
+
+pub fn device_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let (Some(placement), Some(nodes)) = (cx.placement(), cx.cluster.and_then(|v| v.nodes()))
+    else {
+        return;
+    };
+    if placement.schedulable.is_clear() {
+        return;
+    }
+    let devices = &cx.spec.domain.devices;
+    let gpus = devices
+        .gpus
+        .iter()
+        .enumerate()
+        .map(|(i, g)| (format!("gpus[{i}]"), g.device_name.as_deref()));
+    let host_devices = devices
+        .host_devices
+        .iter()
+        .enumerate()
+        .map(|(i, h)| (format!("hostDevices[{i}]"), h.device_name.as_deref()));
+    for (field, device) in gpus.chain(host_devices) {
+        let Some(device) = device.filter(|d| !d.is_empty()) else {
+            continue; // DRA claims name no device resource
+        };
+        if nodes
+            .with_resource(&placement.schedulable, device)
+            .is_clear()
+        {
+            out.emit(
+                format!("{TEMPLATE_SPEC}.domain.devices.{field}.deviceName"),
+                format!(
+                    "device {device:?} is allocatable on none of {} matching nodes",
+                    placement.schedulable.count_ones(..)
+                ),
+            );
+        }
+    }
+}

@@ -1,0 +1,227 @@
+//! PVCs, DataVolumes, StorageClasses and CDI StorageProfiles. `dataVolumeTemplates` count as
+//! PVCs and DataVolumes that will exist: KubeVirt creates them with the VM.
+
+use std::collections::HashSet;
+
+use super::{Emitter, VmContext};
+use crate::cluster::Kind;
+use crate::model::{StorageSpec, TEMPLATE_SPEC};
+
+/// A claim a volume uses directly: `persistentVolumeClaim` or `ephemeral`.
+struct Claim<'a> {
+    path: String,
+    name: &'a str,
+}
+
+fn claims<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
+    cx.spec
+        .volumes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, volume)| {
+            let direct = volume
+                .persistent_volume_claim
+                .as_ref()
+                .and_then(|c| c.claim_name.as_deref())
+                .map(|name| ("persistentVolumeClaim.claimName", name));
+            let ephemeral = volume
+                .ephemeral
+                .as_ref()
+                .and_then(|e| e.persistent_volume_claim.as_ref())
+                .and_then(|c| c.claim_name.as_deref())
+                .map(|name| ("ephemeral.persistentVolumeClaim.claimName", name));
+            direct
+                .or(ephemeral)
+                .filter(|(_, name)| !name.is_empty())
+                .map(|(field, name)| Claim {
+                    path: format!("{TEMPLATE_SPEC}.volumes[{i}].{field}"),
+                    name,
+                })
+        })
+        .collect()
+}
+
+/// `dataVolume` volumes, with the path of their name.
+fn data_volumes<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
+    cx.spec
+        .volumes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, volume)| {
+            let name = volume.data_volume.as_ref()?.name.as_deref()?;
+            (!name.is_empty()).then(|| Claim {
+                path: format!("{TEMPLATE_SPEC}.volumes[{i}].dataVolume.name"),
+                name,
+            })
+        })
+        .collect()
+}
+
+fn template_names<'a>(cx: &VmContext<'a>) -> HashSet<&'a str> {
+    cx.vm
+        .spec
+        .data_volume_templates
+        .iter()
+        .filter_map(|t| t.metadata.name.as_deref())
+        .collect()
+}
+
+/// Each template's storage section (`pvc` or `storage`), with its path.
+fn template_storage<'a>(cx: &VmContext<'a>) -> Vec<(String, &'a StorageSpec, bool)> {
+    let mut out = Vec::new();
+    for (i, template) in cx.vm.spec.data_volume_templates.iter().enumerate() {
+        if let Some(pvc) = &template.spec.pvc {
+            out.push((
+                format!("spec.dataVolumeTemplates[{i}].spec.pvc"),
+                pvc,
+                false,
+            ));
+        }
+        if let Some(storage) = &template.spec.storage {
+            out.push((
+                format!("spec.dataVolumeTemplates[{i}].spec.storage"),
+                storage,
+                true,
+            ));
+        }
+    }
+    out
+}
+
+pub fn pvc_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let Some(view) = cx.cluster else { return };
+    let templates = template_names(cx);
+    for claim in claims(cx) {
+        if !templates.contains(claim.name)
+            && view.exists(Kind::PersistentVolumeClaim, cx.namespace, claim.name) == Some(false)
+        {
+            out.emit(
+                claim.path,
+                format!(
+                    "PVC {:?} does not exist in namespace {}: create it or add a dataVolumeTemplate",
+                    claim.name, cx.namespace
+                ),
+            );
+        }
+    }
+}
+
+pub fn datavolume_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let Some(view) = cx.cluster else { return };
+    let templates = template_names(cx);
+    for volume in data_volumes(cx) {
+        if templates.contains(volume.name) {
+            continue;
+        }
+        let data_volume = view.exists(Kind::DataVolume, cx.namespace, volume.name);
+        let pvc = view.exists(Kind::PersistentVolumeClaim, cx.namespace, volume.name);
+        if data_volume == Some(false) && pvc == Some(false) {
+            out.emit(
+                volume.path,
+                format!(
+                    "DataVolume {:?} is neither a dataVolumeTemplate nor an existing DataVolume or PVC",
+                    volume.name
+                ),
+            );
+        }
+    }
+}
+
+pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let Some(view) = cx.cluster else { return };
+    for (path, storage, _) in template_storage(cx) {
+        let Some(class) = storage
+            .storage_class_name
+            .as_deref()
+            .filter(|c| !c.is_empty())
+        else {
+            continue;
+        };
+        if view.storage_class(class) == Some(None) {
+            out.emit(
+                format!("{path}.storageClassName"),
+                format!("StorageClass {class:?} does not exist: the DataVolume would stay Pending"),
+            );
+        }
+    }
+    // An existing claim only suffers while unbound; a Bound PVC keeps working without its class.
+    let templates = template_names(cx);
+    for claim in claims(cx).into_iter().chain(data_volumes(cx)) {
+        if templates.contains(claim.name) {
+            continue;
+        }
+        let Some(Some(pvc)) = view.pvc(cx.namespace, claim.name) else {
+            continue;
+        };
+        let Some(class) = pvc.storage_class.as_deref().filter(|c| !c.is_empty()) else {
+            continue;
+        };
+        if pvc.phase.as_deref() == Some("Pending") && view.storage_class(class) == Some(None) {
+            out.emit(
+                claim.path,
+                format!(
+                    "PVC {:?} is Pending on StorageClass {class:?}, which does not exist",
+                    claim.name
+                ),
+            );
+        }
+    }
+}
+
+pub fn no_default_storage_class(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let Some(view) = cx.cluster else { return };
+    if view.default_storage_class() != Some(None) {
+        return;
+    }
+    for (path, storage, _) in template_storage(cx) {
+        // An explicit "" asks for no class (static binding), not for the default.
+        if storage.storage_class_name.is_none() {
+            out.emit(
+                path,
+                "no storageClassName and the cluster has no default StorageClass: name one",
+            );
+        }
+    }
+}
+
+pub fn storage_profile_incomplete(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let Some(view) = cx.cluster else { return };
+    for (path, storage, is_storage_api) in template_storage(cx) {
+        if !is_storage_api || !storage.access_modes.is_empty() {
+            continue;
+        }
+        let class = match storage.storage_class_name.as_deref() {
+            Some("") => continue,
+            Some(class) => Some(class),
+            None => view.default_storage_class().flatten(),
+        };
+        let Some(class) = class else { continue };
+        if let Some(Some(profile)) = view.storage_profile(class)
+            && !profile.has_access_modes
+        {
+            out.emit(
+                format!("{path}.accessModes"),
+                format!(
+                    "StorageProfile {class:?} gives no accessModes: set spec.storage.accessModes or the profile"
+                ),
+            );
+        }
+    }
+}
+
+pub fn pvc_lost(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let Some(view) = cx.cluster else { return };
+    for claim in claims(cx).into_iter().chain(data_volumes(cx)) {
+        if let Some(Some(pvc)) = view.pvc(cx.namespace, claim.name)
+            && pvc.phase.as_deref() == Some("Lost")
+        {
+            out.emit(
+                claim.path,
+                format!(
+                    "PVC {:?} is Lost (its PersistentVolume is gone): restore or replace it",
+                    claim.name
+                ),
+            );
+        }
+    }
+}
