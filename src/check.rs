@@ -2,10 +2,11 @@
 
 use serde_json::Value;
 
+use crate::cluster::{ClusterView, Kind};
 use crate::finding::{Finding, ObjectRef, Severity};
 use crate::manifest::{Document, InputError, Parsed, Source};
 use crate::model::VirtualMachine;
-use crate::rules::{self, Evaluation};
+use crate::rules::{self, Evaluation, REGISTRY, RuleId, Scope};
 
 /// Settings that change how objects are read, not which rules run.
 #[derive(Debug, Clone)]
@@ -65,9 +66,41 @@ pub struct Summary {
     pub input_errors: usize,
 }
 
+/// What the cluster view knew, for the report: which kinds, and which rules could not run.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterCoverage {
+    /// `false` when no cluster view was given: only the spec rules ran.
+    pub view: bool,
+    pub known: Vec<Kind>,
+    pub unknown: Vec<Kind>,
+    /// Cluster rules not run because a kind they need is unknown.
+    pub skipped_rules: Vec<RuleId>,
+}
+
+impl ClusterCoverage {
+    pub fn of(cluster: Option<&ClusterView>) -> Self {
+        let skipped_rules = REGISTRY
+            .iter()
+            .filter(|rule| rule.scope == Scope::Cluster && !rules::runnable(rule, cluster))
+            .map(|rule| rule.id)
+            .collect();
+        let known = cluster.map(ClusterView::known).unwrap_or_default();
+        ClusterCoverage {
+            view: cluster.is_some(),
+            known: known.iter().collect(),
+            unknown: Kind::ALL
+                .into_iter()
+                .filter(|k| !known.contains(*k))
+                .collect(),
+            skipped_rules,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CheckReport {
     pub documents: Vec<CheckedDocument>,
+    pub coverage: ClusterCoverage,
 }
 
 impl CheckReport {
@@ -114,6 +147,7 @@ impl CheckReport {
 /// Checks every parsed document.
 pub fn check_all(parsed: impl IntoIterator<Item = Parsed>, options: &CheckOptions) -> CheckReport {
     CheckReport {
+        coverage: ClusterCoverage::of(options.cluster.as_deref()),
         documents: parsed
             .into_iter()
             .map(|document| match document {

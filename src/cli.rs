@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::check::{CheckOptions, CheckReport, check_all, check_document};
+use crate::cluster::{ClusterView, live, snapshot};
 use crate::finding::Severity;
 use crate::fix;
-use crate::manifest::{self, Document, ReadOptions, Source};
+use crate::manifest::{self, Document, InputError, ReadOptions, Source};
 use crate::report::{self, Format};
 use crate::rules::REGISTRY;
 
@@ -65,6 +66,75 @@ pub struct CheckArgs {
     /// Largest input file read, in bytes.
     #[arg(long, default_value_t = manifest::DEFAULT_MAX_INPUT_BYTES)]
     pub max_input_bytes: u64,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Where the cluster view comes from: a snapshot, a live cluster, or nowhere (spec rules only).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ClusterArgs {
+    /// Cluster snapshot: what `kubectl get ... -A -o yaml` prints (repeatable). The kinds in
+    /// the files are the known kinds.
+    #[arg(long = "cluster-state", value_name = "FILE")]
+    pub cluster_state: Vec<PathBuf>,
+    /// Read the live cluster of this kubeconfig file.
+    #[arg(long, value_name = "FILE", conflicts_with = "cluster_state")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (implies a live cluster).
+    #[arg(long, conflicts_with = "cluster_state")]
+    pub context: Option<String>,
+    /// Read the live cluster from the default kubeconfig ($KUBECONFIG, ~/.kube/config) or the
+    /// in-cluster service account.
+    #[arg(long, conflicts_with = "cluster_state")]
+    pub live: bool,
+}
+
+impl ClusterArgs {
+    pub fn wants_live(&self) -> bool {
+        self.live || self.kubeconfig.is_some() || self.context.is_some()
+    }
+}
+
+/// A kube client for the live cluster the flags name.
+pub async fn kube_client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
+    use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kubeconfig = Kubeconfig::read_from(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            Config::from_custom_kubeconfig(kubeconfig, &options).await?
+        }
+        None if args.context.is_some() => Config::from_kubeconfig(&options).await?,
+        None => Config::infer().await?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+/// The view the flags ask for, with the errors of its snapshot files and notes on what it
+/// could not read.
+pub fn load_cluster(
+    args: &ClusterArgs,
+    read: ReadOptions,
+) -> anyhow::Result<(Option<ClusterView>, Vec<InputError>, Vec<String>)> {
+    if !args.cluster_state.is_empty() {
+        let snapshot = snapshot::read(&args.cluster_state, read);
+        return Ok((Some(snapshot.view), snapshot.errors, Vec::new()));
+    }
+    if !args.wants_live() {
+        return Ok((None, Vec::new(), Vec::new()));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let listed = runtime.block_on(async {
+        let client = kube_client(args).await?;
+        anyhow::Ok(live::list_once(client).await)
+    })?;
+    Ok((Some(listed.view), Vec::new(), listed.notes))
 }
 
 /// Outcome of a whole run: the exit code follows from the report.
@@ -82,18 +152,29 @@ pub fn run_check(args: &CheckArgs) -> io::Result<Exit> {
     let read = ReadOptions {
         max_input_bytes: args.max_input_bytes,
     };
-    let options = CheckOptions {
-        default_namespace: args.namespace.clone(),
-        cluster: None,
-    };
-    let parsed = args
-        .paths
-        .iter()
-        .flat_map(|path| manifest::read_path(path, read));
-    let report = check_all(parsed, &options);
-
     let stderr = io::stderr();
     let mut err = stderr.lock();
+    let (cluster, cluster_errors, notes) = match load_cluster(&args.cluster, read) {
+        Ok(loaded) => loaded,
+        Err(error) => {
+            writeln!(err, "error: cannot read the cluster: {error:#}")?;
+            return Ok(Exit::InputError);
+        }
+    };
+    for note in notes {
+        writeln!(err, "note: {note}")?;
+    }
+    let options = CheckOptions {
+        default_namespace: args.namespace.clone(),
+        cluster: cluster.map(std::sync::Arc::new),
+    };
+    let parsed = cluster_errors.into_iter().map(Err).chain(
+        args.paths
+            .iter()
+            .flat_map(|path| manifest::read_path(path, read)),
+    );
+    let report = check_all(parsed, &options);
+
     for input_error in report.input_errors() {
         writeln!(err, "error: {input_error}")?;
     }
@@ -123,6 +204,7 @@ pub fn run_check(args: &CheckArgs) -> io::Result<Exit> {
         }
     )?;
     let recheck = CheckReport {
+        coverage: report.coverage.clone(),
         documents: documents
             .into_iter()
             .enumerate()

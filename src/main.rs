@@ -29,6 +29,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // kube's client and our server both use rustls; exactly one crypto provider is compiled
+    // in (ring), and it must be installed before either builds a TLS config.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
     match cli.command {
         Command::Check(args) => match cli::run_check(&args) {
             Ok(exit) => exit.into(),

@@ -38,6 +38,7 @@ pub fn to_json(report: &CheckReport) -> Value {
         "findings": findings,
         "skippedRules": skipped,
         "inputErrors": errors,
+        "cluster": report.coverage,
         "summary": report.summary(),
     })
 }

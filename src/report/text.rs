@@ -31,6 +31,34 @@ pub fn write(report: &CheckReport, out: &mut dyn Write) -> io::Result<()> {
             )?;
         }
     }
+    let coverage = &report.coverage;
+    if coverage.view {
+        let names = |kinds: &[crate::cluster::Kind]| {
+            kinds
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        writeln!(out, "cluster kinds known: {}", names(&coverage.known))?;
+        if !coverage.unknown.is_empty() {
+            writeln!(out, "cluster kinds unknown: {}", names(&coverage.unknown))?;
+        }
+        if !coverage.skipped_rules.is_empty() {
+            let rules: Vec<String> = coverage
+                .skipped_rules
+                .iter()
+                .map(|r| r.to_string())
+                .collect();
+            writeln!(out, "rules not run for lack of data: {}", rules.join(", "))?;
+        }
+    } else {
+        writeln!(
+            out,
+            "spec rules only: {} cluster rules need --cluster-state or --kubeconfig",
+            coverage.skipped_rules.len()
+        )?;
+    }
     let summary = report.summary();
     write!(
         out,

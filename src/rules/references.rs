@@ -262,3 +262,180 @@ pub fn priority_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::RuleId::{self, *};
+    use crate::rules::testing::*;
+    use serde_json::{Value, json};
+
+    fn add_volume(vm: &mut Value, volume: Value) {
+        spec(vm)["volumes"].as_array_mut().unwrap().push(volume);
+    }
+
+    /// (rule, kind it needs, VM that triggers it with the path, twin that is clean)
+    fn cases() -> Vec<(RuleId, &'static str, Value, &'static str, Value)> {
+        vec![
+            (
+                SecretNotFound,
+                "Secret",
+                valid_vm_with(|vm| {
+                    spec(vm)["volumes"][1]["cloudInitNoCloud"] =
+                        json!({"secretRef": {"name": "missing"}})
+                }),
+                "spec.template.spec.volumes[1].cloudInitNoCloud.secretRef.name",
+                valid_vm_with(|vm| {
+                    spec(vm)["volumes"][1]["cloudInitNoCloud"] =
+                        json!({"secretRef": {"name": "user-data"}})
+                }),
+            ),
+            (
+                SecretNotFound,
+                "Secret",
+                valid_vm_with(|vm| {
+                    spec(vm)["accessCredentials"] = json!([{"sshPublicKey": {"source": {"secret": {"secretName": "keys"}}, "propagationMethod": {"noCloud": {}}}}]);
+                }),
+                "spec.template.spec.accessCredentials[0].sshPublicKey.source.secret.secretName",
+                valid_vm_with(|vm| {
+                    spec(vm)["accessCredentials"] = json!([{"sshPublicKey": {"source": {"secret": {"secretName": "user-data"}}, "propagationMethod": {"noCloud": {}}}}]);
+                }),
+            ),
+            (
+                SecretNotFound,
+                "Secret",
+                valid_vm_with(|vm| {
+                    add_volume(
+                        vm,
+                        json!({"name": "s", "secret": {"secretName": "missing"}}),
+                    )
+                }),
+                "spec.template.spec.volumes[2].secret.secretName",
+                valid_vm_with(|vm| {
+                    add_volume(
+                        vm,
+                        json!({"name": "s", "secret": {"secretName": "missing", "optional": true}}),
+                    )
+                }),
+            ),
+            (
+                ConfigmapNotFound,
+                "ConfigMap",
+                valid_vm_with(|vm| {
+                    add_volume(vm, json!({"name": "c", "configMap": {"name": "missing"}}))
+                }),
+                "spec.template.spec.volumes[2].configMap.name",
+                valid_vm_with(|vm| {
+                    add_volume(
+                        vm,
+                        json!({"name": "c", "configMap": {"name": "sysprep-config"}}),
+                    )
+                }),
+            ),
+            (
+                ServiceAccountNotFound,
+                "ServiceAccount",
+                valid_vm_with(|vm| {
+                    add_volume(
+                        vm,
+                        json!({"name": "sa", "serviceAccount": {"serviceAccountName": "missing"}}),
+                    )
+                }),
+                "spec.template.spec.volumes[2].serviceAccount.serviceAccountName",
+                valid_vm_with(|vm| {
+                    add_volume(
+                        vm,
+                        json!({"name": "sa", "serviceAccount": {"serviceAccountName": "vm-sa"}}),
+                    )
+                }),
+            ),
+            (
+                NetworkAttachmentNotFound,
+                "NetworkAttachmentDefinition",
+                valid_vm_with(|vm| {
+                    spec(vm)["networks"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"name": "s", "multus": {"networkName": "other/storage-net"}}));
+                    spec(vm)["domain"]["devices"]["interfaces"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"name": "s", "bridge": {}}));
+                }),
+                "spec.template.spec.networks[1].multus.networkName",
+                valid_vm_with(|vm| {
+                    spec(vm)["networks"].as_array_mut().unwrap().push(
+                        json!({"name": "s", "multus": {"networkName": "default/storage-net"}}),
+                    );
+                    spec(vm)["domain"]["devices"]["interfaces"]
+                        .as_array_mut()
+                        .unwrap()
+                        .push(json!({"name": "s", "bridge": {}}));
+                }),
+            ),
+            (
+                InstancetypeNotFound,
+                "VirtualMachineClusterInstancetype",
+                valid_vm_with(|vm| vm["spec"]["instancetype"] = json!({"name": "u1.huge"})),
+                "spec.instancetype.name",
+                valid_vm_with(|vm| {
+                    vm["spec"]["instancetype"] =
+                        json!({"name": "u1.medium", "kind": "virtualmachineclusterinstancetype"})
+                }),
+            ),
+            (
+                InstancetypeNotFound,
+                "VirtualMachineClusterPreference",
+                valid_vm_with(|vm| vm["spec"]["preference"] = json!({"name": "windows"})),
+                "spec.preference.name",
+                valid_vm_with(|vm| vm["spec"]["preference"] = json!({"name": "fedora"})),
+            ),
+            (
+                PriorityClassNotFound,
+                "PriorityClass",
+                valid_vm_with(|vm| spec(vm)["priorityClassName"] = json!("vm-low")),
+                "spec.template.spec.priorityClassName",
+                valid_vm_with(|vm| spec(vm)["priorityClassName"] = json!("vm-high")),
+            ),
+        ]
+    }
+
+    #[test]
+    fn each_reference_rule_fires_where_the_object_is_missing() {
+        let view = cluster(BASE_CLUSTER);
+        for (rule, kind, broken, path, fixed) in cases() {
+            assert_eq!(
+                fired_in(broken.clone(), &view),
+                vec![(rule, path.to_string())],
+                "{rule} {path}"
+            );
+            assert_eq!(fired_in(fixed, &view), vec![], "{rule} fixed");
+            let unknown = base_cluster_with(|items| without_kind(items, kind));
+            assert_eq!(
+                fired_in(broken, &unknown),
+                vec![],
+                "{rule} with {kind} unknown"
+            );
+        }
+    }
+
+    #[test]
+    fn system_priority_classes_always_exist() {
+        let vm = valid_vm_with(|vm| spec(vm)["priorityClassName"] = json!("system-node-critical"));
+        assert_eq!(fired_in(vm, &cluster(BASE_CLUSTER)), vec![]);
+    }
+
+    #[test]
+    fn namespaced_instancetype_is_looked_up_in_the_vm_namespace() {
+        let vm = valid_vm_with(|vm| {
+            vm["spec"]["instancetype"] =
+                json!({"name": "small", "kind": "VirtualMachineInstancetype"})
+        });
+        let view = base_cluster_with(|items| {
+            items.push(json!({"apiVersion": "instancetype.kubevirt.io/v1beta1", "kind": "VirtualMachineInstancetype", "metadata": {"name": "small", "namespace": "other"}}))
+        });
+        assert_eq!(
+            fired_in(vm, &view),
+            vec![(InstancetypeNotFound, "spec.instancetype.name".into())]
+        );
+    }
+}

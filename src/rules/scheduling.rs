@@ -249,3 +249,182 @@ pub fn device_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::RuleId::*;
+    use crate::rules::testing::*;
+    use serde_json::{Value, json};
+
+    fn gpu_toleration(vm: &mut Value) {
+        spec(vm)["tolerations"] =
+            json!([{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]);
+    }
+
+    #[test]
+    fn node_selector_unsatisfiable_names_the_nearest_miss() {
+        let view = cluster(BASE_CLUSTER);
+        let broken = valid_vm_with(|vm| spec(vm)["nodeSelector"] = json!({"gpu": "a100"}));
+        let found = crate::rules::testing::findings_in(broken.clone(), &view);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].rule, NodeSelectorUnsatisfiable);
+        assert_eq!(found[0].path, "spec.template.spec.nodeSelector");
+        assert_eq!(
+            found[0].message,
+            "nodeSelector gpu=a100 matches none of 2 nodes (nearest: worker-2 has gpu=a10)"
+        );
+        let fixed = valid_vm_with(|vm| spec(vm)["nodeSelector"] = json!({"zone": "a"}));
+        assert_eq!(fired_in(fixed, &view), vec![]);
+        let unknown = base_cluster_with(|items| without_kind(items, "Node"));
+        assert_eq!(fired_in(broken, &unknown), vec![]);
+    }
+
+    #[test]
+    fn required_affinity_alone_can_match_nothing() {
+        let view = cluster(BASE_CLUSTER);
+        let affinity = |zone: &str| {
+            json!({"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                {"matchExpressions": [{"key": "zone", "operator": "In", "values": [zone]}]}
+            ]}}})
+        };
+        let broken = valid_vm_with(|vm| spec(vm)["affinity"] = affinity("c"));
+        assert_eq!(
+            fired_in(broken, &view),
+            vec![(
+                NodeSelectorUnsatisfiable,
+                "spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution".into()
+            )]
+        );
+        let fixed = valid_vm_with(|vm| spec(vm)["affinity"] = affinity("a"));
+        assert_eq!(fired_in(fixed, &view), vec![]);
+    }
+
+    #[test]
+    fn taints_not_tolerated() {
+        let view = cluster(BASE_CLUSTER);
+        let broken = valid_vm_with(|vm| spec(vm)["nodeSelector"] = json!({"gpu": "a10"}));
+        assert_eq!(
+            fired_in(broken, &view),
+            vec![(TaintsNotTolerated, "spec.template.spec.tolerations".into())]
+        );
+        let fixed = valid_vm_with(|vm| {
+            spec(vm)["nodeSelector"] = json!({"gpu": "a10"});
+            gpu_toleration(vm);
+        });
+        assert_eq!(fired_in(fixed, &view), vec![]);
+    }
+
+    #[test]
+    fn no_schedulable_node() {
+        let cordoned = base_cluster_with(|items| items[0]["spec"] = json!({"unschedulable": true}));
+        let vm = valid_vm_with(|vm| spec(vm)["nodeSelector"] = json!({"zone": "a"}));
+        assert_eq!(
+            fired_in(vm.clone(), &cordoned),
+            vec![(NoSchedulableNode, "spec.template.spec.nodeSelector".into())]
+        );
+        let not_ready = base_cluster_with(|items| {
+            items[0]["status"]["conditions"] = json!([{"type": "Ready", "status": "False"}])
+        });
+        assert_eq!(fired_in(vm.clone(), &not_ready).len(), 1);
+        let no_handler = base_cluster_with(|items| {
+            items[0]["metadata"]["labels"]["kubevirt.io/schedulable"] = json!("false")
+        });
+        assert_eq!(fired_in(vm.clone(), &no_handler).len(), 1);
+        assert_eq!(fired_in(vm, &cluster(BASE_CLUSTER)), vec![]);
+    }
+
+    fn sized(memory: &str) -> Value {
+        valid_vm_with(|vm| {
+            spec(vm)["domain"]["resources"] = json!({"requests": {"memory": memory}});
+            spec(vm)["domain"]["memory"]["guest"] = json!(memory);
+        })
+    }
+
+    #[test]
+    fn resources_exceed_capacity_of_every_schedulable_node() {
+        let view = cluster(BASE_CLUSTER);
+        // worker-2 has 128Gi but a taint the VM does not tolerate: only worker-1 (64Gi) counts.
+        assert_eq!(
+            fired_in(sized("100Gi"), &view),
+            vec![(
+                ResourcesExceedCapacity,
+                "spec.template.spec.domain.resources.requests.memory".into()
+            )]
+        );
+        assert_eq!(fired_in(sized("64Gi"), &view), vec![]);
+        let tolerating = valid_vm_with(|vm| {
+            spec(vm)["domain"]["resources"] = json!({"requests": {"memory": "100Gi"}});
+            gpu_toleration(vm);
+        });
+        assert_eq!(fired_in(tolerating, &view), vec![]);
+    }
+
+    #[test]
+    fn only_dedicated_cpus_count_whole() {
+        let view = cluster(BASE_CLUSTER);
+        let cpus = |dedicated: bool| {
+            valid_vm_with(|vm| {
+                spec(vm)["domain"]["cpu"] =
+                    json!({"cores": 20, "dedicatedCpuPlacement": dedicated});
+                spec(vm)["domain"]["resources"] = json!({"requests": {"memory": "1Gi"}});
+            })
+        };
+        assert_eq!(
+            fired_in(cpus(true), &view),
+            vec![(
+                ResourcesExceedCapacity,
+                "spec.template.spec.domain.resources.requests.cpu".into()
+            )]
+        );
+        // Shared vCPUs are requested at a fraction: 20 of them fit a 16-CPU node.
+        assert_eq!(fired_in(cpus(false), &view), vec![]);
+    }
+
+    #[test]
+    fn cpu_model_unavailable() {
+        let view = cluster(BASE_CLUSTER);
+        let model =
+            |model: &str| valid_vm_with(|vm| spec(vm)["domain"]["cpu"] = json!({"model": model}));
+        assert_eq!(
+            fired_in(model("Skylake-Server"), &view),
+            vec![(
+                CpuModelUnavailable,
+                "spec.template.spec.domain.cpu.model".into()
+            )]
+        );
+        assert_eq!(fired_in(model("Haswell"), &view), vec![]);
+        assert_eq!(fired_in(model("host-passthrough"), &view), vec![]);
+        // Without any CPU-model label the node labeller is off: unknown, not missing.
+        let unlabelled = base_cluster_with(|items| {
+            for item in items.iter_mut().filter(|i| i["kind"] == "Node") {
+                item["metadata"]["labels"]
+                    .as_object_mut()
+                    .unwrap()
+                    .retain(|k, _| !k.starts_with("cpu-model"));
+            }
+        });
+        assert_eq!(fired_in(model("Skylake-Server"), &unlabelled), vec![]);
+    }
+
+    #[test]
+    fn device_unavailable() {
+        let view = cluster(BASE_CLUSTER);
+        let gpu = |tolerate: bool| {
+            valid_vm_with(|vm| {
+                spec(vm)["domain"]["devices"]["gpus"] =
+                    json!([{"name": "gpu1", "deviceName": "nvidia.com/GA102GL_A10"}]);
+                if tolerate {
+                    gpu_toleration(vm);
+                }
+            })
+        };
+        assert_eq!(
+            fired_in(gpu(false), &view),
+            vec![(
+                DeviceUnavailable,
+                "spec.template.spec.domain.devices.gpus[0].deviceName".into()
+            )]
+        );
+        assert_eq!(fired_in(gpu(true), &view), vec![]);
+    }
+}

@@ -225,3 +225,224 @@ pub fn pvc_lost(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::RuleId::{self, *};
+    use crate::rules::testing::*;
+    use serde_json::{Value, json};
+
+    /// The valid VM with an extra data disk backed by `volume` (and dataVolumeTemplates).
+    fn with_data(volume: Value, templates: Value) -> Value {
+        valid_vm_with(|vm| {
+            vm["spec"]["dataVolumeTemplates"] = templates;
+            spec(vm)["volumes"].as_array_mut().unwrap().push(volume);
+            spec(vm)["domain"]["devices"]["disks"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "data", "disk": {}}));
+        })
+    }
+
+    fn template(storage: Value) -> Value {
+        json!([{"metadata": {"name": "data-dv"}, "spec": {"storage": storage, "source": {"blank": {}}}}])
+    }
+
+    fn size() -> Value {
+        json!({"requests": {"storage": "10Gi"}})
+    }
+
+    #[test]
+    fn pvc_not_found() {
+        let view = cluster(BASE_CLUSTER);
+        let broken = with_data(
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": "nope"}}),
+            json!([]),
+        );
+        let path = "spec.template.spec.volumes[2].persistentVolumeClaim.claimName";
+        assert_eq!(
+            fired_in(broken.clone(), &view),
+            vec![(PvcNotFound, path.into())]
+        );
+        let fixed = with_data(
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}}),
+            json!([]),
+        );
+        assert_eq!(fired_in(fixed, &view), vec![]);
+        // A dataVolumeTemplate of that name will create the claim.
+        let templated = with_data(
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": "data-dv"}}),
+            template(json!({"resources": size()})),
+        );
+        assert_eq!(fired_in(templated, &view), vec![]);
+        let ephemeral = with_data(
+            json!({"name": "data", "ephemeral": {"persistentVolumeClaim": {"claimName": "nope"}}}),
+            json!([]),
+        );
+        assert_eq!(
+            fired_in(ephemeral, &view),
+            vec![(
+                PvcNotFound,
+                "spec.template.spec.volumes[2].ephemeral.persistentVolumeClaim.claimName".into()
+            )]
+        );
+        let unknown = base_cluster_with(|items| without_kind(items, "PersistentVolumeClaim"));
+        assert_eq!(fired_in(broken, &unknown), vec![]);
+    }
+
+    #[test]
+    fn datavolume_not_found() {
+        let view = cluster(BASE_CLUSTER);
+        let broken = with_data(
+            json!({"name": "data", "dataVolume": {"name": "nope"}}),
+            json!([]),
+        );
+        assert_eq!(
+            fired_in(broken.clone(), &view),
+            vec![(
+                DatavolumeNotFound,
+                "spec.template.spec.volumes[2].dataVolume.name".into()
+            )]
+        );
+        for existing in ["existing-dv", "data-pvc"] {
+            let fixed = with_data(
+                json!({"name": "data", "dataVolume": {"name": existing}}),
+                json!([]),
+            );
+            assert_eq!(fired_in(fixed, &view), vec![], "{existing}");
+        }
+        let unknown = base_cluster_with(|items| without_kind(items, "DataVolume"));
+        assert_eq!(fired_in(broken, &unknown), vec![]);
+    }
+
+    fn dv_vm(storage: Value) -> Value {
+        with_data(
+            json!({"name": "data", "dataVolume": {"name": "data-dv"}}),
+            template(storage),
+        )
+    }
+
+    #[test]
+    fn storage_class_not_found() {
+        let view = cluster(BASE_CLUSTER);
+        let broken = dv_vm(json!({"storageClassName": "gold", "resources": size()}));
+        assert_eq!(
+            fired_in(broken.clone(), &view),
+            vec![(
+                StorageClassNotFound,
+                "spec.dataVolumeTemplates[0].spec.storage.storageClassName".into()
+            )]
+        );
+        assert_eq!(
+            fired_in(
+                dv_vm(json!({"storageClassName": "standard", "resources": size()})),
+                &view
+            ),
+            vec![]
+        );
+        let unknown = base_cluster_with(|items| without_kind(items, "StorageClass"));
+        assert_eq!(fired_in(broken, &unknown), vec![]);
+    }
+
+    #[test]
+    fn pending_pvc_on_a_missing_class() {
+        let view = base_cluster_with(|items| {
+            items.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "stuck", "namespace": "default"},
+                "spec": {"storageClassName": "gold"}, "status": {"phase": "Pending"}}));
+            items.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "bound", "namespace": "default"},
+                "spec": {"storageClassName": "gold"}, "status": {"phase": "Bound"}}));
+        });
+        let stuck = with_data(
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": "stuck"}}),
+            json!([]),
+        );
+        assert_eq!(
+            fired_in(stuck, &view),
+            vec![(
+                StorageClassNotFound,
+                "spec.template.spec.volumes[2].persistentVolumeClaim.claimName".into()
+            )]
+        );
+        let bound = with_data(
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": "bound"}}),
+            json!([]),
+        );
+        assert_eq!(fired_in(bound, &view), vec![]);
+    }
+
+    #[test]
+    fn no_default_storage_class() {
+        let no_default = base_cluster_with(|items| {
+            items.retain(|i| i["kind"] != "StorageClass");
+            items.push(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard"}}));
+        });
+        let broken = dv_vm(json!({"resources": size(), "accessModes": ["ReadWriteOnce"]}));
+        assert_eq!(
+            fired_in(broken.clone(), &no_default),
+            vec![(
+                NoDefaultStorageClass,
+                "spec.dataVolumeTemplates[0].spec.storage".into()
+            )]
+        );
+        assert_eq!(fired_in(broken.clone(), &cluster(BASE_CLUSTER)), vec![]);
+        let named = dv_vm(json!({"resources": size(), "storageClassName": "standard"}));
+        assert_eq!(fired_in(named, &no_default), vec![]);
+        let virt_default = base_cluster_with(|items| {
+            items.retain(|i| i["kind"] != "StorageClass");
+            items.push(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard",
+                "annotations": {"storageclass.kubevirt.io/is-default-virt-class": "true"}}}));
+        });
+        assert_eq!(fired_in(broken, &virt_default), vec![]);
+    }
+
+    #[test]
+    fn storage_profile_incomplete() {
+        let empty_profile = base_cluster_with(|items| {
+            items.retain(|i| i["kind"] != "StorageProfile");
+            items.push(
+                json!({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "StorageProfile",
+                "metadata": {"name": "standard"}, "status": {}}),
+            );
+        });
+        let broken = dv_vm(json!({"resources": size()}));
+        assert_eq!(
+            fired_in(broken.clone(), &empty_profile),
+            vec![(
+                StorageProfileIncomplete,
+                "spec.dataVolumeTemplates[0].spec.storage.accessModes".into()
+            )]
+        );
+        let fixed = dv_vm(json!({"resources": size(), "accessModes": ["ReadWriteOnce"]}));
+        assert_eq!(fired_in(fixed, &empty_profile), vec![]);
+        assert_eq!(fired_in(broken.clone(), &cluster(BASE_CLUSTER)), vec![]);
+        let unknown = base_cluster_with(|items| without_kind(items, "StorageProfile"));
+        assert_eq!(fired_in(broken, &unknown), vec![]);
+    }
+
+    #[test]
+    fn pvc_lost() {
+        let view = base_cluster_with(|items| {
+            items.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+                "metadata": {"name": "gone", "namespace": "default"}, "status": {"phase": "Lost"}}));
+        });
+        let rule: RuleId = PvcLost;
+        let broken = with_data(
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": "gone"}}),
+            json!([]),
+        );
+        assert_eq!(
+            fired_in(broken, &view),
+            vec![(
+                rule,
+                "spec.template.spec.volumes[2].persistentVolumeClaim.claimName".into()
+            )]
+        );
+        let fixed = with_data(
+            json!({"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}}),
+            json!([]),
+        );
+        assert_eq!(fired_in(fixed, &view), vec![]);
+    }
+}
