@@ -1,0 +1,173 @@
+//! A loopback stand-in for the Kubernetes API server: serves lists (full or
+//! PartialObjectMetadata, as the Accept header asks), newline-delimited watch streams fed by
+//! the test, and 404 for kinds whose CRD is "not installed". It records every request.
+
+#![allow(dead_code)]
+
+use std::collections::{HashMap, HashSet};
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+use tokio_stream::wrappers::BroadcastStream;
+
+/// One request the fake saw.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub path: String,
+    pub query: String,
+    pub accept: String,
+}
+
+#[derive(Clone)]
+struct Shared {
+    objects: Arc<Mutex<HashMap<String, Vec<Value>>>>,
+    missing: Arc<HashSet<String>>,
+    events: broadcast::Sender<(String, Value)>,
+    seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+pub struct FakeApi {
+    pub url: String,
+    shared: Shared,
+}
+
+const METADATA_AS: &str = "as=PartialObjectMetadata";
+
+fn metadata_only(object: &Value) -> Value {
+    json!({
+        "apiVersion": "meta.k8s.io/v1",
+        "kind": "PartialObjectMetadata",
+        "metadata": object["metadata"].clone(),
+    })
+}
+
+impl FakeApi {
+    /// Serves `objects` (by collection path, e.g. `/api/v1/secrets`); `missing` paths get 404.
+    pub async fn start(objects: Vec<(&str, Vec<Value>)>, missing: &[&str]) -> FakeApi {
+        let (events, _) = broadcast::channel(64);
+        let shared = Shared {
+            objects: Arc::new(Mutex::new(
+                objects
+                    .into_iter()
+                    .map(|(path, items)| (path.to_string(), items))
+                    .collect(),
+            )),
+            missing: Arc::new(missing.iter().map(|p| p.to_string()).collect()),
+            events,
+            seen: Arc::new(Mutex::new(Vec::new())),
+        };
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        FakeApi { url, shared }
+    }
+
+    pub fn client(&self) -> kube::Client {
+        let config = kube::Config::new(self.url.parse().unwrap());
+        kube::Client::try_from(config).unwrap()
+    }
+
+    /// Sends a watch event (`ADDED`, `MODIFIED`, `DELETED`) to watchers of `path`, and keeps
+    /// the collection in step for later lists.
+    pub fn send(&self, path: &str, event: &str, object: Value) {
+        {
+            let mut objects = self.shared.objects.lock().unwrap();
+            let items = objects.entry(path.to_string()).or_default();
+            let name = object["metadata"]["name"].clone();
+            items.retain(|o| o["metadata"]["name"] != name);
+            if event != "DELETED" {
+                items.push(object.clone());
+            }
+        }
+        let _ = self
+            .shared
+            .events
+            .send((path.to_string(), json!({"type": event, "object": object})));
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
+    /// Number of watch connections currently open on `path`.
+    pub fn watchers(&self) -> usize {
+        self.shared.events.receiver_count()
+    }
+}
+
+async fn handle(State(shared): State<Shared>, request: Request) -> Response {
+    let path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or_default().to_string();
+    let accept = request
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    shared.seen.lock().unwrap().push(Seen {
+        path: path.clone(),
+        query: query.clone(),
+        accept: accept.clone(),
+    });
+    let metadata = accept.contains(METADATA_AS);
+    if shared.missing.contains(&path) {
+        let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+            "message": "the server could not find the requested resource", "reason": "NotFound", "code": 404});
+        return (StatusCode::NOT_FOUND, axum::Json(status)).into_response();
+    }
+    if query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1")
+    {
+        let stream = BroadcastStream::new(shared.events.subscribe()).filter_map(move |event| {
+            let path = path.clone();
+            async move {
+                let (event_path, mut event) = event.ok()?;
+                if event_path != path {
+                    return None;
+                }
+                if metadata {
+                    event["object"] = metadata_only(&event["object"]);
+                }
+                let mut line = serde_json::to_vec(&event).ok()?;
+                line.push(b'\n');
+                Some(Ok::<_, Infallible>(Bytes::from(line)))
+            }
+        });
+        return Response::builder()
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from_stream(stream))
+            .unwrap();
+    }
+    let items: Vec<Value> = shared
+        .objects
+        .lock()
+        .unwrap()
+        .get(&path)
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|o| if metadata { metadata_only(&o) } else { o })
+        .collect();
+    let (api_version, kind) = if metadata {
+        ("meta.k8s.io/v1", "PartialObjectMetadataList")
+    } else {
+        ("v1", "List")
+    };
+    axum::Json(json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"resourceVersion": "1"},
+        "items": items,
+    }))
+    .into_response()
+}
