@@ -370,6 +370,16 @@ struct ClaimPropertySet {
     access_modes: Vec<String>,
 }
 
+/// A namespaced object without a namespace (a manifest used as a snapshot) lands where
+/// `kubectl apply` would put it.
+fn namespace_or_default(namespace: String) -> String {
+    if namespace.is_empty() {
+        "default".to_string()
+    } else {
+        namespace
+    }
+}
+
 const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
     "storageclass.kubernetes.io/is-default-class",
     "storageclass.kubevirt.io/is-default-virt-class",
@@ -417,7 +427,7 @@ impl ViewBuilder {
             Kind::PersistentVolumeClaim => {
                 let pvc = PvcObject::deserialize(object).map_err(|e| fail(e.to_string()))?;
                 self.pvcs.insert(
-                    (pvc.metadata.namespace, pvc.metadata.name),
+                    (namespace_or_default(pvc.metadata.namespace), pvc.metadata.name),
                     PvcInfo {
                         phase: pvc.status.phase,
                         storage_class: pvc.spec.storage_class_name,
@@ -455,7 +465,7 @@ impl ViewBuilder {
                     self.names
                         .entry(kind)
                         .or_default()
-                        .entry(meta.namespace)
+                        .entry(namespace_or_default(meta.namespace))
                         .or_default()
                         .insert(meta.name);
                 } else {
