@@ -1,0 +1,198 @@
+//! Cluster rules on synthetic views of 10, 500 and 5,000 nodes with 100,000 Secrets: the time
+//! to check one VM with every cluster rule, and the memory the view holds.
+//!
+//! `cargo bench --bench cluster` (prints the view's resident memory before criterion's figures).
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use serde_json::{Value, json};
+use virt_preflight::check::object_ref;
+use virt_preflight::cluster::{ClusterView, Kind, ViewBuilder};
+use virt_preflight::model::VirtualMachine;
+use virt_preflight::rules::{self, REGISTRY, Scope};
+
+const SECRETS: usize = 100_000;
+const NAMESPACES: usize = 100;
+
+fn node(i: usize) -> Value {
+    let zone = ["a", "b", "c"][i % 3];
+    let mut labels = json!({
+        "kubernetes.io/hostname": format!("worker-{i}"),
+        "topology.kubernetes.io/zone": zone,
+        "kubevirt.io/schedulable": "true",
+        "cpu-model.node.kubevirt.io/Haswell": "true",
+        "node.kubernetes.io/instance-type": format!("m{}.large", i % 7),
+    });
+    let gpu = i % 10 == 1;
+    if gpu {
+        labels["gpu"] = json!("a10");
+    }
+    json!({
+        "metadata": {"name": format!("worker-{i}"), "labels": labels},
+        "spec": {"taints": if gpu { json!([{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]) } else { json!([]) }},
+        "status": {
+            "allocatable": {"cpu": "32", "memory": "128Gi", "nvidia.com/GA102GL_A10": if gpu { "2" } else { "0" }},
+            "conditions": [{"type": "Ready", "status": "True"}]
+        }
+    })
+}
+
+fn view(nodes: usize) -> ClusterView {
+    let mut builder = ViewBuilder::new();
+    for i in 0..nodes {
+        builder.add(Kind::Node, &node(i)).unwrap();
+    }
+    for i in 0..SECRETS {
+        let meta = json!({"metadata": {"name": format!("secret-{i}"), "namespace": format!("ns-{}", i % NAMESPACES)}});
+        builder.add(Kind::Secret, &meta).unwrap();
+    }
+    for (kind, name) in [
+        (Kind::ConfigMap, "sysprep"),
+        (Kind::ServiceAccount, "vm-sa"),
+        (Kind::DataVolume, "data-dv"),
+        (Kind::NetworkAttachmentDefinition, "storage-net"),
+    ] {
+        builder
+            .add(
+                kind,
+                &json!({"metadata": {"name": name, "namespace": "ns-7"}}),
+            )
+            .unwrap();
+    }
+    builder
+        .add(
+            Kind::PersistentVolumeClaim,
+            &json!({"metadata": {"name": "data-pvc", "namespace": "ns-7"},
+            "spec": {"storageClassName": "standard"}, "status": {"phase": "Bound"}}),
+        )
+        .unwrap();
+    builder
+        .add(
+            Kind::StorageClass,
+            &json!({"metadata": {"name": "standard",
+            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}),
+        )
+        .unwrap();
+    builder
+        .add(
+            Kind::StorageProfile,
+            &json!({"metadata": {"name": "standard"},
+            "status": {"claimPropertySets": [{"accessModes": ["ReadWriteOnce"]}]}}),
+        )
+        .unwrap();
+    builder
+        .add(
+            Kind::PriorityClass,
+            &json!({"metadata": {"name": "vm-high"}}),
+        )
+        .unwrap();
+    builder
+        .add(Kind::Namespace, &json!({"metadata": {"name": "ns-7"}}))
+        .unwrap();
+    builder
+        .add(
+            Kind::VirtualMachineClusterInstancetype,
+            &json!({"metadata": {"name": "u1.large"}}),
+        )
+        .unwrap();
+    builder
+        .add(
+            Kind::VirtualMachineClusterPreference,
+            &json!({"metadata": {"name": "fedora"}}),
+        )
+        .unwrap();
+    builder.mark_known(Kind::VirtualMachineInstancetype);
+    builder.mark_known(Kind::VirtualMachinePreference);
+    builder.build()
+}
+
+/// A VM that every cluster rule has something to look at in.
+fn vm() -> VirtualMachine {
+    VirtualMachine::from_value(&json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": "bench", "namespace": "ns-7"},
+        "spec": {
+            "runStrategy": "Always",
+            "instancetype": {"name": "u1.large"},
+            "preference": {"name": "fedora"},
+            "dataVolumeTemplates": [{"metadata": {"name": "root-dv"}, "spec": {
+                "storage": {"resources": {"requests": {"storage": "30Gi"}}},
+                "source": {"registry": {"url": "docker://quay.io/containerdisks/fedora:41", "secretRef": "secret-7", "certConfigMap": "sysprep"}}}}],
+            "template": {"spec": {
+                "priorityClassName": "vm-high",
+                "nodeSelector": {"topology.kubernetes.io/zone": "b", "gpu": "a10"},
+                "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [
+                    {"matchExpressions": [{"key": "node.kubernetes.io/instance-type", "operator": "NotIn", "values": ["m3.large"]}]}]}}},
+                "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+                "accessCredentials": [{"sshPublicKey": {"source": {"secret": {"secretName": "secret-107"}}, "propagationMethod": {"noCloud": {}}}}],
+                "domain": {
+                    "cpu": {"model": "Haswell", "cores": 4},
+                    "devices": {
+                        "disks": [{"name": "root", "disk": {}, "bootOrder": 1}, {"name": "data", "disk": {}}, {"name": "dv", "disk": {}}, {"name": "ci", "disk": {}}],
+                        "interfaces": [{"name": "default", "masquerade": {}}, {"name": "storage", "bridge": {}}],
+                        "gpus": [{"name": "gpu1", "deviceName": "nvidia.com/GA102GL_A10"}]
+                    },
+                    "resources": {"requests": {"memory": "16Gi", "cpu": "4"}}
+                },
+                "networks": [{"name": "default", "pod": {}}, {"name": "storage", "multus": {"networkName": "storage-net"}}],
+                "volumes": [
+                    {"name": "root", "dataVolume": {"name": "root-dv"}},
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "data-pvc"}},
+                    {"name": "dv", "dataVolume": {"name": "data-dv"}},
+                    {"name": "ci", "cloudInitNoCloud": {"secretRef": {"name": "secret-207"}}},
+                    {"name": "sa", "serviceAccount": {"serviceAccountName": "vm-sa"}},
+                    {"name": "cfg", "configMap": {"name": "sysprep"}}
+                ]
+            }}
+        }
+    }))
+    .expect("bench VM fits the model")
+}
+
+fn resident_bytes() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<usize>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+fn cluster_rules(c: &mut Criterion) {
+    let vm = vm();
+    let object = object_ref(&vm, "default");
+    let mut group = c.benchmark_group("cluster-rules-one-vm");
+    for nodes in [10, 500, 5_000] {
+        let before = resident_bytes();
+        let view = view(nodes);
+        let after = resident_bytes();
+        let evaluation = rules::evaluate(&vm, &object, Some(&view));
+        assert!(
+            evaluation.findings.is_empty(),
+            "bench VM must be clean: {:?}",
+            evaluation.findings
+        );
+        assert!(
+            REGISTRY
+                .iter()
+                .filter(|r| r.scope == Scope::Cluster)
+                .all(|r| rules::runnable(r, Some(&view))),
+            "every cluster rule must run"
+        );
+        eprintln!(
+            "view of {nodes} nodes + {SECRETS} secrets: resident +{:.1} MiB (estimate {:.1} MiB)",
+            after.saturating_sub(before) as f64 / 1048576.0,
+            view.approximate_bytes() as f64 / 1048576.0
+        );
+        group.bench_with_input(BenchmarkId::from_parameter(nodes), &view, |b, view| {
+            b.iter(|| black_box(rules::evaluate(black_box(&vm), &object, Some(view))))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, cluster_rules);
+criterion_main!(benches);
