@@ -5,6 +5,7 @@
 //! ([`rules`]) → findings ([`finding`]) → a report ([`report`]) or, later, an admission
 //! response. See ARCHITECTURE.md.
 
+pub mod admission;
 pub mod check;
 pub mod cli;
 pub mod cluster;
@@ -12,5 +13,6 @@ pub mod finding;
 pub mod fix;
 pub mod manifest;
 pub mod model;
+pub mod policy;
 pub mod report;
 pub mod rules;

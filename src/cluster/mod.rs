@@ -10,7 +10,7 @@ pub mod live;
 pub mod nodes;
 pub mod snapshot;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -181,10 +181,19 @@ pub struct ClusterView {
     pvcs: Arc<HashMap<(String, String), PvcInfo>>,
     storage_classes: Arc<HashMap<String, StorageClassInfo>>,
     storage_profiles: Arc<HashMap<String, StorageProfileInfo>>,
+    namespace_labels: Arc<HashMap<String, BTreeMap<String, String>>>,
     nodes: Arc<NodeIndex>,
 }
 
 impl ClusterView {
+    /// A namespace's labels; `None` when Namespaces are unknown or this one is not listed.
+    pub fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
+        if !self.is_known(Kind::Namespace) {
+            return None;
+        }
+        self.namespace_labels.get(namespace)
+    }
+
     pub fn known(&self) -> KindSet {
         self.known
     }
@@ -261,22 +270,16 @@ impl ClusterView {
             Kind::PersistentVolumeClaim => self.pvcs = from.pvcs.clone(),
             Kind::StorageClass => self.storage_classes = from.storage_classes.clone(),
             Kind::StorageProfile => self.storage_profiles = from.storage_profiles.clone(),
-            _ if kind.is_namespaced() => match from.names.get(&kind) {
-                Some(names) => {
-                    self.names.insert(kind, names.clone());
+            _ => {
+                if kind == Kind::Namespace {
+                    self.namespace_labels = from.namespace_labels.clone();
                 }
-                None => {
-                    self.names.remove(&kind);
+                if kind.is_namespaced() {
+                    replace_entry(&mut self.names, &from.names, kind);
+                } else {
+                    replace_entry(&mut self.cluster_names, &from.cluster_names, kind);
                 }
-            },
-            _ => match from.cluster_names.get(&kind) {
-                Some(names) => {
-                    self.cluster_names.insert(kind, names.clone());
-                }
-                None => {
-                    self.cluster_names.remove(&kind);
-                }
-            },
+            }
         }
         if from.known.contains(kind) {
             self.known.insert(kind);
@@ -302,6 +305,17 @@ impl ClusterView {
     }
 }
 
+fn replace_entry<V: Clone>(mine: &mut HashMap<Kind, V>, theirs: &HashMap<Kind, V>, kind: Kind) {
+    match theirs.get(&kind) {
+        Some(value) => {
+            mine.insert(kind, value.clone());
+        }
+        None => {
+            mine.remove(&kind);
+        }
+    }
+}
+
 /// Why an object could not be added to the view.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} {name}: {message}")]
@@ -320,6 +334,8 @@ struct Meta {
     namespace: String,
     #[serde(default)]
     annotations: HashMap<String, String>,
+    #[serde(default)]
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Deserialize)]
@@ -394,6 +410,7 @@ pub struct ViewBuilder {
     pvcs: HashMap<(String, String), PvcInfo>,
     storage_classes: HashMap<String, StorageClassInfo>,
     storage_profiles: HashMap<String, StorageProfileInfo>,
+    namespace_labels: HashMap<String, BTreeMap<String, String>>,
     nodes: Vec<NodeInfo>,
 }
 
@@ -427,7 +444,10 @@ impl ViewBuilder {
             Kind::PersistentVolumeClaim => {
                 let pvc = PvcObject::deserialize(object).map_err(|e| fail(e.to_string()))?;
                 self.pvcs.insert(
-                    (namespace_or_default(pvc.metadata.namespace), pvc.metadata.name),
+                    (
+                        namespace_or_default(pvc.metadata.namespace),
+                        pvc.metadata.name,
+                    ),
                     PvcInfo {
                         phase: pvc.status.phase,
                         storage_class: pvc.spec.storage_class_name,
@@ -461,6 +481,9 @@ impl ViewBuilder {
                 let meta = WithMeta::deserialize(object)
                     .map_err(|e| fail(e.to_string()))?
                     .metadata;
+                if kind == Kind::Namespace {
+                    self.namespace_labels.insert(meta.name.clone(), meta.labels);
+                }
                 if kind.is_namespaced() {
                     self.names
                         .entry(kind)
@@ -495,6 +518,7 @@ impl ViewBuilder {
             pvcs: Arc::new(self.pvcs),
             storage_classes: Arc::new(self.storage_classes),
             storage_profiles: Arc::new(self.storage_profiles),
+            namespace_labels: Arc::new(self.namespace_labels),
             nodes: Arc::new(NodeIndex::new(self.nodes)),
         }
     }

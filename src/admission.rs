@@ -1,0 +1,527 @@
+//! `admission.k8s.io/v1` AdmissionReview in, verdict out: a pure function of the request, the
+//! cluster view and the policy. The server ([`crate::server`]) does the I/O around it.
+//!
+//! The review types are our own small serde structs rather than kube-core's
+//! `AdmissionRequest<DynamicObject>`: the webhook reads only a handful of fields, and skipping
+//! a typed `ObjectMeta` and a re-serialisation of the object halves the cost per request.
+
+use std::collections::HashSet;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::check::object_ref;
+use crate::cluster::ClusterView;
+use crate::finding::{Finding, one_line};
+use crate::model::VirtualMachine;
+use crate::policy::{Action, Mode, Policy};
+use crate::rules::{self, RuleId};
+
+/// The API server's limits on warnings (apiserver `endpoints/filters/warning.go`).
+pub const MAX_WARNING_CHARS: usize = 120;
+pub const MAX_WARNINGS_TOTAL_CHARS: usize = 4096;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionReview {
+    pub api_version: Option<String>,
+    pub kind: Option<String>,
+    pub request: Option<AdmissionRequest>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct GroupVersionKind {
+    #[serde(default)]
+    pub group: String,
+    #[serde(default)]
+    pub version: String,
+    #[serde(default)]
+    pub kind: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AdmissionRequest {
+    pub uid: String,
+    #[serde(default)]
+    pub kind: GroupVersionKind,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub operation: String,
+    #[serde(default)]
+    pub dry_run: Option<bool>,
+    #[serde(default)]
+    pub object: Option<Value>,
+    #[serde(default)]
+    pub old_object: Option<Value>,
+}
+
+/// Why a request body is not a review we can answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    #[error("not an AdmissionReview: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error(
+        "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got {api_version}/{kind}"
+    )]
+    WrongType { api_version: String, kind: String },
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+}
+
+/// Parses a request body into the review's request.
+pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
+    let review: AdmissionReview = serde_json::from_slice(body)?;
+    let api_version = review.api_version.unwrap_or_default();
+    let kind = review.kind.unwrap_or_default();
+    if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
+        return Err(ReviewError::WrongType { api_version, kind });
+    }
+    review.request.ok_or(ReviewError::NoRequest)
+}
+
+/// A finding and what the policy made of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Judged {
+    pub finding: Finding,
+    pub action: Action,
+    /// The old object had it already (UPDATE): it may warn, never deny.
+    pub pre_existing: bool,
+}
+
+/// The webhook's answer to one request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdict {
+    pub uid: String,
+    pub allowed: bool,
+    /// Denial message: every denying finding as `[rule-id] path: message`.
+    pub message: Option<String>,
+    pub warnings: Vec<String>,
+    /// What was found, for metrics and Events.
+    pub judged: Vec<Judged>,
+    pub mode: Option<Mode>,
+    /// Whether the request was a VirtualMachine CREATE/UPDATE that the rules looked at.
+    pub evaluated: bool,
+    pub dry_run: bool,
+    pub operation: String,
+}
+
+impl Verdict {
+    fn allow(request: &AdmissionRequest) -> Verdict {
+        Verdict {
+            uid: request.uid.clone(),
+            allowed: true,
+            dry_run: request.dry_run.unwrap_or(false),
+            operation: request.operation.clone(),
+            ..Verdict::default()
+        }
+    }
+
+    /// The findings that should become an Event: those that warn or are audited.
+    pub fn event_findings(&self) -> impl Iterator<Item = &Judged> {
+        self.judged
+            .iter()
+            .filter(|j| matches!(j.action, Action::Warn | Action::Audit))
+    }
+
+    /// The `AdmissionReview` response body.
+    pub fn to_review(&self) -> Value {
+        let mut response = serde_json::json!({
+            "uid": self.uid,
+            "allowed": self.allowed,
+        });
+        if let Some(message) = &self.message {
+            response["status"] = serde_json::json!({
+                "code": 403,
+                "reason": "Forbidden",
+                "message": message,
+            });
+        }
+        if !self.warnings.is_empty() {
+            response["warnings"] = serde_json::json!(self.warnings);
+        }
+        serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": response,
+        })
+    }
+}
+
+/// The VM-shaped request: group `kubevirt.io`, kind `VirtualMachine`, CREATE or UPDATE.
+fn is_vm_write(request: &AdmissionRequest) -> bool {
+    request.kind.group == "kubevirt.io"
+        && request.kind.kind == "VirtualMachine"
+        && matches!(request.operation.as_str(), "CREATE" | "UPDATE")
+}
+
+fn is_being_deleted(object: &Value) -> bool {
+    object
+        .pointer("/metadata/deletionTimestamp")
+        .is_some_and(|t| !t.is_null())
+}
+
+fn evaluate(
+    object: &Value,
+    namespace: &str,
+    cluster: Option<&ClusterView>,
+) -> Option<Vec<Finding>> {
+    let vm = VirtualMachine::from_value(object).ok()?;
+    let object = object_ref(&vm, namespace);
+    Some(rules::evaluate(&vm, &object, cluster).findings)
+}
+
+/// Decides one admission request.
+pub fn review(
+    request: &AdmissionRequest,
+    cluster: Option<&ClusterView>,
+    policy: &Policy,
+) -> Verdict {
+    let mut verdict = Verdict::allow(request);
+    if !is_vm_write(request) {
+        return verdict;
+    }
+    let Some(object) = &request.object else {
+        return verdict;
+    };
+    if is_being_deleted(object) {
+        return verdict; // never stand in the way of a deletion's finalizer updates
+    }
+    let namespace = request
+        .namespace
+        .as_deref()
+        .or_else(|| {
+            object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("default");
+    let mode = policy.mode_for(cluster.and_then(|c| c.namespace_labels(namespace)));
+    verdict.mode = Some(mode);
+    let Some(findings) = evaluate(object, namespace, cluster) else {
+        // The API server validated the schema; a VM we cannot read is not ours to block.
+        verdict
+            .warnings
+            .push("[virt-preflight] the VirtualMachine could not be read; not checked".into());
+        return verdict;
+    };
+    verdict.evaluated = true;
+
+    // UPDATE ratchets: what the old object already had may warn, never deny.
+    let old: HashSet<(RuleId, String)> = match (&request.operation[..], &request.old_object) {
+        ("UPDATE", Some(old)) => evaluate(old, namespace, cluster)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| (f.rule, f.path))
+            .collect(),
+        _ => HashSet::new(),
+    };
+
+    for finding in findings {
+        let mut action = policy.action(finding.rule, finding.severity, mode);
+        let pre_existing = old.contains(&(finding.rule, finding.path.clone()));
+        if pre_existing && action == Action::Deny {
+            action = Action::Warn;
+        }
+        if action != Action::Off {
+            verdict.judged.push(Judged {
+                finding,
+                action,
+                pre_existing,
+            });
+        }
+    }
+
+    let line = |judged: &Judged| {
+        format!(
+            "[{}] {}: {}",
+            judged.finding.rule, judged.finding.path, judged.finding.message
+        )
+    };
+    let denials: Vec<String> = verdict
+        .judged
+        .iter()
+        .filter(|j| j.action == Action::Deny)
+        .map(line)
+        .collect();
+    if !denials.is_empty() {
+        verdict.allowed = false;
+        verdict.message = Some(format!(
+            "virt-preflight denied this VirtualMachine ({} finding{}): {}",
+            denials.len(),
+            if denials.len() == 1 { "" } else { "s" },
+            denials.join("; ")
+        ));
+    }
+    let warnings: Vec<String> = verdict
+        .judged
+        .iter()
+        .filter(|j| j.action == Action::Warn)
+        .map(line)
+        .collect();
+    verdict.warnings = limit_warnings(warnings);
+    verdict
+}
+
+/// Applies the API server's limits: one line each, at most [`MAX_WARNING_CHARS`] characters,
+/// no duplicates, at most [`MAX_WARNINGS_TOTAL_CHARS`] in all, the rest counted in a last
+/// `…and N more` warning.
+pub fn limit_warnings(warnings: Vec<String>) -> Vec<String> {
+    let mut seen = HashSet::new();
+    let unique: Vec<String> = warnings
+        .into_iter()
+        .map(|w| one_line(&w, MAX_WARNING_CHARS))
+        .filter(|w| seen.insert(w.clone()))
+        .collect();
+    let total = unique.len();
+    let mut kept = Vec::new();
+    let mut used = 0;
+    for (index, warning) in unique.into_iter().enumerate() {
+        let remaining_after = total - index - 1;
+        // Room for this one, plus a trailer if any would be left over.
+        let trailer = if remaining_after > 0 {
+            format!("…and {remaining_after} more").chars().count()
+        } else {
+            0
+        };
+        let length = warning.chars().count();
+        if used + length + trailer > MAX_WARNINGS_TOTAL_CHARS {
+            kept.push(format!("…and {} more", total - index));
+            return kept;
+        }
+        used += length;
+        kept.push(warning);
+    }
+    kept
+}
+
+/// A Kubernetes Event to emit about a VM, off the request path.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EventRequest {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub reason: String,
+    pub note: String,
+}
+
+pub const PREFLIGHT_EVENT_REASON: &str = "PreflightFindings";
+
+/// The Event for a verdict's warned or audited findings; none for dry runs.
+pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventRequest> {
+    if verdict.dry_run {
+        return None;
+    }
+    let lines: Vec<String> = verdict
+        .event_findings()
+        .map(|j| {
+            format!(
+                "[{}] {}: {}",
+                j.finding.rule, j.finding.path, j.finding.message
+            )
+        })
+        .collect();
+    if lines.is_empty() {
+        return None;
+    }
+    let object = request.object.as_ref()?;
+    let name = request.name.clone().filter(|n| !n.is_empty()).or_else(|| {
+        object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .map(String::from)
+    })?;
+    // Events carry a note of at most 1 KiB.
+    let mut note = format!("{} finding(s): {}", lines.len(), lines.join("; "));
+    if note.len() > 1024 {
+        note = one_line(&note, 1000);
+    }
+    Some(EventRequest {
+        namespace: request
+            .namespace
+            .clone()
+            .unwrap_or_else(|| "default".into()),
+        name,
+        uid: object
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .map(String::from),
+        reason: PREFLIGHT_EVENT_REASON.to_string(),
+        note,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vm(spec_edit: impl FnOnce(&mut Value)) -> Value {
+        let mut vm = json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "vm1", "namespace": "ns"},
+            "spec": {"runStrategy": "Always", "template": {"spec": {
+                "domain": {"devices": {"disks": [{"name": "root", "disk": {}}]}, "memory": {"guest": "1Gi"}},
+                "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]
+            }}}
+        });
+        spec_edit(&mut vm);
+        vm
+    }
+
+    fn request(operation: &str, object: Value, old: Option<Value>) -> AdmissionRequest {
+        AdmissionRequest {
+            uid: "uid-1".into(),
+            kind: GroupVersionKind {
+                group: "kubevirt.io".into(),
+                version: "v1".into(),
+                kind: "VirtualMachine".into(),
+            },
+            namespace: Some("ns".into()),
+            name: Some("vm1".into()),
+            operation: operation.into(),
+            dry_run: None,
+            object: Some(object),
+            old_object: old,
+        }
+    }
+
+    fn broken_disk(vm: &mut Value) {
+        vm["spec"]["template"]["spec"]["domain"]["devices"]["disks"][0]["name"] = json!("typo");
+        vm["spec"]["template"]["spec"]["domain"]["devices"]["disks"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, json!({"name": "root", "disk": {}}));
+    }
+
+    #[test]
+    fn valid_vm_is_allowed_without_warnings() {
+        let verdict = review(
+            &request("CREATE", vm(|_| {}), None),
+            None,
+            &Policy::default(),
+        );
+        assert!(verdict.allowed);
+        assert!(verdict.warnings.is_empty());
+        assert_eq!(
+            verdict.to_review()["response"],
+            json!({"uid": "uid-1", "allowed": true})
+        );
+    }
+
+    #[test]
+    fn errors_deny_with_every_finding_listed() {
+        let verdict = review(
+            &request("CREATE", vm(broken_disk), None),
+            None,
+            &Policy::default(),
+        );
+        assert!(!verdict.allowed);
+        let review = verdict.to_review();
+        assert_eq!(review["response"]["status"]["code"], 403);
+        let message = review["response"]["status"]["message"].as_str().unwrap();
+        assert!(
+            message
+                .contains("[disk-without-volume] spec.template.spec.domain.devices.disks[1].name:"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn update_ratchets_and_deletion_is_never_denied() {
+        let policy = Policy::default();
+        let old = vm(broken_disk);
+        let same = review(
+            &request("UPDATE", old.clone(), Some(old.clone())),
+            None,
+            &policy,
+        );
+        assert!(same.allowed);
+        assert!(
+            same.warnings[0].starts_with("[disk-without-volume] "),
+            "{:?}",
+            same.warnings
+        );
+        assert!(same.judged[0].pre_existing);
+        let newly = review(
+            &request("UPDATE", vm(broken_disk), Some(vm(|_| {}))),
+            None,
+            &policy,
+        );
+        assert!(!newly.allowed);
+        let mut deleting = vm(broken_disk);
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-11-24T00:00:00Z");
+        assert!(
+            review(
+                &request("UPDATE", deleting, Some(vm(|_| {}))),
+                None,
+                &policy
+            )
+            .allowed
+        );
+    }
+
+    #[test]
+    fn other_kinds_and_operations_pass_untouched() {
+        let mut other = request("CREATE", vm(broken_disk), None);
+        other.kind.kind = "VirtualMachineInstance".into();
+        let verdict = review(&other, None, &Policy::default());
+        assert!(verdict.allowed && verdict.warnings.is_empty() && !verdict.evaluated);
+        let delete = request("DELETE", vm(broken_disk), None);
+        assert!(review(&delete, None, &Policy::default()).allowed);
+    }
+
+    #[test]
+    fn warnings_obey_the_api_server_limits() {
+        let many: Vec<String> = (0..200)
+            .map(|i| format!("[rule] path[{i}]: {}", "x".repeat(150)))
+            .collect();
+        let limited = limit_warnings(many);
+        assert!(
+            limited
+                .iter()
+                .all(|w| w.chars().count() <= MAX_WARNING_CHARS && !w.contains('\n'))
+        );
+        let total: usize = limited.iter().map(|w| w.chars().count()).sum();
+        assert!(total <= MAX_WARNINGS_TOTAL_CHARS, "{total}");
+        let last = limited.last().unwrap();
+        assert!(
+            last.starts_with("…and ") && last.ends_with(" more"),
+            "{last}"
+        );
+        let shown = limited.len() - 1;
+        assert_eq!(last, &format!("…and {} more", 200 - shown));
+        let duplicates = limit_warnings(vec!["a".into(), "a".into(), "b".into()]);
+        assert_eq!(duplicates, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn parse_review_rejects_what_is_not_a_v1_review() {
+        assert!(matches!(parse_review(b"{"), Err(ReviewError::Json(_))));
+        assert!(matches!(
+            parse_review(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}"#),
+            Err(ReviewError::WrongType { .. })
+        ));
+        assert!(matches!(
+            parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview"}"#),
+            Err(ReviewError::NoRequest)
+        ));
+    }
+
+    #[test]
+    fn events_only_for_warned_or_audited_and_never_for_dry_runs() {
+        let policy = Policy::parse("mode: audit").unwrap();
+        let mut request = request("CREATE", vm(broken_disk), None);
+        let verdict = review(&request, None, &policy);
+        assert!(verdict.allowed && verdict.warnings.is_empty());
+        let event = event_for(&verdict, &request).unwrap();
+        assert_eq!(event.reason, PREFLIGHT_EVENT_REASON);
+        assert!(event.note.contains("[disk-without-volume]"));
+        request.dry_run = Some(true);
+        let verdict = review(&request, None, &policy);
+        assert!(event_for(&verdict, &request).is_none());
+    }
+}
