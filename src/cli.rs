@@ -272,3 +272,117 @@ pub fn rules_table(format: RulesFormat) -> String {
         }
     }
 }
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// PEM certificate chain for the webhook (re-read when it changes).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: PathBuf,
+    /// PEM private key for the certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: PathBuf,
+    /// HTTPS address of /validate, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    pub addr: std::net::SocketAddr,
+    /// Plain-HTTP address of /metrics.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_addr: std::net::SocketAddr,
+    /// Policy file (YAML): `mode` and per-rule `rules`.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// How often the certificate files are re-read, in seconds.
+    #[arg(long, default_value_t = 10)]
+    pub tls_reload_seconds: u64,
+    /// Internal deadline for one review, in milliseconds; past it the VM is allowed.
+    #[arg(long, default_value_t = 1500)]
+    pub deadline_ms: u64,
+    /// Seconds in-flight requests get to finish after SIGTERM.
+    #[arg(long, default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Runs the webhook until SIGTERM.
+pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
+    use crate::{events, metrics::Metrics, policy::Policy, server, tls::ReloadingCert};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let policy = match &args.config {
+            Some(path) => Policy::load(path)?,
+            None => Policy::default(),
+        };
+        let cert = ReloadingCert::new(&args.tls_cert, &args.tls_key)?;
+        crate::rules::warm_up();
+        cert.spawn_reloader(Duration::from_secs(args.tls_reload_seconds.max(1)));
+        let metrics = Arc::new(Metrics::new());
+        let (view, events) = if args.cluster.cluster_state.is_empty() {
+            let client = kube_client(&args.cluster).await?;
+            let queue = events::start(
+                client.clone(),
+                "virt-preflight",
+                metrics.clone(),
+                events::QUEUE_CAPACITY,
+            );
+            (live::LiveView::start(client), Some(queue))
+        } else {
+            let snapshot = snapshot::read(&args.cluster.cluster_state, ReadOptions::default());
+            if let Some(first) = snapshot.errors.first() {
+                anyhow::bail!(
+                    "cluster state: {first} ({} error(s) in all)",
+                    snapshot.errors.len()
+                );
+            }
+            tracing::info!("serving from a fixed cluster snapshot; Events are not emitted");
+            (live::LiveView::fixed(snapshot.view), None)
+        };
+        let mut state = server::AppState::new(view, policy, metrics, events);
+        state.deadline = Duration::from_millis(args.deadline_ms);
+        let options = server::ServeOptions {
+            addr: args.addr,
+            metrics_addr: Some(args.metrics_addr),
+            cert,
+            grace: Duration::from_secs(args.shutdown_grace_seconds),
+        };
+        server::serve(
+            options,
+            state,
+            server::shutdown_signal(),
+            |addr, metrics| {
+                // One line on stdout that scripts and tests can wait for.
+                println!(
+                    "listening on https://{addr} (metrics: {})",
+                    metrics.map_or_else(|| "off".to_string(), |m| format!("http://{m}/metrics"))
+                );
+            },
+        )
+        .await?;
+        anyhow::Ok(())
+    })
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, default_value = "virt-preflight")]
+    pub service: String,
+    /// Namespace of the Service.
+    #[arg(long, default_value = "virt-preflight")]
+    pub namespace: String,
+    /// Directory for ca.crt, tls.crt and tls.key.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+}
+
+/// Writes a CA and a serving certificate; prints the caBundle.
+pub fn run_certs(args: &CertsArgs) -> anyhow::Result<String> {
+    let names = crate::certs::service_names(&args.service, &args.namespace);
+    let generated = crate::certs::generate(&names)?;
+    crate::certs::write(&generated, &args.out)?;
+    Ok(generated.ca_bundle())
+}

@@ -6,13 +6,18 @@
 //! response. See ARCHITECTURE.md.
 
 pub mod admission;
+pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod events;
 pub mod finding;
 pub mod fix;
 pub mod manifest;
+pub mod metrics;
 pub mod model;
 pub mod policy;
 pub mod report;
 pub mod rules;
+pub mod server;
+pub mod tls;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use virt_preflight::cli::{self, CheckArgs, Exit, RulesFormat};
+use virt_preflight::cli::{self, CertsArgs, CheckArgs, Exit, RulesFormat, ServeArgs};
 
 #[derive(Parser)]
 #[command(
@@ -25,6 +25,10 @@ enum Command {
         #[arg(short, long, value_enum, default_value_t = RulesFormat::Text)]
         output: RulesFormat,
     },
+    /// Run the validating admission webhook (HTTPS) until SIGTERM.
+    Serve(ServeArgs),
+    /// Make a CA and a serving certificate for the webhook Service; print the caBundle.
+    Certs(CertsArgs),
 }
 
 fn main() -> ExitCode {
@@ -52,5 +56,26 @@ fn main() -> ExitCode {
             print!("{}", cli::rules_table(output));
             Exit::Clean.into()
         }
+        Command::Serve(args) => match cli::run_serve(&args) {
+            Ok(()) => Exit::Clean.into(),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                Exit::InputError.into()
+            }
+        },
+        Command::Certs(args) => match cli::run_certs(&args) {
+            Ok(ca_bundle) => {
+                eprintln!(
+                    "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key; caBundle:",
+                    args.out.display()
+                );
+                println!("{ca_bundle}");
+                Exit::Clean.into()
+            }
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                Exit::InputError.into()
+            }
+        },
     }
 }

@@ -18,7 +18,8 @@ fn examples() -> PathBuf {
 fn kubevirt_examples_get_no_error_against_a_cluster_that_has_what_they_name() {
     let examples = examples();
     assert!(examples.is_dir(), "{} is missing", examples.display());
-    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/kubevirt-examples-cluster.yaml");
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kubevirt-examples-cluster.yaml");
     let snapshot = snapshot::read(&[fixture, examples.clone()], ReadOptions::default());
     let view = snapshot.view;
     for kind in Kind::ALL {
@@ -28,14 +29,26 @@ fn kubevirt_examples_get_no_error_against_a_cluster_that_has_what_they_name() {
         cluster: Some(Arc::new(view)),
         ..CheckOptions::default()
     };
-    let report = check_all(manifest::read_path(&examples, ReadOptions::default()), &options);
-    assert!(report.coverage.skipped_rules.is_empty(), "{:?}", report.coverage.skipped_rules);
+    let report = check_all(
+        manifest::read_path(&examples, ReadOptions::default()),
+        &options,
+    );
+    assert!(
+        report.coverage.skipped_rules.is_empty(),
+        "{:?}",
+        report.coverage.skipped_rules
+    );
     let vms = report.vms().count();
     assert!(vms >= 12, "expected the 12 example VMs, found {vms}");
     let errors: Vec<String> = report
         .findings()
         .filter(|(_, f)| f.severity == Severity::Error)
-        .map(|(vm, f)| format!("{} {}: {} {}: {}", vm.source, vm.object, f.rule, f.path, f.message))
+        .map(|(vm, f)| {
+            format!(
+                "{} {}: {} {}: {}",
+                vm.source, vm.object, f.rule, f.path, f.message
+            )
+        })
         .collect();
     assert!(errors.is_empty(), "false errors:\n{}", errors.join("\n"));
     for document in &report.documents {

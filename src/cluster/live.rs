@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Debug;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -189,6 +190,9 @@ pub async fn list_once(client: Client) -> Listed {
 #[derive(Clone)]
 pub struct LiveView {
     receiver: watch::Receiver<Arc<ClusterView>>,
+    /// Kinds whose first list has finished, synced or failed (a missing CRD settles as
+    /// unknown): readiness waits for every kind to settle, not to succeed.
+    settled: Arc<AtomicU32>,
     /// Holds the channel open for a view that no task publishes to (a fixed snapshot).
     _fixed: Option<Arc<watch::Sender<Arc<ClusterView>>>>,
 }
@@ -203,12 +207,14 @@ impl LiveView {
         let (sender, receiver) = watch::channel(Arc::new(ClusterView::default()));
         let shared = Arc::new(Mutex::new(ClusterView::default()));
         let sender = Arc::new(sender);
+        let settled = Arc::new(AtomicU32::new(0));
         for kind in Kind::ALL {
             let resource = api_resource(kind);
             let publisher = Publisher {
                 kind,
                 shared: shared.clone(),
                 sender: sender.clone(),
+                settled: settled.clone(),
             };
             let config = watcher::Config::default().page_size(PAGE);
             if kind_api(kind).metadata_only {
@@ -228,6 +234,7 @@ impl LiveView {
         }
         LiveView {
             receiver,
+            settled,
             _fixed: None,
         }
     }
@@ -237,8 +244,14 @@ impl LiveView {
         let (sender, receiver) = watch::channel(Arc::new(view));
         LiveView {
             receiver,
+            settled: Arc::new(AtomicU32::new(KindSet::all().bits())),
             _fixed: Some(Arc::new(sender)),
         }
+    }
+
+    /// Whether every kind has finished its first list (synced, or found unavailable).
+    pub fn settled(&self) -> bool {
+        KindSet::from_bits(self.settled.load(Ordering::Acquire)) == KindSet::all()
     }
 
     pub fn current(&self) -> Arc<ClusterView> {
@@ -260,9 +273,16 @@ struct Publisher {
     kind: Kind,
     shared: Arc<Mutex<ClusterView>>,
     sender: Arc<watch::Sender<Arc<ClusterView>>>,
+    settled: Arc<AtomicU32>,
 }
 
 impl Publisher {
+    fn settle(&self) {
+        let mut bit = KindSet::default();
+        bit.insert(self.kind);
+        self.settled.fetch_or(bit.bits(), Ordering::AcqRel);
+    }
+
     /// Rebuilds this kind's part from `objects` and publishes the whole view.
     fn publish(&self, objects: &HashMap<(String, String), Value>, synced: bool) {
         let mut builder = ViewBuilder::new();
@@ -362,6 +382,9 @@ where
         }
         if changed && synced {
             publisher.publish(&objects, synced);
+        }
+        if synced || reported_error {
+            publisher.settle();
         }
     }
 }

@@ -144,6 +144,19 @@ impl KindSet {
     pub fn contains_all(self, kinds: &[Kind]) -> bool {
         kinds.iter().all(|k| self.contains(*k))
     }
+    pub fn all() -> KindSet {
+        let mut set = KindSet::default();
+        for kind in Kind::ALL {
+            set.insert(kind);
+        }
+        set
+    }
+    pub fn bits(self) -> u32 {
+        self.0
+    }
+    pub fn from_bits(bits: u32) -> KindSet {
+        KindSet(bits)
+    }
     pub fn iter(self) -> impl Iterator<Item = Kind> {
         Kind::ALL.into_iter().filter(move |k| self.contains(*k))
     }

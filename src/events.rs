@@ -1,0 +1,75 @@
+//! Kubernetes Events about VMs, emitted off the request path through a bounded queue: the
+//! webhook never waits on the API server, and when the queue is full an Event is dropped and
+//! counted rather than slowing admission down.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::Client;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use tokio::sync::mpsc;
+use tracing::warn;
+
+use crate::admission::EventRequest;
+use crate::metrics::Metrics;
+
+/// Events waiting to be sent; more are dropped.
+pub const QUEUE_CAPACITY: usize = 1024;
+
+/// The sending side: `try_send`, never `send().await`, on the request path.
+#[derive(Clone)]
+pub struct EventQueue {
+    sender: mpsc::Sender<EventRequest>,
+    metrics: Arc<Metrics>,
+}
+
+impl EventQueue {
+    /// Queues an Event; drops and counts it if the queue is full.
+    pub fn offer(&self, event: EventRequest) {
+        if self.sender.try_send(event).is_err() {
+            self.metrics.events_dropped.inc();
+        }
+    }
+}
+
+/// Starts the task that publishes queued Events as `reporter`.
+pub fn start(client: Client, reporter: &str, metrics: Arc<Metrics>, capacity: usize) -> EventQueue {
+    let (sender, mut receiver) = mpsc::channel::<EventRequest>(capacity);
+    let recorder = Recorder::new(
+        client,
+        Reporter {
+            controller: reporter.to_string(),
+            instance: std::env::var("POD_NAME").ok(),
+        },
+    );
+    let worker_metrics = metrics.clone();
+    tokio::spawn(async move {
+        while let Some(request) = receiver.recv().await {
+            let reference = ObjectReference {
+                api_version: Some("kubevirt.io/v1".into()),
+                kind: Some("VirtualMachine".into()),
+                namespace: Some(request.namespace.clone()),
+                name: Some(request.name.clone()),
+                uid: request.uid.clone(),
+                ..ObjectReference::default()
+            };
+            let event = Event {
+                type_: EventType::Warning,
+                reason: request.reason.clone(),
+                note: Some(request.note.clone()),
+                action: "Validate".into(),
+                secondary: None,
+            };
+            match recorder.publish(&event, &reference).await {
+                Ok(()) => {
+                    worker_metrics.events_sent.inc();
+                }
+                Err(err) => {
+                    worker_metrics.events_dropped.inc();
+                    warn!(namespace = %request.namespace, name = %request.name, %err, "could not emit Event");
+                }
+            };
+        }
+    });
+    EventQueue { sender, metrics }
+}

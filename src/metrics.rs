@@ -1,0 +1,126 @@
+//! Prometheus metrics of the webhook (and, where it runs inside `serve`, the watcher).
+
+use std::sync::Mutex;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::cluster::{Kind, KindSet};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub operation: String,
+    /// allowed, warned, denied, or error (a request we could not read).
+    pub result: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub rule: String,
+    pub action: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: String,
+}
+
+/// Every metric the process exports, registered once.
+pub struct Metrics {
+    pub registry: Mutex<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub latency: Histogram,
+    pub findings: Family<FindingLabels, Counter>,
+    pub cache_synced: Family<KindLabels, Gauge>,
+    pub events_sent: Counter,
+    pub events_dropped: Counter,
+    pub deadline_exceeded: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("virt_preflight");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "admission_requests",
+            "Admission requests by operation and result",
+            requests.clone(),
+        );
+        // 50 µs … ~1.6 s
+        let latency = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission request, body read to response",
+            latency.clone(),
+        );
+        let findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "admission_findings",
+            "Findings in admission requests by rule and action",
+            findings.clone(),
+        );
+        let cache_synced = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "cache_synced",
+            "1 when the cluster view holds a synced list of this kind",
+            cache_synced.clone(),
+        );
+        let events_sent = Counter::default();
+        registry.register(
+            "events_sent",
+            "Kubernetes Events emitted",
+            events_sent.clone(),
+        );
+        let events_dropped = Counter::default();
+        registry.register(
+            "events_dropped",
+            "Events dropped because the queue was full or the API refused them",
+            events_dropped.clone(),
+        );
+        let deadline_exceeded = Counter::default();
+        registry.register(
+            "admission_deadline_exceeded",
+            "Requests allowed unchecked because evaluation passed the internal deadline",
+            deadline_exceeded.clone(),
+        );
+        Metrics {
+            registry: Mutex::new(registry),
+            requests,
+            latency,
+            findings,
+            cache_synced,
+            events_sent,
+            events_dropped,
+            deadline_exceeded,
+        }
+    }
+
+    pub fn set_synced(&self, synced: KindSet) {
+        for kind in Kind::ALL {
+            self.cache_synced
+                .get_or_create(&KindLabels {
+                    kind: kind.as_str().to_string(),
+                })
+                .set(i64::from(synced.contains(kind)));
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Ok(registry) = self.registry.lock() {
+            let _ = prometheus_client::encoding::text::encode(&mut text, &registry);
+        }
+        text
+    }
+}

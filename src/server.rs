@@ -1,0 +1,301 @@
+//! `virt-preflight serve`: the validating webhook over rustls, health endpoints on the same
+//! port, Prometheus metrics on a plain-HTTP port.
+//!
+//! The request path reads the body (bounded), parses the review, and runs the pure
+//! [`admission::review`] on a blocking thread under a deadline, against the cluster view as it
+//! is in memory. It never calls the API server, never waits on a cache, and answers "allowed"
+//! if anything goes wrong inside (the webhook is `failurePolicy: Ignore` in spirit too).
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tracing::{error, info, warn};
+
+use crate::admission::{self, AdmissionRequest, Verdict};
+use crate::cluster::live::LiveView;
+use crate::events::EventQueue;
+use crate::metrics::{FindingLabels, Metrics, RequestLabels};
+use crate::policy::Policy;
+use crate::tls::ReloadingCert;
+
+/// Largest AdmissionReview accepted (an UPDATE carries the object twice).
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// Internal deadline, well under the webhook's `timeoutSeconds: 5`.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_millis(1500);
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub view: LiveView,
+    pub policy: Arc<Policy>,
+    pub metrics: Arc<Metrics>,
+    pub events: Option<EventQueue>,
+    pub deadline: Duration,
+    /// Set once the server is listening with a certificate.
+    pub serving: Arc<AtomicBool>,
+}
+
+impl AppState {
+    pub fn new(
+        view: LiveView,
+        policy: Policy,
+        metrics: Arc<Metrics>,
+        events: Option<EventQueue>,
+    ) -> Self {
+        AppState {
+            view,
+            policy: Arc::new(policy),
+            metrics,
+            events,
+            deadline: DEFAULT_DEADLINE,
+            serving: Arc::new(AtomicBool::new(false)),
+        }
+    }
+}
+
+/// The HTTPS port's routes.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/validate", post(validate))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// The metrics port's routes.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    if !state.serving.load(Ordering::Acquire) {
+        return (StatusCode::SERVICE_UNAVAILABLE, "not serving yet").into_response();
+    }
+    if !state.view.settled() {
+        let synced: Vec<&str> = state.view.synced().iter().map(|k| k.as_str()).collect();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cluster view still syncing (synced: {})", synced.join(", ")),
+        )
+            .into_response();
+    }
+    "ok".into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    state.metrics.set_synced(state.view.synced());
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.encode(),
+    )
+        .into_response()
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn count_request(state: &AppState, operation: &str, result: &str) {
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            operation: operation.to_string(),
+            result: result.to_string(),
+        })
+        .inc();
+}
+
+async fn validate(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let started = Instant::now();
+    if !is_json(&headers) {
+        count_request(&state, "", "error");
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected Content-Type: application/json (an admission.k8s.io/v1 AdmissionReview)",
+        )
+            .into_response();
+    }
+    let request = match admission::parse_review(&body) {
+        Ok(request) => request,
+        Err(err) => {
+            count_request(&state, "", "error");
+            return (
+                StatusCode::BAD_REQUEST,
+                format!("malformed AdmissionReview: {err}"),
+            )
+                .into_response();
+        }
+    };
+    let verdict = decide(&state, request).await;
+    let result = if !verdict.allowed {
+        "denied"
+    } else if !verdict.warnings.is_empty() {
+        "warned"
+    } else {
+        "allowed"
+    };
+    count_request(&state, &verdict.operation, result);
+    for judged in &verdict.judged {
+        state
+            .metrics
+            .findings
+            .get_or_create(&FindingLabels {
+                rule: judged.finding.rule.to_string(),
+                action: judged.action.to_string(),
+            })
+            .inc();
+    }
+    let response = axum::Json(verdict.to_review()).into_response();
+    state
+        .metrics
+        .latency
+        .observe(started.elapsed().as_secs_f64());
+    response
+}
+
+/// Runs the pure review on a blocking thread under the deadline; any failure inside allows.
+async fn decide(state: &AppState, request: AdmissionRequest) -> Verdict {
+    let view = state.view.current();
+    let policy = state.policy.clone();
+    let uid = request.uid.clone();
+    let operation = request.operation.clone();
+    let request = Arc::new(request);
+    let job_request = request.clone();
+    let job = tokio::task::spawn_blocking(move || {
+        let verdict = admission::review(&job_request, Some(&view), &policy);
+        let event = admission::event_for(&verdict, &job_request);
+        (verdict, event)
+    });
+    let fail_open = |why: &str| Verdict {
+        uid: uid.clone(),
+        allowed: true,
+        warnings: vec![format!("[virt-preflight] not checked: {why}")],
+        operation: operation.clone(),
+        ..Verdict::default()
+    };
+    match tokio::time::timeout(state.deadline, job).await {
+        Ok(Ok((verdict, event))) => {
+            if let (Some(event), Some(queue)) = (event, &state.events) {
+                queue.offer(event);
+            }
+            verdict
+        }
+        Ok(Err(join_error)) => {
+            error!(%join_error, uid = %request.uid, "review failed; allowing");
+            fail_open("internal error")
+        }
+        Err(_) => {
+            state.metrics.deadline_exceeded.inc();
+            warn!(uid = %request.uid, "review passed the deadline; allowing");
+            fail_open("deadline exceeded")
+        }
+    }
+}
+
+/// Where and how to serve.
+pub struct ServeOptions {
+    pub addr: SocketAddr,
+    pub metrics_addr: Option<SocketAddr>,
+    pub cert: Arc<ReloadingCert>,
+    /// How long in-flight requests get to finish after the shutdown signal.
+    pub grace: Duration,
+}
+
+/// Serves until `shutdown` completes, then stops accepting and lets in-flight requests finish.
+/// `on_listening` receives the bound addresses (HTTPS, metrics).
+pub async fn serve(
+    options: ServeOptions,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    on_listening: impl FnOnce(SocketAddr, Option<SocketAddr>) + Send + 'static,
+) -> std::io::Result<()> {
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(crate::tls::server_config(
+        options.cert.clone(),
+    ));
+    let handle = axum_server::Handle::new();
+
+    let metrics_listener = match options.metrics_addr {
+        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(listener) => Some(listener.local_addr()?),
+        None => None,
+    };
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(listener) = metrics_listener {
+        let app = metrics_router(state.clone());
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = metrics_stopped.await;
+                })
+                .await;
+        });
+    }
+
+    let https = axum_server::bind_rustls(options.addr, tls).handle(handle.clone());
+    let serving = state.serving.clone();
+    let app = router(state);
+    let watcher = handle.clone();
+    let grace = options.grace;
+    tokio::spawn(async move {
+        if let Some(addr) = watcher.listening().await {
+            serving.store(true, Ordering::Release);
+            info!(%addr, "webhook listening (TLS)");
+            on_listening(addr, metrics_addr);
+        }
+        shutdown.await;
+        info!("shutting down: finishing in-flight requests");
+        serving.store(false, Ordering::Release);
+        watcher.graceful_shutdown(Some(grace));
+    });
+    let result = https.serve(app.into_make_service()).await;
+    let _ = metrics_stop.send(());
+    result
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                warn!(%err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+}
