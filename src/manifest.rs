@@ -249,10 +249,12 @@ pub fn parse_bytes(file: &Arc<str>, bytes: &[u8]) -> Vec<Parsed> {
 pub fn parse_text(file: &Arc<str>, text: &str) -> Vec<Parsed> {
     let mut out = Vec::new();
     let trimmed = text.trim_start();
-    if trimmed.starts_with(['{', '[']) {
-        parse_json_stream(file, text, &mut out);
+    let documents = if trimmed.starts_with(['{', '[']) {
+        parse_json_stream(file, text, &mut out)
     } else {
-        for chunk in split_yaml(text) {
+        let chunks = split_yaml(text);
+        let count = chunks.len();
+        for chunk in chunks {
             let source = Source {
                 file: file.clone(),
                 document: chunk.index,
@@ -267,8 +269,11 @@ pub fn parse_text(file: &Arc<str>, text: &str) -> Vec<Parsed> {
                 })),
             }
         }
-    }
-    if out.is_empty() {
+        count
+    };
+    // An empty `List` (kubectl's answer when nothing matches) is a document; no document at
+    // all is not a manifest.
+    if documents == 0 {
         out.push(Err(InputError::file(
             file,
             "no documents: the input is empty or holds only comments",
@@ -277,7 +282,8 @@ pub fn parse_text(file: &Arc<str>, text: &str) -> Vec<Parsed> {
     out
 }
 
-fn parse_json_stream(file: &Arc<str>, text: &str, out: &mut Vec<Parsed>) {
+/// Returns how many documents the stream held (good or bad).
+fn parse_json_stream(file: &Arc<str>, text: &str, out: &mut Vec<Parsed>) -> usize {
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let mut index = 0;
     loop {
@@ -310,6 +316,7 @@ fn parse_json_stream(file: &Arc<str>, text: &str, out: &mut Vec<Parsed>) {
             }
         }
     }
+    index
 }
 
 fn leading_whitespace(text: &str) -> usize {
@@ -532,6 +539,8 @@ mod tests {
                 .message
                 .contains("not UTF-8")
         );
+        let empty_list = parse("apiVersion: v1\nkind: List\nitems: []\n");
+        assert!(empty_list.is_empty(), "{empty_list:?}");
         let scalar = parse("just a string\n");
         assert!(
             scalar[0]

@@ -1,0 +1,406 @@
+//! Webhook load test on loopback: a real TLS client with keep-alive sends a typical VM's
+//! AdmissionReview to `virt-preflight serve` and, in the same run, to a bare axum + rustls
+//! server that only answers "allowed". Prints requests/s and p50/p99 at a fixed rate and at
+//! saturation, for the webhook without a cluster view and with a 5,000-node snapshot.
+//!
+//! Run: `cargo bench --bench webhook_load` (about two minutes). Each server is its own
+//! process (this file re-runs itself as the echo server), so client and server do not share
+//! a runtime; on a 2-core machine they do share the cores, the same way for every server.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+const SERVER_NAME: &str = "virt-preflight.virt-preflight.svc";
+const RATE: u64 = 1_000;
+const FIXED_SECONDS: u64 = 10;
+const SATURATION_SECONDS: u64 = 10;
+const CONNECTIONS: usize = 16;
+
+fn typical_vm() -> Value {
+    json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": "fedora-web-1", "namespace": "ns-7", "labels": {"app": "web"},
+                     "annotations": {"description": "a typical VM"}},
+        "spec": {
+            "runStrategy": "Always",
+            "dataVolumeTemplates": [{"metadata": {"name": "fedora-web-1-root"}, "spec": {
+                "storage": {"resources": {"requests": {"storage": "30Gi"}}, "storageClassName": "standard"},
+                "source": {"registry": {"url": "docker://quay.io/containerdisks/fedora:41"}}}}],
+            "template": {
+                "metadata": {"labels": {"kubevirt.io/domain": "fedora-web-1"}},
+                "spec": {
+                    "nodeSelector": {"topology.kubernetes.io/zone": "b"},
+                    "domain": {
+                        "cpu": {"cores": 2, "sockets": 1, "threads": 1},
+                        "memory": {"guest": "4Gi"},
+                        "resources": {"requests": {"memory": "4Gi", "cpu": "1"}, "limits": {"memory": "5Gi"}},
+                        "devices": {
+                            "disks": [
+                                {"name": "root", "disk": {"bus": "virtio"}, "bootOrder": 1},
+                                {"name": "cloudinit", "disk": {"bus": "virtio"}}
+                            ],
+                            "interfaces": [{"name": "default", "masquerade": {}}]
+                        }
+                    },
+                    "networks": [{"name": "default", "pod": {}}],
+                    "volumes": [
+                        {"name": "root", "dataVolume": {"name": "fedora-web-1-root"}},
+                        {"name": "cloudinit", "cloudInitNoCloud": {"userData": "#cloud-config\npassword: fedora\nchpasswd: {expire: false}\n"}}
+                    ]
+                }
+            }
+        }
+    })
+}
+
+fn review_body() -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {
+            "uid": "705ab4f5-6393-11e8-b7cc-42010a800002",
+            "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
+            "resource": {"group": "kubevirt.io", "version": "v1", "resource": "virtualmachines"},
+            "requestKind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
+            "requestResource": {"group": "kubevirt.io", "version": "v1", "resource": "virtualmachines"},
+            "name": "fedora-web-1", "namespace": "ns-7", "operation": "CREATE",
+            "userInfo": {"username": "admin", "groups": ["system:authenticated"]},
+            "object": typical_vm(), "oldObject": null, "dryRun": false,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}
+        }
+    }))
+    .expect("serialises")
+}
+
+/// A 5,000-node cluster (plus what the typical VM names) as `kubectl get -o json` prints it.
+fn write_snapshot(path: &Path) {
+    let mut items: Vec<Value> = (0..5_000)
+        .map(|i| {
+            json!({"apiVersion": "v1", "kind": "Node",
+                "metadata": {"name": format!("worker-{i}"), "labels": {
+                    "kubernetes.io/hostname": format!("worker-{i}"),
+                    "topology.kubernetes.io/zone": (["a", "b", "c"][i % 3]),
+                    "kubevirt.io/schedulable": "true"}},
+                "status": {"allocatable": {"cpu": "32", "memory": "128Gi"},
+                    "conditions": [{"type": "Ready", "status": "True"}]}})
+        })
+        .collect();
+    for i in 0..20_000 {
+        items.push(json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": format!("secret-{i}"), "namespace": format!("ns-{}", i % 100)}}));
+    }
+    items.push(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+        "metadata": {"name": "standard", "annotations": {"storageclass.kubernetes.io/is-default-class": "true"}}}));
+    items.push(json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "unrelated", "namespace": "ns-7"}, "status": {"phase": "Bound"}}));
+    items.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns-7"}}));
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": items});
+    std::fs::write(path, serde_json::to_vec(&list).expect("serialises")).expect("snapshot written");
+}
+
+// ---------------------------------------------------------------- echo server (child mode)
+
+fn run_echo_server(cert: &str, key: &str) {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        #[derive(serde::Deserialize)]
+        struct Review {
+            request: Request,
+        }
+        #[derive(serde::Deserialize)]
+        struct Request {
+            uid: String,
+        }
+        let app = axum::Router::new().route(
+            "/validate",
+            axum::routing::post(|body: Bytes| async move {
+                let uid = serde_json::from_slice::<Review>(&body)
+                    .map(|r| r.request.uid)
+                    .unwrap_or_default();
+                axum::Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                    "response": {"uid": uid, "allowed": true}}))
+            }),
+        );
+        let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+            .await
+            .expect("echo TLS config");
+        let handle = axum_server::Handle::new();
+        let announce = handle.clone();
+        tokio::spawn(async move {
+            if let Some(addr) = announce.listening().await {
+                println!("listening on https://{addr}");
+            }
+        });
+        axum_server::bind_rustls("127.0.0.1:0".parse::<SocketAddr>().expect("addr"), config)
+            .handle(handle)
+            .serve(app.into_make_service())
+            .await
+            .expect("echo server");
+    });
+}
+
+// ---------------------------------------------------------------- driver
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(mut command: Command) -> Server {
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("server starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("server prints its address");
+    let addr = line
+        .split("https://")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|a| a.parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+    Server { child, addr }
+}
+
+type HttpsClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+fn client(ca_pem: &[u8], addr: SocketAddr) -> (HttpsClient, String) {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem) {
+        roots.add(cert.expect("CA PEM")).expect("CA added");
+    }
+    let tls = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    // Resolve the service name to the loopback address the server is on.
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_only()
+        .enable_http1()
+        .wrap_connector(http);
+    let client = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(CONNECTIONS * 2)
+        .build(connector);
+    // The certificate names the service; connect by IP with that SNI via the URL host and a
+    // hosts-style mapping is not available here, so the server's cert also lists 127.0.0.1.
+    (client, format!("https://127.0.0.1:{}/validate", addr.port()))
+}
+
+async fn send(client: &HttpsClient, url: &str, body: &Bytes) -> bool {
+    let request = hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .body(Full::new(body.clone()))
+        .expect("request");
+    match client.request(request).await {
+        Ok(response) => {
+            let ok = response.status().is_success();
+            ok && response.into_body().collect().await.is_ok()
+        }
+        Err(_) => false,
+    }
+}
+
+struct Figures {
+    rps: f64,
+    p50: Duration,
+    p99: Duration,
+    errors: usize,
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index]
+}
+
+/// Open-loop fixed rate: request i is sent at start + i/rate whatever the earlier ones are
+/// doing, so a stall shows as latency instead of a slower send rate.
+async fn fixed_rate(client: &HttpsClient, url: &str, body: &Bytes) -> Figures {
+    let total = RATE * FIXED_SECONDS;
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let due = start + Duration::from_nanos(i * 1_000_000_000 / RATE);
+        tokio::time::sleep_until(due.into()).await;
+        let (client, url, body) = (client.clone(), url.to_string(), body.clone());
+        // Sending never waits for earlier answers (each request is its own task), so a slow
+        // server cannot hold requests back; latency counts from the moment of sending.
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let ok = send(&client, &url, &body).await;
+            (ok, sent.elapsed())
+        }));
+    }
+    let mut latencies = Vec::with_capacity(tasks.len());
+    let mut errors = 0;
+    for task in tasks {
+        let (ok, latency) = task.await.expect("task");
+        if !ok {
+            errors += 1;
+        }
+        latencies.push(latency);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Figures {
+        rps: total as f64 / elapsed,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        errors,
+    }
+}
+
+/// Closed loop: CONNECTIONS workers send back to back.
+async fn saturation(client: &HttpsClient, url: &str, body: &Bytes) -> Figures {
+    let deadline = Instant::now() + Duration::from_secs(SATURATION_SECONDS);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..CONNECTIONS {
+        let (client, url, body) = (client.clone(), url.to_string(), body.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies = Vec::new();
+            let mut errors = 0;
+            while Instant::now() < deadline {
+                let sent = Instant::now();
+                if !send(&client, &url, &body).await {
+                    errors += 1;
+                }
+                latencies.push(sent.elapsed());
+            }
+            (latencies, errors)
+        }));
+    }
+    let mut latencies = Vec::new();
+    let mut errors = 0;
+    for worker in workers {
+        let (mut l, e) = worker.await.expect("worker");
+        latencies.append(&mut l);
+        errors += e;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    latencies.sort_unstable();
+    Figures {
+        rps: latencies.len() as f64 / elapsed,
+        p50: percentile(&latencies, 0.50),
+        p99: percentile(&latencies, 0.99),
+        errors,
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Ok(files) = std::env::var("ECHO_SERVER_TLS") {
+        let (cert, key) = files.split_once(',').expect("cert,key");
+        run_echo_server(cert, key);
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` asks a harness for its benchmarks
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut names = virt_preflight::certs::service_names("virt-preflight", "virt-preflight");
+    names.push("127.0.0.1".to_string());
+    let generated = virt_preflight::certs::generate(&names).expect("certificate");
+    virt_preflight::certs::write(&generated, dir.path()).expect("certificate written");
+    let cert = dir.path().join("tls.crt");
+    let key = dir.path().join("tls.key");
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, br#"{"apiVersion":"v1","kind":"List","items":[]}"#).expect("write");
+    let big = dir.path().join("nodes-5000.json");
+    write_snapshot(&big);
+    let _ = SERVER_NAME;
+
+    let body = Bytes::from(review_body());
+    println!("typical VM review: {} bytes; {CONNECTIONS} keep-alive connections; fixed rate {RATE}/s for {FIXED_SECONDS}s; saturation {SATURATION_SECONDS}s", body.len());
+    println!("{:<34} {:>10} {:>10} {:>10} {:>7}", "server / load", "req/s", "p50", "p99", "errors");
+
+    let binary = env!("CARGO_BIN_EXE_virt-preflight");
+    let webhook = |snapshot: &Path| {
+        let mut command = Command::new(binary);
+        command.args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--tls-cert",
+        ]);
+        command.arg(&cert).arg("--tls-key").arg(&key).arg("--cluster-state").arg(snapshot);
+        command.env("RUST_LOG", "error");
+        command
+    };
+    let echo = || {
+        let mut command = Command::new(std::env::current_exe().expect("self"));
+        command.env(
+            "ECHO_SERVER_TLS",
+            format!("{},{}", cert.display(), key.display()),
+        );
+        command
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut saturated = Vec::new();
+    for (label, command) in [
+        ("echo (axum+rustls, allow only)", echo()),
+        ("virt-preflight, no cluster", webhook(&empty)),
+        ("virt-preflight, 5,000-node view", webhook(&big)),
+    ] {
+        let server = start(command);
+        let (client, url) = client(generated.ca_cert_pem.as_bytes(), server.addr);
+        let (fixed, saturation) = runtime.block_on(async {
+            // Warm up connections and caches.
+            for _ in 0..200 {
+                send(&client, &url, &body).await;
+            }
+            let fixed = fixed_rate(&client, &url, &body).await;
+            let saturation = saturation(&client, &url, &body).await;
+            (fixed, saturation)
+        });
+        for (load, figures) in [("fixed", &fixed), ("saturation", &saturation)] {
+            println!(
+                "{:<34} {:>10.0} {:>10.3?} {:>10.3?} {:>7}",
+                format!("{label} / {load}"),
+                figures.rps,
+                figures.p50,
+                figures.p99,
+                figures.errors
+            );
+        }
+        saturated.push((label, saturation.rps));
+        drop(server);
+    }
+    let echo_rps = saturated[0].1;
+    for (label, rps) in &saturated[1..] {
+        println!("{label}: {:.0}% of the echo server's saturated throughput", rps / echo_rps * 100.0);
+    }
+}
