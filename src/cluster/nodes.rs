@@ -530,11 +530,18 @@ impl NodeIndex {
     /// For a nodeSelector that matches nothing: the node that carries the most of its labels,
     /// and the first label it lacks, described as `worker-3 has gpu=t4` or `worker-3 has no gpu`.
     pub fn nearest_miss(&self, selector: &BTreeMap<String, String>) -> Option<(String, String)> {
-        let best = self.nodes.iter().max_by_key(|node| {
-            selector
+        // Most labels matched wins; among those, a node that has the key with another value
+        // tells more than one without the key. `rev` makes the first such node win ties.
+        let best = self.nodes.iter().rev().max_by_key(|node| {
+            let matched = selector
                 .iter()
                 .filter(|(k, v)| node.labels.get(*k) == Some(*v))
-                .count()
+                .count();
+            let present = selector
+                .keys()
+                .filter(|k| node.labels.contains_key(*k))
+                .count();
+            (matched, present)
         })?;
         let (key, _) = selector
             .iter()
@@ -780,5 +787,19 @@ mod tests {
         let (name, has) = index.nearest_miss(&selector).unwrap();
         assert!(name == "n0" || name == "n1");
         assert!(has.starts_with("has "), "{has}");
+    }
+
+    #[test]
+    fn nearest_miss_prefers_a_node_with_the_key() {
+        let index = NodeIndex::new(vec![
+            node("plain", json!({}), json!([])),
+            node("t4", json!({"gpu": "t4"}), json!([])),
+            node("other", json!({}), json!([])),
+        ]);
+        let selector = BTreeMap::from([("gpu".to_string(), "a100".to_string())]);
+        assert_eq!(
+            index.nearest_miss(&selector),
+            Some(("t4".to_string(), "has gpu=t4".to_string()))
+        );
     }
 }

@@ -1,0 +1,127 @@
+//! README.md is a contract with newcomers: its rule table, quick start and test command must
+//! stay true.
+
+use std::path::Path;
+use std::process::Command;
+
+fn readme() -> String {
+    std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+        .expect("README.md is readable")
+}
+
+/// The text between `<!-- NAME:start -->` and `<!-- NAME:end -->`.
+fn section<'a>(text: &'a str, name: &str) -> &'a str {
+    let start = format!("<!-- {name}:start -->\n");
+    let end = format!("<!-- {name}:end -->");
+    let from = text
+        .find(&start)
+        .unwrap_or_else(|| panic!("README has no {start}"))
+        + start.len();
+    let to = text[from..]
+        .find(&end)
+        .unwrap_or_else(|| panic!("README has no {end}"));
+    &text[from..from + to]
+}
+
+fn binary() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_virt-preflight"));
+    command.current_dir(env!("CARGO_MANIFEST_DIR"));
+    command
+}
+
+#[test]
+fn rule_table_is_what_the_registry_prints() {
+    let output = binary()
+        .args(["rules", "--output", "markdown"])
+        .output()
+        .expect("runs");
+    assert!(output.status.success());
+    let printed = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(
+        section(&readme(), "rules"),
+        printed,
+        "README's rule table is stale: paste `virt-preflight rules --output markdown` between the rules markers"
+    );
+}
+
+/// The first command of the first ```sh block after `heading`.
+fn first_command_after(text: &str, heading: &str) -> String {
+    let at = text
+        .find(heading)
+        .unwrap_or_else(|| panic!("README has no {heading:?}"));
+    let block = &text[at..];
+    let start = block.find("```sh\n").expect("a sh block") + "```sh\n".len();
+    block[start..]
+        .lines()
+        .next()
+        .expect("a line")
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn test_command_is_what_ci_runs() {
+    let text = readme();
+    let command = first_command_after(&text, "Run the tests");
+    assert_eq!(command, "cargo test --locked");
+    let ci = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(".ci/run"))
+        .expect(".ci/run is readable");
+    assert!(
+        ci.lines().any(|line| line.trim() == command),
+        ".ci/run must run exactly the README's test command {command:?}"
+    );
+}
+
+#[test]
+fn quick_start_runs_on_the_shipped_examples() {
+    let command = first_command_after(&readme(), "## Quick start");
+    let args: Vec<&str> = command
+        .strip_prefix("cargo run --release -- ")
+        .unwrap_or_else(|| panic!("quick start is a cargo run of the binary: {command}"))
+        .split_whitespace()
+        .collect();
+    let output = binary().args(&args).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    // The examples hold broken VMs on purpose: exit 1, with findings and a summary.
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains(" error disk-without-volume "), "{stdout}");
+    assert!(stdout.contains("VMs checked"), "{stdout}");
+    // And the valid ones are clean on their own.
+    let valid = binary()
+        .args(["check", "examples/valid"])
+        .output()
+        .expect("runs");
+    assert_eq!(
+        valid.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&valid.stdout)
+    );
+}
+
+#[test]
+fn cluster_example_adds_the_cluster_rules() {
+    let output = binary()
+        .args([
+            "check",
+            "--cluster-state",
+            "examples/cluster/cluster.yaml",
+            "examples/",
+        ])
+        .output()
+        .expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("prod/trainer error node-selector-unsatisfiable"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("prod/trainer error secret-not-found"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("prod/db-01"),
+        "the valid VM stays clean: {stdout}"
+    );
+}
