@@ -127,8 +127,10 @@ fn run_echo_server(cert: &str, key: &str) {
                 let uid = serde_json::from_slice::<Review>(&body)
                     .map(|r| r.request.uid)
                     .unwrap_or_default();
-                axum::Json(json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                    "response": {"uid": uid, "allowed": true}}))
+                axum::Json(
+                    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+                    "response": {"uid": uid, "allowed": true}}),
+                )
             }),
         );
         let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -171,7 +173,9 @@ fn start(mut command: Command) -> Server {
         .expect("server starts");
     let stdout = child.stdout.take().expect("stdout");
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("server prints its address");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("server prints its address");
     let addr = line
         .split("https://")
         .nth(1)
@@ -207,7 +211,10 @@ fn client(ca_pem: &[u8], addr: SocketAddr) -> (HttpsClient, String) {
         .build(connector);
     // The certificate names the service; connect by IP with that SNI via the URL host and a
     // hosts-style mapping is not available here, so the server's cert also lists 127.0.0.1.
-    (client, format!("https://127.0.0.1:{}/validate", addr.port()))
+    (
+        client,
+        format!("https://127.0.0.1:{}/validate", addr.port()),
+    )
 }
 
 async fn send(client: &HttpsClient, url: &str, body: &Bytes) -> bool {
@@ -339,8 +346,14 @@ fn main() {
     let _ = SERVER_NAME;
 
     let body = Bytes::from(review_body());
-    println!("typical VM review: {} bytes; {CONNECTIONS} keep-alive connections; fixed rate {RATE}/s for {FIXED_SECONDS}s; saturation {SATURATION_SECONDS}s", body.len());
-    println!("{:<34} {:>10} {:>10} {:>10} {:>7}", "server / load", "req/s", "p50", "p99", "errors");
+    println!(
+        "typical VM review: {} bytes; {CONNECTIONS} keep-alive connections; fixed rate {RATE}/s for {FIXED_SECONDS}s; saturation {SATURATION_SECONDS}s",
+        body.len()
+    );
+    println!(
+        "{:<34} {:>10} {:>10} {:>10} {:>7}",
+        "server / load", "req/s", "p50", "p99", "errors"
+    );
 
     let binary = env!("CARGO_BIN_EXE_virt-preflight");
     let webhook = |snapshot: &Path| {
@@ -353,7 +366,12 @@ fn main() {
             "127.0.0.1:0",
             "--tls-cert",
         ]);
-        command.arg(&cert).arg("--tls-key").arg(&key).arg("--cluster-state").arg(snapshot);
+        command
+            .arg(&cert)
+            .arg("--tls-key")
+            .arg(&key)
+            .arg("--cluster-state")
+            .arg(snapshot);
         command.env("RUST_LOG", "error");
         command
     };
@@ -401,6 +419,9 @@ fn main() {
     }
     let echo_rps = saturated[0].1;
     for (label, rps) in &saturated[1..] {
-        println!("{label}: {:.0}% of the echo server's saturated throughput", rps / echo_rps * 100.0);
+        println!(
+            "{label}: {:.0}% of the echo server's saturated throughput",
+            rps / echo_rps * 100.0
+        );
     }
 }

@@ -203,9 +203,12 @@ pub fn review(
     verdict.mode = Some(mode);
     let Some(findings) = evaluate(object, namespace, cluster) else {
         // The API server validated the schema; a VM we cannot read is not ours to block.
-        verdict
-            .warnings
-            .push("[virt-preflight] the VirtualMachine could not be read; not checked".into());
+        // Audit mode puts nothing in the response, not even this.
+        if mode != Mode::Audit {
+            verdict
+                .warnings
+                .push("[virt-preflight] the VirtualMachine could not be read; not checked".into());
+        }
         return verdict;
     };
     verdict.evaluated = true;
@@ -496,6 +499,26 @@ mod tests {
         assert_eq!(last, &format!("…and {} more", 200 - shown));
         let duplicates = limit_warnings(vec!["a".into(), "a".into(), "b".into()]);
         assert_eq!(duplicates, vec!["a".to_string(), "b".to_string()]);
+    }
+
+    #[test]
+    fn an_unreadable_vm_is_allowed_with_a_note_except_in_audit_mode() {
+        let unreadable = vm(|vm| {
+            vm["spec"]["template"]["spec"]["domain"]["devices"]["disks"] = json!("root");
+        });
+        let request = request("CREATE", unreadable, None);
+        let verdict = review(&request, None, &Policy::default());
+        assert!(verdict.allowed && !verdict.evaluated);
+        assert_eq!(
+            verdict.warnings,
+            vec!["[virt-preflight] the VirtualMachine could not be read; not checked".to_string()]
+        );
+        let audit = review(&request, None, &Policy::parse("mode: audit").unwrap());
+        assert!(audit.allowed && !audit.evaluated);
+        assert_eq!(
+            audit.to_review()["response"],
+            json!({"uid": "uid-1", "allowed": true})
+        );
     }
 
     #[test]

@@ -68,6 +68,7 @@ pub struct Summary {
 
 /// What the cluster view knew, for the report: which kinds, and which rules could not run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct ClusterCoverage {
     /// `false` when no cluster view was given: only the spec rules ran.
     pub view: bool,
@@ -256,5 +257,17 @@ spec: {running: maybe}
         assert_eq!(err.document, Some(3));
         let (vm, _) = report.findings().next().unwrap();
         assert_eq!(vm.object.to_string(), "default/vm1");
+    }
+
+    #[test]
+    fn coverage_serializes_in_camel_case_like_the_rest_of_the_json() {
+        let value = serde_json::to_value(ClusterCoverage::of(None)).unwrap();
+        let keys: Vec<&str> = value
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(keys, ["view", "known", "unknown", "skippedRules"]);
     }
 }

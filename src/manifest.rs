@@ -143,15 +143,7 @@ impl Default for ReadOptions {
 pub fn read_path(path: &Path, options: ReadOptions) -> Vec<Parsed> {
     if path.as_os_str() == "-" {
         let file: Arc<str> = Arc::from(STDIN_NAME);
-        let mut bytes = Vec::new();
-        let limit = options.max_input_bytes.saturating_add(1);
-        return match std::io::stdin().lock().take(limit).read_to_end(&mut bytes) {
-            Ok(_) if bytes.len() as u64 > options.max_input_bytes => {
-                vec![Err(too_large(&file, None, options))]
-            }
-            Ok(_) => parse_bytes(&file, &bytes),
-            Err(err) => vec![Err(InputError::file(&file, format!("cannot read: {err}")))],
-        };
+        return read_bounded(&file, std::io::stdin().lock(), options);
     }
     if path.is_dir() {
         return manifest_files(path)
@@ -175,7 +167,11 @@ fn manifest_files(dir: &Path) -> Vec<Result<PathBuf, InputError>> {
         .filter_entry(|e| !is_hidden(e))
         .filter_map(|entry| match entry {
             Ok(entry) => {
-                let manifest = entry.file_type().is_file()
+                // Links are followed to files (a ConfigMap volume is all links); a broken
+                // link is read, so that it is reported instead of silently skipped.
+                let file_like = entry.file_type().is_file()
+                    || (entry.file_type().is_symlink() && !entry.path().is_dir());
+                let manifest = file_like
                     && matches!(
                         entry.path().extension().and_then(|e| e.to_str()),
                         Some("yaml" | "yml" | "json")
@@ -197,11 +193,11 @@ fn manifest_files(dir: &Path) -> Vec<Result<PathBuf, InputError>> {
 
 fn too_large(file: &Arc<str>, size: Option<u64>, options: ReadOptions) -> InputError {
     let mib = |bytes: u64| bytes as f64 / (1024.0 * 1024.0);
-    let size = size.map_or_else(|| "more".to_string(), |s| format!("{:.1} MiB", mib(s)));
+    let size = size.map_or_else(String::new, |s| format!(" ({:.1} MiB)", mib(s)));
     InputError::file(
         file,
         format!(
-            "input is {size}, above the limit of {:.1} MiB (--max-input-bytes)",
+            "input{size} is above the limit of {:.1} MiB (--max-input-bytes)",
             mib(options.max_input_bytes)
         ),
     )
@@ -216,31 +212,62 @@ pub fn read_file(path: &Path, options: ReadOptions) -> Vec<Parsed> {
     if size > options.max_input_bytes {
         return vec![Err(too_large(&file, Some(size), options))];
     }
-    match std::fs::read(path) {
-        Ok(bytes) => parse_bytes(&file, &bytes),
+    // The size is checked again while reading: devices, FIFOs and /proc files say 0.
+    match std::fs::File::open(path) {
+        Ok(reader) => read_bounded(&file, reader, options),
         Err(err) => vec![Err(InputError::file(&file, format!("cannot read: {err}")))],
     }
 }
 
-/// Parses manifest bytes: UTF-8 text holding YAML documents or a JSON stream.
+/// Reads at most the limit (and one byte more, to know the input is larger), then parses.
+fn read_bounded(file: &Arc<str>, reader: impl Read, options: ReadOptions) -> Vec<Parsed> {
+    let mut bytes = Vec::new();
+    let limit = options.max_input_bytes.saturating_add(1);
+    match reader.take(limit).read_to_end(&mut bytes) {
+        Ok(_) if bytes.len() as u64 > options.max_input_bytes => {
+            vec![Err(too_large(file, None, options))]
+        }
+        Ok(_) => parse_bytes(file, &bytes),
+        Err(err) => vec![Err(InputError::file(file, format!("cannot read: {err}")))],
+    }
+}
+
+/// Parses manifest bytes: UTF-8 text holding YAML documents or a JSON stream. Bytes that are
+/// not UTF-8 make an error for the document that holds them; the other documents are read.
 pub fn parse_bytes(file: &Arc<str>, bytes: &[u8]) -> Vec<Parsed> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    match std::str::from_utf8(bytes) {
-        Ok(text) => parse_text(file, text),
-        Err(err) => {
-            let valid = &bytes[..err.valid_up_to()];
-            let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
-            vec![Err(InputError {
-                line: Some(line),
-                ..InputError::file(
-                    file,
-                    format!(
-                        "not UTF-8 text (invalid byte at offset {}): is this a manifest?",
-                        err.valid_up_to()
-                    ),
-                )
-            })]
+    let err = match std::str::from_utf8(bytes) {
+        Ok(text) => return parse_text(file, text),
+        Err(err) => err,
+    };
+    let mut out = Vec::new();
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+    if matches!(first, Some(b'{' | b'[')) {
+        // A JSON stream cannot go past the bad byte: read the values before it.
+        let valid = std::str::from_utf8(&bytes[..err.valid_up_to()]).unwrap_or_default();
+        let (documents, stopped) = parse_json_stream(file, valid, true, &mut out);
+        if !stopped {
+            out.push(Err(not_utf8(
+                file,
+                documents + 1,
+                line_at(valid, valid.len()),
+                valid.len(),
+            )));
         }
+        return out;
+    }
+    parse_yaml_documents(file, bytes, &mut out);
+    out
+}
+
+fn not_utf8(file: &Arc<str>, document: usize, line: usize, offset: usize) -> InputError {
+    InputError {
+        file: file.clone(),
+        document: Some(document),
+        item: None,
+        line: Some(line),
+        field: None,
+        message: format!("not UTF-8 text (invalid byte at offset {offset}): is this a manifest?"),
     }
 }
 
@@ -249,41 +276,65 @@ pub fn parse_bytes(file: &Arc<str>, bytes: &[u8]) -> Vec<Parsed> {
 pub fn parse_text(file: &Arc<str>, text: &str) -> Vec<Parsed> {
     let mut out = Vec::new();
     let trimmed = text.trim_start();
-    let documents = if trimmed.starts_with(['{', '[']) {
-        parse_json_stream(file, text, &mut out)
+    if trimmed.starts_with(['{', '[']) {
+        parse_json_stream(file, text, false, &mut out);
     } else {
-        let chunks = split_yaml(text);
-        let count = chunks.len();
-        for chunk in chunks {
-            let source = Source {
-                file: file.clone(),
-                document: chunk.index,
-                item: None,
-                line: chunk.first_content_line,
-            };
-            match parse_yaml_chunk(chunk.text, chunk.start_line) {
-                Ok(value) => push_objects(source, value, &mut out),
-                Err((line, message)) => out.push(Err(InputError {
-                    line: Some(line),
-                    ..InputError::in_document(&source, None, message)
-                })),
-            }
-        }
-        count
-    };
+        parse_yaml_documents(file, text.as_bytes(), &mut out);
+    }
+    out
+}
+
+/// Parses YAML documents; a document that is not UTF-8 is an error of its own.
+fn parse_yaml_documents(file: &Arc<str>, bytes: &[u8], out: &mut Vec<Parsed>) {
+    let chunks = split_yaml(bytes);
     // An empty `List` (kubectl's answer when nothing matches) is a document; no document at
     // all is not a manifest.
-    if documents == 0 {
+    if chunks.is_empty() {
         out.push(Err(InputError::file(
             file,
             "no documents: the input is empty or holds only comments",
         )));
     }
-    out
+    for chunk in chunks {
+        let source = Source {
+            file: file.clone(),
+            document: chunk.index,
+            item: None,
+            line: chunk.first_content_line,
+        };
+        let text = match std::str::from_utf8(chunk.bytes) {
+            Ok(text) => text,
+            Err(err) => {
+                let valid = &chunk.bytes[..err.valid_up_to()];
+                let line = chunk.start_line + valid.iter().filter(|b| **b == b'\n').count();
+                out.push(Err(not_utf8(
+                    file,
+                    chunk.index,
+                    line,
+                    chunk.offset + err.valid_up_to(),
+                )));
+                continue;
+            }
+        };
+        match parse_yaml_chunk(text, chunk.start_line) {
+            Ok(value) => push_objects(source, value, out),
+            Err((line, message)) => out.push(Err(InputError {
+                line: Some(line),
+                ..InputError::in_document(&source, None, message)
+            })),
+        }
+    }
 }
 
-/// Returns how many documents the stream held (good or bad).
-fn parse_json_stream(file: &Arc<str>, text: &str, out: &mut Vec<Parsed>) -> usize {
+/// Returns how many documents the stream held (good or bad), and whether it stopped at a
+/// syntax error. A `truncated` text (cut before a byte that is not UTF-8) may end inside a
+/// value: the caller reports that value.
+fn parse_json_stream(
+    file: &Arc<str>,
+    text: &str,
+    truncated: bool,
+    out: &mut Vec<Parsed>,
+) -> (usize, bool) {
     let mut stream = serde_json::Deserializer::from_str(text).into_iter::<Value>();
     let mut index = 0;
     loop {
@@ -291,6 +342,7 @@ fn parse_json_stream(file: &Arc<str>, text: &str, out: &mut Vec<Parsed>) -> usiz
         let line = line_at(text, offset + leading_whitespace(&text[offset..]));
         match stream.next() {
             None => break,
+            Some(Err(err)) if truncated && err.is_eof() => break,
             Some(Ok(value)) => {
                 index += 1;
                 let source = Source {
@@ -312,11 +364,11 @@ fn parse_json_stream(file: &Arc<str>, text: &str, out: &mut Vec<Parsed>) -> usiz
                     message: format!("invalid JSON: {err}"),
                 }));
                 // A JSON stream cannot resynchronise after a syntax error.
-                break;
+                return (index, true);
             }
         }
     }
-    index
+    (index, false)
 }
 
 fn leading_whitespace(text: &str) -> usize {
@@ -331,10 +383,12 @@ fn line_at(text: &str, offset: usize) -> usize {
         + 1
 }
 
-/// One YAML document's text and where it sits in the file.
+/// One YAML document's bytes and where they sit in the file.
 struct Chunk<'a> {
-    text: &'a str,
+    bytes: &'a [u8],
     index: usize,
+    /// Byte offset of the chunk in the input.
+    offset: usize,
     /// Line of the chunk's first line (for parser line numbers).
     start_line: usize,
     /// Line of its first non-blank, non-comment line (for messages).
@@ -343,21 +397,23 @@ struct Chunk<'a> {
 
 /// Splits on lines that are `---`, optionally followed by spaces or a comment (kubectl's rule).
 /// Empty documents (blank or comments only), such as a leading `---`, are dropped.
-fn split_yaml(text: &str) -> Vec<Chunk<'_>> {
+fn split_yaml(bytes: &[u8]) -> Vec<Chunk<'_>> {
     let mut chunks = Vec::new();
     let mut start = 0;
     let mut start_line = 1;
     let mut index = 0;
     let mut offset = 0;
     let mut line_number = 0;
-    for line in text.split_inclusive('\n') {
+    for line in bytes.split_inclusive(|b| *b == b'\n') {
         line_number += 1;
-        let is_separator = line.strip_prefix("---").is_some_and(|rest| {
-            let rest = rest.trim();
-            rest.is_empty() || rest.starts_with('#')
+        let is_separator = line.strip_prefix(b"---").is_some_and(|rest| {
+            std::str::from_utf8(rest).is_ok_and(|rest| {
+                let rest = rest.trim();
+                rest.is_empty() || rest.starts_with('#')
+            })
         });
         if is_separator {
-            if let Some(chunk) = content_chunk(&text[start..offset], start_line, &mut index) {
+            if let Some(chunk) = content_chunk(bytes, start..offset, start_line, &mut index) {
                 chunks.push(chunk);
             }
             start = offset + line.len();
@@ -365,21 +421,37 @@ fn split_yaml(text: &str) -> Vec<Chunk<'_>> {
         }
         offset += line.len();
     }
-    if let Some(chunk) = content_chunk(&text[start..], start_line, &mut index) {
+    if let Some(chunk) = content_chunk(bytes, start..bytes.len(), start_line, &mut index) {
         chunks.push(chunk);
     }
     chunks
 }
 
-fn content_chunk<'a>(text: &'a str, start_line: usize, index: &mut usize) -> Option<Chunk<'a>> {
-    let first_content = text.lines().position(|line| {
+fn content_chunk<'a>(
+    bytes: &'a [u8],
+    range: std::ops::Range<usize>,
+    start_line: usize,
+    index: &mut usize,
+) -> Option<Chunk<'a>> {
+    let offset = range.start;
+    let bytes = &bytes[range];
+    let is_content = |line: &str| {
         let line = line.trim();
         !line.is_empty() && !line.starts_with('#') && line != "..."
-    })?;
+    };
+    let first_content = match std::str::from_utf8(bytes) {
+        Ok(text) => text.lines().position(is_content)?,
+        // Bytes that are not UTF-8 make a document, even in a comment: they are reported.
+        Err(_) => String::from_utf8_lossy(bytes)
+            .lines()
+            .position(is_content)
+            .unwrap_or(0),
+    };
     *index += 1;
     Some(Chunk {
-        text,
+        bytes,
         index: *index,
+        offset,
         start_line,
         first_content_line: start_line + first_content,
     })
@@ -528,17 +600,93 @@ mod tests {
     }
 
     #[test]
+    fn bytes_that_are_not_utf8_spoil_only_their_document() {
+        let text = b"kind: A\n---\nkind: B\nname: caf\xe9\n---\n# caf\xe9\n---\nkind: C\n";
+        let docs = parse_bytes(&Arc::from("vm.yaml"), text);
+        assert_eq!(docs.len(), 4, "{docs:?}");
+        assert_eq!(docs[0].as_ref().unwrap().kind(), Some("A"));
+        let err = docs[1].as_ref().unwrap_err();
+        assert_eq!((err.document, err.line), (Some(2), Some(4)));
+        assert!(
+            err.to_string().starts_with(
+                "vm.yaml: document 2 (line 4): not UTF-8 text (invalid byte at offset 29)"
+            ),
+            "{err}"
+        );
+        assert_eq!(docs[2].as_ref().unwrap_err().document, Some(3));
+        let c = docs[3].as_ref().unwrap();
+        assert_eq!(
+            (c.kind(), c.source.document, c.source.line),
+            (Some("C"), 4, 8)
+        );
+
+        let json = parse_bytes(
+            &Arc::from("vm.json"),
+            b"{\"kind\": \"A\"}\n{\"kind\": \"\xff\"}",
+        );
+        assert_eq!(json[0].as_ref().unwrap().kind(), Some("A"));
+        let err = json[1].as_ref().unwrap_err();
+        assert_eq!((err.document, err.line), (Some(2), Some(2)));
+        assert!(err.message.starts_with("not UTF-8"), "{err}");
+        let broken = parse_bytes(&Arc::from("vm.json"), b"{\"kind\" 1}\xff");
+        assert_eq!(broken.len(), 1);
+        assert!(
+            broken[0]
+                .as_ref()
+                .unwrap_err()
+                .message
+                .starts_with("invalid JSON")
+        );
+    }
+
+    #[test]
+    fn reads_stop_at_the_limit_whatever_the_file_says_its_size_is() {
+        let options = ReadOptions {
+            max_input_bytes: 1024,
+        };
+        let endless = std::io::repeat(b'a');
+        let docs = read_bounded(&Arc::from("/dev/zero"), endless, options);
+        let err = docs[0].as_ref().unwrap_err();
+        assert!(err.message.contains("above the limit"), "{err}");
+        #[cfg(target_os = "linux")]
+        {
+            let docs = read_file(Path::new("/dev/zero"), options);
+            assert!(
+                docs[0]
+                    .as_ref()
+                    .unwrap_err()
+                    .message
+                    .contains("above the limit")
+            );
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn directories_follow_links_and_report_broken_ones() {
+        let dir = std::env::temp_dir().join(format!("vp-manifest-links-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("..data")).unwrap();
+        std::fs::write(dir.join("..data/vm.yaml"), "kind: A\n").unwrap();
+        std::os::unix::fs::symlink("..data/vm.yaml", dir.join("vm.yaml")).unwrap();
+        std::os::unix::fs::symlink("missing.yaml", dir.join("broken.yaml")).unwrap();
+        std::os::unix::fs::symlink("..data", dir.join("linked.yaml")).unwrap();
+        let docs = read_path(&dir, ReadOptions::default());
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(docs.len(), 2, "{docs:?}");
+        let err = docs[0].as_ref().unwrap_err();
+        assert!(err.file.ends_with("broken.yaml") && err.message.starts_with("cannot read"));
+        assert_eq!(docs[1].as_ref().unwrap().kind(), Some("A"));
+    }
+
+    #[test]
     fn empty_input_and_garbage_are_errors() {
         let err = parse("# nothing\n---\n")[0].clone().unwrap_err();
         assert!(err.message.starts_with("no documents"));
         let garbage = parse_bytes(&Arc::from("x.bin"), &[0x00, 0xff, 0xfe, 0x10]);
-        assert!(
-            garbage[0]
-                .as_ref()
-                .unwrap_err()
-                .message
-                .contains("not UTF-8")
-        );
+        let err = garbage[0].as_ref().unwrap_err();
+        assert!(err.message.contains("not UTF-8"));
+        assert_eq!((err.document, err.line), (Some(1), Some(1)));
         let empty_list = parse("apiVersion: v1\nkind: List\nitems: []\n");
         assert!(empty_list.is_empty(), "{empty_list:?}");
         let scalar = parse("just a string\n");

@@ -137,32 +137,35 @@ impl ParsedQuantity {
                     }
                     None => {
                         mantissa /= 10;
-                        exponent += 1;
+                        exponent = exponent
+                            .checked_add(1)
+                            .ok_or(QuantityError::ExponentOutOfRange)?;
                     }
                 }
             }
         }
-        Ok(Self::normalised(negative, mantissa, exponent))
+        Self::normalised(negative, mantissa, exponent).ok_or(QuantityError::ExponentOutOfRange)
     }
 
-    fn normalised(negative: bool, mut mantissa: u128, mut exponent: i32) -> Self {
+    /// `None` when dropping the trailing zeros takes the exponent past `i32`.
+    fn normalised(negative: bool, mut mantissa: u128, mut exponent: i32) -> Option<Self> {
         if mantissa == 0 {
-            return Self::ZERO;
+            return Some(Self::ZERO);
         }
         while mantissa.is_multiple_of(10) {
             mantissa /= 10;
-            exponent += 1;
+            exponent = exponent.checked_add(1)?;
         }
-        ParsedQuantity {
+        Some(ParsedQuantity {
             negative,
             mantissa,
             exponent,
-        }
+        })
     }
 
     /// A whole number of units, for CPU counts written as integers.
     pub fn from_integer(value: u64) -> Self {
-        Self::normalised(false, u128::from(value), 0)
+        Self::normalised(false, u128::from(value), 0).expect("at most 20 trailing zeros")
     }
 
     pub fn is_negative(&self) -> bool {
@@ -181,9 +184,9 @@ impl ParsedQuantity {
             return Some(self);
         }
         let exponent = self.exponent.min(other.exponent);
-        let a = scale_up(self.mantissa, self.exponent - exponent)?;
-        let b = scale_up(other.mantissa, other.exponent - exponent)?;
-        Some(Self::normalised(false, a.checked_add(b)?, exponent))
+        let a = scale_up(self.mantissa, self.exponent, exponent)?;
+        let b = scale_up(other.mantissa, other.exponent, exponent)?;
+        Self::normalised(false, a.checked_add(b)?, exponent)
     }
 
     /// Compare magnitudes (both non-negative).
@@ -203,8 +206,8 @@ impl ParsedQuantity {
         // Same magnitude: align exponents; the scaled mantissa has at most as many digits as
         // the other one, so this cannot overflow.
         let exponent = self.exponent.min(other.exponent);
-        let a = scale_up(self.mantissa, self.exponent - exponent);
-        let b = scale_up(other.mantissa, other.exponent - exponent);
+        let a = scale_up(self.mantissa, self.exponent, exponent);
+        let b = scale_up(other.mantissa, other.exponent, exponent);
         match (a, b) {
             (Some(a), Some(b)) => a.cmp(&b),
             _ => Ordering::Equal,
@@ -230,16 +233,25 @@ impl Ord for ParsedQuantity {
 }
 
 impl fmt::Display for ParsedQuantity {
-    /// Plain decimal notation, for messages (`1073741824`, `0.5`).
+    /// Plain decimal notation, for messages (`1073741824`, `0.5`); scientific notation
+    /// (`1e2147483647`) past 40 zeros.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.negative {
             f.write_str("-")?;
         }
         let digits = self.mantissa.to_string();
+        // Past this many zeros, scientific notation: `1e2147483647` is a valid quantity, and
+        // written out in full it would be gigabytes of zeros in a one-line message.
+        const PLAIN_ZEROS: usize = 40;
+        let shift = self.exponent.unsigned_abs() as usize;
+        if (self.exponent > 0 && shift > PLAIN_ZEROS)
+            || (self.exponent < 0 && shift > digits.len() + PLAIN_ZEROS)
+        {
+            return write!(f, "{digits}e{}", self.exponent);
+        }
         if self.exponent >= 0 {
             write!(f, "{digits}{}", "0".repeat(self.exponent as usize))
         } else {
-            let shift = self.exponent.unsigned_abs() as usize;
             if shift >= digits.len() {
                 write!(f, "0.{}{digits}", "0".repeat(shift - digits.len()))
             } else {
@@ -259,7 +271,9 @@ fn digit_count(mut value: u128) -> u32 {
     count
 }
 
-fn scale_up(mantissa: u128, by: i32) -> Option<u128> {
+/// `mantissa × 10^exponent` as a multiple of `10^to` (`to <= exponent`), if it fits.
+fn scale_up(mantissa: u128, exponent: i32, to: i32) -> Option<u128> {
+    let by = i64::from(exponent) - i64::from(to);
     10u128
         .checked_pow(u32::try_from(by).ok()?)
         .and_then(|factor| mantissa.checked_mul(factor))
@@ -378,6 +392,23 @@ mod tests {
         assert!(q("-2") < q("-1"));
         assert!(q("0.000000000000000000001") > ParsedQuantity::ZERO);
         assert!(q("123456789012345678901234567890") > q("123456789012345678901234567889"));
+    }
+
+    #[test]
+    fn extreme_exponents_neither_overflow_nor_print_gigabytes() {
+        // 10e2147483647 is 1e2147483648: past i32, so out of range rather than an overflow.
+        assert_eq!(
+            ParsedQuantity::parse("10e2147483647"),
+            Err(QuantityError::ExponentOutOfRange)
+        );
+        let huge = q("1e2147483647");
+        let tiny = q("1e-2147483648");
+        assert!(huge > q("8Ei") && tiny < q("1n") && tiny > ParsedQuantity::ZERO);
+        assert_eq!(huge.to_string(), "1e2147483647");
+        assert_eq!(tiny.to_string(), "1e-2147483648");
+        assert_eq!(q("-15e100").to_string(), "-15e100");
+        assert_eq!(huge.checked_add(tiny), None);
+        assert_eq!(huge.checked_add(huge), Some(q("2e2147483647")));
     }
 
     #[test]

@@ -131,9 +131,10 @@ fn minimum_request(cx: &VmContext<'_>) -> (Option<ParsedQuantity>, Option<Parsed
         .as_ref()
         .filter(|c| c.dedicated_cpu_placement == Some(true))
         .map(|c| {
+            // Three u32 counts can pass u64: saturate (no node has that many CPUs anyway).
             let count = u64::from(c.cores.unwrap_or(1))
-                * u64::from(c.sockets.unwrap_or(1))
-                * u64::from(c.threads.unwrap_or(1));
+                .saturating_mul(u64::from(c.sockets.unwrap_or(1)))
+                .saturating_mul(u64::from(c.threads.unwrap_or(1)));
             ParsedQuantity::from_integer(count)
         });
     let cpu = amount("cpu").max(dedicated_cpus);
@@ -378,6 +379,24 @@ mod tests {
         );
         // Shared vCPUs are requested at a fraction: 20 of them fit a 16-CPU node.
         assert_eq!(fired_in(cpus(false), &view), vec![]);
+    }
+
+    #[test]
+    fn huge_dedicated_cpu_counts_saturate() {
+        let view = cluster(BASE_CLUSTER);
+        let huge = valid_vm_with(|vm| {
+            spec(vm)["domain"]["cpu"] = json!({
+                "cores": u32::MAX, "sockets": u32::MAX, "threads": u32::MAX,
+                "dedicatedCpuPlacement": true
+            });
+        });
+        assert_eq!(
+            fired_in(huge, &view),
+            vec![(
+                ResourcesExceedCapacity,
+                "spec.template.spec.domain.resources.requests.cpu".into()
+            )]
+        );
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! A loopback stand-in for the Kubernetes API server: serves lists (full or
 //! PartialObjectMetadata, as the Accept header asks), newline-delimited watch streams fed by
-//! the test, and 404 for kinds whose CRD is "not installed". It records every request.
+//! the test, and 404 for kinds whose CRD is "not installed". It records every request, with
+//! its method and JSON body; a POST, PUT or PATCH (an Event, say) is answered by echoing the
+//! body back, as the API server answers a create with the stored object.
 
 #![allow(dead_code)]
 
@@ -21,9 +23,12 @@ use tokio_stream::wrappers::BroadcastStream;
 /// One request the fake saw.
 #[derive(Debug, Clone)]
 pub struct Seen {
+    pub method: String,
     pub path: String,
     pub query: String,
     pub accept: String,
+    /// The request body, if it was JSON.
+    pub body: Option<Value>,
 }
 
 #[derive(Clone)]
@@ -98,13 +103,25 @@ impl FakeApi {
         self.shared.seen.lock().unwrap().clone()
     }
 
+    /// The requests with this method (`POST`, ...) whose path ends with `suffix`.
+    pub fn seen_with(&self, method: &str, suffix: &str) -> Vec<Seen> {
+        self.seen()
+            .into_iter()
+            .filter(|s| s.method == method && s.path.ends_with(suffix))
+            .collect()
+    }
+
     /// Number of watch connections currently open on `path`.
     pub fn watchers(&self) -> usize {
         self.shared.events.receiver_count()
     }
 }
 
+/// Largest request body the fake reads.
+const MAX_BODY: usize = 4 * 1024 * 1024;
+
 async fn handle(State(shared): State<Shared>, request: Request) -> Response {
+    let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
     let accept = request
@@ -113,11 +130,26 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_string();
+    let body = match axum::body::to_bytes(request.into_body(), MAX_BODY).await {
+        Ok(bytes) if !bytes.is_empty() => serde_json::from_slice::<Value>(&bytes).ok(),
+        _ => None,
+    };
     shared.seen.lock().unwrap().push(Seen {
+        method: method.to_string(),
         path: path.clone(),
         query: query.clone(),
         accept: accept.clone(),
+        body: body.clone(),
     });
+    if method != axum::http::Method::GET {
+        // A create answers 201 with the object, an update or patch 200; the fake stores none.
+        let status = if method == axum::http::Method::POST {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        return (status, axum::Json(body.unwrap_or_else(|| json!({})))).into_response();
+    }
     let metadata = accept.contains(METADATA_AS);
     if shared.missing.contains(&path) {
         let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
