@@ -174,6 +174,32 @@ fn evaluate(
     Some(rules::evaluate(&vm, &object, cluster).findings)
 }
 
+/// The namespace a request writes into: the request's, else the object's, else `default`.
+fn request_namespace<'a>(request: &'a AdmissionRequest, object: &'a Value) -> &'a str {
+    request
+        .namespace
+        .as_deref()
+        .or_else(|| {
+            object
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+        })
+        .unwrap_or("default")
+}
+
+/// The policy mode that applies to a request; cheap, so a failed review can still honour it.
+pub fn mode_for_request(
+    request: &AdmissionRequest,
+    cluster: Option<&ClusterView>,
+    policy: &Policy,
+) -> Mode {
+    let namespace = match &request.object {
+        Some(object) => request_namespace(request, object),
+        None => request.namespace.as_deref().unwrap_or("default"),
+    };
+    policy.mode_for(cluster.and_then(|c| c.namespace_labels(namespace)))
+}
+
 /// Decides one admission request.
 pub fn review(
     request: &AdmissionRequest,
@@ -190,15 +216,7 @@ pub fn review(
     if is_being_deleted(object) {
         return verdict; // never stand in the way of a deletion's finalizer updates
     }
-    let namespace = request
-        .namespace
-        .as_deref()
-        .or_else(|| {
-            object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-        })
-        .unwrap_or("default");
+    let namespace = request_namespace(request, object);
     let mode = policy.mode_for(cluster.and_then(|c| c.namespace_labels(namespace)));
     verdict.mode = Some(mode);
     let Some(findings) = evaluate(object, namespace, cluster) else {
@@ -315,7 +333,8 @@ pub const PREFLIGHT_EVENT_REASON: &str = "PreflightFindings";
 
 /// The Event for a verdict's warned or audited findings; none for dry runs.
 pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventRequest> {
-    if verdict.dry_run {
+    // A denied VM is not stored (the user already reads why), and a dry run has no side effects.
+    if verdict.dry_run || !verdict.allowed {
         return None;
     }
     let lines: Vec<String> = verdict
@@ -343,10 +362,7 @@ pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventR
         note = one_line(&note, 1000);
     }
     Some(EventRequest {
-        namespace: request
-            .namespace
-            .clone()
-            .unwrap_or_else(|| "default".into()),
+        namespace: request_namespace(request, object).to_string(),
         name,
         uid: object
             .pointer("/metadata/uid")
@@ -545,6 +561,14 @@ mod tests {
         assert!(event.note.contains("[disk-without-volume]"));
         request.dry_run = Some(true);
         let verdict = review(&request, None, &policy);
+        assert!(event_for(&verdict, &request).is_none());
+    }
+
+    #[test]
+    fn no_event_for_a_denied_vm_that_is_never_stored() {
+        let request = request("CREATE", vm(broken_disk), None);
+        let verdict = review(&request, None, &Policy::default());
+        assert!(!verdict.allowed);
         assert!(event_for(&verdict, &request).is_none());
     }
 }

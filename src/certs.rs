@@ -65,11 +65,17 @@ pub fn write(generated: &Generated, dir: &Path) -> std::io::Result<()> {
     std::fs::write(dir.join("ca.crt"), &generated.ca_cert_pem)?;
     std::fs::write(dir.join("tls.crt"), &generated.cert_pem)?;
     let key_path = dir.join("tls.key");
-    std::fs::write(&key_path, &generated.key_pem)?;
+    // The key is never readable by others, not even between create and chmod.
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        options.mode(0o600);
+        // An existing file keeps its mode on open; tighten it before writing.
+        if key_path.exists() {
+            std::fs::set_permissions(&key_path, std::fs::Permissions::from_mode(0o600))?;
+        }
     }
-    Ok(())
+    std::io::Write::write_all(&mut options.open(&key_path)?, generated.key_pem.as_bytes())
 }

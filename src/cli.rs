@@ -148,6 +148,14 @@ pub fn exit_for(report: &CheckReport, fail_on: Severity) -> Exit {
     }
 }
 
+/// A closed stdout is the reader's choice, not an error of ours.
+fn ignore_broken_pipe(result: io::Result<()>) -> io::Result<()> {
+    match result {
+        Err(error) if error.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        other => other,
+    }
+}
+
 pub fn run_check(args: &CheckArgs) -> io::Result<Exit> {
     let read = ReadOptions {
         max_input_bytes: args.max_input_bytes,
@@ -182,8 +190,10 @@ pub fn run_check(args: &CheckArgs) -> io::Result<Exit> {
     if !args.fix {
         let stdout = io::stdout();
         let mut out = stdout.lock();
-        report::render(&report, args.output, fail_on, &mut out)?;
-        out.flush()?;
+        // A reader that stops early (`| head`) must not turn findings into a clean exit.
+        ignore_broken_pipe(
+            report::render(&report, args.output, fail_on, &mut out).and_then(|()| out.flush()),
+        )?;
         return Ok(exit_for(&report, fail_on));
     }
 
@@ -192,7 +202,7 @@ pub fn run_check(args: &CheckArgs) -> io::Result<Exit> {
     report::render(&report, args.output, fail_on, &mut err)?;
     let (documents, count) = fix::fixed_documents(&report);
     let yaml = fix::to_yaml(&documents).map_err(io::Error::other)?;
-    io::stdout().lock().write_all(yaml.as_bytes())?;
+    ignore_broken_pipe(io::stdout().lock().write_all(yaml.as_bytes()))?;
     writeln!(
         err,
         "applied {} fix(es){}",

@@ -24,7 +24,7 @@ use crate::admission::{self, AdmissionRequest, Verdict};
 use crate::cluster::live::LiveView;
 use crate::events::EventQueue;
 use crate::metrics::{FindingLabels, Metrics, RequestLabels};
-use crate::policy::Policy;
+use crate::policy::{Mode, Policy};
 use crate::tls::ReloadingCert;
 
 /// Largest AdmissionReview accepted (an UPDATE carries the object twice).
@@ -181,17 +181,28 @@ async fn decide(state: &AppState, request: AdmissionRequest) -> Verdict {
     let operation = request.operation.clone();
     let request = Arc::new(request);
     let job_request = request.clone();
+    let (job_view, job_policy) = (view.clone(), policy.clone());
     let job = tokio::task::spawn_blocking(move || {
-        let verdict = admission::review(&job_request, Some(&view), &policy);
+        let verdict = admission::review(&job_request, Some(&job_view), &job_policy);
         let event = admission::event_for(&verdict, &job_request);
         (verdict, event)
     });
-    let fail_open = |why: &str| Verdict {
-        uid: uid.clone(),
-        allowed: true,
-        warnings: vec![format!("[virt-preflight] not checked: {why}")],
-        operation: operation.clone(),
-        ..Verdict::default()
+    let fail_open = |why: &str| {
+        // Audit mode promises an empty response, failures included.
+        let mode = admission::mode_for_request(&request, Some(&view), &policy);
+        let warnings = if mode == Mode::Audit {
+            Vec::new()
+        } else {
+            vec![format!("[virt-preflight] not checked: {why}")]
+        };
+        Verdict {
+            uid: uid.clone(),
+            allowed: true,
+            warnings,
+            operation: operation.clone(),
+            mode: Some(mode),
+            ..Verdict::default()
+        }
     };
     match tokio::time::timeout(state.deadline, job).await {
         Ok(Ok((verdict, event))) => {
@@ -275,27 +286,32 @@ pub async fn serve(
     result
 }
 
-/// Completes on SIGTERM or Ctrl-C.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on SIGTERM or Ctrl-C. The handlers are installed when this is called, not when
+/// the future is first polled, so a SIGTERM that arrives while the server is still binding is
+/// not lost (nor does it kill the process with the default action). Call inside the runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .inspect_err(|err| warn!(%err, "cannot listen for SIGTERM"))
+        .ok();
+    async move {
+        let ctrl_c = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        #[cfg(unix)]
+        let terminate = async move {
+            match terminate {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(err) => {
-                warn!(%err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            () = ctrl_c => {},
+            () = terminate => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
     }
 }

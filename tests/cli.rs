@@ -331,7 +331,6 @@ fn usage_errors_exit_2() {
 /// `check ... | head` closes stdout early: the exit code must still say what was found.
 /// Ignored until fixed: `main.rs` turns the BrokenPipe error of `run_check` into exit 0.
 #[test]
-#[ignore = "bug in src/main.rs: a broken stdout pipe exits 0 even with error findings"]
 fn a_closed_stdout_does_not_hide_the_findings() {
     let dir = tempdir();
     // More output than a pipe buffers, so that writing fails however the race goes.
