@@ -326,6 +326,8 @@ pub struct EventRequest {
     pub name: String,
     pub uid: Option<String>,
     pub reason: String,
+    /// What was done or is failing: `Validate` for the webhook, `Start` for a stuck VM.
+    pub action: String,
     pub note: String,
 }
 
@@ -369,6 +371,7 @@ pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventR
             .and_then(Value::as_str)
             .map(String::from),
         reason: PREFLIGHT_EVENT_REASON.to_string(),
+        action: "Validate".to_string(),
         note,
     })
 }

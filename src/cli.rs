@@ -309,8 +309,95 @@ pub struct ServeArgs {
     /// Seconds in-flight requests get to finish after SIGTERM.
     #[arg(long, default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
+    /// Also run the stuck-VM watcher in this process (needs a live cluster).
+    #[arg(long)]
+    pub watch: bool,
+    #[command(flatten)]
+    pub watcher: WatcherArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// A duration as people write it: `10m`, `90s`, `1h30m`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let signed: jiff::SignedDuration = text
+        .parse()
+        .map_err(|e| format!("{text:?} is not a duration like 10m or 90s ({e})"))?;
+    std::time::Duration::try_from(signed).map_err(|_| format!("{text:?} is negative"))
+}
+
+/// The watcher's flags, shared by `watch` and `serve --watch`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatcherArgs {
+    /// How long a VM must be unhealthy with no VMI to be stuck (KubeVirt's alert: 10m).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub stuck_after: std::time::Duration,
+    /// Post alerts to this Alertmanager (its root URL, e.g. http://alertmanager:9093).
+    #[arg(long, value_name = "URL")]
+    pub alertmanager_url: Option<String>,
+    /// How often firing alerts are sent again to Alertmanager (they expire after 4 times this).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub alertmanager_resend: std::time::Duration,
+    /// Namespace of the leader-election Lease [default: $POD_NAMESPACE; without either, no
+    /// election: this process leads].
+    #[arg(long, value_name = "NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "virt-preflight-watcher")]
+    pub lease_name: String,
+    /// Do not elect a leader: this process raises Events, alerts and the stuck gauges.
+    #[arg(long)]
+    pub no_leader_election: bool,
+}
+
+impl WatcherArgs {
+    fn lease_namespace(&self) -> Option<String> {
+        if self.no_leader_election {
+            return None;
+        }
+        self.lease_namespace
+            .clone()
+            .or_else(|| std::env::var("POD_NAMESPACE").ok())
+            .filter(|ns| !ns.is_empty())
+    }
+
+    /// Starts the watcher's outputs and leadership, and returns its future.
+    fn start(
+        &self,
+        client: kube::Client,
+        view: live::LiveView,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+        events: Option<crate::events::EventQueue>,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+        use crate::watcher::{Outputs, Watcher, WatcherOptions, alertmanager, leader, run};
+        let alerts = match &self.alertmanager_url {
+            Some(url) => Some(alertmanager::start(
+                alertmanager::Alertmanager::new(url)?,
+                metrics.clone(),
+            )),
+            None => None,
+        };
+        let options = WatcherOptions {
+            stuck_after: self.stuck_after,
+            resend: self
+                .alertmanager_resend
+                .max(std::time::Duration::from_secs(1)),
+            ..WatcherOptions::default()
+        };
+        let leadership = match self.lease_namespace() {
+            Some(namespace) => {
+                let identity = std::env::var("POD_NAME")
+                    .ok()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or_else(|| format!("virt-preflight-{}", std::process::id()));
+                leader::elect(client.clone(), namespace, self.lease_name.clone(), identity)
+            }
+            None => leader::Leadership::Always,
+        };
+        let watcher = Watcher::new(options, metrics, Outputs { events, alerts });
+        Ok(run::run(client, view, watcher, leadership, shutdown))
+    }
 }
 
 /// Runs the webhook until SIGTERM.
@@ -331,6 +418,9 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
         crate::rules::warm_up();
         cert.spawn_reloader(Duration::from_secs(args.tls_reload_seconds.max(1)));
         let metrics = Arc::new(Metrics::new());
+        if args.watch && !args.cluster.cluster_state.is_empty() {
+            anyhow::bail!("--watch needs a live cluster; it cannot run on --cluster-state");
+        }
         let (view, events) = if args.cluster.cluster_state.is_empty() {
             let client = kube_client(&args.cluster).await?;
             let queue = events::start(
@@ -339,7 +429,18 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
                 metrics.clone(),
                 events::QUEUE_CAPACITY,
             );
-            (live::LiveView::start(client), Some(queue))
+            let view = live::LiveView::start(client.clone());
+            if args.watch {
+                let watcher = args.watcher.start(
+                    client,
+                    view.clone(),
+                    metrics.clone(),
+                    Some(queue.clone()),
+                    server::shutdown_signal(),
+                )?;
+                tokio::spawn(watcher);
+            }
+            (view, Some(queue))
         } else {
             let snapshot = snapshot::read(&args.cluster.cluster_state, ReadOptions::default());
             if let Some(first) = snapshot.errors.first() {
@@ -395,4 +496,224 @@ pub fn run_certs(args: &CertsArgs) -> anyhow::Result<String> {
     let generated = crate::certs::generate(&names)?;
     crate::certs::write(&generated, &args.out)?;
     Ok(generated.ca_bundle())
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct WatchArgs {
+    /// Plain-HTTP address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:9090")]
+    pub metrics_addr: std::net::SocketAddr,
+    #[command(flatten)]
+    pub watcher: WatcherArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// Runs the stuck-VM watcher until SIGTERM.
+pub fn run_watch(args: &WatchArgs) -> anyhow::Result<()> {
+    use crate::{events, metrics::Metrics, server};
+    use std::sync::Arc;
+
+    if !args.cluster.cluster_state.is_empty() {
+        anyhow::bail!(
+            "watch follows a live cluster; for a snapshot use `virt-preflight diagnose NAMESPACE/NAME --cluster-state FILE`"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let client = kube_client(&args.cluster).await?;
+        let metrics = Arc::new(Metrics::new());
+        let events = events::start(
+            client.clone(),
+            "virt-preflight",
+            metrics.clone(),
+            events::QUEUE_CAPACITY,
+        );
+        let view = live::LiveView::start(client.clone());
+        let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
+        let addr = listener.local_addr()?;
+        let app = server::watcher_router(metrics.clone(), view.clone());
+        tokio::spawn(async move {
+            if let Err(err) = axum::serve(listener, app).await {
+                tracing::error!(%err, "metrics server stopped");
+            }
+        });
+        let watcher = args.watcher.start(
+            client,
+            view,
+            metrics,
+            Some(events),
+            server::shutdown_signal(),
+        )?;
+        println!("watching VirtualMachines (metrics: http://{addr}/metrics)");
+        watcher.await;
+        anyhow::Ok(())
+    })
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct DiagnoseArgs {
+    /// The VM, as NAMESPACE/NAME.
+    #[arg(value_name = "NAMESPACE/NAME")]
+    pub target: String,
+    /// Unhealthy for this long with no VMI is stuck.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub stuck_after: std::time::Duration,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+/// What `diagnose` found, for its exit code: 0 not stuck, 1 stuck.
+pub struct DiagnoseOutcome {
+    pub stuck: bool,
+    pub text: String,
+}
+
+/// The VM, whether its VMI exists, and the cluster view, from a snapshot or the live cluster.
+fn diagnose_inputs(
+    args: &DiagnoseArgs,
+    key: &crate::watcher::VmKey,
+) -> anyhow::Result<(serde_json::Value, bool, Option<ClusterView>)> {
+    let matches = |doc: &Document, kind: &str| {
+        doc.kind() == Some(kind) && crate::watcher::VmKey::of(&doc.value).as_ref() == Some(key)
+    };
+    if !args.cluster.cluster_state.is_empty() {
+        let read = ReadOptions::default();
+        let mut vm = None;
+        let mut vmi = false;
+        for path in &args.cluster.cluster_state {
+            for parsed in manifest::read_path(path, read) {
+                let document = parsed.map_err(|e| anyhow::anyhow!("{e}"))?;
+                if document.is_virtual_machine() && matches(&document, "VirtualMachine") {
+                    vm = Some(document.value.clone());
+                }
+                vmi |= matches(&document, "VirtualMachineInstance");
+            }
+        }
+        let vm = vm.ok_or_else(|| {
+            anyhow::anyhow!("VirtualMachine {key} is not in the cluster state files (add `kubectl get vm,vmi -A -o yaml` to them)")
+        })?;
+        let snapshot = snapshot::read(&args.cluster.cluster_state, read);
+        return Ok((vm, vmi, Some(snapshot.view)));
+    }
+    if !args.cluster.wants_live() {
+        anyhow::bail!(
+            "diagnose needs the VM: give --live (or --kubeconfig/--context), or --cluster-state FILE"
+        );
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        use kube::api::{Api, ApiResource, DynamicObject};
+        let client = kube_client(&args.cluster).await?;
+        let resource = |kind: &str, plural: &str| ApiResource {
+            group: "kubevirt.io".into(),
+            version: "v1".into(),
+            api_version: "kubevirt.io/v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        let vms = Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            &key.namespace,
+            &resource("VirtualMachine", "virtualmachines"),
+        );
+        let vm = vms
+            .get_opt(&key.name)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("VirtualMachine {key} not found"))?;
+        let vmis = Api::<DynamicObject>::namespaced_with(
+            client.clone(),
+            &key.namespace,
+            &resource("VirtualMachineInstance", "virtualmachineinstances"),
+        );
+        let vmi = vmis.get_metadata_opt(&key.name).await?.is_some();
+        let listed = live::list_once(client).await;
+        for note in &listed.notes {
+            eprintln!("note: {note}");
+        }
+        anyhow::Ok((serde_json::to_value(vm)?, vmi, Some(listed.view)))
+    })
+}
+
+/// Diagnoses one VM: its state, for how long, the findings and the next runbook step.
+pub fn run_diagnose(args: &DiagnoseArgs) -> anyhow::Result<DiagnoseOutcome> {
+    use crate::watcher::{VmKey, VmObservation, diagnose, diagnose::human_duration};
+    use std::fmt::Write as _;
+
+    let key = match args.target.split_once('/') {
+        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => {
+            VmKey::new(namespace, name)
+        }
+        _ => anyhow::bail!("{:?}: give the VM as NAMESPACE/NAME", args.target),
+    };
+    let (object, vmi, view) = diagnose_inputs(args, &key)?;
+    let observation = VmObservation::from_object(&object)?;
+    let diagnosis = diagnose(&object, view.as_ref());
+    let now = jiff::Timestamp::now();
+    let unhealthy_for = observation.since.map(|since| now.duration_since(since));
+    let threshold = jiff::SignedDuration::try_from(args.stuck_after)?;
+    let stuck = observation.status.is_some()
+        && !vmi
+        && unhealthy_for.is_none_or(|elapsed| elapsed >= threshold);
+    let status = if diagnosis.printable_status.is_empty() {
+        "no printableStatus"
+    } else {
+        diagnosis.printable_status.as_str()
+    };
+    let mut text = String::new();
+    let how_long = unhealthy_for.map_or_else(
+        || " (no condition dates it)".to_string(),
+        |d| format!(" for {}", human_duration(d)),
+    );
+    let verdict = match (observation.status, vmi, stuck) {
+        (None, _, _) => "not an unhealthy status: not stuck".to_string(),
+        (Some(_), true, _) => "its VMI exists: not stuck (KubeVirt's alert ignores it)".to_string(),
+        (Some(_), false, true) => {
+            format!("no VMI: STUCK (threshold {})", human_duration(threshold))
+        }
+        (Some(_), false, false) => format!(
+            "no VMI: unhealthy, not yet stuck (threshold {})",
+            human_duration(threshold)
+        ),
+    };
+    let _ = writeln!(text, "VirtualMachine {key}: {status}{how_long}; {verdict}");
+    if observation.status.is_some() {
+        let _ = writeln!(text, "cause: {}", diagnosis.cause.line());
+    }
+    if !diagnosis.findings.is_empty() {
+        let _ = writeln!(text, "findings:");
+        for finding in &diagnosis.findings {
+            let _ = writeln!(
+                text,
+                "  {} {} {}: {}",
+                finding.severity.as_str(),
+                finding.rule,
+                finding.path,
+                finding.message
+            );
+        }
+    }
+    if !diagnosis.evidence.is_empty() {
+        let _ = writeln!(text, "what KubeVirt and CDI say:");
+        for line in &diagnosis.evidence {
+            let _ = writeln!(text, "  {line}");
+        }
+    }
+    if let Some(view) = &view {
+        let unknown: Vec<&str> = crate::cluster::Kind::ALL
+            .into_iter()
+            .filter(|k| !view.is_known(*k))
+            .map(|k| k.as_str())
+            .collect();
+        if !unknown.is_empty() {
+            let _ = writeln!(text, "not checked (kinds unknown): {}", unknown.join(", "));
+        }
+    }
+    let _ = writeln!(text, "next: {}", diagnosis.next_step);
+    let _ = writeln!(text, "runbook: {}", crate::watcher::diagnose::RUNBOOK_URL);
+    Ok(DiagnoseOutcome { stuck, text })
 }

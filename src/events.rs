@@ -57,7 +57,7 @@ pub fn start(client: Client, reporter: &str, metrics: Arc<Metrics>, capacity: us
                 type_: EventType::Warning,
                 reason: request.reason.clone(),
                 note: Some(request.note.clone()),
-                action: "Validate".into(),
+                action: request.action.clone(),
                 secondary: None,
             };
             match recorder.publish(&event, &reference).await {

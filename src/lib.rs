@@ -21,3 +21,4 @@ pub mod report;
 pub mod rules;
 pub mod server;
 pub mod tls;
+pub mod watcher;

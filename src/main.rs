@@ -3,7 +3,9 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use virt_preflight::cli::{self, CertsArgs, CheckArgs, Exit, RulesFormat, ServeArgs};
+use virt_preflight::cli::{
+    self, CertsArgs, CheckArgs, DiagnoseArgs, Exit, RulesFormat, ServeArgs, WatchArgs,
+};
 
 #[derive(Parser)]
 #[command(
@@ -29,6 +31,10 @@ enum Command {
     Serve(ServeArgs),
     /// Make a CA and a serving certificate for the webhook Service; print the caBundle.
     Certs(CertsArgs),
+    /// Watch VMs and raise VirtualMachineStuckInUnhealthyState with a cause, until SIGTERM.
+    Watch(WatchArgs),
+    /// Why is this VM stuck? (exit 0 not stuck, 1 stuck, 2 error)
+    Diagnose(DiagnoseArgs),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +64,27 @@ fn main() -> ExitCode {
         }
         Command::Serve(args) => match cli::run_serve(&args) {
             Ok(()) => Exit::Clean.into(),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                Exit::InputError.into()
+            }
+        },
+        Command::Watch(args) => match cli::run_watch(&args) {
+            Ok(()) => Exit::Clean.into(),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                Exit::InputError.into()
+            }
+        },
+        Command::Diagnose(args) => match cli::run_diagnose(&args) {
+            Ok(outcome) => {
+                print!("{}", outcome.text);
+                if outcome.stuck {
+                    Exit::Findings.into()
+                } else {
+                    Exit::Clean.into()
+                }
+            }
             Err(err) => {
                 eprintln!("error: {err:#}");
                 Exit::InputError.into()

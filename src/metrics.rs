@@ -29,6 +29,30 @@ pub struct KindLabels {
     pub kind: String,
 }
 
+/// A stuck VM, with the rule and the one-line cause of its diagnosis.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StuckLabels {
+    pub namespace: String,
+    pub name: String,
+    /// KubeVirt's `status` label: the printable status lower-cased.
+    pub status: String,
+    /// The rule ID of the cause, or `none`.
+    pub rule: String,
+    pub cause: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VmStatusLabels {
+    pub namespace: String,
+    pub name: String,
+    pub status: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: String,
+}
+
 /// Every metric the process exports, registered once.
 pub struct Metrics {
     pub registry: Mutex<Registry>,
@@ -39,6 +63,13 @@ pub struct Metrics {
     pub events_sent: Counter,
     pub events_dropped: Counter,
     pub deadline_exceeded: Counter,
+    /// 1 while a VM is stuck (absent otherwise); exported by the leader only.
+    pub vm_stuck: Family<StuckLabels, Gauge>,
+    /// When a VM without a VMI became unhealthy; exported by the leader only.
+    pub vm_unhealthy_since: Family<VmStatusLabels, Gauge>,
+    pub watcher_leader: Gauge,
+    pub watcher_synced: Gauge,
+    pub alertmanager_posts: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -93,6 +124,36 @@ impl Metrics {
             "Requests allowed unchecked because evaluation passed the internal deadline",
             deadline_exceeded.clone(),
         );
+        let vm_stuck = Family::<StuckLabels, Gauge>::default();
+        registry.register(
+            "vm_stuck",
+            "1 while a VirtualMachine has been unhealthy with no VMI for --stuck-after, with the diagnosed cause",
+            vm_stuck.clone(),
+        );
+        let vm_unhealthy_since = Family::<VmStatusLabels, Gauge>::default();
+        registry.register(
+            "vm_unhealthy_since_timestamp_seconds",
+            "Unix time since which a VirtualMachine with no VMI has been in an unhealthy status",
+            vm_unhealthy_since.clone(),
+        );
+        let watcher_leader = Gauge::default();
+        registry.register(
+            "watcher_leader",
+            "1 when this replica holds the watcher's Lease and exports the stuck-VM series",
+            watcher_leader.clone(),
+        );
+        let watcher_synced = Gauge::default();
+        registry.register(
+            "watcher_synced",
+            "1 once the watcher has listed VirtualMachines and VirtualMachineInstances",
+            watcher_synced.clone(),
+        );
+        let alertmanager_posts = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "alertmanager_posts",
+            "POSTs of alerts to Alertmanager by result (ok, error)",
+            alertmanager_posts.clone(),
+        );
         Metrics {
             registry: Mutex::new(registry),
             requests,
@@ -102,6 +163,11 @@ impl Metrics {
             events_sent,
             events_dropped,
             deadline_exceeded,
+            vm_stuck,
+            vm_unhealthy_since,
+            watcher_leader,
+            watcher_synced,
+            alertmanager_posts,
         }
     }
 

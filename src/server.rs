@@ -79,6 +79,47 @@ pub fn metrics_router(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// The routes of `watch` (plain HTTP): metrics, liveness, and readiness once the VMs, VMIs
+/// and the cluster view have been listed.
+pub fn watcher_router(metrics: Arc<Metrics>, view: LiveView) -> Router {
+    let ready = metrics.clone();
+    let scrape = metrics;
+    let scrape_view = view.clone();
+    Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = scrape.clone();
+                let view = scrape_view.clone();
+                async move {
+                    metrics.set_synced(view.synced());
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                        .into_response()
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let synced = ready.watcher_synced.get() == 1 && view.settled();
+                async move {
+                    if synced {
+                        "ok".into_response()
+                    } else {
+                        (StatusCode::SERVICE_UNAVAILABLE, "still listing").into_response()
+                    }
+                }
+            }),
+        )
+}
+
 async fn readyz(State(state): State<AppState>) -> Response {
     if !state.serving.load(Ordering::Acquire) {
         return (StatusCode::SERVICE_UNAVAILABLE, "not serving yet").into_response();

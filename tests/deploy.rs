@@ -191,8 +191,7 @@ fn webhook_never_blocks_and_matches_vms() {
     );
 }
 
-/// Parses the container's args with the real `serve` flags. `--watch` is set aside while
-/// `serve` does not know it yet (the watcher is being written).
+/// Parses the container's args with the real `serve` flags.
 fn serve_args(args: &[String]) -> ServeArgs {
     #[derive(Parser)]
     struct Serve {
@@ -200,19 +199,10 @@ fn serve_args(args: &[String]) -> ServeArgs {
         args: ServeArgs,
     }
     assert_eq!(args.first().map(String::as_str), Some("serve"));
-    let argv = || std::iter::once("virt-preflight".to_string()).chain(args[1..].iter().cloned());
-    match Serve::try_parse_from(argv()) {
-        Ok(parsed) => parsed.args,
-        Err(err)
-            if err.kind() == clap::error::ErrorKind::UnknownArgument
-                && err.to_string().contains("'--watch'") =>
-        {
-            Serve::try_parse_from(argv().filter(|a| a != "--watch"))
-                .unwrap_or_else(|err| panic!("the Deployment's args: {err}"))
-                .args
-        }
-        Err(err) => panic!("the Deployment's args: {err}"),
-    }
+    let argv = std::iter::once("virt-preflight".to_string()).chain(args[1..].iter().cloned());
+    Serve::try_parse_from(argv)
+        .unwrap_or_else(|err| panic!("the Deployment's args: {err}"))
+        .args
 }
 
 #[test]
@@ -262,6 +252,15 @@ fn deployment_runs_locked_down() {
     let args: Vec<String> = strings_in_order(&container["args"]);
     assert!(args.iter().any(|a| a == "--watch"), "serve --watch");
     let serve = serve_args(&args);
+    assert!(serve.watch);
+    // Leader election follows the pod's namespace, where the Role grants the Lease.
+    let env = container["env"].as_array().expect("env");
+    assert!(
+        env.iter().any(|e| e["name"] == "POD_NAMESPACE"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.namespace"),
+        "POD_NAMESPACE from the downward API"
+    );
+    assert!(!serve.watcher.no_leader_election);
     let mount = |name: &str| -> String {
         container["volumeMounts"]
             .as_array()

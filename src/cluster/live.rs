@@ -45,7 +45,8 @@ fn kind_api(kind: Kind) -> KindApi {
         Kind::ConfigMap => ("v1", "configmaps", true),
         Kind::ServiceAccount => ("v1", "serviceaccounts", true),
         Kind::PersistentVolumeClaim => ("v1", "persistentvolumeclaims", false),
-        Kind::DataVolume => ("v1beta1", "datavolumes", true),
+        // Not metadata only: a stuck VM's diagnosis reads its DataVolumes' phase.
+        Kind::DataVolume => ("v1beta1", "datavolumes", false),
         Kind::NetworkAttachmentDefinition => ("v1", "network-attachment-definitions", true),
         Kind::VirtualMachineInstancetype => ("v1beta1", "virtualmachineinstancetypes", true),
         Kind::VirtualMachineClusterInstancetype => {
@@ -105,6 +106,11 @@ fn prune(kind: Kind, object: Value) -> Value {
                 pruned.insert(key.into(), value);
             }
         }
+    }
+    if kind == Kind::DataVolume
+        && let Some(status) = map.remove("status")
+    {
+        pruned.insert("status".into(), status);
     }
     Value::Object(pruned)
 }

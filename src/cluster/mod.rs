@@ -169,6 +169,15 @@ pub struct PvcInfo {
     pub storage_class: Option<String>,
 }
 
+/// A CDI DataVolume's progress, as far as diagnosing a stuck VM cares.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataVolumeInfo {
+    /// `status.phase`: Pending, ImportInProgress, Succeeded, Failed, …
+    pub phase: Option<String>,
+    /// Messages of its conditions whose status is not True ("Bound" False: "PVC x Pending").
+    pub messages: Vec<String>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorageClassInfo {
     /// `storageclass.kubernetes.io/is-default-class` or `storageclass.kubevirt.io/is-default-virt-class` is "true".
@@ -192,6 +201,7 @@ pub struct ClusterView {
     names: HashMap<Kind, Arc<NamesByNamespace>>,
     cluster_names: HashMap<Kind, Arc<HashSet<String>>>,
     pvcs: Arc<HashMap<(String, String), PvcInfo>>,
+    datavolumes: Arc<HashMap<(String, String), DataVolumeInfo>>,
     storage_classes: Arc<HashMap<String, StorageClassInfo>>,
     storage_profiles: Arc<HashMap<String, StorageProfileInfo>>,
     namespace_labels: Arc<HashMap<String, BTreeMap<String, String>>>,
@@ -247,6 +257,14 @@ impl ClusterView {
             .then(|| self.pvcs.get(&(namespace.to_string(), name.to_string())))
     }
 
+    /// A DataVolume's phase and messages; `None` when DataVolumes are unknown.
+    pub fn datavolume(&self, namespace: &str, name: &str) -> Option<Option<&DataVolumeInfo>> {
+        self.is_known(Kind::DataVolume).then(|| {
+            self.datavolumes
+                .get(&(namespace.to_string(), name.to_string()))
+        })
+    }
+
     pub fn storage_class(&self, name: &str) -> Option<Option<&StorageClassInfo>> {
         self.is_known(Kind::StorageClass)
             .then(|| self.storage_classes.get(name))
@@ -286,6 +304,9 @@ impl ClusterView {
             _ => {
                 if kind == Kind::Namespace {
                     self.namespace_labels = from.namespace_labels.clone();
+                }
+                if kind == Kind::DataVolume {
+                    self.datavolumes = from.datavolumes.clone();
                 }
                 if kind.is_namespaced() {
                     replace_entry(&mut self.names, &from.names, kind);
@@ -409,6 +430,28 @@ fn namespace_or_default(namespace: String) -> String {
     }
 }
 
+/// A DataVolume's phase and the messages of its conditions that are not True. Tolerant: a
+/// DataVolume read as metadata only (a snapshot without status) has no phase.
+fn datavolume_info(object: &Value) -> DataVolumeInfo {
+    let status = object.get("status");
+    let phase = status
+        .and_then(|s| s.get("phase"))
+        .and_then(Value::as_str)
+        .map(String::from);
+    let messages = status
+        .and_then(|s| s.get("conditions"))
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|c| c.get("status").and_then(Value::as_str) != Some("True"))
+        .filter_map(|c| {
+            let message = c.get("message")?.as_str()?.trim();
+            (!message.is_empty()).then(|| message.to_string())
+        })
+        .collect();
+    DataVolumeInfo { phase, messages }
+}
+
 const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
     "storageclass.kubernetes.io/is-default-class",
     "storageclass.kubevirt.io/is-default-virt-class",
@@ -421,6 +464,7 @@ pub struct ViewBuilder {
     names: HashMap<Kind, NamesByNamespace>,
     cluster_names: HashMap<Kind, HashSet<String>>,
     pvcs: HashMap<(String, String), PvcInfo>,
+    datavolumes: HashMap<(String, String), DataVolumeInfo>,
     storage_classes: HashMap<String, StorageClassInfo>,
     storage_profiles: HashMap<String, StorageProfileInfo>,
     namespace_labels: HashMap<String, BTreeMap<String, String>>,
@@ -497,6 +541,15 @@ impl ViewBuilder {
                 if kind == Kind::Namespace {
                     self.namespace_labels.insert(meta.name.clone(), meta.labels);
                 }
+                if kind == Kind::DataVolume {
+                    self.datavolumes.insert(
+                        (
+                            namespace_or_default(meta.namespace.clone()),
+                            meta.name.clone(),
+                        ),
+                        datavolume_info(object),
+                    );
+                }
                 if kind.is_namespaced() {
                     self.names
                         .entry(kind)
@@ -529,6 +582,7 @@ impl ViewBuilder {
                 .map(|(k, v)| (k, Arc::new(v)))
                 .collect(),
             pvcs: Arc::new(self.pvcs),
+            datavolumes: Arc::new(self.datavolumes),
             storage_classes: Arc::new(self.storage_classes),
             storage_profiles: Arc::new(self.storage_profiles),
             namespace_labels: Arc::new(self.namespace_labels),

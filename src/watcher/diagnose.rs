@@ -1,0 +1,471 @@
+//! Why a VM is stuck, in one line: what the rules find on it (spec and cluster), and what
+//! KubeVirt and CDI already say (the VM's conditions, its DataVolumes' phase, its PVCs' phase).
+//! Pure: the VM object and the cluster view in, a [`Diagnosis`] out.
+
+use jiff::SignedDuration;
+use serde_json::Value;
+
+use crate::check::object_ref;
+use crate::cluster::ClusterView;
+use crate::finding::{Finding, Severity, one_line};
+use crate::model::VirtualMachine;
+use crate::rules::{RuleId, evaluate};
+
+use super::state::{UnhealthyStatus, VmKey};
+
+/// KubeVirt's runbook for the alert.
+pub const RUNBOOK_URL: &str =
+    "https://kubevirt.io/monitoring/runbooks/VirtualMachineStuckInUnhealthyState.html";
+
+/// The most likely cause: a rule's finding, or what the cluster says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cause {
+    /// The rule that found it; `None` when the cause comes from the VM's conditions, its
+    /// DataVolumes or PVCs, or when nothing was found.
+    pub rule: Option<RuleId>,
+    /// One line, without the duration (stable while the VM stays stuck).
+    pub text: String,
+}
+
+impl Cause {
+    /// `[rule-id] path: message`, or the text alone.
+    pub fn line(&self) -> String {
+        match self.rule {
+            Some(rule) => format!("[{rule}] {}", self.text),
+            None => self.text.clone(),
+        }
+    }
+
+    /// The `rule` label of the stuck gauge and the alert: the rule ID or `none`.
+    pub fn rule_label(&self) -> &'static str {
+        self.rule.map_or("none", RuleId::as_str)
+    }
+}
+
+/// What diagnosis found for one VM.
+#[derive(Debug, Clone)]
+pub struct Diagnosis {
+    pub key: VmKey,
+    /// `status.printableStatus` as the VM says it (empty when it has none).
+    pub printable_status: String,
+    pub cause: Cause,
+    /// Every finding of the rules, errors first.
+    pub findings: Vec<Finding>,
+    /// What KubeVirt and CDI say: condition messages, DataVolume and PVC phases.
+    pub evidence: Vec<String>,
+    /// The runbook step to follow next.
+    pub next_step: String,
+}
+
+impl Diagnosis {
+    /// `ErrorUnschedulable for 14m: [node-selector-unsatisfiable] spec…: nodeSelector …`
+    pub fn headline(&self, unhealthy_for: SignedDuration) -> String {
+        format!(
+            "{} for {}: {}",
+            self.printable_status,
+            human_duration(unhealthy_for),
+            self.cause.line()
+        )
+    }
+}
+
+/// `14m`, `2h5m`, `3d4h`: how long, as a person pages through it.
+pub fn human_duration(duration: SignedDuration) -> String {
+    let seconds = duration.as_secs().max(0);
+    let (days, hours, minutes) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60);
+    match (days, hours, minutes) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, 0) => format!("{h}h"),
+        (0, h, m) => format!("{h}h{m}m"),
+        (d, 0, _) => format!("{d}d"),
+        (d, h, _) => format!("{d}d{h}h"),
+    }
+}
+
+/// The rules whose findings explain a status best.
+fn explains(status: Option<UnhealthyStatus>, rule: RuleId) -> bool {
+    use RuleId::*;
+    const SCHEDULING: &[RuleId] = &[
+        NodeSelectorUnsatisfiable,
+        TaintsNotTolerated,
+        NoSchedulableNode,
+        ResourcesExceedCapacity,
+        CpuModelUnavailable,
+        DeviceUnavailable,
+        PriorityClassNotFound,
+    ];
+    const STORAGE: &[RuleId] = &[
+        PvcNotFound,
+        DatavolumeNotFound,
+        StorageClassNotFound,
+        NoDefaultStorageClass,
+        StorageProfileIncomplete,
+        PvcLost,
+    ];
+    const IMAGE: &[RuleId] = &[ImageReferenceInvalid, ImageTagLatest, SecretNotFound];
+    match status {
+        Some(UnhealthyStatus::ErrorUnschedulable) => SCHEDULING.contains(&rule),
+        Some(UnhealthyStatus::ErrorPvcNotFound | UnhealthyStatus::DataVolumeError) => {
+            STORAGE.contains(&rule)
+        }
+        Some(UnhealthyStatus::Provisioning) => STORAGE.contains(&rule),
+        Some(UnhealthyStatus::ErrImagePull | UnhealthyStatus::ImagePullBackOff) => {
+            IMAGE.contains(&rule)
+        }
+        // Starting, CrashLoopBackOff, Unknown, Terminating: anything may explain them.
+        _ => true,
+    }
+}
+
+/// The runbook step for a status, with the commands to run.
+pub fn next_step(status: Option<UnhealthyStatus>, key: &VmKey) -> String {
+    let (ns, name) = (&key.namespace, &key.name);
+    let pods = format!("kubectl -n {ns} get pods -l vm.kubevirt.io/name={name}");
+    match status {
+        Some(UnhealthyStatus::Provisioning) => format!(
+            "check the VM's DataVolumes and PVCs and the CDI importer pods: kubectl -n {ns} get dv,pvc; kubectl -n {ns} describe dv"
+        ),
+        Some(UnhealthyStatus::Starting) => format!(
+            "check the virt-launcher pod and its events: {pods}; kubectl -n {ns} describe pod -l vm.kubevirt.io/name={name}"
+        ),
+        Some(UnhealthyStatus::Terminating) => format!(
+            "check for finalizers and a launcher pod stuck terminating: kubectl -n {ns} get vm {name} -o jsonpath='{{.metadata.finalizers}}'; {pods}"
+        ),
+        Some(UnhealthyStatus::CrashLoopBackOff) => format!(
+            "read the launcher's logs: kubectl -n {ns} logs -l vm.kubevirt.io/name={name} -c compute --previous"
+        ),
+        Some(UnhealthyStatus::Unknown) => format!(
+            "check the node the VM ran on and virt-handler there: {pods} -o wide; kubectl -n kubevirt get pods -l kubevirt.io=virt-handler -o wide"
+        ),
+        Some(UnhealthyStatus::ErrorUnschedulable) => format!(
+            "read the launcher pod's scheduling events: kubectl -n {ns} describe pod -l vm.kubevirt.io/name={name}; compare with kubectl get nodes --show-labels"
+        ),
+        Some(UnhealthyStatus::ErrImagePull | UnhealthyStatus::ImagePullBackOff) => format!(
+            "check the containerDisk image name, tag and pull secret: kubectl -n {ns} describe pod -l vm.kubevirt.io/name={name}"
+        ),
+        Some(UnhealthyStatus::ErrorPvcNotFound) => {
+            format!("create the missing PVC or correct claimName: kubectl -n {ns} get pvc")
+        }
+        Some(UnhealthyStatus::DataVolumeError) => format!(
+            "read the DataVolume's conditions and the importer's logs: kubectl -n {ns} describe dv"
+        ),
+        None => format!("see the runbook: {RUNBOOK_URL}"),
+    }
+}
+
+/// What the VM's conditions say went wrong: a True Failure, or a False Synchronized,
+/// PodScheduled, DataVolumesReady or StorageReady, with its reason and message. (Ready=False
+/// only repeats that the VM is not running.)
+fn condition_evidence(object: &Value) -> Vec<String> {
+    let conditions = object
+        .pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default();
+    conditions
+        .iter()
+        .filter_map(|condition| {
+            let text = |field: &str| condition.get(field).and_then(Value::as_str).unwrap_or("");
+            let (kind, status) = (text("type"), text("status"));
+            let telling = match kind {
+                "Failure" => status == "True",
+                "Synchronized" | "PodScheduled" | "DataVolumesReady" | "StorageReady" => {
+                    status == "False"
+                }
+                _ => false,
+            };
+            let message = text("message").trim();
+            (telling && !message.is_empty()).then(|| {
+                let reason = text("reason");
+                if reason.is_empty() {
+                    one_line(&format!("{kind}: {message}"), 200)
+                } else {
+                    one_line(&format!("{kind} ({reason}): {message}"), 200)
+                }
+            })
+        })
+        .collect()
+}
+
+/// What the view says of the VM's DataVolumes and PVCs that are not ready.
+fn storage_evidence(vm: &VirtualMachine, namespace: &str, view: &ClusterView) -> Vec<String> {
+    let mut evidence = Vec::new();
+    for volume in &vm.template_spec().volumes {
+        let datavolume = volume.data_volume.as_ref().and_then(|d| d.name.as_deref());
+        let claim = volume
+            .persistent_volume_claim
+            .as_ref()
+            .and_then(|c| c.claim_name.as_deref());
+        if let Some(name) = datavolume
+            && let Some(Some(info)) = view.datavolume(namespace, name)
+            && info.phase.as_deref() != Some("Succeeded")
+            && info.phase.is_some()
+        {
+            let phase = info.phase.as_deref().unwrap_or("without a phase");
+            let mut line = format!("DataVolume {name} is {phase}");
+            if !info.messages.is_empty() {
+                line.push_str(": ");
+                line.push_str(&info.messages.join("; "));
+            }
+            evidence.push(one_line(&line, 200));
+        }
+        // A DataVolume's PVC has the DataVolume's name.
+        if let Some(name) = claim.or(datavolume)
+            && let Some(Some(pvc)) = view.pvc(namespace, name)
+            && let Some(phase) = pvc.phase.as_deref()
+            && phase != "Bound"
+        {
+            evidence.push(format!("PVC {name} is {phase}"));
+        }
+    }
+    evidence
+}
+
+/// Diagnoses one VM object (as the API server returns it) against the cluster view.
+pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
+    let printable_status = object
+        .pointer("/status/printableStatus")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let status = UnhealthyStatus::parse(&printable_status);
+    let key = VmKey::of(object).unwrap_or_else(|| VmKey::new("default", "<unnamed>"));
+    let mut evidence = condition_evidence(object);
+    let (findings, cause) = match VirtualMachine::from_value(object) {
+        Err(error) => {
+            let text = one_line(
+                &format!("the VM does not read as kubevirt.io/v1: {error}"),
+                200,
+            );
+            (Vec::new(), Some(Cause { rule: None, text }))
+        }
+        Ok(vm) => {
+            let reference = object_ref(&vm, &key.namespace);
+            let mut findings = evaluate(&vm, &reference, view).findings;
+            findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
+            if let Some(view) = view {
+                evidence.extend(storage_evidence(&vm, &key.namespace, view));
+            }
+            (findings, None)
+        }
+    };
+    let as_cause = |f: &Finding| Cause {
+        rule: Some(f.rule),
+        text: format!("{}: {}", f.path, f.message),
+    };
+    let errors = || findings.iter().filter(|f| f.severity == Severity::Error);
+    let cause = cause
+        .or_else(|| errors().find(|f| explains(status, f.rule)).map(as_cause))
+        .or_else(|| {
+            evidence.first().map(|text| Cause {
+                rule: None,
+                text: text.clone(),
+            })
+        })
+        .or_else(|| errors().next().map(as_cause))
+        .or_else(|| {
+            findings
+                .iter()
+                .find(|f| explains(status, f.rule))
+                .map(as_cause)
+        })
+        .unwrap_or_else(|| Cause {
+            rule: None,
+            text: "no cause found by the rules or in the VM's conditions; follow the runbook"
+                .to_string(),
+        });
+    Diagnosis {
+        next_step: next_step(status, &key),
+        key,
+        printable_status,
+        cause,
+        findings,
+        evidence,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Kind, ViewBuilder};
+    use serde_json::json;
+
+    fn vm(status: &str, template_spec: Value, conditions: Value) -> Value {
+        json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "vm1", "namespace": "ns"},
+            "spec": {"runStrategy": "Always", "template": {"spec": template_spec}},
+            "status": {"printableStatus": status, "conditions": conditions}
+        })
+    }
+
+    fn bootable(extra: Value) -> Value {
+        let mut spec = json!({
+            "domain": {"devices": {}, "memory": {"guest": "1Gi"}},
+            "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]
+        });
+        if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
+            for (k, v) in extra {
+                spec.insert(k.clone(), v.clone());
+            }
+        }
+        spec
+    }
+
+    fn view_with_nodes(nodes: &[(&str, Value)]) -> ClusterView {
+        let mut builder = ViewBuilder::new();
+        builder.mark_known(Kind::Node);
+        for (name, labels) in nodes {
+            builder
+                .add(
+                    Kind::Node,
+                    &json!({"metadata": {"name": name, "labels": labels},
+                        "status": {"allocatable": {"cpu": "8", "memory": "32Gi"},
+                                   "conditions": [{"type": "Ready", "status": "True"}]}}),
+                )
+                .unwrap();
+        }
+        builder.build()
+    }
+
+    #[test]
+    fn unschedulable_is_explained_by_the_node_selector_rule() {
+        let view = view_with_nodes(&[(
+            "worker-1",
+            json!({"gpu": "t4", "kubevirt.io/schedulable": "true"}),
+        )]);
+        let object = vm(
+            "ErrorUnschedulable",
+            bootable(json!({"nodeSelector": {"gpu": "a100"}})),
+            json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                    "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."}]),
+        );
+        let diagnosis = diagnose(&object, Some(&view));
+        assert_eq!(
+            diagnosis.cause.rule,
+            Some(RuleId::NodeSelectorUnsatisfiable)
+        );
+        let headline = diagnosis.headline(SignedDuration::from_mins(14));
+        assert!(
+            headline.starts_with("ErrorUnschedulable for 14m: [node-selector-unsatisfiable] "),
+            "{headline}"
+        );
+        assert!(headline.contains("gpu=a100"), "{headline}");
+        assert_eq!(diagnosis.evidence.len(), 1, "the scheduler's word is kept");
+        assert!(diagnosis.next_step.contains("describe pod"));
+    }
+
+    #[test]
+    fn without_a_rule_the_conditions_say_why() {
+        let object = vm(
+            "ErrImagePull",
+            bootable(json!({})),
+            json!([
+                {"type": "Ready", "status": "False", "reason": "PodNotReady", "message": "not running"},
+                {"type": "Failure", "status": "True", "reason": "FailedCreate",
+                 "message": "failed to pull image \"quay.io/x/y:1\": manifest unknown"}
+            ]),
+        );
+        let diagnosis = diagnose(&object, None);
+        assert_eq!(diagnosis.cause.rule, None);
+        assert_eq!(diagnosis.cause.rule_label(), "none");
+        assert!(
+            diagnosis
+                .cause
+                .text
+                .starts_with("Failure (FailedCreate): failed to pull image"),
+            "{}",
+            diagnosis.cause.text
+        );
+    }
+
+    #[test]
+    fn datavolume_phase_and_pvc_phase_are_evidence() {
+        let mut builder = ViewBuilder::new();
+        builder
+            .add(
+                Kind::DataVolume,
+                &json!({"metadata": {"name": "root-dv", "namespace": "ns"},
+                    "status": {"phase": "ImportInProgress", "conditions": [
+                        {"type": "Running", "status": "False", "message": "Import Failed: 404 Not Found"},
+                        {"type": "Ready", "status": "True", "message": "ignored"}]}}),
+            )
+            .unwrap();
+        builder
+            .add(
+                Kind::PersistentVolumeClaim,
+                &json!({"metadata": {"name": "root-dv", "namespace": "ns"},
+                    "status": {"phase": "Pending"}}),
+            )
+            .unwrap();
+        let view = builder.build();
+        let object = vm(
+            "DataVolumeError",
+            json!({"domain": {"devices": {}, "memory": {"guest": "1Gi"}},
+                   "volumes": [{"name": "root", "dataVolume": {"name": "root-dv"}}]}),
+            json!([]),
+        );
+        let diagnosis = diagnose(&object, Some(&view));
+        assert_eq!(
+            diagnosis.evidence,
+            vec![
+                "DataVolume root-dv is ImportInProgress: Import Failed: 404 Not Found".to_string(),
+                "PVC root-dv is Pending".to_string()
+            ]
+        );
+        assert_eq!(diagnosis.cause.text, diagnosis.evidence[0]);
+    }
+
+    #[test]
+    fn a_missing_secret_explains_a_starting_vm() {
+        let mut builder = ViewBuilder::new();
+        builder.mark_known(Kind::Secret);
+        let view = builder.build();
+        let object = vm(
+            "Starting",
+            bootable(json!({"volumes": [
+                {"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}},
+                {"name": "ci", "cloudInitNoCloud": {"secretRef": {"name": "gone"}}}
+            ]})),
+            json!([]),
+        );
+        let diagnosis = diagnose(&object, Some(&view));
+        assert_eq!(diagnosis.cause.rule, Some(RuleId::SecretNotFound));
+    }
+
+    #[test]
+    fn nothing_found_says_so_and_points_to_the_runbook() {
+        let object = vm("CrashLoopBackOff", bootable(json!({})), json!([]));
+        let diagnosis = diagnose(&object, None);
+        assert_eq!(diagnosis.cause.rule, None);
+        assert!(diagnosis.cause.text.starts_with("no cause found"));
+        assert!(diagnosis.next_step.contains("--previous"));
+    }
+
+    #[test]
+    fn a_vm_that_does_not_parse_says_where() {
+        let object = json!({"metadata": {"name": "x", "namespace": "ns"},
+            "spec": {"template": {"spec": {"domain": {"devices": {"disks": "oops"}}}}},
+            "status": {"printableStatus": "Starting"}});
+        let diagnosis = diagnose(&object, None);
+        assert!(
+            diagnosis
+                .cause
+                .text
+                .contains("spec.template.spec.domain.devices.disks"),
+            "{}",
+            diagnosis.cause.text
+        );
+    }
+
+    #[test]
+    fn durations_read_like_a_person_writes_them() {
+        assert_eq!(human_duration(SignedDuration::from_secs(42)), "42s");
+        assert_eq!(human_duration(SignedDuration::from_mins(14)), "14m");
+        assert_eq!(human_duration(SignedDuration::from_mins(125)), "2h5m");
+        assert_eq!(human_duration(SignedDuration::from_hours(3)), "3h");
+        assert_eq!(human_duration(SignedDuration::from_hours(76)), "3d4h");
+        assert_eq!(human_duration(SignedDuration::from_secs(-5)), "0s");
+    }
+}

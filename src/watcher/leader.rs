@@ -1,0 +1,86 @@
+//! Leader election on a `coordination.k8s.io` Lease, so that of several replicas only one
+//! emits Events, posts to Alertmanager and exports the stuck-VM series.
+
+use std::time::Duration;
+
+use kube::Client;
+use kube_lease_manager::LeaseManagerBuilder;
+use tokio::sync::watch;
+use tracing::{info, warn};
+
+/// Who leads.
+pub enum Leadership {
+    /// A single replica (or `--no-leader-election`): always the leader.
+    Always,
+    /// Follows a Lease; `true` while this replica holds it.
+    Lease(watch::Receiver<bool>),
+}
+
+impl Leadership {
+    pub fn is_leader(&self) -> bool {
+        match self {
+            Leadership::Always => true,
+            Leadership::Lease(receiver) => *receiver.borrow(),
+        }
+    }
+
+    /// Waits for the next change; never returns for `Always` or once the election task ends.
+    pub async fn changed(&mut self) -> bool {
+        match self {
+            Leadership::Always => std::future::pending().await,
+            Leadership::Lease(receiver) => {
+                if receiver.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+                *receiver.borrow_and_update()
+            }
+        }
+    }
+}
+
+/// How long a Lease holds without renewal, and how early it is renewed.
+const LEASE_SECONDS: u64 = 15;
+const GRACE_SECONDS: u64 = 5;
+
+/// Starts taking part in the election on `namespace/lease_name` as `identity`. Until the
+/// Lease is reachable (RBAC, API server down) this replica is not the leader; it keeps trying.
+pub fn elect(
+    client: Client,
+    namespace: String,
+    lease_name: String,
+    identity: String,
+) -> Leadership {
+    let (sender, receiver) = watch::channel(false);
+    tokio::spawn(async move {
+        let mut delay = Duration::from_secs(1);
+        let manager = loop {
+            let built = LeaseManagerBuilder::new(client.clone(), lease_name.clone())
+                .with_namespace(namespace.clone())
+                .with_identity(identity.clone())
+                .with_duration(LEASE_SECONDS)
+                .with_grace(GRACE_SECONDS)
+                .build()
+                .await;
+            match built {
+                Ok(manager) => break manager,
+                Err(err) => {
+                    warn!(%err, lease = %format!("{namespace}/{lease_name}"), "cannot use the leader Lease; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(30));
+                }
+            }
+        };
+        let (mut lease, task) = manager.watch().await;
+        loop {
+            let leading = *lease.borrow_and_update();
+            info!(identity = %identity, leading, "leader election");
+            if sender.send(leading).is_err() || lease.changed().await.is_err() {
+                break;
+            }
+        }
+        let _ = sender.send(false);
+        drop(lease);
+        let _ = task.await;
+    });
+    Leadership::Lease(receiver)
+}

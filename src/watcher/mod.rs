@@ -1,0 +1,18 @@
+//! The stuck-VM watcher: raises KubeVirt's `VirtualMachineStuckInUnhealthyState` with a
+//! diagnosed cause, for whatever slipped past admission.
+//!
+//! - [`state`]: which VMs are stuck, a pure state machine over watch events and the time;
+//! - [`diagnose`]: why, from the rules and from what KubeVirt and CDI say;
+//! - [`alertmanager`]: alerts posted to Alertmanager's v2 API;
+//! - [`leader`]: one replica of several raises;
+//! - [`run`]: the watches, the clock, Events, metrics and alerts wired together.
+
+pub mod alertmanager;
+pub mod diagnose;
+pub mod leader;
+pub mod run;
+pub mod state;
+
+pub use diagnose::{Diagnosis, diagnose};
+pub use run::{ALERT_NAME, Outputs, Watcher, WatcherOptions};
+pub use state::{Tracker, Transition, UnhealthyStatus, VmKey, VmObservation};

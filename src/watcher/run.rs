@@ -1,0 +1,481 @@
+//! The watcher at work: kube-rs watches of VMs and VMIs feed the [`Tracker`]; its transitions
+//! become Events, Alertmanager alerts and the stuck gauges, by the leader only.
+//!
+//! [`Watcher`] is the part that decides (synchronous, time passed in, tested without a
+//! cluster); [`run`] wires it to the watch streams, the clock and the leader election.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use kube::Client;
+use kube::api::{Api, ApiResource, DynamicObject};
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use serde::Serialize;
+use serde_json::Value;
+use tracing::{debug, info, warn};
+
+use crate::admission::EventRequest;
+use crate::cluster::ClusterView;
+use crate::cluster::live::LiveView;
+use crate::events::EventQueue;
+use crate::metrics::{Metrics, StuckLabels, VmStatusLabels};
+
+use super::alertmanager::{Alert, AlertQueue};
+use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose, human_duration};
+use super::leader::Leadership;
+use super::state::{StuckVm, Tracker, Transition, VmKey, VmObservation};
+
+/// The alert KubeVirt defines, and the reason of our Event.
+pub const ALERT_NAME: &str = "VirtualMachineStuckInUnhealthyState";
+
+#[derive(Clone)]
+pub struct WatcherOptions {
+    /// How long a VM must be unhealthy with no VMI to be stuck (KubeVirt: 10 minutes).
+    pub stuck_after: Duration,
+    /// How often the clock is checked.
+    pub tick: Duration,
+    /// How often firing alerts are sent again to Alertmanager (they expire after 4×).
+    pub resend: Duration,
+}
+
+impl Default for WatcherOptions {
+    fn default() -> Self {
+        WatcherOptions {
+            stuck_after: Duration::from_secs(600),
+            tick: Duration::from_secs(5),
+            resend: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Where the watcher's news goes.
+#[derive(Clone, Default)]
+pub struct Outputs {
+    pub events: Option<EventQueue>,
+    pub alerts: Option<AlertQueue>,
+}
+
+/// A VM raised and not resolved.
+struct Raised {
+    stuck: StuckVm,
+    diagnosis: Diagnosis,
+    raised_at: Timestamp,
+}
+
+/// The deciding part of the watcher.
+pub struct Watcher {
+    tracker: Tracker,
+    options: WatcherOptions,
+    metrics: Arc<Metrics>,
+    outputs: Outputs,
+    raised: BTreeMap<VmKey, Raised>,
+    leader: bool,
+    last_resend: Option<Timestamp>,
+    exported_stuck: HashMap<VmKey, StuckLabels>,
+    exported_since: HashMap<VmKey, VmStatusLabels>,
+}
+
+impl Watcher {
+    pub fn new(options: WatcherOptions, metrics: Arc<Metrics>, outputs: Outputs) -> Self {
+        Watcher {
+            tracker: Tracker::new(options.stuck_after),
+            options,
+            metrics,
+            outputs,
+            raised: BTreeMap::new(),
+            leader: false,
+            last_resend: None,
+            exported_stuck: HashMap::new(),
+            exported_since: HashMap::new(),
+        }
+    }
+
+    pub fn tracker(&self) -> &Tracker {
+        &self.tracker
+    }
+
+    /// The VMs raised now, with their diagnosis headline at `now`.
+    pub fn stuck(&self, now: Timestamp) -> Vec<(VmKey, String)> {
+        self.raised
+            .iter()
+            .map(|(key, raised)| {
+                (
+                    key.clone(),
+                    raised
+                        .diagnosis
+                        .headline(now.duration_since(raised.stuck.since)),
+                )
+            })
+            .collect()
+    }
+
+    /// A VM watch event.
+    pub fn on_vm_event(&mut self, event: Event<Value>, now: Timestamp, view: &ClusterView) {
+        let transitions = match event {
+            Event::Init => {
+                self.tracker.begin_vm_relist();
+                Vec::new()
+            }
+            Event::InitApply(object) | Event::Apply(object) => {
+                match VmObservation::from_object(&object) {
+                    Ok(observation) => self.tracker.apply_vm(observation, now),
+                    Err(err) => {
+                        debug!(%err, "VirtualMachine ignored");
+                        Vec::new()
+                    }
+                }
+            }
+            Event::InitDone => {
+                let transitions = self.tracker.end_vm_relist();
+                self.after_sync(now, view);
+                transitions
+            }
+            Event::Delete(object) => match VmKey::of(&object) {
+                Some(key) => self.tracker.delete_vm(&key),
+                None => Vec::new(),
+            },
+        };
+        self.handle(transitions, now, view);
+    }
+
+    /// A VMI watch event (metadata only: the name is all that matters).
+    pub fn on_vmi_event(&mut self, event: Event<Value>, now: Timestamp, view: &ClusterView) {
+        let transitions = match event {
+            Event::Init => {
+                self.tracker.begin_vmi_relist();
+                Vec::new()
+            }
+            Event::InitApply(object) | Event::Apply(object) => match VmKey::of(&object) {
+                Some(key) => self.tracker.apply_vmi(key),
+                None => Vec::new(),
+            },
+            Event::InitDone => {
+                let transitions = self.tracker.end_vmi_relist(now);
+                self.after_sync(now, view);
+                transitions
+            }
+            Event::Delete(object) => {
+                if let Some(key) = VmKey::of(&object) {
+                    self.tracker.delete_vmi(&key, now);
+                }
+                Vec::new()
+            }
+        };
+        self.handle(transitions, now, view);
+    }
+
+    fn after_sync(&mut self, now: Timestamp, view: &ClusterView) {
+        if self.tracker.synced() {
+            self.metrics.watcher_synced.set(1);
+            let transitions = self.tracker.tick(now);
+            self.handle(transitions, now, view);
+            self.sync_metrics();
+        }
+    }
+
+    /// The clock: raises what crossed the threshold, re-diagnoses and re-sends what is raised.
+    pub fn on_tick(&mut self, now: Timestamp, view: &ClusterView) {
+        let transitions = self.tracker.tick(now);
+        self.handle(transitions, now, view);
+        let resend = SignedDuration::try_from(self.options.resend).unwrap_or(SignedDuration::MAX);
+        let due = self
+            .last_resend
+            .is_none_or(|last| now.duration_since(last) >= resend);
+        if due {
+            // The cause may have changed (a Secret created, a node added): diagnose again.
+            for raised in self.raised.values_mut() {
+                raised.diagnosis = diagnose(&raised.stuck.object, Some(view));
+            }
+            self.send_firing(now);
+            self.last_resend = Some(now);
+        }
+        self.sync_metrics();
+    }
+
+    /// This replica gained or lost the lead. Gaining it exports and posts what is already
+    /// raised, without Events (the former leader emitted them).
+    pub fn set_leader(&mut self, leader: bool, now: Timestamp) {
+        if leader == self.leader {
+            return;
+        }
+        self.leader = leader;
+        self.metrics.watcher_leader.set(i64::from(leader));
+        info!(leader, "watcher leadership changed");
+        if leader {
+            self.send_firing(now);
+        }
+        self.sync_metrics();
+    }
+
+    fn handle(&mut self, transitions: Vec<Transition>, now: Timestamp, view: &ClusterView) {
+        if transitions.is_empty() {
+            return;
+        }
+        let mut resolved_alerts = Vec::new();
+        let mut firing = Vec::new();
+        for transition in transitions {
+            match transition {
+                Transition::Stuck(stuck) => {
+                    let diagnosis = diagnose(&stuck.object, Some(view));
+                    let headline = diagnosis.headline(now.duration_since(stuck.since));
+                    warn!(vm = %stuck.key, "{headline}");
+                    let raised = Raised {
+                        stuck,
+                        diagnosis,
+                        raised_at: now,
+                    };
+                    if self.leader {
+                        if let Some(events) = &self.outputs.events {
+                            events.offer(EventRequest {
+                                namespace: raised.stuck.key.namespace.clone(),
+                                name: raised.stuck.key.name.clone(),
+                                uid: raised.stuck.uid.clone(),
+                                reason: ALERT_NAME.to_string(),
+                                action: "Diagnose".to_string(),
+                                note: crate::finding::one_line(&headline, 1000),
+                            });
+                        }
+                        firing.push(self.alert(&raised, now));
+                    }
+                    self.raised.insert(raised.stuck.key.clone(), raised);
+                }
+                Transition::Resolved { key, reason, .. } => {
+                    if let Some(raised) = self.raised.remove(&key) {
+                        info!(vm = %key, ?reason, "no longer stuck");
+                        if self.leader {
+                            resolved_alerts.push(self.alert(&raised, now).resolved(now));
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(alerts) = &self.outputs.alerts {
+            resolved_alerts.extend(firing);
+            alerts.offer(resolved_alerts);
+        }
+        self.sync_metrics();
+    }
+
+    fn send_firing(&self, now: Timestamp) {
+        if !self.leader {
+            return;
+        }
+        if let Some(alerts) = &self.outputs.alerts {
+            alerts.offer(self.raised.values().map(|r| self.alert(r, now)).collect());
+        }
+    }
+
+    /// The alert for a raised VM: KubeVirt's labels and texts, with the cause.
+    fn alert(&self, raised: &Raised, now: Timestamp) -> Alert {
+        let key = &raised.stuck.key;
+        let status = raised.stuck.status.label();
+        let threshold = threshold_text(self.options.stuck_after);
+        let labels = BTreeMap::from([
+            ("alertname".to_string(), ALERT_NAME.to_string()),
+            ("severity".to_string(), "warning".to_string()),
+            ("namespace".to_string(), key.namespace.clone()),
+            ("name".to_string(), key.name.clone()),
+            ("status".to_string(), status.to_string()),
+            (
+                "rule".to_string(),
+                raised.diagnosis.cause.rule_label().to_string(),
+            ),
+        ]);
+        let annotations = BTreeMap::from([
+            (
+                "summary".to_string(),
+                format!("Virtual machine in {status} state for more than {threshold}"),
+            ),
+            (
+                "description".to_string(),
+                format!(
+                    "Virtual machine {} in namespace {} has been in {status} state for more than {threshold}.",
+                    key.name, key.namespace
+                ),
+            ),
+            (
+                "cause".to_string(),
+                raised
+                    .diagnosis
+                    .headline(now.duration_since(raised.stuck.since)),
+            ),
+            ("next_step".to_string(), raised.diagnosis.next_step.clone()),
+            ("runbook_url".to_string(), RUNBOOK_URL.to_string()),
+        ]);
+        Alert {
+            labels,
+            annotations,
+            starts_at: raised.raised_at,
+            ends_at: raised.raised_at,
+        }
+        .firing(now, self.options.resend * 4)
+    }
+
+    /// Makes the exported series what the leader knows now: adds and changes, and removes
+    /// only what ended (clearing all would blink every series for a scrape).
+    fn sync_metrics(&mut self) {
+        let mut stuck: HashMap<VmKey, StuckLabels> = HashMap::new();
+        let mut since: HashMap<VmKey, (VmStatusLabels, i64)> = HashMap::new();
+        if self.leader {
+            for (key, raised) in &self.raised {
+                stuck.insert(
+                    key.clone(),
+                    StuckLabels {
+                        namespace: key.namespace.clone(),
+                        name: key.name.clone(),
+                        status: raised.stuck.status.label().to_string(),
+                        rule: raised.diagnosis.cause.rule_label().to_string(),
+                        cause: raised.diagnosis.cause.line(),
+                    },
+                );
+            }
+            for (key, status, at) in self.tracker.unhealthy() {
+                let labels = VmStatusLabels {
+                    namespace: key.namespace.clone(),
+                    name: key.name.clone(),
+                    status: status.label().to_string(),
+                };
+                since.insert(key, (labels, at.as_second()));
+            }
+        }
+        for (key, labels) in &self.exported_stuck {
+            if stuck.get(key) != Some(labels) {
+                self.metrics.vm_stuck.remove(labels);
+            }
+        }
+        for labels in stuck.values() {
+            self.metrics.vm_stuck.get_or_create(labels).set(1);
+        }
+        for (key, labels) in &self.exported_since {
+            if since.get(key).map(|(l, _)| l) != Some(labels) {
+                self.metrics.vm_unhealthy_since.remove(labels);
+            }
+        }
+        for (labels, at) in since.values() {
+            self.metrics
+                .vm_unhealthy_since
+                .get_or_create(labels)
+                .set(*at);
+        }
+        self.exported_stuck = stuck;
+        self.exported_since = since.into_iter().map(|(k, (l, _))| (k, l)).collect();
+    }
+}
+
+/// `10 minutes`, as KubeVirt's alert text says it.
+fn threshold_text(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if seconds.is_multiple_of(60) {
+        let minutes = seconds / 60;
+        format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+    } else {
+        human_duration(SignedDuration::from_secs(seconds as i64))
+    }
+}
+
+fn api(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "kubevirt.io".into(),
+        version: "v1".into(),
+        api_version: "kubevirt.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
+
+fn to_value<K: Serialize>(event: Event<K>) -> Event<Value> {
+    let value = |object: K| serde_json::to_value(object).unwrap_or(Value::Null);
+    match event {
+        Event::Init => Event::Init,
+        Event::InitApply(o) => Event::InitApply(value(o)),
+        Event::InitDone => Event::InitDone,
+        Event::Apply(o) => Event::Apply(value(o)),
+        Event::Delete(o) => Event::Delete(value(o)),
+    }
+}
+
+/// Logs the first error of a streak, not every retry.
+struct ErrorStreak {
+    what: &'static str,
+    reported: bool,
+}
+
+impl ErrorStreak {
+    fn observe<K>(&mut self, item: Result<Event<K>, watcher::Error>) -> Option<Event<K>> {
+        match item {
+            Ok(event) => {
+                if matches!(event, Event::InitDone) {
+                    self.reported = false;
+                }
+                Some(event)
+            }
+            Err(err) => {
+                if !self.reported {
+                    warn!(%err, "{} watch failed; retrying with backoff", self.what);
+                    self.reported = true;
+                }
+                None
+            }
+        }
+    }
+}
+
+/// Watches VMs and VMIs until `shutdown`. Survives API server disconnects: kube-rs's watcher
+/// relists with backoff, and the tracker does not raise again what a relist finds raised.
+pub async fn run(
+    client: Client,
+    view: LiveView,
+    mut watcher: Watcher,
+    mut leadership: Leadership,
+    shutdown: impl Future<Output = ()>,
+) {
+    let config = watcher::Config::default().page_size(500);
+    let vms =
+        Api::<DynamicObject>::all_with(client.clone(), &api("VirtualMachine", "virtualmachines"));
+    let vmis = Api::<PartialObjectMeta<DynamicObject>>::all_with(
+        client,
+        &api("VirtualMachineInstance", "virtualmachineinstances"),
+    );
+    let mut vm_stream = std::pin::pin!(watcher::watcher(vms, config.clone()).default_backoff());
+    let mut vmi_stream = std::pin::pin!(watcher::watcher(vmis, config).default_backoff());
+    let mut vm_errors = ErrorStreak {
+        what: "VirtualMachine",
+        reported: false,
+    };
+    let mut vmi_errors = ErrorStreak {
+        what: "VirtualMachineInstance",
+        reported: false,
+    };
+    let mut tick = tokio::time::interval(watcher.options.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut shutdown = std::pin::pin!(shutdown);
+    watcher.set_leader(leadership.is_leader(), Timestamp::now());
+    info!(
+        stuck_after = ?watcher.options.stuck_after,
+        "watching VirtualMachines for VirtualMachineStuckInUnhealthyState"
+    );
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            Some(item) = vm_stream.next() => {
+                if let Some(event) = vm_errors.observe(item) {
+                    watcher.on_vm_event(to_value(event), Timestamp::now(), &view.current());
+                }
+            }
+            Some(item) = vmi_stream.next() => {
+                if let Some(event) = vmi_errors.observe(item) {
+                    watcher.on_vmi_event(to_value(event), Timestamp::now(), &view.current());
+                }
+            }
+            leading = leadership.changed() => watcher.set_leader(leading, Timestamp::now()),
+            _ = tick.tick() => watcher.on_tick(Timestamp::now(), &view.current()),
+        }
+    }
+    info!("watcher stopped");
+}

@@ -1,0 +1,244 @@
+//! The watch path end to end against a loopback API server that speaks list and watch: a
+//! stuck VM gets the gauge with its cause and one Warning Event; its VMI appearing clears it;
+//! only the leader raises.
+
+mod support;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+use support::fake_api::FakeApi;
+use tokio::sync::{oneshot, watch};
+use virt_preflight::cluster::live::LiveView;
+use virt_preflight::cluster::{Kind, ViewBuilder};
+use virt_preflight::events;
+use virt_preflight::metrics::Metrics;
+use virt_preflight::watcher::leader::Leadership;
+use virt_preflight::watcher::{Outputs, Watcher, WatcherOptions, run};
+
+const VMS: &str = "/apis/kubevirt.io/v1/virtualmachines";
+const VMIS: &str = "/apis/kubevirt.io/v1/virtualmachineinstances";
+const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
+
+fn vm(name: &str, status: &str, minutes_ago: i64) -> Value {
+    let since = Timestamp::now() - SignedDuration::from_mins(minutes_ago);
+    json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": "prod", "uid": format!("uid-{name}"),
+                     "resourceVersion": "1"},
+        "spec": {"runStrategy": "Always", "template": {"spec": {
+            "nodeSelector": {"gpu": "a100"},
+            "domain": {"devices": {}, "memory": {"guest": "1Gi"}},
+            "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]
+        }}},
+        "status": {"printableStatus": status, "conditions": [
+            {"type": "Ready", "status": "False", "lastTransitionTime": since.to_string()}
+        ]}
+    })
+}
+
+fn vmi(name: &str) -> Value {
+    json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+           "metadata": {"name": name, "namespace": "prod", "resourceVersion": "2"}})
+}
+
+fn view() -> LiveView {
+    let mut builder = ViewBuilder::new();
+    builder
+        .add(
+            Kind::Node,
+            &json!({"metadata": {"name": "worker-1", "labels": {"gpu": "t4", "kubevirt.io/schedulable": "true"}},
+                "status": {"allocatable": {"cpu": "8", "memory": "32Gi"},
+                           "conditions": [{"type": "Ready", "status": "True"}]}}),
+        )
+        .unwrap();
+    LiveView::fixed(builder.build())
+}
+
+struct Started {
+    api: FakeApi,
+    metrics: Arc<Metrics>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn start(vms: Vec<Value>, vmis: Vec<Value>, leadership: Leadership) -> Started {
+    let api = FakeApi::start(vec![(VMS, vms), (VMIS, vmis)], &[]).await;
+    let client = api.client();
+    let metrics = Arc::new(Metrics::new());
+    let events = events::start(client.clone(), "virt-preflight", metrics.clone(), 16);
+    let options = WatcherOptions {
+        tick: Duration::from_millis(50),
+        ..WatcherOptions::default()
+    };
+    let watcher = Watcher::new(
+        options,
+        metrics.clone(),
+        Outputs {
+            events: Some(events),
+            alerts: None,
+        },
+    );
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(run::run(client, view(), watcher, leadership, async {
+        let _ = stopped.await;
+    }));
+    Started {
+        api,
+        metrics,
+        stop: Some(stop),
+        task,
+    }
+}
+
+async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("timed out waiting for: {what}");
+}
+
+fn stuck_series(metrics: &Metrics) -> Vec<String> {
+    metrics
+        .encode()
+        .lines()
+        .filter(|l| l.starts_with("virt_preflight_vm_stuck{"))
+        .map(String::from)
+        .collect()
+}
+
+async fn wait_for<F: Future<Output = ()>>(future: F) {
+    tokio::time::timeout(Duration::from_secs(5), future)
+        .await
+        .expect("finished in time");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_vm_gets_its_gauge_and_one_event_and_its_vmi_clears_it() {
+    let mut started = start(
+        vec![
+            vm("gpu-vm", "ErrorUnschedulable", 14),
+            vm("young", "Starting", 1),
+            vm("running", "Running", 600),
+        ],
+        vec![],
+        Leadership::Always,
+    )
+    .await;
+    let metrics = started.metrics.clone();
+    eventually("the stuck gauge", || !stuck_series(&metrics).is_empty()).await;
+    let series = stuck_series(&metrics);
+    assert_eq!(series.len(), 1, "only the VM unhealthy for 14m: {series:?}");
+    let line = &series[0];
+    for label in [
+        "name=\"gpu-vm\"",
+        "namespace=\"prod\"",
+        "status=\"errorunschedulable\"",
+        "rule=\"node-selector-unsatisfiable\"",
+        "cause=\"[node-selector-unsatisfiable] spec.template.spec.nodeSelector: nodeSelector gpu=a100",
+    ] {
+        assert!(line.contains(label), "{label} in {line}");
+    }
+    assert!(line.ends_with(" 1"), "{line}");
+    let text = metrics.encode();
+    assert!(
+        text.contains("virt_preflight_vm_unhealthy_since_timestamp_seconds{namespace=\"prod\",name=\"young\",status=\"starting\"}"),
+        "the young VM is unhealthy, not stuck: {text}"
+    );
+
+    eventually("one Event POST", || {
+        !started.api.seen_with("POST", EVENTS).is_empty()
+    })
+    .await;
+    let posted = started.api.seen_with("POST", EVENTS);
+    let event = posted[0].body.clone().unwrap();
+    assert_eq!(event["reason"], "VirtualMachineStuckInUnhealthyState");
+    assert_eq!(event["type"], "Warning");
+    assert_eq!(event["regarding"]["name"], "gpu-vm");
+    assert_eq!(event["regarding"]["kind"], "VirtualMachine");
+    let note = event["note"].as_str().unwrap();
+    assert!(
+        note.starts_with("ErrorUnschedulable for 14m: [node-selector-unsatisfiable]"),
+        "{note}"
+    );
+
+    // Its VMI appears: no longer stuck, the gauge goes.
+    started.api.send(VMIS, "ADDED", vmi("gpu-vm"));
+    eventually("the gauge gone", || stuck_series(&metrics).is_empty()).await;
+    // Ticks went on all along: still one Event, not one per tick.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(started.api.seen_with("POST", EVENTS).len(), 1);
+
+    // The VMI goes again and the VM is deleted: nothing comes back.
+    started
+        .api
+        .send(VMS, "DELETED", vm("gpu-vm", "ErrorUnschedulable", 14));
+    started.api.send(VMIS, "DELETED", vmi("gpu-vm"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(stuck_series(&metrics).is_empty());
+
+    let _ = started.stop.take().unwrap().send(());
+    wait_for(async { started.task.await.unwrap() }).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn vmis_are_watched_as_metadata_only() {
+    // Lists are served from the fake; the watch asks as metadata for VMIs.
+    let started = start(
+        vec![vm("gpu-vm", "ErrorUnschedulable", 30)],
+        vec![],
+        Leadership::Always,
+    )
+    .await;
+    let metrics = started.metrics.clone();
+    eventually("the stuck gauge", || !stuck_series(&metrics).is_empty()).await;
+    let vmi_lists: Vec<_> = started
+        .api
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == VMIS)
+        .collect();
+    assert!(
+        vmi_lists
+            .iter()
+            .all(|s| s.accept.contains("as=PartialObjectMetadata")),
+        "VMIs are read as metadata only"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_leader_raises() {
+    let (lead, leadership) = watch::channel(false);
+    let mut started = start(
+        vec![vm("gpu-vm", "ErrorUnschedulable", 14)],
+        vec![],
+        Leadership::Lease(leadership),
+    )
+    .await;
+    let metrics = started.metrics.clone();
+    // A follower tracks (and logs) but exports nothing and emits no Event.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(stuck_series(&metrics).is_empty());
+    assert!(started.api.seen_with("POST", EVENTS).is_empty());
+    assert!(metrics.encode().contains("virt_preflight_watcher_leader 0"));
+
+    // It takes the Lease: it exports what is already stuck, without a second Event (the former
+    // leader emitted it).
+    lead.send(true).unwrap();
+    eventually("the stuck gauge", || !stuck_series(&metrics).is_empty()).await;
+    assert!(metrics.encode().contains("virt_preflight_watcher_leader 1"));
+    assert!(started.api.seen_with("POST", EVENTS).is_empty());
+
+    // It loses the Lease: the series go.
+    lead.send(false).unwrap();
+    eventually("the gauge gone", || stuck_series(&metrics).is_empty()).await;
+
+    let _ = started.stop.take().unwrap().send(());
+    wait_for(async { started.task.await.unwrap() }).await;
+}
