@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use virt_preflight::cluster::{ClusterView, Kind, ViewBuilder};
 use virt_preflight::metrics::Metrics;
 use virt_preflight::watcher::alertmanager::{self, Alertmanager};
-use virt_preflight::watcher::{Outputs, Watcher, WatcherOptions};
+use virt_preflight::watcher::{Outputs, VmObservation, Watcher, WatcherOptions};
 
 struct Running {
     child: Child,
@@ -116,6 +116,10 @@ fn vm(status: &str, since: Timestamp) -> Value {
     })
 }
 
+fn observe(object: Value) -> VmObservation {
+    VmObservation::from_object(&object).unwrap()
+}
+
 /// Our alerts in Alertmanager, as its API lists them.
 async fn our_alerts(url: &str) -> Vec<Value> {
     let (_, alerts) = get(&format!("{url}/api/v2/alerts"))
@@ -149,7 +153,7 @@ async fn a_stuck_vm_is_active_in_alertmanager_then_resolved() {
     let since = now - jiff::SignedDuration::from_mins(14);
     watcher.on_vm_event(Event::Init, now, &view);
     watcher.on_vm_event(
-        Event::InitApply(vm("ErrorUnschedulable", since)),
+        Event::InitApply(observe(vm("ErrorUnschedulable", since))),
         now,
         &view,
     );
@@ -189,7 +193,7 @@ async fn a_stuck_vm_is_active_in_alertmanager_then_resolved() {
 
     // The VM starts: the alert is sent resolved and leaves Alertmanager's active list.
     let later = Timestamp::now();
-    watcher.on_vm_event(Event::Apply(vm("Running", later)), later, &view);
+    watcher.on_vm_event(Event::Apply(observe(vm("Running", later))), later, &view);
     let mut remaining = active;
     for _ in 0..100 {
         remaining = our_alerts(&am.url).await;

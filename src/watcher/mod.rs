@@ -1,6 +1,7 @@
 //! The stuck-VM watcher: raises KubeVirt's `VirtualMachineStuckInUnhealthyState` with a
 //! diagnosed cause, for whatever slipped past admission.
 //!
+//! - [`object`]: the VM as read off the wire, slim;
 //! - [`state`]: which VMs are stuck, a pure state machine over watch events and the time;
 //! - [`diagnose`]: why, from the rules and from what KubeVirt and CDI say;
 //! - [`alertmanager`]: alerts posted to Alertmanager's v2 API;
@@ -10,9 +11,11 @@
 pub mod alertmanager;
 pub mod diagnose;
 pub mod leader;
+pub mod object;
 pub mod run;
 pub mod state;
 
 pub use diagnose::{Diagnosis, diagnose};
+pub use object::WatchedVm;
 pub use run::{ALERT_NAME, Outputs, Watcher, WatcherOptions};
 pub use state::{Tracker, Transition, UnhealthyStatus, VmKey, VmObservation};

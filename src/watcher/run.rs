@@ -16,9 +16,7 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use serde::Serialize;
-use serde_json::Value;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use crate::admission::EventRequest;
 use crate::cluster::ClusterView;
@@ -27,8 +25,9 @@ use crate::events::EventQueue;
 use crate::metrics::{Metrics, StuckLabels, VmStatusLabels};
 
 use super::alertmanager::{Alert, AlertQueue};
-use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose, human_duration};
+use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose};
 use super::leader::Leadership;
+use super::object::WatchedVm;
 use super::state::{StuckVm, Tracker, Transition, VmKey, VmObservation};
 
 /// The alert KubeVirt defines, and the reason of our Event.
@@ -79,6 +78,11 @@ pub struct Watcher {
     last_resend: Option<Timestamp>,
     exported_stuck: HashMap<VmKey, StuckLabels>,
     exported_since: HashMap<VmKey, VmStatusLabels>,
+    /// Whether the cluster view has settled: until then nothing is raised, so that the first
+    /// diagnosis (and the Event that carries it) sees the cluster.
+    view_ready: bool,
+    /// The view the raised VMs were last diagnosed with (its address).
+    diagnosed_with: usize,
 }
 
 impl Watcher {
@@ -93,6 +97,8 @@ impl Watcher {
             last_resend: None,
             exported_stuck: HashMap::new(),
             exported_since: HashMap::new(),
+            view_ready: true,
+            diagnosed_with: 0,
         }
     }
 
@@ -116,63 +122,57 @@ impl Watcher {
     }
 
     /// A VM watch event.
-    pub fn on_vm_event(&mut self, event: Event<Value>, now: Timestamp, view: &ClusterView) {
+    pub fn on_vm_event(&mut self, event: Event<VmObservation>, now: Timestamp, view: &ClusterView) {
         let transitions = match event {
             Event::Init => {
                 self.tracker.begin_vm_relist();
                 Vec::new()
             }
-            Event::InitApply(object) | Event::Apply(object) => {
-                match VmObservation::from_object(&object) {
-                    Ok(observation) => self.tracker.apply_vm(observation, now),
-                    Err(err) => {
-                        debug!(%err, "VirtualMachine ignored");
-                        Vec::new()
-                    }
-                }
+            Event::InitApply(observation) | Event::Apply(observation) => {
+                self.tracker.apply_vm(observation, now)
             }
             Event::InitDone => {
                 let transitions = self.tracker.end_vm_relist();
                 self.after_sync(now, view);
                 transitions
             }
-            Event::Delete(object) => match VmKey::of(&object) {
-                Some(key) => self.tracker.delete_vm(&key),
-                None => Vec::new(),
-            },
+            Event::Delete(observation) => self.tracker.delete_vm(&observation.key),
         };
         self.handle(transitions, now, view);
     }
 
-    /// A VMI watch event (metadata only: the name is all that matters).
-    pub fn on_vmi_event(&mut self, event: Event<Value>, now: Timestamp, view: &ClusterView) {
+    /// A VMI watch event (its name is all that matters).
+    pub fn on_vmi_event(&mut self, event: Event<VmKey>, now: Timestamp, view: &ClusterView) {
         let transitions = match event {
             Event::Init => {
                 self.tracker.begin_vmi_relist();
                 Vec::new()
             }
-            Event::InitApply(object) | Event::Apply(object) => match VmKey::of(&object) {
-                Some(key) => self.tracker.apply_vmi(key),
-                None => Vec::new(),
-            },
+            Event::InitApply(key) | Event::Apply(key) => self.tracker.apply_vmi(key),
             Event::InitDone => {
                 let transitions = self.tracker.end_vmi_relist(now);
                 self.after_sync(now, view);
                 transitions
             }
-            Event::Delete(object) => {
-                if let Some(key) = VmKey::of(&object) {
-                    self.tracker.delete_vmi(&key, now);
-                }
+            Event::Delete(key) => {
+                self.tracker.delete_vmi(&key, now);
                 Vec::new()
             }
         };
         self.handle(transitions, now, view);
     }
 
+    /// Holds raising until the cluster view has settled (`false`), or lets it go (`true`).
+    pub fn set_view_ready(&mut self, ready: bool) {
+        self.view_ready = ready;
+    }
+
     fn after_sync(&mut self, now: Timestamp, view: &ClusterView) {
         if self.tracker.synced() {
             self.metrics.watcher_synced.set(1);
+            if !self.view_ready {
+                return;
+            }
             let transitions = self.tracker.tick(now);
             self.handle(transitions, now, view);
             self.sync_metrics();
@@ -181,17 +181,24 @@ impl Watcher {
 
     /// The clock: raises what crossed the threshold, re-diagnoses and re-sends what is raised.
     pub fn on_tick(&mut self, now: Timestamp, view: &ClusterView) {
+        if !self.view_ready {
+            return;
+        }
         let transitions = self.tracker.tick(now);
         self.handle(transitions, now, view);
         let resend = SignedDuration::try_from(self.options.resend).unwrap_or(SignedDuration::MAX);
         let due = self
             .last_resend
             .is_none_or(|last| now.duration_since(last) >= resend);
-        if due {
+        let view_address = std::ptr::from_ref(view) as usize;
+        if due || view_address != self.diagnosed_with {
             // The cause may have changed (a Secret created, a node added): diagnose again.
             for raised in self.raised.values_mut() {
                 raised.diagnosis = diagnose(&raised.stuck.object, Some(view));
             }
+            self.diagnosed_with = view_address;
+        }
+        if due {
             self.send_firing(now);
             self.last_resend = Some(now);
         }
@@ -375,29 +382,38 @@ fn threshold_text(duration: Duration) -> String {
         let minutes = seconds / 60;
         format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
     } else {
-        human_duration(SignedDuration::from_secs(seconds as i64))
+        format!("{seconds} seconds")
     }
 }
 
-fn api(kind: &str, plural: &str) -> ApiResource {
+fn vmi_api() -> ApiResource {
     ApiResource {
         group: "kubevirt.io".into(),
         version: "v1".into(),
         api_version: "kubevirt.io/v1".into(),
-        kind: kind.into(),
-        plural: plural.into(),
+        kind: "VirtualMachineInstance".into(),
+        plural: "virtualmachineinstances".into(),
     }
 }
 
-fn to_value<K: Serialize>(event: Event<K>) -> Event<Value> {
-    let value = |object: K| serde_json::to_value(object).unwrap_or(Value::Null);
-    match event {
+/// The same event with each object mapped; objects that do not map (no name) are dropped,
+/// and a lone Apply or Delete of one is no event at all.
+fn map_event<K, T>(event: Event<K>, map: impl Fn(&K) -> Option<T>) -> Option<Event<T>> {
+    Some(match event {
         Event::Init => Event::Init,
-        Event::InitApply(o) => Event::InitApply(value(o)),
+        Event::InitApply(o) => Event::InitApply(map(&o)?),
         Event::InitDone => Event::InitDone,
-        Event::Apply(o) => Event::Apply(value(o)),
-        Event::Delete(o) => Event::Delete(value(o)),
-    }
+        Event::Apply(o) => Event::Apply(map(&o)?),
+        Event::Delete(o) => Event::Delete(map(&o)?),
+    })
+}
+
+fn vmi_key(object: &PartialObjectMeta<DynamicObject>) -> Option<VmKey> {
+    let meta = &object.metadata;
+    Some(VmKey::new(
+        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        meta.name.clone()?,
+    ))
 }
 
 /// Logs the first error of a streak, not every retry.
@@ -436,12 +452,8 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) {
     let config = watcher::Config::default().page_size(500);
-    let vms =
-        Api::<DynamicObject>::all_with(client.clone(), &api("VirtualMachine", "virtualmachines"));
-    let vmis = Api::<PartialObjectMeta<DynamicObject>>::all_with(
-        client,
-        &api("VirtualMachineInstance", "virtualmachineinstances"),
-    );
+    let vms = Api::<WatchedVm>::all(client.clone());
+    let vmis = Api::<PartialObjectMeta<DynamicObject>>::all_with(client, &vmi_api());
     let mut vm_stream = std::pin::pin!(watcher::watcher(vms, config.clone()).default_backoff());
     let mut vmi_stream = std::pin::pin!(watcher::watcher(vmis, config).default_backoff());
     let mut vm_errors = ErrorStreak {
@@ -461,16 +473,20 @@ pub async fn run(
         "watching VirtualMachines for VirtualMachineStuckInUnhealthyState"
     );
     loop {
+        watcher.set_view_ready(view.settled());
         tokio::select! {
             () = &mut shutdown => break,
             Some(item) = vm_stream.next() => {
-                if let Some(event) = vm_errors.observe(item) {
-                    watcher.on_vm_event(to_value(event), Timestamp::now(), &view.current());
+                if let Some(event) = vm_errors
+                    .observe(item)
+                    .and_then(|e| map_event(e, |vm| VmObservation::from_watched(vm).ok()))
+                {
+                    watcher.on_vm_event(event, Timestamp::now(), &view.current());
                 }
             }
             Some(item) = vmi_stream.next() => {
-                if let Some(event) = vmi_errors.observe(item) {
-                    watcher.on_vmi_event(to_value(event), Timestamp::now(), &view.current());
+                if let Some(event) = vmi_errors.observe(item).and_then(|e| map_event(e, vmi_key)) {
+                    watcher.on_vmi_event(event, Timestamp::now(), &view.current());
                 }
             }
             leading = leadership.changed() => watcher.set_leader(leading, Timestamp::now()),
@@ -478,4 +494,105 @@ pub async fn run(
         }
     }
     info!("watcher stopped");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::{Kind, ViewBuilder};
+    use serde_json::json;
+
+    fn now() -> Timestamp {
+        "2026-11-25T12:00:00Z".parse().unwrap()
+    }
+
+    fn stuck_vm() -> VmObservation {
+        VmObservation::from_object(&json!({
+            "metadata": {"name": "a", "namespace": "ns"},
+            "spec": {"runStrategy": "Always", "template": {"spec": {
+                "nodeSelector": {"gpu": "a100"},
+                "domain": {"devices": {}, "memory": {"guest": "1Gi"}},
+                "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]}}},
+            "status": {"printableStatus": "ErrorUnschedulable", "conditions": [
+                {"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-25T11:00:00Z"}]}
+        }))
+        .unwrap()
+    }
+
+    fn nodes() -> ClusterView {
+        let mut builder = ViewBuilder::new();
+        builder
+            .add(
+                Kind::Node,
+                &json!({"metadata": {"name": "n", "labels": {"kubevirt.io/schedulable": "true"}},
+                    "status": {"allocatable": {"cpu": "8", "memory": "8Gi"},
+                               "conditions": [{"type": "Ready", "status": "True"}]}}),
+            )
+            .unwrap();
+        builder.build()
+    }
+
+    fn synced(watcher: &mut Watcher, view: &ClusterView) {
+        watcher.on_vm_event(Event::Init, now(), view);
+        watcher.on_vm_event(Event::InitApply(stuck_vm()), now(), view);
+        watcher.on_vm_event(Event::InitDone, now(), view);
+        watcher.on_vmi_event(Event::Init, now(), view);
+        watcher.on_vmi_event(Event::InitDone, now(), view);
+    }
+
+    #[test]
+    fn nothing_is_raised_before_the_view_settles() {
+        let metrics = Arc::new(Metrics::new());
+        let mut watcher = Watcher::new(WatcherOptions::default(), metrics, Outputs::default());
+        watcher.set_leader(true, now());
+        watcher.set_view_ready(false);
+        let empty = ClusterView::default();
+        synced(&mut watcher, &empty);
+        watcher.on_tick(now(), &empty);
+        assert!(watcher.stuck(now()).is_empty());
+        watcher.set_view_ready(true);
+        let view = nodes();
+        watcher.on_tick(now(), &view);
+        let stuck = watcher.stuck(now());
+        assert_eq!(stuck.len(), 1);
+        assert!(
+            stuck[0].1.contains("[node-selector-unsatisfiable]"),
+            "{}",
+            stuck[0].1
+        );
+    }
+
+    #[test]
+    fn a_new_view_is_diagnosed_again() {
+        let metrics = Arc::new(Metrics::new());
+        let mut watcher = Watcher::new(
+            WatcherOptions::default(),
+            metrics.clone(),
+            Outputs::default(),
+        );
+        watcher.set_leader(true, now());
+        let empty = ClusterView::default();
+        synced(&mut watcher, &empty);
+        assert!(metrics.encode().contains("rule=\"none\""));
+        // The Nodes arrive in a new view, before the resend is due.
+        let view = nodes();
+        watcher.on_tick(now(), &empty);
+        watcher.on_tick(now(), &view);
+        let text = metrics.encode();
+        assert!(
+            text.contains("rule=\"node-selector-unsatisfiable\""),
+            "{text}"
+        );
+        assert!(
+            !text.contains("rule=\"none\""),
+            "the old series is gone: {text}"
+        );
+    }
+
+    #[test]
+    fn thresholds_read_as_kubevirt_writes_them() {
+        assert_eq!(threshold_text(Duration::from_secs(600)), "10 minutes");
+        assert_eq!(threshold_text(Duration::from_secs(60)), "1 minute");
+        assert_eq!(threshold_text(Duration::from_secs(90)), "90 seconds");
+    }
 }

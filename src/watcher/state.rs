@@ -14,7 +14,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
+use serde::Deserialize;
 use serde_json::{Map, Value};
+
+use super::object::{StatusHead, WatchedVm};
 
 /// The `printableStatus` values of KubeVirt's `VirtualMachineStuckInUnhealthyState`:
 /// Provisioning, Starting, Terminating and the error group. `WaitingForVolumeBinding` is in
@@ -147,40 +150,55 @@ pub struct NoName;
 const DATING_CONDITIONS: [&str; 3] = ["Ready", "Failure", "Paused"];
 
 impl VmObservation {
+    /// From a whole object (a snapshot, a test).
     pub fn from_object(object: &Value) -> Result<Self, NoName> {
         let key = VmKey::of(object).ok_or(NoName)?;
-        let status = object
-            .pointer("/status/printableStatus")
-            .and_then(Value::as_str)
-            .and_then(UnhealthyStatus::parse);
-        let since = object
-            .pointer("/status/conditions")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter(|c| {
-                c.get("type")
-                    .and_then(Value::as_str)
-                    .is_some_and(|t| DATING_CONDITIONS.contains(&t))
-            })
-            .filter_map(|c| {
-                c.get("lastTransitionTime")?
-                    .as_str()?
-                    .parse::<Timestamp>()
-                    .ok()
-            })
-            .max();
+        let head = object
+            .get("status")
+            .and_then(|status| StatusHead::deserialize(status).ok())
+            .unwrap_or_default();
         let uid = object
             .pointer("/metadata/uid")
             .and_then(Value::as_str)
             .map(String::from);
-        Ok(VmObservation {
+        Ok(Self::observe(key, uid, head, || Arc::new(prune(object))))
+    }
+
+    /// From the watch's slim object: the spec and status are parsed only if unhealthy.
+    pub fn from_watched(vm: &WatchedVm) -> Result<Self, NoName> {
+        let name = vm.name().ok_or(NoName)?;
+        let key = VmKey::new(vm.namespace().unwrap_or("default"), name);
+        Ok(Self::observe(
+            key,
+            vm.uid().map(String::from),
+            vm.status_head(),
+            || vm.to_object(),
+        ))
+    }
+
+    fn observe(
+        key: VmKey,
+        uid: Option<String>,
+        head: StatusHead,
+        object: impl FnOnce() -> Arc<Value>,
+    ) -> Self {
+        let status = head
+            .printable_status
+            .as_deref()
+            .and_then(UnhealthyStatus::parse);
+        let since = head
+            .conditions
+            .iter()
+            .filter(|c| DATING_CONDITIONS.contains(&c.type_.as_str()))
+            .filter_map(|c| c.last_transition_time.as_deref()?.parse::<Timestamp>().ok())
+            .max();
+        VmObservation {
             key,
             uid,
             status,
             since,
-            object: status.map(|_| Arc::new(prune(object))),
-        })
+            object: status.map(|_| object()),
+        }
     }
 }
 

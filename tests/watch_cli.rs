@@ -1,0 +1,258 @@
+//! `virt-preflight diagnose` and `virt-preflight watch` as a user runs them: the binary, its
+//! output and its exit code; `watch` against a loopback API server through a kubeconfig.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Value, json};
+use support::fake_api::FakeApi;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
+        .args(args)
+        .current_dir(root())
+        .env_remove("KUBECONFIG")
+        .env_remove("POD_NAMESPACE")
+        .output()
+        .expect("the binary runs")
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+const SNAPSHOT: [&str; 4] = [
+    "--cluster-state",
+    "examples/cluster/cluster.yaml",
+    "--cluster-state",
+    "examples/stuck/vms.yaml",
+];
+
+#[test]
+fn diagnose_names_the_cause_of_a_stuck_vm_and_exits_1() {
+    let mut args = vec!["diagnose", "prod/gpu-vm"];
+    args.extend(SNAPSHOT);
+    let output = run(&args);
+    let report = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("VirtualMachine prod/gpu-vm: ErrorUnschedulable for ")
+            && first.ends_with("no VMI: STUCK (threshold 10m)"),
+        "{report}"
+    );
+    assert!(
+        stdout.contains("cause: [node-selector-unsatisfiable] spec.template.spec.nodeSelector: nodeSelector gpu=a100 matches none of"),
+        "{report}"
+    );
+    assert!(
+        stdout.contains("PodScheduled (Unschedulable): 0/3 nodes"),
+        "{report}"
+    );
+    assert!(
+        stdout.contains("next: read the launcher pod's scheduling events"),
+        "{report}"
+    );
+    assert!(stdout.contains(
+        "runbook: https://kubevirt.io/monitoring/runbooks/VirtualMachineStuckInUnhealthyState.html"
+    ));
+}
+
+#[test]
+fn diagnose_a_running_vm_exits_0() {
+    let mut args = vec!["diagnose", "prod/fedora"];
+    args.extend(SNAPSHOT);
+    let output = run(&args);
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("not stuck"));
+}
+
+#[test]
+fn diagnose_errors_name_what_is_missing_and_exit_2() {
+    let mut args = vec!["diagnose", "prod/absent"];
+    args.extend(SNAPSHOT);
+    let missing = run(&args);
+    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr)
+            .contains("VirtualMachine prod/absent is not in the cluster state files"),
+        "{}",
+        text(&missing)
+    );
+    let malformed = run(&[
+        "diagnose",
+        "gpu-vm",
+        "--cluster-state",
+        "examples/stuck/vms.yaml",
+    ]);
+    assert_eq!(malformed.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&malformed.stderr).contains("NAMESPACE/NAME"));
+    let nowhere = run(&["diagnose", "prod/gpu-vm"]);
+    assert_eq!(nowhere.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&nowhere.stderr).contains("--cluster-state"));
+    let unreadable = run(&[
+        "diagnose",
+        "prod/gpu-vm",
+        "--cluster-state",
+        "no/such/file.yaml",
+    ]);
+    assert_eq!(unreadable.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&unreadable.stderr).contains("no/such/file.yaml"),
+        "{}",
+        text(&unreadable)
+    );
+}
+
+#[test]
+fn bad_durations_are_usage_errors() {
+    let output = run(&["watch", "--stuck-after", "ten"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("is not a duration like 10m"),
+        "{}",
+        text(&output)
+    );
+    let output = run(&["watch", "--cluster-state", "examples/cluster/cluster.yaml"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("diagnose"));
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
+    let path = dir.join("kubeconfig");
+    let config = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {server}\n\
+         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+         current-context: fake\nusers:\n- name: fake\n  user:\n    token: t\n"
+    );
+    std::fs::write(&path, config).unwrap();
+    path
+}
+
+fn stuck_vm() -> Value {
+    let since = Timestamp::now() - SignedDuration::from_mins(20);
+    json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": "gpu-vm", "namespace": "prod", "uid": "u1", "resourceVersion": "1"},
+        "spec": {"runStrategy": "Always", "template": {"spec": {
+            "nodeSelector": {"gpu": "a100"},
+            "domain": {"devices": {}, "memory": {"guest": "1Gi"}},
+            "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]
+        }}},
+        "status": {"printableStatus": "ErrorUnschedulable", "conditions": [
+            {"type": "Ready", "status": "False", "lastTransitionTime": since.to_string()}]}
+    })
+}
+
+async fn scrape(url: &str) -> String {
+    use http_body_util::{BodyExt, Empty};
+    use hyper::body::Bytes;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    match client.get(url.parse().unwrap()).await {
+        Ok(response) => response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+            .unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_exports_the_stuck_vm_from_a_kubeconfig_cluster() {
+    let node = json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "worker-1", "labels": {"gpu": "t4", "kubevirt.io/schedulable": "true"}},
+        "status": {"allocatable": {"cpu": "8", "memory": "32Gi"},
+                   "conditions": [{"type": "Ready", "status": "True"}]}});
+    let api = FakeApi::start(
+        vec![
+            ("/apis/kubevirt.io/v1/virtualmachines", vec![stuck_vm()]),
+            ("/apis/kubevirt.io/v1/virtualmachineinstances", vec![]),
+            ("/api/v1/nodes", vec![node]),
+        ],
+        &[],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
+        .args([
+            "watch",
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--no-leader-election",
+        ])
+        .arg("--kubeconfig")
+        .arg(&config)
+        .env_remove("POD_NAMESPACE")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("watch starts");
+    let stdout = child.stdout.take().unwrap();
+    let child = Killed(child);
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        line
+    })
+    .await
+    .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix("watching VirtualMachines (metrics: ")
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("the listening line: {line:?}"))
+        .to_string();
+    let mut metrics = String::new();
+    for _ in 0..200 {
+        metrics = scrape(&url).await;
+        if metrics.contains("virt_preflight_vm_stuck{") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let stuck: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("virt_preflight_vm_stuck{"))
+        .collect();
+    assert_eq!(stuck.len(), 1, "{metrics}");
+    assert!(
+        stuck[0].contains("rule=\"node-selector-unsatisfiable\""),
+        "the live view's nodes diagnose it: {}",
+        stuck[0]
+    );
+    assert!(metrics.contains("virt_preflight_watcher_leader 1"));
+    let ready = scrape(&url.replace("/metrics", "/readyz")).await;
+    assert_eq!(ready, "ok");
+    // One Event about it.
+    let events = api.seen_with("POST", "/apis/events.k8s.io/v1/namespaces/prod/events");
+    assert_eq!(events.len(), 1, "one Event");
+    drop(child);
+}
