@@ -125,3 +125,23 @@ fn cluster_example_adds_the_cluster_rules() {
         "the valid VM stays clean: {stdout}"
     );
 }
+
+#[test]
+fn watch_section_diagnoses_the_shipped_stuck_vm() {
+    let command = first_command_after(&readme(), "## `watch`");
+    let args: Vec<&str> = command
+        .strip_prefix("cargo run --release -- ")
+        .unwrap_or_else(|| panic!("a cargo run of the binary: {command}"))
+        .split_whitespace()
+        .collect();
+    assert_eq!(args.first(), Some(&"diagnose"));
+    let output = binary().args(&args).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "stuck: {stdout}");
+    // The output README shows, but for the duration, which grows by the day.
+    let text = readme();
+    let shown = section(&text, "watch");
+    for line in stdout.lines().skip(1) {
+        assert!(shown.contains(line), "README shows {line:?}");
+    }
+}
