@@ -147,6 +147,36 @@ fn benches(c: &mut Criterion) {
         b.iter(|| check(&file, black_box(&one), &options))
     });
 
+    // The webhook's own work per request, without TLS and HTTP: parse the AdmissionReview,
+    // review it, write the response.
+    let object: serde_json::Value = serde_saphyr::from_str(&one).expect("typical VM");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "b8a3b1c0-0000-4000-8000-000000000001",
+            "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
+            "resource": {"group": "kubevirt.io", "version": "v1", "resource": "virtualmachines"},
+            "namespace": "team-0", "operation": "CREATE", "object": object}
+    }))
+    .expect("serializes");
+    let policy = virt_preflight::policy::Policy::default();
+    let mut review = c.benchmark_group("webhook review of one typical VM");
+    review.bench_function("parse AdmissionReview", |b| {
+        b.iter(|| virt_preflight::admission::parse_review(black_box(&body)).expect("review"))
+    });
+    let request = virt_preflight::admission::parse_review(&body).expect("review");
+    review.bench_function("review (model + rules + policy)", |b| {
+        b.iter(|| virt_preflight::admission::review(black_box(&request), None, &policy))
+    });
+    review.bench_function("parse + review + response", |b| {
+        b.iter(|| {
+            let request =
+                virt_preflight::admission::parse_review(black_box(&body)).expect("review");
+            let verdict = virt_preflight::admission::review(&request, None, &policy);
+            serde_json::to_vec(&verdict.to_review()).expect("serializes")
+        })
+    });
+    review.finish();
+
     let mut group = c.benchmark_group("10k VM stream");
     group.throughput(Throughput::Elements(VMS as u64));
     group.sample_size(10);

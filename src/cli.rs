@@ -406,6 +406,9 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
     use std::sync::Arc;
     use std::time::Duration;
 
+    if args.watch && !args.cluster.cluster_state.is_empty() {
+        anyhow::bail!("--watch needs a live cluster; it cannot run on --cluster-state");
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -418,9 +421,6 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
         crate::rules::warm_up();
         cert.spawn_reloader(Duration::from_secs(args.tls_reload_seconds.max(1)));
         let metrics = Arc::new(Metrics::new());
-        if args.watch && !args.cluster.cluster_state.is_empty() {
-            anyhow::bail!("--watch needs a live cluster; it cannot run on --cluster-state");
-        }
         let (view, events) = if args.cluster.cluster_state.is_empty() {
             let client = kube_client(&args.cluster).await?;
             let queue = events::start(

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
-    #[error("{path}: cannot read: {source}")]
+    #[error("{path}: cannot read")]
     Read {
         path: String,
         source: std::io::Error,

@@ -131,6 +131,23 @@ fn bad_durations_are_usage_errors() {
     let output = run(&["watch", "--cluster-state", "examples/cluster/cluster.yaml"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("diagnose"));
+    // The webhook on a fixed snapshot cannot watch: said at once, not after binding.
+    let output = run(&[
+        "serve",
+        "--watch",
+        "--tls-cert",
+        "none.crt",
+        "--tls-key",
+        "none.key",
+        "--cluster-state",
+        "examples/cluster/cluster.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("--watch needs a live cluster"),
+        "{}",
+        text(&output)
+    );
 }
 
 struct Killed(Child);
