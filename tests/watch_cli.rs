@@ -273,3 +273,59 @@ async fn watch_exports_the_stuck_vm_from_a_kubeconfig_cluster() {
     assert_eq!(events.len(), 1, "one Event");
     drop(child);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnose_reads_the_vm_its_vmi_and_the_view_from_a_live_cluster() {
+    let node = json!({"apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": "worker-1", "labels": {"gpu": "t4", "kubevirt.io/schedulable": "true"}},
+        "status": {"allocatable": {"cpu": "8", "memory": "32Gi"},
+                   "conditions": [{"type": "Ready", "status": "True"}]}});
+    let mut started = stuck_vm();
+    started["metadata"]["name"] = json!("has-vmi");
+    let api = FakeApi::start(
+        vec![
+            (
+                "/apis/kubevirt.io/v1/virtualmachines",
+                vec![stuck_vm(), started],
+            ),
+            (
+                "/apis/kubevirt.io/v1/virtualmachineinstances",
+                vec![
+                    json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+                            "metadata": {"name": "has-vmi", "namespace": "prod"}}),
+                ],
+            ),
+            ("/api/v1/nodes", vec![node]),
+        ],
+        &[],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = kubeconfig(dir.path(), &api.url);
+    let config = config.to_str().unwrap().to_string();
+    let diagnose = |target: &'static str| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || run(&["diagnose", target, "--kubeconfig", &config]))
+    };
+    let stuck = diagnose("prod/gpu-vm").await.unwrap();
+    assert_eq!(stuck.status.code(), Some(1), "{}", text(&stuck));
+    let stdout = String::from_utf8_lossy(&stuck.stdout);
+    assert!(
+        stdout.contains("for 20m; no VMI: STUCK"),
+        "{}",
+        text(&stuck)
+    );
+    assert!(
+        stdout.contains("cause: [node-selector-unsatisfiable]"),
+        "the live nodes: {}",
+        text(&stuck)
+    );
+    let with_vmi = diagnose("prod/has-vmi").await.unwrap();
+    assert_eq!(with_vmi.status.code(), Some(0), "{}", text(&with_vmi));
+    assert!(String::from_utf8_lossy(&with_vmi.stdout).contains("its VMI exists: not stuck"));
+    let absent = diagnose("prod/absent").await.unwrap();
+    assert_eq!(absent.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&absent.stderr).contains("VirtualMachine prod/absent not found")
+    );
+}

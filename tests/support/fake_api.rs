@@ -180,6 +180,30 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             .body(Body::from_stream(stream))
             .unwrap();
     }
+    if let Some((collection, namespace, name)) = single_object(&path) {
+        let found = shared
+            .objects
+            .lock()
+            .unwrap()
+            .get(&collection)
+            .and_then(|items| {
+                items
+                    .iter()
+                    .find(|o| {
+                        o["metadata"]["name"] == name && o["metadata"]["namespace"] == namespace
+                    })
+                    .cloned()
+            });
+        return match found {
+            Some(object) if metadata => axum::Json(metadata_only(&object)).into_response(),
+            Some(object) => axum::Json(object).into_response(),
+            None => {
+                let status = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": format!("{name} not found"), "reason": "NotFound", "code": 404});
+                (StatusCode::NOT_FOUND, axum::Json(status)).into_response()
+            }
+        };
+    }
     let items: Vec<Value> = shared
         .objects
         .lock()
@@ -202,4 +226,20 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         "items": items,
     }))
     .into_response()
+}
+
+/// `/apis/G/V/namespaces/NS/PLURAL/NAME` (or `/api/v1/...`): the cluster-wide collection path
+/// the objects are stored under, the namespace and the name.
+fn single_object(path: &str) -> Option<(String, String, String)> {
+    let (prefix, rest) = path.split_once("/namespaces/")?;
+    let mut parts = rest.split('/');
+    let (namespace, plural, name) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    Some((
+        format!("{prefix}/{plural}"),
+        namespace.to_string(),
+        name.to_string(),
+    ))
 }
