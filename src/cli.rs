@@ -387,10 +387,19 @@ impl WatcherArgs {
         };
         let leadership = match self.lease_namespace() {
             Some(namespace) => {
-                let identity = std::env::var("POD_NAME")
-                    .ok()
-                    .filter(|n| !n.is_empty())
-                    .unwrap_or_else(|| format!("virt-preflight-{}", std::process::id()));
+                // Unique per replica: the pod name, else the host name (a container's pid is
+                // 1 in every replica), else the pid and the start time.
+                let identity = ["POD_NAME", "HOSTNAME"]
+                    .into_iter()
+                    .filter_map(|var| std::env::var(var).ok())
+                    .find(|n| !n.is_empty())
+                    .unwrap_or_else(|| {
+                        format!(
+                            "virt-preflight-{}-{}",
+                            std::process::id(),
+                            jiff::Timestamp::now().as_nanosecond()
+                        )
+                    });
                 leader::elect(client.clone(), namespace, self.lease_name.clone(), identity)
             }
             None => leader::Leadership::Always,

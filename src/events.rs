@@ -24,6 +24,12 @@ pub struct EventQueue {
 }
 
 impl EventQueue {
+    /// A queue and its receiving end (what [`start`] drains into the API; tests read it).
+    pub fn new(metrics: Arc<Metrics>, capacity: usize) -> (Self, mpsc::Receiver<EventRequest>) {
+        let (sender, receiver) = mpsc::channel(capacity);
+        (EventQueue { sender, metrics }, receiver)
+    }
+
     /// Queues an Event; drops and counts it if the queue is full.
     pub fn offer(&self, event: EventRequest) {
         if self.sender.try_send(event).is_err() {
@@ -34,7 +40,7 @@ impl EventQueue {
 
 /// Starts the task that publishes queued Events as `reporter`.
 pub fn start(client: Client, reporter: &str, metrics: Arc<Metrics>, capacity: usize) -> EventQueue {
-    let (sender, mut receiver) = mpsc::channel::<EventRequest>(capacity);
+    let (queue, mut receiver) = EventQueue::new(metrics.clone(), capacity);
     let recorder = Recorder::new(
         client,
         Reporter {
@@ -71,5 +77,5 @@ pub fn start(client: Client, reporter: &str, metrics: Arc<Metrics>, capacity: us
             };
         }
     });
-    EventQueue { sender, metrics }
+    queue
 }

@@ -489,6 +489,14 @@ fn service_monitor_scrapes_the_metrics_port() {
     );
     assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
     assert_eq!(monitor["spec"]["endpoints"][0]["path"], "/metrics");
+    // The stuck-VM series carry the VM's namespace label.
+    assert_eq!(monitor["spec"]["endpoints"][0]["honorLabels"], true);
+    // And the PrometheusRule is deployed with it.
+    let rule = one(&monitoring, "PrometheusRule");
+    assert_eq!(
+        rule["spec"]["groups"][0]["rules"][0]["alert"],
+        "VirtualMachineStuckInUnhealthyState"
+    );
 }
 
 #[test]

@@ -218,7 +218,7 @@ async fn only_the_leader_raises() {
     let mut started = start(
         vec![vm("gpu-vm", "ErrorUnschedulable", 14)],
         vec![],
-        Leadership::Lease(leadership),
+        Leadership::following(leadership),
     )
     .await;
     let metrics = started.metrics.clone();

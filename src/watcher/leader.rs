@@ -6,6 +6,7 @@ use std::time::Duration;
 use kube::Client;
 use kube_lease_manager::LeaseManagerBuilder;
 use tokio::sync::watch;
+use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
 /// Who leads.
@@ -13,14 +14,26 @@ pub enum Leadership {
     /// A single replica (or `--no-leader-election`): always the leader.
     Always,
     /// Follows a Lease; `true` while this replica holds it.
-    Lease(watch::Receiver<bool>),
+    Lease {
+        receiver: watch::Receiver<bool>,
+        /// The election task, which releases the Lease when the receiver is dropped.
+        task: Option<JoinHandle<()>>,
+    },
 }
 
 impl Leadership {
+    /// Follows whatever `receiver` says (the election, or a test).
+    pub fn following(receiver: watch::Receiver<bool>) -> Self {
+        Leadership::Lease {
+            receiver,
+            task: None,
+        }
+    }
+
     pub fn is_leader(&self) -> bool {
         match self {
             Leadership::Always => true,
-            Leadership::Lease(receiver) => *receiver.borrow(),
+            Leadership::Lease { receiver, .. } => *receiver.borrow(),
         }
     }
 
@@ -28,11 +41,22 @@ impl Leadership {
     pub async fn changed(&mut self) -> bool {
         match self {
             Leadership::Always => std::future::pending().await,
-            Leadership::Lease(receiver) => {
+            Leadership::Lease { receiver, .. } => {
                 if receiver.changed().await.is_err() {
                     std::future::pending::<()>().await;
                 }
                 *receiver.borrow_and_update()
+            }
+        }
+    }
+
+    /// Leaves the election, releasing the Lease if held (bounded: a shutdown does not wait
+    /// on an API server that does not answer).
+    pub async fn release(self) {
+        if let Leadership::Lease { receiver, task } = self {
+            drop(receiver);
+            if let Some(task) = task {
+                let _ = tokio::time::timeout(Duration::from_secs(3), task).await;
             }
         }
     }
@@ -51,7 +75,7 @@ pub fn elect(
     identity: String,
 ) -> Leadership {
     let (sender, receiver) = watch::channel(false);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let mut delay = Duration::from_secs(1);
         let manager = loop {
             let built = LeaseManagerBuilder::new(client.clone(), lease_name.clone())
@@ -74,13 +98,20 @@ pub fn elect(
         loop {
             let leading = *lease.borrow_and_update();
             info!(identity = %identity, leading, "leader election");
-            if sender.send(leading).is_err() || lease.changed().await.is_err() {
+            if sender.send(leading).is_err() {
                 break;
             }
+            tokio::select! {
+                changed = lease.changed() => if changed.is_err() { break },
+                // The watcher stopped: leave, so that kube-lease-manager releases the Lease.
+                () = sender.closed() => break,
+            }
         }
-        let _ = sender.send(false);
         drop(lease);
         let _ = task.await;
     });
-    Leadership::Lease(receiver)
+    Leadership::Lease {
+        receiver,
+        task: Some(task),
+    }
 }

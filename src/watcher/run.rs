@@ -4,7 +4,7 @@
 //! [`Watcher`] is the part that decides (synchronous, time passed in, tested without a
 //! cluster); [`run`] wires it to the watch streams, the clock and the leader election.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +28,7 @@ use super::alertmanager::{Alert, AlertQueue};
 use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose};
 use super::leader::Leadership;
 use super::object::WatchedVm;
-use super::state::{StuckVm, Tracker, Transition, VmKey, VmObservation};
+use super::state::{ResolveReason, StuckVm, Tracker, Transition, VmKey, VmObservation};
 
 /// The alert KubeVirt defines, and the reason of our Event.
 pub const ALERT_NAME: &str = "VirtualMachineStuckInUnhealthyState";
@@ -83,6 +83,11 @@ pub struct Watcher {
     view_ready: bool,
     /// The view the raised VMs were last diagnosed with (its address).
     diagnosed_with: usize,
+    /// Resolved alerts, sent once more with the next resend in case the first POST was lost.
+    recently_resolved: Vec<Alert>,
+    /// VMs whose alert ended because their status changed: the alert for the new status
+    /// follows without a second Event.
+    status_changed: HashSet<VmKey>,
 }
 
 impl Watcher {
@@ -99,6 +104,8 @@ impl Watcher {
             exported_since: HashMap::new(),
             view_ready: true,
             diagnosed_with: 0,
+            recently_resolved: Vec::new(),
+            status_changed: HashSet::new(),
         }
     }
 
@@ -192,8 +199,19 @@ impl Watcher {
             .is_none_or(|last| now.duration_since(last) >= resend);
         let view_address = std::ptr::from_ref(view) as usize;
         if due || view_address != self.diagnosed_with {
-            // The cause may have changed (a Secret created, a node added): diagnose again.
-            for raised in self.raised.values_mut() {
+            // The cause may have changed (a Secret created, a node added, the VM edited):
+            // diagnose the VM as it is now, against the view as it is now.
+            let current: HashMap<VmKey, StuckVm> = self
+                .tracker
+                .stuck()
+                .into_iter()
+                .map(|stuck| (stuck.key.clone(), stuck))
+                .collect();
+            for (key, raised) in self.raised.iter_mut() {
+                if let Some(now_stuck) = current.get(key) {
+                    raised.stuck.object = now_stuck.object.clone();
+                    raised.stuck.since = now_stuck.since;
+                }
                 raised.diagnosis = diagnose(&raised.stuck.object, Some(view));
             }
             self.diagnosed_with = view_address;
@@ -237,8 +255,10 @@ impl Watcher {
                         diagnosis,
                         raised_at: now,
                     };
+                    // One Event per stuck spell: a new status of the same spell gets none.
+                    let new_spell = !self.status_changed.remove(&raised.stuck.key);
                     if self.leader {
-                        if let Some(events) = &self.outputs.events {
+                        if new_spell && let Some(events) = &self.outputs.events {
                             events.offer(EventRequest {
                                 namespace: raised.stuck.key.namespace.clone(),
                                 name: raised.stuck.key.name.clone(),
@@ -253,6 +273,11 @@ impl Watcher {
                     self.raised.insert(raised.stuck.key.clone(), raised);
                 }
                 Transition::Resolved { key, reason, .. } => {
+                    if reason == ResolveReason::StatusChanged {
+                        self.status_changed.insert(key.clone());
+                    } else {
+                        self.status_changed.remove(&key);
+                    }
                     if let Some(raised) = self.raised.remove(&key) {
                         info!(vm = %key, ?reason, "no longer stuck");
                         if self.leader {
@@ -262,6 +287,8 @@ impl Watcher {
                 }
             }
         }
+        self.recently_resolved
+            .extend(resolved_alerts.iter().cloned());
         if let Some(alerts) = &self.outputs.alerts {
             resolved_alerts.extend(firing);
             alerts.offer(resolved_alerts);
@@ -269,12 +296,16 @@ impl Watcher {
         self.sync_metrics();
     }
 
-    fn send_firing(&self, now: Timestamp) {
+    /// Sends every raised alert again, and once more the ones resolved since the last time.
+    fn send_firing(&mut self, now: Timestamp) {
+        let resolved = std::mem::take(&mut self.recently_resolved);
         if !self.leader {
             return;
         }
         if let Some(alerts) = &self.outputs.alerts {
-            alerts.offer(self.raised.values().map(|r| self.alert(r, now)).collect());
+            let mut batch: Vec<Alert> = self.raised.values().map(|r| self.alert(r, now)).collect();
+            batch.extend(resolved);
+            alerts.offer(batch);
         }
     }
 
@@ -289,10 +320,6 @@ impl Watcher {
             ("namespace".to_string(), key.namespace.clone()),
             ("name".to_string(), key.name.clone()),
             ("status".to_string(), status.to_string()),
-            (
-                "rule".to_string(),
-                raised.diagnosis.cause.rule_label().to_string(),
-            ),
         ]);
         let annotations = BTreeMap::from([
             (
@@ -311,6 +338,11 @@ impl Watcher {
                 raised
                     .diagnosis
                     .headline(now.duration_since(raised.stuck.since)),
+            ),
+            // An annotation, not a label: a new diagnosis must not make a new alert.
+            (
+                "rule".to_string(),
+                raised.diagnosis.cause.rule_label().to_string(),
             ),
             ("next_step".to_string(), raised.diagnosis.next_step.clone()),
             ("runbook_url".to_string(), RUNBOOK_URL.to_string()),
@@ -493,6 +525,8 @@ pub async fn run(
             _ = tick.tick() => watcher.on_tick(Timestamp::now(), &view.current()),
         }
     }
+    // Hand the Lease over now rather than after it expires.
+    leadership.release().await;
     info!("watcher stopped");
 }
 
@@ -587,6 +621,50 @@ mod tests {
             !text.contains("rule=\"none\""),
             "the old series is gone: {text}"
         );
+    }
+
+    #[test]
+    fn a_new_status_of_the_same_spell_gets_no_second_event_and_edits_are_diagnosed() {
+        use crate::events::EventQueue;
+        let metrics = Arc::new(Metrics::new());
+        let (events, mut queued) = EventQueue::new(metrics.clone(), 8);
+        let mut watcher = Watcher::new(
+            WatcherOptions::default(),
+            metrics.clone(),
+            Outputs {
+                events: Some(events),
+                alerts: None,
+            },
+        );
+        watcher.set_leader(true, now());
+        let view = nodes();
+        synced(&mut watcher, &view);
+        assert!(queued.try_recv().is_ok(), "one Event when stuck");
+        // Deleted while stuck: Terminating, still no VMI.
+        let mut terminating = stuck_vm();
+        terminating.status = Some(super::super::UnhealthyStatus::Terminating);
+        watcher.on_vm_event(Event::Apply(terminating), now(), &view);
+        watcher.on_tick(now(), &view);
+        assert_eq!(watcher.stuck(now()).len(), 1);
+        assert!(metrics.encode().contains("status=\"terminating\""));
+        assert!(queued.try_recv().is_err(), "no second Event");
+
+        // The user drops the nodeSelector; the VM is still stuck: the cause follows the edit.
+        let mut edited = stuck_vm();
+        if let Some(object) = edited.object.as_mut() {
+            let mut value = (**object).clone();
+            value["spec"]["template"]["spec"]
+                .as_object_mut()
+                .unwrap()
+                .remove("nodeSelector");
+            *object = Arc::new(value);
+        }
+        edited.status = Some(super::super::UnhealthyStatus::Terminating);
+        watcher.on_vm_event(Event::Apply(edited), now(), &view);
+        let later = now() + SignedDuration::from_mins(2);
+        watcher.on_tick(later, &view);
+        let text = metrics.encode();
+        assert!(!text.contains("node-selector-unsatisfiable"), "{text}");
     }
 
     #[test]

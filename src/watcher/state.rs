@@ -266,6 +266,10 @@ struct Entry {
     object_since: Option<Timestamp>,
     /// When the tracker first saw this VM unhealthy (in this spell).
     first_seen: Timestamp,
+    /// The spell began before the tracker looked (the VM came unhealthy in a list), so the
+    /// object's own time dates it. A VM seen to turn unhealthy in a watch event is dated by
+    /// that sight: its Ready condition may carry the time it stopped, days ago.
+    dated_by_object: bool,
     object: Arc<Value>,
     /// A `Stuck` transition was given for this status and not resolved since.
     raised: bool,
@@ -357,6 +361,7 @@ impl Tracker {
                         status,
                         object_since: observation.since,
                         first_seen: now,
+                        dated_by_object: self.vm_relist.is_some() || !self.vms_synced,
                         object,
                         raised: false,
                     },
@@ -451,7 +456,12 @@ impl Tracker {
     }
 
     fn since(&self, key: &VmKey, entry: &Entry) -> Timestamp {
-        let since = entry.object_since.unwrap_or(entry.first_seen);
+        let since = match (entry.dated_by_object, entry.object_since) {
+            (true, Some(object)) => object,
+            // Seen to turn unhealthy: not before that sight, nor before what the object says.
+            (false, Some(object)) => object.max(entry.first_seen),
+            (_, None) => entry.first_seen,
+        };
         match self.vmi_gone.get(key) {
             Some(gone) if *gone > since => *gone,
             _ => since,
@@ -485,9 +495,11 @@ impl Tracker {
                 }));
             }
         }
-        // A VMI that went away longer ago than the threshold no longer moves any clock.
+        // A VMI that went away longer ago than the threshold no longer moves the clock of a
+        // VM not tracked now; a tracked VM keeps its date.
+        let vms = &self.vms;
         self.vmi_gone
-            .retain(|_, gone| now.duration_since(*gone) < threshold);
+            .retain(|key, gone| vms.contains_key(key) || now.duration_since(*gone) < threshold);
         transitions.sort_by(|a, b| match (a, b) {
             (Transition::Stuck(a), Transition::Stuck(b)) => a.key.cmp(&b.key),
             _ => std::cmp::Ordering::Equal,
@@ -817,6 +829,38 @@ mod tests {
         assert_eq!(stuck.since, t(-14));
         // Without a condition time the clock starts at first sight.
         assert_eq!(stuck_names(&tracker.tick(t(10))).len(), 1);
+    }
+
+    #[test]
+    fn a_vm_seen_turning_unhealthy_is_dated_by_that_sight_not_an_old_condition() {
+        // Stopped a week ago (Ready=False since then), started now: Provisioning for two
+        // minutes is not stuck, whatever the old condition time says.
+        let mut tracker = synced();
+        tracker.apply_vm(vm("a", "Stopped", Some(t(-7 * 24 * 60))), t(0));
+        tracker.apply_vm(vm("a", "Provisioning", Some(t(-7 * 24 * 60))), t(0));
+        assert!(tracker.tick(t(2)).is_empty());
+        assert_eq!(tracker.tick(t(10)).len(), 1);
+        // A condition newer than the sight dates it later.
+        tracker.apply_vm(vm("b", "Starting", Some(t(5))), t(3));
+        assert!(tracker.tick(t(14)).is_empty());
+        assert_eq!(tracker.tick(t(15)).len(), 1);
+    }
+
+    #[test]
+    fn a_vmis_departure_keeps_dating_a_tracked_vm() {
+        let mut tracker = synced();
+        tracker.apply_vmi(key("a"));
+        tracker.begin_vm_relist();
+        tracker.apply_vm(vm("a", "Terminating", Some(t(-60))), t(0));
+        tracker.end_vm_relist();
+        tracker.delete_vmi(&key("a"), t(20));
+        assert_eq!(tracker.tick(t(30)).len(), 1);
+        tracker.tick(t(45));
+        assert_eq!(
+            tracker.stuck()[0].since,
+            t(20),
+            "still dated by the VMI's departure"
+        );
     }
 
     #[test]
