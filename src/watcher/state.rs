@@ -321,7 +321,11 @@ impl Tracker {
 
     /// A VM was added or changed.
     pub fn apply_vm(&mut self, observation: VmObservation, now: Timestamp) -> Vec<Transition> {
-        if let Some(seen) = self.vm_relist.as_mut() {
+        // A relist needs to know which tracked VMs it saw; healthy untracked ones (most of
+        // them) need no record.
+        if let Some(seen) = self.vm_relist.as_mut()
+            && (observation.status.is_some() || self.vms.contains_key(&observation.key))
+        {
             seen.insert(observation.key.clone());
         }
         let mut transitions = Vec::new();
