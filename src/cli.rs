@@ -589,22 +589,26 @@ fn diagnose_inputs(
         doc.kind() == Some(kind) && crate::watcher::VmKey::of(&doc.value).as_ref() == Some(key)
     };
     if !args.cluster.cluster_state.is_empty() {
+        // Read once: the VM, its VMI and the view come from the same documents.
         let read = ReadOptions::default();
-        let mut vm = None;
-        let mut vmi = false;
-        for path in &args.cluster.cluster_state {
-            for parsed in manifest::read_path(path, read) {
-                let document = parsed.map_err(|e| anyhow::anyhow!("{e}"))?;
-                if document.is_virtual_machine() && matches(&document, "VirtualMachine") {
-                    vm = Some(document.value.clone());
-                }
-                vmi |= matches(&document, "VirtualMachineInstance");
-            }
-        }
-        let vm = vm.ok_or_else(|| {
-            anyhow::anyhow!("VirtualMachine {key} is not in the cluster state files (add `kubectl get vm,vmi -A -o yaml` to them)")
-        })?;
-        let snapshot = snapshot::read(&args.cluster.cluster_state, read);
+        let documents = args
+            .cluster
+            .cluster_state
+            .iter()
+            .flat_map(|path| manifest::read_path(path, read))
+            .collect::<Result<Vec<Document>, _>>()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let vm = documents
+            .iter()
+            .find(|d| d.is_virtual_machine() && matches(d, "VirtualMachine"))
+            .map(|d| d.value.clone())
+            .ok_or_else(|| {
+                anyhow::anyhow!("VirtualMachine {key} is not in the cluster state files (add `kubectl get vm,vmi -A -o yaml` to them)")
+            })?;
+        let vmi = documents
+            .iter()
+            .any(|d| matches(d, "VirtualMachineInstance"));
+        let snapshot = snapshot::from_documents(documents.into_iter().map(Ok));
         return Ok((vm, vmi, Some(snapshot.view)));
     }
     if !args.cluster.wants_live() {
@@ -616,19 +620,13 @@ fn diagnose_inputs(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        use kube::api::{Api, ApiResource, DynamicObject};
+        use kube::api::{Api, DynamicObject};
         let client = kube_client(&args.cluster).await?;
-        let resource = |kind: &str, plural: &str| ApiResource {
-            group: "kubevirt.io".into(),
-            version: "v1".into(),
-            api_version: "kubevirt.io/v1".into(),
-            kind: kind.into(),
-            plural: plural.into(),
-        };
+        use crate::watcher::object::kubevirt_resource;
         let vms = Api::<DynamicObject>::namespaced_with(
             client.clone(),
             &key.namespace,
-            &resource("VirtualMachine", "virtualmachines"),
+            &kubevirt_resource("VirtualMachine", "virtualmachines"),
         );
         let vm = vms
             .get_opt(&key.name)
@@ -637,7 +635,7 @@ fn diagnose_inputs(
         let vmis = Api::<DynamicObject>::namespaced_with(
             client.clone(),
             &key.namespace,
-            &resource("VirtualMachineInstance", "virtualmachineinstances"),
+            &kubevirt_resource("VirtualMachineInstance", "virtualmachineinstances"),
         );
         let vmi = vmis.get_metadata_opt(&key.name).await?.is_some();
         let listed = live::list_once(client).await;

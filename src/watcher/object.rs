@@ -9,9 +9,21 @@ use std::sync::Arc;
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::Resource;
+use kube::api::ApiResource;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+/// A `kubevirt.io/v1` kind for kube-rs's dynamic APIs.
+pub fn kubevirt_resource(kind: &str, plural: &str) -> ApiResource {
+    ApiResource {
+        group: "kubevirt.io".into(),
+        version: "v1".into(),
+        api_version: "kubevirt.io/v1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    }
+}
 
 /// `metadata`, without managedFields, labels and the rest.
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -12,7 +12,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject};
+use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
@@ -27,7 +27,7 @@ use crate::metrics::{Metrics, StuckLabels, VmStatusLabels};
 use super::alertmanager::{Alert, AlertQueue};
 use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose};
 use super::leader::Leadership;
-use super::object::WatchedVm;
+use super::object::{WatchedVm, kubevirt_resource};
 use super::state::{ResolveReason, StuckVm, Tracker, Transition, VmKey, VmObservation};
 
 /// The alert KubeVirt defines, and the reason of our Event.
@@ -418,16 +418,6 @@ fn threshold_text(duration: Duration) -> String {
     }
 }
 
-fn vmi_api() -> ApiResource {
-    ApiResource {
-        group: "kubevirt.io".into(),
-        version: "v1".into(),
-        api_version: "kubevirt.io/v1".into(),
-        kind: "VirtualMachineInstance".into(),
-        plural: "virtualmachineinstances".into(),
-    }
-}
-
 /// The same event with each object mapped; objects that do not map (no name) are dropped,
 /// and a lone Apply or Delete of one is no event at all.
 fn map_event<K, T>(event: Event<K>, map: impl Fn(&K) -> Option<T>) -> Option<Event<T>> {
@@ -485,7 +475,10 @@ pub async fn run(
 ) {
     let config = watcher::Config::default().page_size(500);
     let vms = Api::<WatchedVm>::all(client.clone());
-    let vmis = Api::<PartialObjectMeta<DynamicObject>>::all_with(client, &vmi_api());
+    let vmis = Api::<PartialObjectMeta<DynamicObject>>::all_with(
+        client,
+        &kubevirt_resource("VirtualMachineInstance", "virtualmachineinstances"),
+    );
     let mut vm_stream = std::pin::pin!(watcher::watcher(vms, config.clone()).default_backoff());
     let mut vmi_stream = std::pin::pin!(watcher::watcher(vmis, config).default_backoff());
     let mut vm_errors = ErrorStreak {
