@@ -167,6 +167,16 @@ fn benches(c: &mut Criterion) {
     review.bench_function("review (model + rules + policy)", |b| {
         b.iter(|| virt_preflight::admission::review(black_box(&request), None, &policy))
     });
+    let vm = virt_preflight::model::VirtualMachine::from_value(&object).expect("typical VM");
+    let reference = virt_preflight::check::object_ref(&vm, "team-0");
+    review.bench_function("model from the JSON tree", |b| {
+        b.iter(|| {
+            virt_preflight::model::VirtualMachine::from_value(black_box(&object)).expect("VM")
+        })
+    });
+    review.bench_function("rules on the model", |b| {
+        b.iter(|| virt_preflight::rules::evaluate(black_box(&vm), &reference, None))
+    });
     review.bench_function("parse + review + response", |b| {
         b.iter(|| {
             let request =
