@@ -82,42 +82,28 @@ pub fn metrics_router(state: AppState) -> Router {
 /// The routes of `watch` (plain HTTP): metrics, liveness, and readiness once the VMs, VMIs
 /// and the cluster view have been listed.
 pub fn watcher_router(metrics: Arc<Metrics>, view: LiveView) -> Router {
-    let ready = metrics.clone();
-    let scrape = metrics;
-    let scrape_view = view.clone();
+    #[derive(Clone)]
+    struct Watching {
+        metrics: Arc<Metrics>,
+        view: LiveView,
+    }
     Router::new()
         .route(
             "/metrics",
-            get(move || {
-                let metrics = scrape.clone();
-                let view = scrape_view.clone();
-                async move {
-                    metrics.set_synced(view.synced());
-                    (
-                        [(
-                            header::CONTENT_TYPE,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                        )],
-                        metrics.encode(),
-                    )
-                        .into_response()
-                }
-            }),
+            get(|State(w): State<Watching>| async move { scrape(&w.metrics, &w.view) }),
         )
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
-            get(move || {
-                let synced = ready.watcher_synced.get() == 1 && view.settled();
-                async move {
-                    if synced {
-                        "ok".into_response()
-                    } else {
-                        (StatusCode::SERVICE_UNAVAILABLE, "still listing").into_response()
-                    }
+            get(|State(w): State<Watching>| async move {
+                if w.metrics.watcher_synced.get() == 1 && w.view.settled() {
+                    "ok".into_response()
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "still listing").into_response()
                 }
             }),
         )
+        .with_state(Watching { metrics, view })
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {
@@ -136,13 +122,18 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    state.metrics.set_synced(state.view.synced());
+    scrape(&state.metrics, &state.view)
+}
+
+/// The text exposition, with the view's sync state as of this scrape.
+fn scrape(metrics: &Metrics, view: &LiveView) -> Response {
+    metrics.set_synced(view.synced());
     (
         [(
             header::CONTENT_TYPE,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
         )],
-        state.metrics.encode(),
+        metrics.encode(),
     )
         .into_response()
 }

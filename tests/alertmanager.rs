@@ -1,18 +1,16 @@
 //! The watcher's alerts reach a real Alertmanager (Debian's `prometheus-alertmanager`, started
 //! on loopback): active while the VM is stuck, resolved when it recovers.
 
+mod support;
+
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
 use jiff::Timestamp;
 use kube::runtime::watcher::Event;
-use serde_json::{Value, json};
-use virt_preflight::cluster::{ClusterView, Kind, ViewBuilder};
+use serde_json::Value;
+use support::stuck::{gpu_vm, http_get, t4_view};
 use virt_preflight::metrics::Metrics;
 use virt_preflight::watcher::alertmanager::{self, Alertmanager};
 use virt_preflight::watcher::{Outputs, VmObservation, Watcher, WatcherOptions};
@@ -39,11 +37,8 @@ fn free_port() -> u16 {
 }
 
 async fn get(url: &str) -> Option<(u16, Value)> {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Empty<Bytes>>();
-    let response = client.get(url.parse().ok()?).await.ok()?;
-    let status = response.status().as_u16();
-    let body = response.into_body().collect().await.ok()?.to_bytes();
-    Some((status, serde_json::from_slice(&body).unwrap_or(Value::Null)))
+    let (status, body) = http_get(url).await?;
+    Some((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 
 async fn start_alertmanager() -> Running {
@@ -87,35 +82,6 @@ async fn start_alertmanager() -> Running {
     panic!("Alertmanager did not come up on {}", running.url);
 }
 
-fn view() -> ClusterView {
-    let mut builder = ViewBuilder::new();
-    builder.mark_known(Kind::Node);
-    builder
-        .add(
-            Kind::Node,
-            &json!({"metadata": {"name": "worker-1", "labels": {"gpu": "t4", "kubevirt.io/schedulable": "true"}},
-                "status": {"allocatable": {"cpu": "8", "memory": "32Gi"},
-                           "conditions": [{"type": "Ready", "status": "True"}]}}),
-        )
-        .unwrap();
-    builder.build()
-}
-
-fn vm(status: &str, since: Timestamp) -> Value {
-    json!({
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-        "metadata": {"name": "gpu-vm", "namespace": "prod", "uid": "u1"},
-        "spec": {"runStrategy": "Always", "template": {"spec": {
-            "nodeSelector": {"gpu": "a100"},
-            "domain": {"devices": {}, "memory": {"guest": "1Gi"}},
-            "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]
-        }}},
-        "status": {"printableStatus": status, "conditions": [
-            {"type": "Ready", "status": "False", "lastTransitionTime": since.to_string()}
-        ]}
-    })
-}
-
 fn observe(object: Value) -> VmObservation {
     VmObservation::from_object(&object).unwrap()
 }
@@ -147,13 +113,13 @@ async fn a_stuck_vm_is_active_in_alertmanager_then_resolved() {
             alerts: Some(queue),
         },
     );
-    let view = view();
+    let view = t4_view();
     let now = Timestamp::now();
     watcher.set_leader(true, now);
     let since = now - jiff::SignedDuration::from_mins(14);
     watcher.on_vm_event(Event::Init, now, &view);
     watcher.on_vm_event(
-        Event::InitApply(observe(vm("ErrorUnschedulable", since))),
+        Event::InitApply(observe(gpu_vm("gpu-vm", "ErrorUnschedulable", since))),
         now,
         &view,
     );
@@ -197,7 +163,11 @@ async fn a_stuck_vm_is_active_in_alertmanager_then_resolved() {
 
     // The VM starts: the alert is sent resolved and leaves Alertmanager's active list.
     let later = Timestamp::now();
-    watcher.on_vm_event(Event::Apply(observe(vm("Running", later))), later, &view);
+    watcher.on_vm_event(
+        Event::Apply(observe(gpu_vm("gpu-vm", "Running", later))),
+        later,
+        &view,
+    );
     let mut remaining = active;
     for _ in 0..100 {
         remaining = our_alerts(&am.url).await;

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
+use support::stuck::{gpu_vm, http_get, minutes_ago, t4_node};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -171,47 +171,23 @@ fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
 }
 
 fn stuck_vm() -> Value {
-    let since = Timestamp::now() - SignedDuration::from_mins(20);
-    json!({
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-        "metadata": {"name": "gpu-vm", "namespace": "prod", "uid": "u1", "resourceVersion": "1"},
-        "spec": {"runStrategy": "Always", "template": {"spec": {
-            "nodeSelector": {"gpu": "a100"},
-            "domain": {"devices": {}, "memory": {"guest": "1Gi"}},
-            "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]
-        }}},
-        "status": {"printableStatus": "ErrorUnschedulable", "conditions": [
-            {"type": "Ready", "status": "False", "lastTransitionTime": since.to_string()}]}
-    })
+    gpu_vm("gpu-vm", "ErrorUnschedulable", minutes_ago(20))
 }
 
 async fn scrape(url: &str) -> String {
-    use http_body_util::{BodyExt, Empty};
-    use hyper::body::Bytes;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    match client.get(url.parse().unwrap()).await {
-        Ok(response) => response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
-            .unwrap_or_default(),
-        Err(_) => String::new(),
-    }
+    http_get(url)
+        .await
+        .map(|(_, body)| body)
+        .unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_exports_the_stuck_vm_from_a_kubeconfig_cluster() {
-    let node = json!({"apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": "worker-1", "labels": {"gpu": "t4", "kubevirt.io/schedulable": "true"}},
-        "status": {"allocatable": {"cpu": "8", "memory": "32Gi"},
-                   "conditions": [{"type": "Ready", "status": "True"}]}});
     let api = FakeApi::start(
         vec![
             ("/apis/kubevirt.io/v1/virtualmachines", vec![stuck_vm()]),
             ("/apis/kubevirt.io/v1/virtualmachineinstances", vec![]),
-            ("/api/v1/nodes", vec![node]),
+            ("/api/v1/nodes", vec![t4_node()]),
         ],
         &[],
     )
@@ -276,10 +252,6 @@ async fn watch_exports_the_stuck_vm_from_a_kubeconfig_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_reads_the_vm_its_vmi_and_the_view_from_a_live_cluster() {
-    let node = json!({"apiVersion": "v1", "kind": "Node",
-        "metadata": {"name": "worker-1", "labels": {"gpu": "t4", "kubevirt.io/schedulable": "true"}},
-        "status": {"allocatable": {"cpu": "8", "memory": "32Gi"},
-                   "conditions": [{"type": "Ready", "status": "True"}]}});
     let mut started = stuck_vm();
     started["metadata"]["name"] = json!("has-vmi");
     let api = FakeApi::start(
@@ -295,7 +267,7 @@ async fn diagnose_reads_the_vm_its_vmi_and_the_view_from_a_live_cluster() {
                             "metadata": {"name": "has-vmi", "namespace": "prod"}}),
                 ],
             ),
-            ("/api/v1/nodes", vec![node]),
+            ("/api/v1/nodes", vec![t4_node()]),
         ],
         &[],
     )

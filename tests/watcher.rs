@@ -8,12 +8,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
+use support::stuck::{gpu_vm, minutes_ago, t4_view};
 use tokio::sync::{oneshot, watch};
 use virt_preflight::cluster::live::LiveView;
-use virt_preflight::cluster::{Kind, ViewBuilder};
 use virt_preflight::events;
 use virt_preflight::metrics::Metrics;
 use virt_preflight::watcher::leader::Leadership;
@@ -23,39 +22,13 @@ const VMS: &str = "/apis/kubevirt.io/v1/virtualmachines";
 const VMIS: &str = "/apis/kubevirt.io/v1/virtualmachineinstances";
 const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/prod/events";
 
-fn vm(name: &str, status: &str, minutes_ago: i64) -> Value {
-    let since = Timestamp::now() - SignedDuration::from_mins(minutes_ago);
-    json!({
-        "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
-        "metadata": {"name": name, "namespace": "prod", "uid": format!("uid-{name}"),
-                     "resourceVersion": "1"},
-        "spec": {"runStrategy": "Always", "template": {"spec": {
-            "nodeSelector": {"gpu": "a100"},
-            "domain": {"devices": {}, "memory": {"guest": "1Gi"}},
-            "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]
-        }}},
-        "status": {"printableStatus": status, "conditions": [
-            {"type": "Ready", "status": "False", "lastTransitionTime": since.to_string()}
-        ]}
-    })
+fn vm(name: &str, status: &str, minutes: i64) -> Value {
+    gpu_vm(name, status, minutes_ago(minutes))
 }
 
 fn vmi(name: &str) -> Value {
     json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
            "metadata": {"name": name, "namespace": "prod", "resourceVersion": "2"}})
-}
-
-fn view() -> LiveView {
-    let mut builder = ViewBuilder::new();
-    builder
-        .add(
-            Kind::Node,
-            &json!({"metadata": {"name": "worker-1", "labels": {"gpu": "t4", "kubevirt.io/schedulable": "true"}},
-                "status": {"allocatable": {"cpu": "8", "memory": "32Gi"},
-                           "conditions": [{"type": "Ready", "status": "True"}]}}),
-        )
-        .unwrap();
-    LiveView::fixed(builder.build())
 }
 
 struct Started {
@@ -83,9 +56,15 @@ async fn start(vms: Vec<Value>, vmis: Vec<Value>, leadership: Leadership) -> Sta
         },
     );
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(run::run(client, view(), watcher, leadership, async {
-        let _ = stopped.await;
-    }));
+    let task = tokio::spawn(run::run(
+        client,
+        LiveView::fixed(t4_view()),
+        watcher,
+        leadership,
+        async {
+            let _ = stopped.await;
+        },
+    ));
     Started {
         api,
         metrics,
