@@ -3,7 +3,8 @@
 //! server that only answers "allowed". Prints requests/s and p50/p99 at a fixed rate and at
 //! saturation, for the webhook without a cluster view and with a 5,000-node snapshot.
 //!
-//! Run: `cargo bench --bench webhook_load` (about two minutes). Each server is its own
+//! Run: `cargo bench --bench webhook_load` (about two minutes; `WEBHOOK_LOAD_ONLY=echo,webhook`
+//! runs the echo server and the webhook without a view, leaving out `nodes`). Each server is its own
 //! process (this file re-runs itself as the echo server), so client and server do not share
 //! a runtime; on a 2-core machine they do share the cores, the same way for every server.
 
@@ -232,10 +233,33 @@ async fn send(client: &HttpsClient, url: &str, body: &Bytes) -> bool {
 }
 
 struct Figures {
+    requests: usize,
     rps: f64,
     p50: Duration,
     p99: Duration,
     errors: usize,
+}
+
+/// CPU time (user + system) a process has used so far, from `/proc/PID/stat` (Linux; zero
+/// elsewhere). Shows where the cores went: the client and the server share them.
+fn cpu_time(pid: u32) -> Duration {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return Duration::ZERO;
+    };
+    // Fields after the command name, which ends at the last ')'.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return Duration::ZERO;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line (the state, field 3, is index 0 here);
+    // Linux counts them in USER_HZ, which is 100 on every architecture.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -276,6 +300,7 @@ async fn fixed_rate(client: &HttpsClient, url: &str, body: &Bytes) -> Figures {
     let elapsed = start.elapsed().as_secs_f64();
     latencies.sort_unstable();
     Figures {
+        requests: total as usize,
         rps: total as f64 / elapsed,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
@@ -313,6 +338,7 @@ async fn saturation(client: &HttpsClient, url: &str, body: &Bytes) -> Figures {
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     Figures {
+        requests: latencies.len(),
         rps: latencies.len() as f64 / elapsed,
         p50: percentile(&latencies, 0.50),
         p99: percentile(&latencies, 0.99),
@@ -388,21 +414,32 @@ fn main() {
         .build()
         .expect("runtime");
     let mut saturated = Vec::new();
-    for (label, command) in [
-        ("echo (axum+rustls, allow only)", echo()),
-        ("virt-preflight, no cluster", webhook(&empty)),
-        ("virt-preflight, 5,000-node view", webhook(&big)),
+    // WEBHOOK_LOAD_ONLY=echo,webhook runs a subset (while working on one of them).
+    let only = std::env::var("WEBHOOK_LOAD_ONLY").ok();
+    let wanted = |key: &str| {
+        only.as_deref()
+            .is_none_or(|only| only.split(',').any(|k| k == key))
+    };
+    for (key, label, command) in [
+        ("echo", "echo (axum+rustls, allow only)", echo()),
+        ("webhook", "virt-preflight, no cluster", webhook(&empty)),
+        ("nodes", "virt-preflight, 5,000-node view", webhook(&big)),
     ] {
+        if !wanted(key) {
+            continue;
+        }
         let server = start(command);
         let (client, url) = client(generated.ca_cert_pem.as_bytes(), server.addr);
-        let (fixed, saturation) = runtime.block_on(async {
+        let pid = server.child.id();
+        let (fixed, saturation, server_cpu) = runtime.block_on(async {
             // Warm up connections and caches.
             for _ in 0..200 {
                 send(&client, &url, &body).await;
             }
             let fixed = fixed_rate(&client, &url, &body).await;
+            let before = cpu_time(pid);
             let saturation = saturation(&client, &url, &body).await;
-            (fixed, saturation)
+            (fixed, saturation, cpu_time(pid).saturating_sub(before))
         });
         for (load, figures) in [("fixed", &fixed), ("saturation", &saturation)] {
             println!(
@@ -414,10 +451,19 @@ fn main() {
                 figures.errors
             );
         }
+        let requests = saturation.requests as f64;
+        println!(
+            "{:<34} server CPU {:.1} µs per request at saturation ({:.2} cores)",
+            "",
+            server_cpu.as_secs_f64() * 1e6 / requests.max(1.0),
+            server_cpu.as_secs_f64() / SATURATION_SECONDS as f64
+        );
         saturated.push((label, saturation.rps));
         drop(server);
     }
-    let echo_rps = saturated[0].1;
+    let Some(&(_, echo_rps)) = saturated.first().filter(|_| wanted("echo")) else {
+        return;
+    };
     for (label, rps) in &saturated[1..] {
         println!(
             "{label}: {:.0}% of the echo server's saturated throughput",

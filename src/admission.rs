@@ -2,13 +2,15 @@
 //! cluster view and the policy. The server ([`crate::server`]) does the I/O around it.
 //!
 //! The review types are our own small serde structs rather than kube-core's
-//! `AdmissionRequest<DynamicObject>`: the webhook reads only a handful of fields, and skipping
-//! a typed `ObjectMeta` and a re-serialisation of the object halves the cost per request.
+//! `AdmissionRequest<DynamicObject>`: the webhook reads only a handful of fields. The objects
+//! stay raw JSON text until the model reads them, with no JSON tree in between: most of the
+//! webhook's own cost per request was building and walking that tree.
 
 use std::collections::HashSet;
 
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::check::object_ref;
 use crate::cluster::ClusterView;
@@ -39,6 +41,33 @@ pub struct GroupVersionKind {
     pub kind: String,
 }
 
+/// `AdmissionRequest.operation`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Operation {
+    Create,
+    Update,
+    Delete,
+    Connect,
+    /// Missing, or one a later API version adds.
+    #[default]
+    #[serde(other)]
+    Other,
+}
+
+impl Operation {
+    /// As the API server writes it (and as metrics label it); empty when unknown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Create => "CREATE",
+            Operation::Update => "UPDATE",
+            Operation::Delete => "DELETE",
+            Operation::Connect => "CONNECT",
+            Operation::Other => "",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionRequest {
@@ -50,13 +79,37 @@ pub struct AdmissionRequest {
     #[serde(default)]
     pub name: Option<String>,
     #[serde(default)]
-    pub operation: String,
+    pub operation: Operation,
     #[serde(default)]
     pub dry_run: Option<bool>,
+    /// The object as sent (`null` reads as `None`).
     #[serde(default)]
-    pub object: Option<Value>,
+    pub object: Option<Box<RawValue>>,
     #[serde(default)]
-    pub old_object: Option<Value>,
+    pub old_object: Option<Box<RawValue>>,
+}
+
+/// The metadata the webhook needs whether or not the object fits the model.
+#[derive(Debug, Default, Deserialize)]
+struct ObjectHeader {
+    #[serde(default)]
+    metadata: HeaderMeta,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct HeaderMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    deletion_timestamp: Option<IgnoredAny>,
+}
+
+impl ObjectHeader {
+    /// Reads what there is; an object without readable metadata has an empty header.
+    fn read(object: &RawValue) -> ObjectHeader {
+        serde_json::from_str(object.get()).unwrap_or_default()
+    }
 }
 
 /// Why a request body is not a review we can answer.
@@ -106,7 +159,7 @@ pub struct Verdict {
     /// Whether the request was a VirtualMachine CREATE/UPDATE that the rules looked at.
     pub evaluated: bool,
     pub dry_run: bool,
-    pub operation: String,
+    pub operation: Operation,
 }
 
 impl Verdict {
@@ -115,7 +168,7 @@ impl Verdict {
             uid: request.uid.clone(),
             allowed: true,
             dry_run: request.dry_run.unwrap_or(false),
-            operation: request.operation.clone(),
+            operation: request.operation,
             ..Verdict::default()
         }
     }
@@ -128,62 +181,72 @@ impl Verdict {
     }
 
     /// The `AdmissionReview` response body.
-    pub fn to_review(&self) -> Value {
-        let mut response = serde_json::json!({
-            "uid": self.uid,
-            "allowed": self.allowed,
-        });
-        if let Some(message) = &self.message {
-            response["status"] = serde_json::json!({
-                "code": 403,
-                "reason": "Forbidden",
-                "message": message,
-            });
+    pub fn to_review(&self) -> ReviewResponse<'_> {
+        ReviewResponse {
+            api_version: "admission.k8s.io/v1",
+            kind: "AdmissionReview",
+            response: ResponseBody {
+                uid: &self.uid,
+                allowed: self.allowed,
+                status: self.message.as_deref().map(|message| DenialStatus {
+                    code: 403,
+                    reason: "Forbidden",
+                    message,
+                }),
+                warnings: &self.warnings,
+            },
         }
-        if !self.warnings.is_empty() {
-            response["warnings"] = serde_json::json!(self.warnings);
-        }
-        serde_json::json!({
-            "apiVersion": "admission.k8s.io/v1",
-            "kind": "AdmissionReview",
-            "response": response,
-        })
     }
+}
+
+/// An `AdmissionReview` carrying a response, ready to serialise.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewResponse<'a> {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseBody<'a>,
+}
+
+#[derive(Debug, Serialize)]
+struct ResponseBody<'a> {
+    uid: &'a str,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<DenialStatus<'a>>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    warnings: &'a [String],
+}
+
+#[derive(Debug, Serialize)]
+struct DenialStatus<'a> {
+    code: u16,
+    reason: &'static str,
+    message: &'a str,
 }
 
 /// The VM-shaped request: group `kubevirt.io`, kind `VirtualMachine`, CREATE or UPDATE.
 fn is_vm_write(request: &AdmissionRequest) -> bool {
     request.kind.group == "kubevirt.io"
         && request.kind.kind == "VirtualMachine"
-        && matches!(request.operation.as_str(), "CREATE" | "UPDATE")
+        && matches!(request.operation, Operation::Create | Operation::Update)
 }
 
-fn is_being_deleted(object: &Value) -> bool {
-    object
-        .pointer("/metadata/deletionTimestamp")
-        .is_some_and(|t| !t.is_null())
-}
-
-fn evaluate(
-    object: &Value,
-    namespace: &str,
-    cluster: Option<&ClusterView>,
-) -> Option<Vec<Finding>> {
-    let vm = VirtualMachine::from_value(object).ok()?;
-    let object = object_ref(&vm, namespace);
-    Some(rules::evaluate(&vm, &object, cluster).findings)
+fn evaluate(vm: &VirtualMachine, namespace: &str, cluster: Option<&ClusterView>) -> Vec<Finding> {
+    let object = object_ref(vm, namespace);
+    rules::evaluate(vm, &object, cluster).findings
 }
 
 /// The namespace a request writes into: the request's, else the object's, else `default`.
-fn request_namespace<'a>(request: &'a AdmissionRequest, object: &'a Value) -> &'a str {
+fn request_namespace<'a>(
+    request: &'a AdmissionRequest,
+    object_namespace: Option<&'a str>,
+) -> &'a str {
     request
         .namespace
         .as_deref()
-        .or_else(|| {
-            object
-                .pointer("/metadata/namespace")
-                .and_then(Value::as_str)
-        })
+        .filter(|ns| !ns.is_empty())
+        .or(object_namespace)
         .unwrap_or("default")
 }
 
@@ -193,10 +256,11 @@ pub fn mode_for_request(
     cluster: Option<&ClusterView>,
     policy: &Policy,
 ) -> Mode {
-    let namespace = match &request.object {
-        Some(object) => request_namespace(request, object),
-        None => request.namespace.as_deref().unwrap_or("default"),
-    };
+    let header = request.object.as_deref().map(ObjectHeader::read);
+    let object_namespace = header
+        .as_ref()
+        .and_then(|h| h.metadata.namespace.as_deref());
+    let namespace = request_namespace(request, object_namespace);
     policy.mode_for(cluster.and_then(|c| c.namespace_labels(namespace)))
 }
 
@@ -213,13 +277,27 @@ pub fn review(
     let Some(object) = &request.object else {
         return verdict;
     };
-    if is_being_deleted(object) {
+    let vm = VirtualMachine::from_json(object.get());
+    // A VM that does not fit the model still has metadata worth reading.
+    let header = vm.is_err().then(|| ObjectHeader::read(object));
+    let (deleting, object_namespace) = match (&vm, &header) {
+        (Ok(vm), _) => (
+            vm.metadata.deletion_timestamp.is_some(),
+            vm.metadata.namespace.as_deref(),
+        ),
+        (Err(_), Some(header)) => (
+            header.metadata.deletion_timestamp.is_some(),
+            header.metadata.namespace.as_deref(),
+        ),
+        (Err(_), None) => (false, None),
+    };
+    if deleting {
         return verdict; // never stand in the way of a deletion's finalizer updates
     }
-    let namespace = request_namespace(request, object);
+    let namespace = request_namespace(request, object_namespace);
     let mode = policy.mode_for(cluster.and_then(|c| c.namespace_labels(namespace)));
     verdict.mode = Some(mode);
-    let Some(findings) = evaluate(object, namespace, cluster) else {
+    let Ok(vm) = &vm else {
         // The API server validated the schema; a VM we cannot read is not ours to block.
         // Audit mode puts nothing in the response, not even this.
         if mode != Mode::Audit {
@@ -229,11 +307,13 @@ pub fn review(
         }
         return verdict;
     };
+    let findings = evaluate(vm, namespace, cluster);
     verdict.evaluated = true;
 
     // UPDATE ratchets: what the old object already had may warn, never deny.
-    let old: HashSet<(RuleId, String)> = match (&request.operation[..], &request.old_object) {
-        ("UPDATE", Some(old)) => evaluate(old, namespace, cluster)
+    let old: HashSet<(RuleId, String)> = match (request.operation, &request.old_object) {
+        (Operation::Update, Some(old)) => VirtualMachine::from_json(old.get())
+            .map(|old| evaluate(&old, namespace, cluster))
             .unwrap_or_default()
             .into_iter()
             .map(|f| (f.rule, f.path))
@@ -351,25 +431,21 @@ pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventR
     if lines.is_empty() {
         return None;
     }
-    let object = request.object.as_ref()?;
-    let name = request.name.clone().filter(|n| !n.is_empty()).or_else(|| {
-        object
-            .pointer("/metadata/name")
-            .and_then(Value::as_str)
-            .map(String::from)
-    })?;
+    let header = ObjectHeader::read(request.object.as_deref()?);
+    let name = request
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or(header.metadata.name)?;
     // Events carry a note of at most 1 KiB.
     let mut note = format!("{} finding(s): {}", lines.len(), lines.join("; "));
     if note.len() > 1024 {
         note = one_line(&note, 1000);
     }
     Some(EventRequest {
-        namespace: request_namespace(request, object).to_string(),
+        namespace: request_namespace(request, header.metadata.namespace.as_deref()).to_string(),
         name,
-        uid: object
-            .pointer("/metadata/uid")
-            .and_then(Value::as_str)
-            .map(String::from),
+        uid: header.metadata.uid,
         reason: PREFLIGHT_EVENT_REASON.to_string(),
         action: "Validate".to_string(),
         note,
@@ -379,7 +455,16 @@ pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventR
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    fn raw(object: &Value) -> Box<RawValue> {
+        serde_json::value::to_raw_value(object).unwrap()
+    }
+
+    /// The response as the API server reads it.
+    fn sent(verdict: &Verdict) -> Value {
+        serde_json::to_value(verdict.to_review()).unwrap()
+    }
 
     fn vm(spec_edit: impl FnOnce(&mut Value)) -> Value {
         let mut vm = json!({
@@ -404,10 +489,10 @@ mod tests {
             },
             namespace: Some("ns".into()),
             name: Some("vm1".into()),
-            operation: operation.into(),
+            operation: serde_json::from_value(json!(operation)).unwrap(),
             dry_run: None,
-            object: Some(object),
-            old_object: old,
+            object: Some(raw(&object)),
+            old_object: old.as_ref().map(raw),
         }
     }
 
@@ -429,7 +514,7 @@ mod tests {
         assert!(verdict.allowed);
         assert!(verdict.warnings.is_empty());
         assert_eq!(
-            verdict.to_review()["response"],
+            sent(&verdict)["response"],
             json!({"uid": "uid-1", "allowed": true})
         );
     }
@@ -442,7 +527,7 @@ mod tests {
             &Policy::default(),
         );
         assert!(!verdict.allowed);
-        let review = verdict.to_review();
+        let review = sent(&verdict);
         assert_eq!(review["response"]["status"]["code"], 403);
         let message = review["response"]["status"]["message"].as_str().unwrap();
         assert!(
@@ -535,7 +620,7 @@ mod tests {
         let audit = review(&request, None, &Policy::parse("mode: audit").unwrap());
         assert!(audit.allowed && !audit.evaluated);
         assert_eq!(
-            audit.to_review()["response"],
+            sent(&audit)["response"],
             json!({"uid": "uid-1", "allowed": true})
         );
     }

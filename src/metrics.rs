@@ -2,26 +2,78 @@
 
 use std::sync::Mutex;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::admission::Operation;
 use crate::cluster::{Kind, KindSet};
+use crate::policy::Action;
+use crate::rules::RuleId;
 
+// Label values as enums: counting a request allocates nothing.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub operation: String,
-    /// allowed, warned, denied, or error (a request we could not read).
-    pub result: String,
+    pub operation: Operation,
+    pub result: RequestResult,
+}
+
+/// What became of an admission request.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum RequestResult {
+    Allowed,
+    Warned,
+    Denied,
+    /// A request we could not read (400, 415).
+    Error,
+}
+
+impl RequestResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestResult::Allowed => "allowed",
+            RequestResult::Warned => "warned",
+            RequestResult::Denied => "denied",
+            RequestResult::Error => "error",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FindingLabels {
-    pub rule: String,
-    pub action: String,
+    pub rule: RuleId,
+    pub action: Action,
+}
+
+fn encode_str(text: &str, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+    std::fmt::Write::write_str(encoder, text)
+}
+
+impl EncodeLabelValue for Operation {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encode_str(self.as_str(), encoder)
+    }
+}
+
+impl EncodeLabelValue for RequestResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encode_str(self.as_str(), encoder)
+    }
+}
+
+impl EncodeLabelValue for RuleId {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encode_str(self.as_str(), encoder)
+    }
+}
+
+impl EncodeLabelValue for Action {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encode_str(self.as_str(), encoder)
+    }
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -7,9 +7,12 @@
 
 pub mod quantity;
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::fmt;
 
 use serde::Deserialize;
+use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
 
 pub use quantity::{ParsedQuantity, QuantityError, QuantityText};
@@ -40,13 +43,17 @@ pub struct VirtualMachine {
 impl VirtualMachine {
     /// Builds the typed view from a document already known to be a VirtualMachine.
     pub fn from_value(value: &Value) -> Result<Self, ModelError> {
-        let mut vm: VirtualMachine =
-            serde_path_to_error::deserialize(value).map_err(|err| ModelError {
-                path: path_to_kubevirt(err.path()),
-                message: err.inner().to_string(),
-            })?;
-        vm.record_unknown_volume_sources(value);
-        Ok(vm)
+        VirtualMachine::deserialize(value)
+            .map_err(|err| locate(serde_path_to_error::deserialize(value), &err))
+    }
+
+    /// Builds the typed view straight from JSON text (the webhook's request object), without
+    /// building a JSON tree first.
+    pub fn from_json(text: &str) -> Result<Self, ModelError> {
+        serde_json::from_str(text).map_err(|err| {
+            let mut tracked = serde_json::Deserializer::from_str(text);
+            locate(serde_path_to_error::deserialize(&mut tracked), &err)
+        })
     }
 
     /// The template's VMI spec, or an empty one when the template is missing.
@@ -59,44 +66,35 @@ impl VirtualMachine {
             .unwrap_or_else(|| EMPTY.get_or_init(VmiSpec::default))
     }
 
-    /// Volume keys this model does not know (a newer KubeVirt's source kinds), so that the
-    /// rules can treat such a volume as "has a source we cannot judge" instead of "no source".
-    fn record_unknown_volume_sources(&mut self, value: &Value) {
-        let raw_volumes = value
-            .pointer("/spec/template/spec/volumes")
-            .and_then(Value::as_array);
-        let (Some(raw_volumes), Some(spec)) = (
-            raw_volumes,
-            self.spec.template.as_mut().and_then(|t| t.spec.as_mut()),
-        ) else {
-            return;
-        };
-        for (volume, raw) in spec.volumes.iter_mut().zip(raw_volumes) {
-            if let Some(map) = raw.as_object() {
-                volume.unknown_sources = map
-                    .iter()
-                    .filter(|(k, v)| {
-                        !v.is_null() && k.as_str() != "name" && !KNOWN_SOURCES.contains(&k.as_str())
-                    })
-                    .map(|(k, _)| k.clone())
-                    .collect();
-            }
-        }
-    }
-
     pub fn name(&self) -> Option<&str> {
         self.metadata.name.as_deref()
     }
 }
 
-/// serde_path_to_error writes `a.b[1].c`, which is how KubeVirt writes paths already; only the
-/// root (`.`) needs a name.
-fn path_to_kubevirt(path: &serde_path_to_error::Path) -> String {
-    let text = path.to_string();
-    if text == "." {
-        "(document)".to_string()
-    } else {
-        text
+/// The error of a failed fast pass, with its field path from a second, path-tracking pass
+/// (kept off the common path: tracking allocates a segment per key). serde_path_to_error
+/// writes `a.b[1].c`, which is how KubeVirt writes paths already; only the root needs a name.
+fn locate<E: std::fmt::Display>(
+    tracked: Result<VirtualMachine, serde_path_to_error::Error<E>>,
+    untracked: &impl std::fmt::Display,
+) -> ModelError {
+    match tracked {
+        Err(err) => {
+            let path = err.path().to_string();
+            ModelError {
+                path: if path == "." {
+                    "(document)".to_string()
+                } else {
+                    path
+                },
+                message: err.inner().to_string(),
+            }
+        }
+        // Not expected: both passes read the same document with the same types.
+        Ok(_) => ModelError {
+            path: "(document)".to_string(),
+            message: untracked.to_string(),
+        },
     }
 }
 
@@ -360,10 +358,8 @@ pub const KNOWN_SOURCES: &[&str] = &[
 ];
 
 /// `v1.Volume`: a name and (exactly one of) its sources.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Debug, Clone, Default)]
 pub struct Volume {
-    #[serde(default)]
     pub name: String,
     pub cloud_init_config_drive: Option<CloudInitSource>,
     pub cloud_init_no_cloud: Option<CloudInitSource>,
@@ -371,7 +367,6 @@ pub struct Volume {
     pub container_disk: Option<ContainerDiskSource>,
     pub container_path: Option<Value>,
     pub data_volume: Option<DataVolumeSource>,
-    #[serde(rename = "downwardAPI")]
     pub downward_api: Option<Value>,
     pub downward_metrics: Option<Value>,
     pub empty_disk: Option<EmptyDiskSource>,
@@ -382,9 +377,88 @@ pub struct Volume {
     pub secret: Option<SecretSource>,
     pub service_account: Option<ServiceAccountSource>,
     pub sysprep: Option<SysprepSource>,
-    /// Non-null keys that are neither `name` nor a known source (filled by `from_value`).
-    #[serde(skip)]
+    /// Non-null keys that are neither `name` nor a known source: a newer KubeVirt's source
+    /// kinds, so that the rules treat such a volume as "has a source we cannot judge" rather
+    /// than "no source".
     pub unknown_sources: Vec<String>,
+}
+
+/// As derived, except that the keys the model does not know are kept in `unknown_sources`
+/// instead of dropped, in the same pass.
+impl<'de> Deserialize<'de> for Volume {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(VolumeVisitor)
+    }
+}
+
+struct VolumeVisitor;
+
+impl<'de> Visitor<'de> for VolumeVisitor {
+    type Value = Volume;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+        formatter.write_str("a volume: a map with a name and a source")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Volume, A::Error> {
+        let mut volume = Volume::default();
+        while let Some(Key(key)) = map.next_key()? {
+            match key.as_ref() {
+                "name" => volume.name = map.next_value()?,
+                "cloudInitConfigDrive" => volume.cloud_init_config_drive = map.next_value()?,
+                "cloudInitNoCloud" => volume.cloud_init_no_cloud = map.next_value()?,
+                "configMap" => volume.config_map = map.next_value()?,
+                "containerDisk" => volume.container_disk = map.next_value()?,
+                "containerPath" => volume.container_path = map.next_value()?,
+                "dataVolume" => volume.data_volume = map.next_value()?,
+                "downwardAPI" => volume.downward_api = map.next_value()?,
+                "downwardMetrics" => volume.downward_metrics = map.next_value()?,
+                "emptyDisk" => volume.empty_disk = map.next_value()?,
+                "ephemeral" => volume.ephemeral = map.next_value()?,
+                "hostDisk" => volume.host_disk = map.next_value()?,
+                "memoryDump" => volume.memory_dump = map.next_value()?,
+                "persistentVolumeClaim" => volume.persistent_volume_claim = map.next_value()?,
+                "secret" => volume.secret = map.next_value()?,
+                "serviceAccount" => volume.service_account = map.next_value()?,
+                "sysprep" => volume.sysprep = map.next_value()?,
+                _ => {
+                    if map.next_value::<Option<IgnoredAny>>()?.is_some() {
+                        volume.unknown_sources.push(key.into_owned());
+                    }
+                }
+            }
+        }
+        Ok(volume)
+    }
+}
+
+/// A map key, borrowed from the input where it can be (no allocation per key).
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+
+            fn expecting(&self, formatter: &mut fmt::Formatter) -> fmt::Result {
+                formatter.write_str("a field name")
+            }
+
+            fn visit_borrowed_str<E>(self, key: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(key)))
+            }
+
+            fn visit_str<E>(self, key: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key.to_string())))
+            }
+
+            fn visit_string<E>(self, key: String) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(key)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
 }
 
 /// What a volume's source says about booting from it.
@@ -673,6 +747,46 @@ mod tests {
         assert_eq!(volumes[0].bootability(), Bootability::Unknown);
         assert!(volumes[1].unknown_sources.is_empty());
         assert_eq!(volumes[1].bootability(), Bootability::Bootable);
+    }
+
+    #[test]
+    fn json_text_reads_as_the_json_tree_does() {
+        let doc = json!({
+            "metadata": {"name": "x", "namespace": "ns"},
+            "spec": {"runStrategy": "Always", "template": {"spec": {"volumes": [
+                {"name": "a", "futureSource": {"x": 1}, "containerDisk": null},
+                {"name": "b", "dataVolume": {"name": "b-dv"}}
+            ]}}}
+        });
+        let from_text = VirtualMachine::from_json(&doc.to_string()).unwrap();
+        let from_tree = VirtualMachine::from_value(&doc).unwrap();
+        assert_eq!(format!("{from_text:?}"), format!("{from_tree:?}"));
+        assert_eq!(
+            from_text.template_spec().volumes[0].unknown_sources,
+            vec!["futureSource".to_string()]
+        );
+
+        let wrong = r#"{"spec": {"template": {"spec": {"volumes": [{"name": 7}]}}}}"#;
+        let err = VirtualMachine::from_json(wrong).unwrap_err();
+        assert_eq!(err.path, "spec.template.spec.volumes[0].name");
+        assert!(err.message.contains("invalid type"), "{}", err.message);
+        assert_eq!(
+            VirtualMachine::from_json("7").unwrap_err().path,
+            "(document)"
+        );
+    }
+
+    #[test]
+    fn every_known_source_is_read_as_itself() {
+        for source in KNOWN_SOURCES {
+            let doc = json!({"spec": {"template": {"spec": {"volumes": [
+                {"name": "v", *source: {}}
+            ]}}}});
+            let vm = VirtualMachine::from_json(&doc.to_string()).unwrap();
+            let volume = &vm.template_spec().volumes[0];
+            assert_eq!(volume.sources(), vec![*source]);
+            assert!(volume.unknown_sources.is_empty(), "{source}");
+        }
     }
 
     #[test]
