@@ -410,3 +410,79 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn app_state(policy: &str, deadline: Duration) -> AppState {
+        let mut state = AppState::new(
+            LiveView::fixed(ClusterView::default()),
+            Policy::parse(policy).expect("policy"),
+            Arc::new(Metrics::new()),
+            None,
+        );
+        state.deadline = deadline;
+        state
+    }
+
+    /// A CREATE review of a VM with `disks` disks, each with its volume.
+    fn review_body(disks: usize) -> Vec<u8> {
+        let names: Vec<String> = (0..disks).map(|i| format!("disk-{i}")).collect();
+        let vm = json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "vm1", "namespace": "ns"},
+            "spec": {"runStrategy": "Always", "template": {"spec": {
+                "domain": {"memory": {"guest": "1Gi"}, "devices": {"disks":
+                    names.iter().map(|n| json!({"name": n, "disk": {}})).collect::<Vec<_>>()}},
+                "volumes": names.iter().map(|n| json!({"name": n,
+                    "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}))
+                    .collect::<Vec<_>>()
+            }}}
+        });
+        serde_json::to_vec(&json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u1", "operation": "CREATE", "namespace": "ns",
+                "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
+                "object": vm}
+        }))
+        .expect("serialises")
+    }
+
+    async fn decide_body(state: &AppState, body: &[u8]) -> Verdict {
+        let request = admission::parse_review(body).expect("review");
+        decide(state, request, body.len()).await
+    }
+
+    #[tokio::test]
+    async fn a_large_review_past_the_deadline_is_allowed_with_a_note() {
+        let body = review_body(2_000);
+        assert!(body.len() > INLINE_BODY_BYTES);
+        let state = app_state("mode: enforce", Duration::ZERO);
+        let verdict = decide_body(&state, &body).await;
+        assert!(verdict.allowed && !verdict.evaluated);
+        assert_eq!(
+            verdict.warnings,
+            vec!["[virt-preflight] not checked: deadline exceeded".to_string()]
+        );
+        assert_eq!(state.metrics.deadline_exceeded.get(), 1);
+        // Audit mode puts nothing in the response, failures included.
+        let audit = decide_body(&app_state("mode: audit", Duration::ZERO), &body).await;
+        assert!(audit.allowed && audit.warnings.is_empty());
+        // Within the deadline, the same review is done.
+        let done = decide_body(&app_state("mode: enforce", DEFAULT_DEADLINE), &body).await;
+        assert!(done.evaluated && done.warnings.is_empty(), "{done:?}");
+    }
+
+    #[tokio::test]
+    async fn a_typical_review_is_done_in_place_whatever_the_deadline() {
+        let body = review_body(2);
+        assert!(body.len() <= INLINE_BODY_BYTES);
+        let state = app_state("mode: enforce", Duration::ZERO);
+        let verdict = decide_body(&state, &body).await;
+        assert!(verdict.allowed && verdict.evaluated, "{verdict:?}");
+        assert!(verdict.warnings.is_empty(), "{verdict:?}");
+        assert_eq!(state.metrics.deadline_exceeded.get(), 0);
+    }
+}
