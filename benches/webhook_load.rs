@@ -4,7 +4,9 @@
 //! saturation, for the webhook without a cluster view and with a 5,000-node snapshot.
 //!
 //! Run: `cargo bench --bench webhook_load` (about two minutes; `WEBHOOK_LOAD_ONLY=echo,webhook`
-//! runs the echo server and the webhook without a view, leaving out `nodes`). Each server is its own
+//! runs the echo server and the webhook without a view, leaving out `nodes`;
+//! `WEBHOOK_LOAD_ECHO_WORK_US=N` adds an echo server that spins N µs per request, to show what
+//! that much work per request costs in throughput on the machine). Each server is its own
 //! process (this file re-runs itself as the echo server), so client and server do not share
 //! a runtime; on a 2-core machine they do share the cores, the same way for every server.
 
@@ -110,7 +112,18 @@ fn write_snapshot(path: &Path) {
 
 // ---------------------------------------------------------------- echo server (child mode)
 
+/// Busy CPU time the echo server spends per request (`WEBHOOK_LOAD_ECHO_WORK_US`), to show
+/// what a given amount of work per request costs in throughput on this machine.
+fn echo_work() -> Duration {
+    std::env::var("ECHO_WORK_US")
+        .ok()
+        .and_then(|us| us.parse().ok())
+        .map(Duration::from_micros)
+        .unwrap_or_default()
+}
+
 fn run_echo_server(cert: &str, key: &str) {
+    let work = echo_work();
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
@@ -124,10 +137,14 @@ fn run_echo_server(cert: &str, key: &str) {
         }
         let app = axum::Router::new().route(
             "/validate",
-            axum::routing::post(|body: Bytes| async move {
+            axum::routing::post(move |body: Bytes| async move {
                 let uid = serde_json::from_slice::<Review>(&body)
                     .map(|r| r.request.uid)
                     .unwrap_or_default();
+                let spin = Instant::now();
+                while spin.elapsed() < work {
+                    std::hint::spin_loop();
+                }
                 axum::Json(
                     json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
                     "response": {"uid": uid, "allowed": true}}),
@@ -401,14 +418,19 @@ fn main() {
         command.env("RUST_LOG", "error");
         command
     };
-    let echo = || {
+    let echo = |work_us: u64| {
         let mut command = Command::new(std::env::current_exe().expect("self"));
         command.env(
             "ECHO_SERVER_TLS",
             format!("{},{}", cert.display(), key.display()),
         );
+        command.env("ECHO_WORK_US", work_us.to_string());
         command
     };
+    let echo_work_us: Option<u64> = std::env::var("WEBHOOK_LOAD_ECHO_WORK_US")
+        .ok()
+        .and_then(|us| us.parse().ok());
+    let echo_work_label = format!("echo + {} µs of work", echo_work_us.unwrap_or(0));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -421,11 +443,16 @@ fn main() {
             .is_none_or(|only| only.split(',').any(|k| k == key))
     };
     for (key, label, command) in [
-        ("echo", "echo (axum+rustls, allow only)", echo()),
+        ("echo", "echo (axum+rustls, allow only)", echo(0)),
+        (
+            "echo-work",
+            echo_work_label.as_str(),
+            echo(echo_work_us.unwrap_or(0)),
+        ),
         ("webhook", "virt-preflight, no cluster", webhook(&empty)),
         ("nodes", "virt-preflight, 5,000-node view", webhook(&big)),
     ] {
-        if !wanted(key) {
+        if !wanted(key) || (key == "echo-work" && echo_work_us.is_none()) {
             continue;
         }
         let server = start(command);

@@ -2,8 +2,10 @@
 
 use std::process::ExitCode;
 
-/// mimalloc: the webhook allocates a JSON tree per request from many threads; glibc's malloc
-/// was the largest single cost in a profile of the server at saturation.
+/// mimalloc: the webhook allocates per request on every worker thread, and the watcher and the
+/// reflectors hold many small objects. It was 7 % faster than glibc's malloc when the webhook
+/// built a JSON tree per request; now that it reads the object straight into the model, the two
+/// measure about the same (within the load test's noise).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

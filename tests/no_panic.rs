@@ -1,17 +1,21 @@
 //! No input makes the check pipeline panic: arbitrary JSON placed anywhere in a VirtualMachine,
 //! well-typed VMs with extreme values, odd cluster snapshots, and arbitrary bytes as manifest
 //! text all go through reading, the model, every rule (with and without a cluster view), every
-//! report format and `--fix`, and come out as findings or input errors.
+//! report format and `--fix`, and come out as findings or input errors. The webhook reads each
+//! VM from JSON text, as the API server sends it, and must read it as `check` does.
 
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use serde_json::{Map, Value, json};
+use virt_preflight::admission;
 use virt_preflight::check::{CheckOptions, CheckReport, Outcome, check_all};
 use virt_preflight::cluster::{ClusterView, snapshot};
 use virt_preflight::finding::Severity;
 use virt_preflight::fix;
 use virt_preflight::manifest::{self, Document, Source};
+use virt_preflight::model::VirtualMachine;
+use virt_preflight::policy::Policy;
 use virt_preflight::report::{self, Format};
 
 // ---------------------------------------------------------------------------------------------
@@ -183,7 +187,34 @@ fn run_pipeline(document: &Value, view: Option<Arc<ClusterView>>) {
         assert_eq!(report.documents.len(), 1);
         render_all(&report);
         fix_and_recheck(&report, &options);
+        through_the_webhook(document, options.cluster.as_deref());
     }
+}
+
+/// The webhook's path: the model read from JSON text must be the one `check` reads from the
+/// tree (or fail at the same field), and a whole UPDATE review must come back as a response.
+fn through_the_webhook(document: &Value, cluster: Option<&ClusterView>) {
+    // Both read the same text (a tree re-read from text may round a float differently).
+    let text = document.to_string();
+    let tree: Value = serde_json::from_str(&text).unwrap();
+    let from_tree = VirtualMachine::from_value(&tree);
+    let from_text = VirtualMachine::from_json(&text);
+    match (&from_tree, &from_text) {
+        (Ok(tree), Ok(text)) => assert_eq!(format!("{tree:?}"), format!("{text:?}")),
+        (Err(tree), Err(text)) => assert_eq!(tree.path, text.path),
+        _ => panic!("tree: {from_tree:?}\ntext: {from_text:?}\n{document:#}"),
+    }
+    let body = json!({
+        "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+        "request": {"uid": "u1", "operation": "UPDATE", "namespace": "default",
+            "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
+            "object": document, "oldObject": document}
+    });
+    let request = admission::parse_review(&serde_json::to_vec(&body).unwrap()).unwrap();
+    let verdict = admission::review(&request, cluster, &Policy::default());
+    // The same document before and after: nothing new, so nothing denied.
+    assert!(verdict.allowed, "{verdict:?}");
+    serde_json::to_vec(&verdict.to_review()).unwrap();
 }
 
 fn render_all(report: &CheckReport) {

@@ -62,7 +62,7 @@ impl VirtualMachine {
         self.spec
             .template
             .as_ref()
-            .and_then(|t| t.spec.as_ref())
+            .and_then(|t| t.spec.as_deref())
             .unwrap_or_else(|| EMPTY.get_or_init(VmiSpec::default))
     }
 
@@ -116,7 +116,7 @@ pub struct ObjectMeta {
 pub struct VirtualMachineSpec {
     pub running: Option<bool>,
     pub run_strategy: Option<String>,
-    pub template: Option<VmiTemplate>,
+    pub template: Option<Box<VmiTemplate>>,
     #[serde(default)]
     pub data_volume_templates: Vec<DataVolumeTemplate>,
     pub instancetype: Option<Matcher>,
@@ -183,7 +183,7 @@ pub struct Matcher {
 pub struct VmiTemplate {
     #[serde(default)]
     pub metadata: ObjectMeta,
-    pub spec: Option<VmiSpec>,
+    pub spec: Option<Box<VmiSpec>>,
 }
 
 /// `v1.VirtualMachineInstanceSpec`.
