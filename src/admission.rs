@@ -626,6 +626,20 @@ mod tests {
     }
 
     #[test]
+    fn a_vm_being_deleted_passes_even_when_it_does_not_fit_the_model() {
+        let deleting = vm(|vm| {
+            vm["spec"]["template"]["spec"]["domain"]["devices"]["disks"] = json!("root");
+            vm["metadata"]["deletionTimestamp"] = json!("2026-11-24T00:00:00Z");
+        });
+        let verdict = review(
+            &request("UPDATE", deleting.clone(), Some(deleting)),
+            None,
+            &Policy::default(),
+        );
+        assert!(verdict.allowed && verdict.warnings.is_empty() && !verdict.evaluated);
+    }
+
+    #[test]
     fn parse_review_rejects_what_is_not_a_v1_review() {
         assert!(matches!(parse_review(b"{"), Err(ReviewError::Json(_))));
         assert!(matches!(
