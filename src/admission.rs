@@ -279,17 +279,19 @@ pub fn review(
     };
     let vm = VirtualMachine::from_json(object.get());
     // A VM that does not fit the model still has metadata worth reading.
-    let header = vm.is_err().then(|| ObjectHeader::read(object));
-    let (deleting, object_namespace) = match (&vm, &header) {
-        (Ok(vm), _) => (
+    let header;
+    let (deleting, object_namespace) = match &vm {
+        Ok(vm) => (
             vm.metadata.deletion_timestamp.is_some(),
             vm.metadata.namespace.as_deref(),
         ),
-        (Err(_), Some(header)) => (
-            header.metadata.deletion_timestamp.is_some(),
-            header.metadata.namespace.as_deref(),
-        ),
-        (Err(_), None) => (false, None),
+        Err(_) => {
+            header = ObjectHeader::read(object);
+            (
+                header.metadata.deletion_timestamp.is_some(),
+                header.metadata.namespace.as_deref(),
+            )
+        }
     };
     if deleting {
         return verdict; // never stand in the way of a deletion's finalizer updates

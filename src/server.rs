@@ -266,55 +266,63 @@ fn review_guarded(
 /// Reviews the request against the view as it is now; any failure inside allows.
 async fn decide(state: &AppState, request: AdmissionRequest, body_len: usize) -> Verdict {
     let view = state.view.current();
+    if body_len <= INLINE_BODY_BYTES {
+        let outcome = review_guarded(&request, &view, &state.policy);
+        return deliver(state, outcome, &request, &view);
+    }
+    // Only the blocking pool needs the request shared (and kept for a verdict past the deadline).
     let request = Arc::new(request);
-    let outcome = if body_len <= INLINE_BODY_BYTES {
-        review_guarded(&request, &view, &state.policy)
-    } else {
-        let (job_request, job_view, job_policy) =
-            (request.clone(), view.clone(), state.policy.clone());
-        let job = tokio::task::spawn_blocking(move || {
-            review_guarded(&job_request, &job_view, &job_policy)
-        });
-        match tokio::time::timeout(state.deadline, job).await {
-            Ok(Ok(outcome)) => outcome,
-            Ok(Err(_)) => Err(Failure::Internal),
-            Err(_) => Err(Failure::Deadline),
-        }
+    let (job_request, job_view, job_policy) = (request.clone(), view.clone(), state.policy.clone());
+    let job =
+        tokio::task::spawn_blocking(move || review_guarded(&job_request, &job_view, &job_policy));
+    let outcome = match tokio::time::timeout(state.deadline, job).await {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(_)) => Err(Failure::Internal),
+        Err(_) => Err(Failure::Deadline),
     };
-    match outcome {
+    deliver(state, outcome, &request, &view)
+}
+
+/// Queues the review's Event, or turns a failure into an allowing verdict.
+fn deliver(
+    state: &AppState,
+    outcome: Result<Reviewed, Failure>,
+    request: &AdmissionRequest,
+    view: &ClusterView,
+) -> Verdict {
+    let failure = match outcome {
         Ok((verdict, event)) => {
             if let (Some(event), Some(queue)) = (event, &state.events) {
                 queue.offer(event);
             }
-            verdict
+            return verdict;
         }
-        Err(failure) => {
-            match failure {
-                Failure::Internal => error!(uid = %request.uid, "review failed; allowing"),
-                Failure::Deadline => {
-                    state.metrics.deadline_exceeded.inc();
-                    warn!(uid = %request.uid, "review passed the deadline; allowing");
-                }
-            }
-            // Audit mode promises an empty response, failures included.
-            let mode = admission::mode_for_request(&request, Some(&view), &state.policy);
-            let warnings = if mode == Mode::Audit {
-                Vec::new()
-            } else {
-                vec![format!(
-                    "[virt-preflight] not checked: {}",
-                    failure.as_str()
-                )]
-            };
-            Verdict {
-                uid: request.uid.clone(),
-                allowed: true,
-                warnings,
-                operation: request.operation,
-                mode: Some(mode),
-                ..Verdict::default()
-            }
+        Err(failure) => failure,
+    };
+    match failure {
+        Failure::Internal => error!(uid = %request.uid, "review failed; allowing"),
+        Failure::Deadline => {
+            state.metrics.deadline_exceeded.inc();
+            warn!(uid = %request.uid, "review passed the deadline; allowing");
         }
+    }
+    // Audit mode promises an empty response, failures included.
+    let mode = admission::mode_for_request(request, Some(view), &state.policy);
+    let warnings = if mode == Mode::Audit {
+        Vec::new()
+    } else {
+        vec![format!(
+            "[virt-preflight] not checked: {}",
+            failure.as_str()
+        )]
+    };
+    Verdict {
+        uid: request.uid.clone(),
+        allowed: true,
+        warnings,
+        operation: request.operation,
+        mode: Some(mode),
+        ..Verdict::default()
     }
 }
 
