@@ -464,10 +464,13 @@ fn main() {
                 send(&client, &url, &body).await;
             }
             let fixed = fixed_rate(&client, &url, &body).await;
-            let before = cpu_time(pid);
+            let (before, client_before) = (cpu_time(pid), cpu_time(std::process::id()));
             let saturation = saturation(&client, &url, &body).await;
-            (fixed, saturation, cpu_time(pid).saturating_sub(before))
+            let server_cpu = cpu_time(pid).saturating_sub(before);
+            let client_cpu = cpu_time(std::process::id()).saturating_sub(client_before);
+            (fixed, saturation, (server_cpu, client_cpu))
         });
+        let (server_cpu, client_cpu) = server_cpu;
         for (load, figures) in [("fixed", &fixed), ("saturation", &saturation)] {
             println!(
                 "{:<34} {:>10.0} {:>10.3?} {:>10.3?} {:>7}",
@@ -480,10 +483,12 @@ fn main() {
         }
         let requests = saturation.requests as f64;
         println!(
-            "{:<34} server CPU {:.1} µs per request at saturation ({:.2} cores)",
+            "{:<34} per request at saturation: server CPU {:.1} µs ({:.2} cores), client CPU {:.1} µs ({:.2} cores)",
             "",
             server_cpu.as_secs_f64() * 1e6 / requests.max(1.0),
-            server_cpu.as_secs_f64() / SATURATION_SECONDS as f64
+            server_cpu.as_secs_f64() / SATURATION_SECONDS as f64,
+            client_cpu.as_secs_f64() * 1e6 / requests.max(1.0),
+            client_cpu.as_secs_f64() / SATURATION_SECONDS as f64
         );
         saturated.push((label, saturation.rps));
         drop(server);

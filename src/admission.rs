@@ -3,9 +3,10 @@
 //!
 //! The review types are our own small serde structs rather than kube-core's
 //! `AdmissionRequest<DynamicObject>`: the webhook reads only a handful of fields. The objects
-//! stay raw JSON text until the model reads them, with no JSON tree in between: most of the
-//! webhook's own cost per request was building and walking that tree.
+//! are read straight into the model in the same pass as the review, with no JSON tree in
+//! between: most of the webhook's own cost per request was building and walking that tree.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use serde::de::IgnoredAny;
@@ -15,7 +16,7 @@ use serde_json::value::RawValue;
 use crate::check::object_ref;
 use crate::cluster::ClusterView;
 use crate::finding::{Finding, one_line};
-use crate::model::VirtualMachine;
+use crate::model::{ModelError, VirtualMachine};
 use crate::policy::{Action, Mode, Policy};
 use crate::rules::{self, RuleId};
 
@@ -25,10 +26,10 @@ pub const MAX_WARNINGS_TOTAL_CHARS: usize = 4096;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AdmissionReview {
+pub struct AdmissionReview<O = ReviewObject> {
     pub api_version: Option<String>,
     pub kind: Option<String>,
-    pub request: Option<AdmissionRequest>,
+    pub request: Option<AdmissionRequest<O>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -68,9 +69,10 @@ impl Operation {
     }
 }
 
+/// The request of a review. `O` is how its objects are held: [`ReviewObject`] once parsed.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct AdmissionRequest {
+pub struct AdmissionRequest<O = ReviewObject> {
     pub uid: String,
     #[serde(default)]
     pub kind: GroupVersionKind,
@@ -83,33 +85,89 @@ pub struct AdmissionRequest {
     #[serde(default)]
     pub dry_run: Option<bool>,
     /// The object as sent (`null` reads as `None`).
-    #[serde(default)]
-    pub object: Option<Box<RawValue>>,
-    #[serde(default)]
-    pub old_object: Option<Box<RawValue>>,
+    pub object: Option<O>,
+    pub old_object: Option<O>,
 }
 
-/// The metadata the webhook needs whether or not the object fits the model.
-#[derive(Debug, Default, Deserialize)]
+impl<O> AdmissionRequest<O> {
+    fn map_objects<P>(self, f: impl Fn(O) -> P) -> AdmissionRequest<P> {
+        AdmissionRequest {
+            uid: self.uid,
+            kind: self.kind,
+            namespace: self.namespace,
+            name: self.name,
+            operation: self.operation,
+            dry_run: self.dry_run,
+            object: self.object.map(&f),
+            old_object: self.old_object.map(&f),
+        }
+    }
+}
+
+/// An object carried by a review.
+#[derive(Debug, Clone)]
+pub enum ReviewObject {
+    /// Read into the model while the review was parsed: the common case, one pass over the text.
+    Vm(Box<VirtualMachine>),
+    /// Kept as text because an object of the review does not fit the model (or is not a VM);
+    /// reading it again names the field where it stops.
+    Raw(Box<RawValue>),
+}
+
+impl ReviewObject {
+    /// The VM, as read with the review or read now from the text.
+    pub fn vm(&self) -> Result<Cow<'_, VirtualMachine>, ModelError> {
+        match self {
+            ReviewObject::Vm(vm) => Ok(Cow::Borrowed(vm)),
+            ReviewObject::Raw(text) => VirtualMachine::from_json(text.get()).map(Cow::Owned),
+        }
+    }
+
+    /// The metadata the webhook needs whether or not the object fits the model.
+    fn header(&self) -> ObjectHeader {
+        match self {
+            ReviewObject::Vm(vm) => ObjectHeader {
+                name: vm.metadata.name.clone(),
+                namespace: vm.metadata.namespace.clone(),
+                uid: vm.metadata.uid.clone(),
+                deleting: vm.metadata.deletion_timestamp.is_some(),
+            },
+            ReviewObject::Raw(text) => {
+                let RawHeader { metadata } = serde_json::from_str(text.get()).unwrap_or_default();
+                ObjectHeader {
+                    name: metadata.name,
+                    namespace: metadata.namespace,
+                    uid: metadata.uid,
+                    deleting: metadata.deletion_timestamp.is_some(),
+                }
+            }
+        }
+    }
+}
+
+/// Name, namespace, uid and whether it is being deleted; empty for an object without
+/// readable metadata.
+#[derive(Debug, Default)]
 struct ObjectHeader {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    deleting: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RawHeader {
     #[serde(default)]
-    metadata: HeaderMeta,
+    metadata: RawHeaderMeta,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct HeaderMeta {
+struct RawHeaderMeta {
     name: Option<String>,
     namespace: Option<String>,
     uid: Option<String>,
     deletion_timestamp: Option<IgnoredAny>,
-}
-
-impl ObjectHeader {
-    /// Reads what there is; an object without readable metadata has an empty header.
-    fn read(object: &RawValue) -> ObjectHeader {
-        serde_json::from_str(object.get()).unwrap_or_default()
-    }
 }
 
 /// Why a request body is not a review we can answer.
@@ -126,8 +184,24 @@ pub enum ReviewError {
 }
 
 /// Parses a request body into the review's request.
+///
+/// One pass reads the objects straight into the model. An object that does not fit stops that
+/// pass wherever it is; a second pass then keeps the objects as text, so that the review can
+/// still tell a malformed review from an unusual VM, and say where the VM stops fitting.
 pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
-    let review: AdmissionReview = serde_json::from_slice(body)?;
+    match parse_holding::<Box<VirtualMachine>>(body) {
+        Ok(request) => Ok(request.map_objects(ReviewObject::Vm)),
+        Err(ReviewError::Json(_)) => {
+            parse_holding::<Box<RawValue>>(body).map(|r| r.map_objects(ReviewObject::Raw))
+        }
+        Err(other) => Err(other),
+    }
+}
+
+fn parse_holding<O: serde::de::DeserializeOwned>(
+    body: &[u8],
+) -> Result<AdmissionRequest<O>, ReviewError> {
+    let review: AdmissionReview<O> = serde_json::from_slice(body)?;
     let api_version = review.api_version.unwrap_or_default();
     let kind = review.kind.unwrap_or_default();
     if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
@@ -256,10 +330,8 @@ pub fn mode_for_request(
     cluster: Option<&ClusterView>,
     policy: &Policy,
 ) -> Mode {
-    let header = request.object.as_deref().map(ObjectHeader::read);
-    let object_namespace = header
-        .as_ref()
-        .and_then(|h| h.metadata.namespace.as_deref());
+    let header = request.object.as_ref().map(ReviewObject::header);
+    let object_namespace = header.as_ref().and_then(|h| h.namespace.as_deref());
     let namespace = request_namespace(request, object_namespace);
     policy.mode_for(cluster.and_then(|c| c.namespace_labels(namespace)))
 }
@@ -277,7 +349,7 @@ pub fn review(
     let Some(object) = &request.object else {
         return verdict;
     };
-    let vm = VirtualMachine::from_json(object.get());
+    let vm = object.vm();
     // A VM that does not fit the model still has metadata worth reading.
     let header;
     let (deleting, object_namespace) = match &vm {
@@ -286,11 +358,8 @@ pub fn review(
             vm.metadata.namespace.as_deref(),
         ),
         Err(_) => {
-            header = ObjectHeader::read(object);
-            (
-                header.metadata.deletion_timestamp.is_some(),
-                header.metadata.namespace.as_deref(),
-            )
+            header = object.header();
+            (header.deleting, header.namespace.as_deref())
         }
     };
     if deleting {
@@ -314,7 +383,8 @@ pub fn review(
 
     // UPDATE ratchets: what the old object already had may warn, never deny.
     let old: HashSet<(RuleId, String)> = match (request.operation, &request.old_object) {
-        (Operation::Update, Some(old)) => VirtualMachine::from_json(old.get())
+        (Operation::Update, Some(old)) => old
+            .vm()
             .map(|old| evaluate(&old, namespace, cluster))
             .unwrap_or_default()
             .into_iter()
@@ -433,21 +503,21 @@ pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventR
     if lines.is_empty() {
         return None;
     }
-    let header = ObjectHeader::read(request.object.as_deref()?);
+    let header = request.object.as_ref()?.header();
     let name = request
         .name
         .clone()
         .filter(|n| !n.is_empty())
-        .or(header.metadata.name)?;
+        .or(header.name)?;
     // Events carry a note of at most 1 KiB.
     let mut note = format!("{} finding(s): {}", lines.len(), lines.join("; "));
     if note.len() > 1024 {
         note = one_line(&note, 1000);
     }
     Some(EventRequest {
-        namespace: request_namespace(request, header.metadata.namespace.as_deref()).to_string(),
+        namespace: request_namespace(request, header.namespace.as_deref()).to_string(),
         name,
-        uid: header.metadata.uid,
+        uid: header.uid,
         reason: PREFLIGHT_EVENT_REASON.to_string(),
         action: "Validate".to_string(),
         note,
@@ -458,10 +528,6 @@ pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventR
 mod tests {
     use super::*;
     use serde_json::{Value, json};
-
-    fn raw(object: &Value) -> Box<RawValue> {
-        serde_json::value::to_raw_value(object).unwrap()
-    }
 
     /// The response as the API server reads it.
     fn sent(verdict: &Verdict) -> Value {
@@ -481,21 +547,15 @@ mod tests {
         vm
     }
 
+    /// The request as the API server sends it, read the way the server reads it.
     fn request(operation: &str, object: Value, old: Option<Value>) -> AdmissionRequest {
-        AdmissionRequest {
-            uid: "uid-1".into(),
-            kind: GroupVersionKind {
-                group: "kubevirt.io".into(),
-                version: "v1".into(),
-                kind: "VirtualMachine".into(),
-            },
-            namespace: Some("ns".into()),
-            name: Some("vm1".into()),
-            operation: serde_json::from_value(json!(operation)).unwrap(),
-            dry_run: None,
-            object: Some(raw(&object)),
-            old_object: old.as_ref().map(raw),
-        }
+        let body = json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "uid-1", "namespace": "ns", "name": "vm1", "operation": operation,
+                "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
+                "object": object, "oldObject": old}
+        });
+        parse_review(&serde_json::to_vec(&body).unwrap()).unwrap()
     }
 
     fn broken_disk(vm: &mut Value) {
@@ -639,6 +699,41 @@ mod tests {
             &Policy::default(),
         );
         assert!(verdict.allowed && verdict.warnings.is_empty() && !verdict.evaluated);
+    }
+
+    #[test]
+    fn objects_are_read_with_the_review_unless_one_does_not_fit() {
+        let fits = request("UPDATE", vm(broken_disk), Some(vm(|_| {})));
+        assert!(matches!(fits.object, Some(ReviewObject::Vm(_))));
+        assert!(matches!(fits.old_object, Some(ReviewObject::Vm(_))));
+        let unreadable = vm(|vm| vm["spec"]["running"] = json!("yes"));
+        // One object that does not fit keeps both as text; the one that fits still reads.
+        let kept = request("UPDATE", vm(|_| {}), Some(unreadable.clone()));
+        assert!(matches!(kept.object, Some(ReviewObject::Raw(_))));
+        assert_eq!(
+            kept.object.as_ref().unwrap().vm().unwrap().name(),
+            Some("vm1")
+        );
+        let err = kept.old_object.as_ref().unwrap().vm().unwrap_err();
+        assert_eq!(err.path, "spec.running");
+        // The header of a text object is read from the text.
+        let mut deleting = unreadable;
+        deleting["metadata"]["uid"] = json!("u-9");
+        deleting["metadata"]["deletionTimestamp"] = json!("2026-11-24T00:00:00Z");
+        let header = request("CREATE", deleting, None).object.unwrap().header();
+        assert_eq!(
+            (
+                header.name.as_deref(),
+                header.uid.as_deref(),
+                header.deleting
+            ),
+            (Some("vm1"), Some("u-9"), true)
+        );
+        // A malformed review is still one, whatever its object.
+        assert!(matches!(
+            parse_review(br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{"object":{}}}"#),
+            Err(ReviewError::Json(_))
+        ));
     }
 
     #[test]

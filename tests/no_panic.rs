@@ -191,8 +191,9 @@ fn run_pipeline(document: &Value, view: Option<Arc<ClusterView>>) {
     }
 }
 
-/// The webhook's path: the model read from JSON text must be the one `check` reads from the
-/// tree (or fail at the same field), and a whole UPDATE review must come back as a response.
+/// The webhook's path: the model read with the review (one pass) and from JSON text must be the
+/// one `check` reads from the tree (or fail at the same field), and a whole UPDATE review must
+/// come back as a response.
 fn through_the_webhook(document: &Value, cluster: Option<&ClusterView>) {
     // Both read the same text (a tree re-read from text may round a float differently).
     let text = document.to_string();
@@ -211,6 +212,13 @@ fn through_the_webhook(document: &Value, cluster: Option<&ClusterView>) {
             "object": document, "oldObject": document}
     });
     let request = admission::parse_review(&serde_json::to_vec(&body).unwrap()).unwrap();
+    // Read with the review in one pass, or kept as text: the same model either way.
+    let with_review = request.object.as_ref().unwrap().vm();
+    match (&with_review, &from_text) {
+        (Ok(review), Ok(text)) => assert_eq!(format!("{review:?}"), format!("{text:?}")),
+        (Err(review), Err(text)) => assert_eq!(review.path, text.path),
+        _ => panic!("review: {with_review:?}\ntext: {from_text:?}\n{document:#}"),
+    }
     let verdict = admission::review(&request, cluster, &Policy::default());
     // The same document before and after: nothing new, so nothing denied.
     assert!(verdict.allowed, "{verdict:?}");
