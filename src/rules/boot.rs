@@ -8,22 +8,49 @@ use crate::model::{Bootability, TEMPLATE_SPEC};
 
 /// A device that can carry a `bootOrder`: disks and interfaces share one order.
 struct BootDevice<'a> {
-    path: String,
-    what: &'static str,
+    device: Device<'a>,
     name: &'a str,
     boot_order: i64,
-    disk: Option<&'a EffectiveDisk<'a>>,
+}
+
+enum Device<'a> {
+    Disk(&'a EffectiveDisk<'a>),
+    Interface { index: usize },
+}
+
+impl BootDevice<'_> {
+    fn what(&self) -> &'static str {
+        match self.device {
+            Device::Disk(_) => "disk",
+            Device::Interface { .. } => "interface",
+        }
+    }
+
+    fn disk(&self) -> Option<&EffectiveDisk<'_>> {
+        match self.device {
+            Device::Disk(disk) => Some(disk),
+            Device::Interface { .. } => None,
+        }
+    }
+
+    /// The `bootOrder` field's path (built for a finding only: most VMs have none).
+    fn path(&self) -> String {
+        match self.device {
+            Device::Disk(disk) => format!("{}.bootOrder", disk.path()),
+            Device::Interface { index } => {
+                format!("{TEMPLATE_SPEC}.domain.devices.interfaces[{index}].bootOrder")
+            }
+        }
+    }
 }
 
 /// Every listed disk and interface with a `bootOrder`, in manifest order (disks first).
 fn boot_devices<'a>(cx: &'a VmContext<'a>) -> Vec<BootDevice<'a>> {
     let disks = cx.disks.iter().filter_map(|disk| {
         disk.boot_order.map(|boot_order| BootDevice {
-            path: format!("{}.bootOrder", disk.path()),
-            what: "disk",
+            device: Device::Disk(disk),
             name: disk.name,
             boot_order,
-            disk: Some(disk),
         })
     });
     let interfaces = cx
@@ -35,11 +62,9 @@ fn boot_devices<'a>(cx: &'a VmContext<'a>) -> Vec<BootDevice<'a>> {
         .enumerate()
         .filter_map(|(index, interface)| {
             interface.boot_order.map(|boot_order| BootDevice {
-                path: format!("{TEMPLATE_SPEC}.domain.devices.interfaces[{index}].bootOrder"),
-                what: "interface",
+                device: Device::Interface { index },
                 name: &interface.name,
                 boot_order,
-                disk: None,
             })
         });
     disks.chain(interfaces).collect()
@@ -64,10 +89,12 @@ pub fn boot_order_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     for device in boot_devices(cx) {
         if device.boot_order < 1 {
             out.emit(
-                device.path,
+                device.path(),
                 format!(
                     "{} {:?} has bootOrder {}: boot orders start at 1",
-                    device.what, device.name, device.boot_order
+                    device.what(),
+                    device.name,
+                    device.boot_order
                 ),
             );
         }
@@ -79,10 +106,12 @@ pub fn boot_order_duplicate(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     for device in boot_devices(cx) {
         if device.boot_order >= 1 && !seen.insert(device.boot_order) {
             out.emit(
-                device.path,
+                device.path(),
                 format!(
                     "bootOrder {} of {} {:?} is used by another device: give each device its own",
-                    device.boot_order, device.what, device.name
+                    device.boot_order,
+                    device.what(),
+                    device.name
                 ),
             );
         }
@@ -101,11 +130,11 @@ pub fn boot_order_non_bootable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     else {
         return;
     };
-    let Some(disk) = first.disk else { return };
+    let Some(disk) = first.disk() else { return };
     if bootability(disk) == Bootability::NotBootable {
         let source = disk.volume.and_then(|v| v.single_source()).unwrap_or("?");
         out.emit(
-            first.path.clone(),
+            first.path(),
             format!(
                 "disk {:?} boots first but its {source} volume has no OS: give the OS disk bootOrder 1",
                 disk.name

@@ -5,22 +5,20 @@ use oci_spec::distribution::Reference;
 use super::{Emitter, VmContext};
 use crate::model::{ContainerDiskSource, TEMPLATE_SPEC};
 
-/// Each containerDisk with the path of its `image` field.
+/// Each containerDisk with the index of its volume.
 fn container_disks<'a>(
     cx: &'a VmContext<'a>,
-) -> impl Iterator<Item = (String, &'a ContainerDiskSource)> + 'a {
+) -> impl Iterator<Item = (usize, &'a ContainerDiskSource)> + 'a {
     cx.spec
         .volumes
         .iter()
         .enumerate()
-        .filter_map(|(index, volume)| {
-            volume.container_disk.as_ref().map(|disk| {
-                (
-                    format!("{TEMPLATE_SPEC}.volumes[{index}].containerDisk.image"),
-                    disk,
-                )
-            })
-        })
+        .filter_map(|(index, volume)| volume.container_disk.as_ref().map(|disk| (index, disk)))
+}
+
+/// The path of the `image` field of the containerDisk of volume `index`.
+fn image_path(index: usize) -> String {
+    format!("{TEMPLATE_SPEC}.volumes[{index}].containerDisk.image")
 }
 
 /// The tag of a reference, if it has one: after the last `:` of the last path component,
@@ -36,18 +34,18 @@ fn has_digest(image: &str) -> bool {
 }
 
 pub fn image_reference_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
-    for (path, disk) in container_disks(cx) {
+    for (index, disk) in container_disks(cx) {
         match disk.image.as_deref() {
             None | Some("") => {
                 out.emit(
-                    path,
+                    image_path(index),
                     "containerDisk has no image: set image to a registry reference",
                 );
             }
             Some(image) => {
                 if let Err(err) = image.parse::<Reference>() {
                     out.emit(
-                        path,
+                        image_path(index),
                         format!("image {image:?} is not a valid image reference: {err}"),
                     );
                 }
@@ -59,7 +57,7 @@ pub fn image_reference_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 /// Kubernetes pulls an untagged or `:latest` image Always unless told otherwise, so only an
 /// explicit other policy pins a node to whatever `latest` it pulled first.
 pub fn image_tag_latest(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
-    for (path, disk) in container_disks(cx) {
+    for (index, disk) in container_disks(cx) {
         let Some(image) = disk.image.as_deref().filter(|i| !i.is_empty()) else {
             continue;
         };
@@ -70,7 +68,7 @@ pub fn image_tag_latest(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         let policy = disk.image_pull_policy.as_deref();
         if floating && policy.is_some_and(|p| p != "Always") {
             out.emit(
-                path,
+                image_path(index),
                 format!(
                     "image {image:?} is :latest or untagged, pulled {}: pin a tag or digest",
                     policy.unwrap_or_default()

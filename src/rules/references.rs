@@ -12,9 +12,10 @@ pub struct Reference<'a> {
     pub name: &'a str,
 }
 
-fn reference(path: String, name: Option<&str>) -> Option<Reference<'_>> {
+/// The path is built only for a name that is there (most optional references are not).
+fn reference(path: impl FnOnce() -> String, name: Option<&str>) -> Option<Reference<'_>> {
     name.filter(|n| !n.is_empty())
-        .map(|name| Reference { path, name })
+        .map(|name| Reference { path: path(), name })
 }
 
 /// Every Secret the VM needs: secret volumes (unless optional), cloud-init secret refs,
@@ -27,7 +28,7 @@ pub fn secret_references<'a>(cx: &VmContext<'a>) -> Vec<Reference<'a>> {
             && secret.optional != Some(true)
         {
             refs.extend(reference(
-                at("secret.secretName"),
+                || at("secret.secretName"),
                 secret.secret_name.as_deref(),
             ));
         }
@@ -40,24 +41,24 @@ pub fn secret_references<'a>(cx: &VmContext<'a>) -> Vec<Reference<'a>> {
                     .secret_ref
                     .as_ref()
                     .and_then(|r| r.name.as_deref());
-                refs.extend(reference(at(&format!("{source}.secretRef.name")), user));
+                refs.extend(reference(|| at(&format!("{source}.secretRef.name")), user));
                 let network = cloud_init
                     .network_data_secret_ref
                     .as_ref()
                     .and_then(|r| r.name.as_deref());
                 refs.extend(reference(
-                    at(&format!("{source}.networkDataSecretRef.name")),
+                    || at(&format!("{source}.networkDataSecretRef.name")),
                     network,
                 ));
             }
         }
         if let Some(sysprep) = &volume.sysprep {
             let name = sysprep.secret.as_ref().and_then(|r| r.name.as_deref());
-            refs.extend(reference(at("sysprep.secret.name"), name));
+            refs.extend(reference(|| at("sysprep.secret.name"), name));
         }
         if let Some(disk) = &volume.container_disk {
             refs.extend(reference(
-                at("containerDisk.imagePullSecret"),
+                || at("containerDisk.imagePullSecret"),
                 disk.image_pull_secret.as_deref(),
             ));
         }
@@ -73,7 +74,11 @@ pub fn secret_references<'a>(cx: &VmContext<'a>) -> Vec<Reference<'a>> {
                 .and_then(|s| s.secret.as_ref())
                 .and_then(|s| s.secret_name.as_deref());
             refs.extend(reference(
-                format!("{TEMPLATE_SPEC}.accessCredentials[{i}].{field}.source.secret.secretName"),
+                || {
+                    format!(
+                        "{TEMPLATE_SPEC}.accessCredentials[{i}].{field}.source.secret.secretName"
+                    )
+                },
                 name,
             ));
         }
@@ -82,7 +87,7 @@ pub fn secret_references<'a>(cx: &VmContext<'a>) -> Vec<Reference<'a>> {
         if let Some(source) = &template.spec.source {
             for (kind, import) in source.imports() {
                 refs.extend(reference(
-                    format!("spec.dataVolumeTemplates[{i}].spec.source.{kind}.secretRef"),
+                    || format!("spec.dataVolumeTemplates[{i}].spec.source.{kind}.secretRef"),
                     import.secret_ref.as_deref(),
                 ));
             }
@@ -100,13 +105,13 @@ pub fn configmap_references<'a>(cx: &VmContext<'a>) -> Vec<Reference<'a>> {
             && config_map.optional != Some(true)
         {
             refs.extend(reference(
-                format!("{TEMPLATE_SPEC}.volumes[{i}].configMap.name"),
+                || format!("{TEMPLATE_SPEC}.volumes[{i}].configMap.name"),
                 config_map.name.as_deref(),
             ));
         }
         if let Some(sysprep) = &volume.sysprep {
             refs.extend(reference(
-                format!("{TEMPLATE_SPEC}.volumes[{i}].sysprep.configMap.name"),
+                || format!("{TEMPLATE_SPEC}.volumes[{i}].sysprep.configMap.name"),
                 sysprep.config_map.as_ref().and_then(|r| r.name.as_deref()),
             ));
         }
@@ -115,7 +120,7 @@ pub fn configmap_references<'a>(cx: &VmContext<'a>) -> Vec<Reference<'a>> {
         if let Some(source) = &template.spec.source {
             for (kind, import) in source.imports() {
                 refs.extend(reference(
-                    format!("spec.dataVolumeTemplates[{i}].spec.source.{kind}.certConfigMap"),
+                    || format!("spec.dataVolumeTemplates[{i}].spec.source.{kind}.certConfigMap"),
                     import.cert_config_map.as_deref(),
                 ));
             }
@@ -156,7 +161,7 @@ pub fn service_account_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         .enumerate()
         .filter_map(|(i, volume)| {
             reference(
-                format!("{TEMPLATE_SPEC}.volumes[{i}].serviceAccount.serviceAccountName"),
+                || format!("{TEMPLATE_SPEC}.volumes[{i}].serviceAccount.serviceAccountName"),
                 volume
                     .service_account
                     .as_ref()

@@ -1,7 +1,5 @@
 //! Memory, CPU and storage amounts.
 
-use std::collections::BTreeMap;
-
 use super::{Emitter, VmContext};
 use crate::model::{ParsedQuantity, QuantityText, ResourceRequirements, TEMPLATE_SPEC};
 
@@ -74,23 +72,33 @@ pub fn guest_memory_exceeds_limit(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     }
 }
 
-/// Every quantity the VM writes, with its path.
-fn quantities<'a>(cx: &VmContext<'a>) -> Vec<(String, &'a QuantityText)> {
-    let mut found = Vec::new();
-    let mut requirements = |prefix: &str, resources: &'a ResourceRequirements| {
-        let maps: [(&str, &'a BTreeMap<String, QuantityText>); 2] = [
-            ("requests", &resources.requests),
-            ("limits", &resources.limits),
-        ];
-        for (field, map) in maps {
-            for (key, quantity) in map {
-                found.push((key_path(&format!("{prefix}.{field}"), key), quantity));
-            }
+/// What [`each_quantity`] calls: a quantity, and how to name its path (built only when asked:
+/// almost every quantity is valid).
+type Visit<'v, 'a> = dyn FnMut(&'a QuantityText, &dyn Fn() -> String) + 'v;
+
+fn requirements<'a>(
+    visit: &mut Visit<'_, 'a>,
+    prefix: &dyn Fn() -> String,
+    resources: &'a ResourceRequirements,
+) {
+    for (field, map) in [
+        ("requests", &resources.requests),
+        ("limits", &resources.limits),
+    ] {
+        for (key, quantity) in map {
+            visit(quantity, &|| {
+                key_path(&format!("{}.{field}", prefix()), key)
+            });
         }
-    };
+    }
+}
+
+/// Visits every quantity the VM writes.
+fn each_quantity<'a>(cx: &VmContext<'a>, visit: &mut Visit<'_, 'a>) {
     let domain = &cx.spec.domain;
     requirements(
-        &format!("{TEMPLATE_SPEC}.domain.resources"),
+        visit,
+        &|| format!("{TEMPLATE_SPEC}.domain.resources"),
         &domain.resources,
     );
     for (index, template) in cx.vm.spec.data_volume_templates.iter().enumerate() {
@@ -100,7 +108,8 @@ fn quantities<'a>(cx: &VmContext<'a>) -> Vec<(String, &'a QuantityText)> {
         ] {
             if let Some(storage) = storage {
                 requirements(
-                    &format!("spec.dataVolumeTemplates[{index}].spec.{field}.resources"),
+                    visit,
+                    &|| format!("spec.dataVolumeTemplates[{index}].spec.{field}.resources"),
                     &storage.resources,
                 );
             }
@@ -109,7 +118,9 @@ fn quantities<'a>(cx: &VmContext<'a>) -> Vec<(String, &'a QuantityText)> {
     if let Some(memory) = &domain.memory {
         for (field, quantity) in [("guest", &memory.guest), ("maxGuest", &memory.max_guest)] {
             if let Some(quantity) = quantity {
-                found.push((format!("{TEMPLATE_SPEC}.domain.memory.{field}"), quantity));
+                visit(quantity, &|| {
+                    format!("{TEMPLATE_SPEC}.domain.memory.{field}")
+                });
             }
         }
     }
@@ -126,28 +137,26 @@ fn quantities<'a>(cx: &VmContext<'a>) -> Vec<(String, &'a QuantityText)> {
         ];
         for (source, capacity) in capacities {
             if let Some(capacity) = capacity {
-                found.push((
-                    format!("{TEMPLATE_SPEC}.volumes[{index}].{source}.capacity"),
-                    capacity,
-                ));
+                visit(capacity, &|| {
+                    format!("{TEMPLATE_SPEC}.volumes[{index}].{source}.capacity")
+                });
             }
         }
     }
-    found
 }
 
 pub fn quantity_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
-    for (path, quantity) in quantities(cx) {
+    each_quantity(cx, &mut |quantity, path| {
         if let Err(err) = quantity.parse() {
             out.emit(
-                path,
+                path(),
                 format!(
                     "{:?} is not a quantity: it {err} (e.g. 2Gi, 500m)",
                     quantity.as_str()
                 ),
             );
         }
-    }
+    });
 }
 
 #[cfg(test)]

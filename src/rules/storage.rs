@@ -7,10 +7,19 @@ use super::{Emitter, VmContext};
 use crate::cluster::Kind;
 use crate::model::{StorageSpec, TEMPLATE_SPEC};
 
-/// A claim a volume uses directly: `persistentVolumeClaim` or `ephemeral`.
+/// A claim a volume names: `persistentVolumeClaim`, `ephemeral` or `dataVolume`.
 struct Claim<'a> {
-    path: String,
+    /// The volume's index and the field under it that names the claim.
+    volume: usize,
+    field: &'static str,
     name: &'a str,
+}
+
+impl Claim<'_> {
+    /// Built for a finding only.
+    fn path(&self) -> String {
+        format!("{TEMPLATE_SPEC}.volumes[{}].{}", self.volume, self.field)
+    }
 }
 
 fn claims<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
@@ -34,14 +43,15 @@ fn claims<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
                 .or(ephemeral)
                 .filter(|(_, name)| !name.is_empty())
                 .map(|(field, name)| Claim {
-                    path: format!("{TEMPLATE_SPEC}.volumes[{i}].{field}"),
+                    volume: i,
+                    field,
                     name,
                 })
         })
         .collect()
 }
 
-/// `dataVolume` volumes, with the path of their name.
+/// `dataVolume` volumes.
 fn data_volumes<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
     cx.spec
         .volumes
@@ -49,8 +59,9 @@ fn data_volumes<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
         .enumerate()
         .filter_map(|(i, volume)| {
             let name = volume.data_volume.as_ref()?.name.as_deref()?;
-            (!name.is_empty()).then(|| Claim {
-                path: format!("{TEMPLATE_SPEC}.volumes[{i}].dataVolume.name"),
+            (!name.is_empty()).then_some(Claim {
+                volume: i,
+                field: "dataVolume.name",
                 name,
             })
         })
@@ -66,23 +77,36 @@ fn template_names<'a>(cx: &VmContext<'a>) -> HashSet<&'a str> {
         .collect()
 }
 
-/// Each template's storage section (`pvc` or `storage`), with its path.
-fn template_storage<'a>(cx: &VmContext<'a>) -> Vec<(String, &'a StorageSpec, bool)> {
+/// A template's storage section: `pvc`, or `storage` (the storage API, which CDI completes
+/// from the StorageProfile).
+struct TemplateStorage<'a> {
+    template: usize,
+    storage_api: bool,
+    spec: &'a StorageSpec,
+}
+
+impl TemplateStorage<'_> {
+    /// The path of `field` in this section (built for a finding only).
+    fn path(&self, field: &str) -> String {
+        let section = if self.storage_api { "storage" } else { "pvc" };
+        format!(
+            "spec.dataVolumeTemplates[{}].spec.{section}{field}",
+            self.template
+        )
+    }
+}
+
+fn template_storage<'a>(cx: &VmContext<'a>) -> Vec<TemplateStorage<'a>> {
     let mut out = Vec::new();
     for (i, template) in cx.vm.spec.data_volume_templates.iter().enumerate() {
-        if let Some(pvc) = &template.spec.pvc {
-            out.push((
-                format!("spec.dataVolumeTemplates[{i}].spec.pvc"),
-                pvc,
-                false,
-            ));
-        }
-        if let Some(storage) = &template.spec.storage {
-            out.push((
-                format!("spec.dataVolumeTemplates[{i}].spec.storage"),
-                storage,
-                true,
-            ));
+        for (storage_api, spec) in [(false, &template.spec.pvc), (true, &template.spec.storage)] {
+            if let Some(spec) = spec {
+                out.push(TemplateStorage {
+                    template: i,
+                    storage_api,
+                    spec,
+                });
+            }
         }
     }
     out
@@ -96,7 +120,7 @@ pub fn pvc_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             && view.exists(Kind::PersistentVolumeClaim, cx.namespace, claim.name) == Some(false)
         {
             out.emit(
-                claim.path,
+                claim.path(),
                 format!(
                     "PVC {:?} does not exist in namespace {}: create it or add a dataVolumeTemplate",
                     claim.name, cx.namespace
@@ -117,7 +141,7 @@ pub fn datavolume_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         let pvc = view.exists(Kind::PersistentVolumeClaim, cx.namespace, volume.name);
         if data_volume == Some(false) && pvc == Some(false) {
             out.emit(
-                volume.path,
+                volume.path(),
                 format!(
                     "DataVolume {:?} is neither a dataVolumeTemplate nor an existing DataVolume or PVC",
                     volume.name
@@ -129,8 +153,9 @@ pub fn datavolume_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 
 pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
-    for (path, storage, _) in template_storage(cx) {
+    for storage in template_storage(cx) {
         let Some(class) = storage
+            .spec
             .storage_class_name
             .as_deref()
             .filter(|c| !c.is_empty())
@@ -139,7 +164,7 @@ pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         };
         if view.storage_class(class) == Some(None) {
             out.emit(
-                format!("{path}.storageClassName"),
+                storage.path(".storageClassName"),
                 format!("StorageClass {class:?} does not exist: the DataVolume would stay Pending"),
             );
         }
@@ -158,7 +183,7 @@ pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         };
         if pvc.phase.as_deref() == Some("Pending") && view.storage_class(class) == Some(None) {
             out.emit(
-                claim.path,
+                claim.path(),
                 format!(
                     "PVC {:?} is Pending on StorageClass {class:?}, which does not exist",
                     claim.name
@@ -173,11 +198,11 @@ pub fn no_default_storage_class(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     if view.default_storage_class() != Some(None) {
         return;
     }
-    for (path, storage, _) in template_storage(cx) {
+    for storage in template_storage(cx) {
         // An explicit "" asks for no class (static binding), not for the default.
-        if storage.storage_class_name.is_none() {
+        if storage.spec.storage_class_name.is_none() {
             out.emit(
-                path,
+                storage.path(""),
                 "no storageClassName and the cluster has no default StorageClass: name one",
             );
         }
@@ -186,11 +211,11 @@ pub fn no_default_storage_class(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 
 pub fn storage_profile_incomplete(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
-    for (path, storage, is_storage_api) in template_storage(cx) {
-        if !is_storage_api || !storage.access_modes.is_empty() {
+    for storage in template_storage(cx) {
+        if !storage.storage_api || !storage.spec.access_modes.is_empty() {
             continue;
         }
-        let class = match storage.storage_class_name.as_deref() {
+        let class = match storage.spec.storage_class_name.as_deref() {
             Some("") => continue,
             Some(class) => Some(class),
             None => view.default_storage_class().flatten(),
@@ -200,7 +225,7 @@ pub fn storage_profile_incomplete(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             && !profile.has_access_modes
         {
             out.emit(
-                format!("{path}.accessModes"),
+                storage.path(".accessModes"),
                 format!(
                     "StorageProfile {class:?} gives no accessModes: set spec.storage.accessModes or the profile"
                 ),
@@ -216,7 +241,7 @@ pub fn pvc_lost(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             && pvc.phase.as_deref() == Some("Lost")
         {
             out.emit(
-                claim.path,
+                claim.path(),
                 format!(
                     "PVC {:?} is Lost (its PersistentVolume is gone): restore or replace it",
                     claim.name

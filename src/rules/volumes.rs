@@ -123,10 +123,10 @@ pub fn volume_source_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     for (index, volume) in cx.spec.volumes.iter().enumerate() {
         let known = volume.sources();
         let count = known.len() + volume.unknown_sources.len();
-        let path = format!("{TEMPLATE_SPEC}.volumes[{index}]");
+        let path = || format!("{TEMPLATE_SPEC}.volumes[{index}]");
         if count == 0 {
             out.emit(
-                path,
+                path(),
                 format!(
                     "volume {:?} has no source: set one, e.g. containerDisk or dataVolume",
                     volume.name
@@ -139,7 +139,7 @@ pub fn volume_source_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
                 .chain(volume.unknown_sources.iter().map(String::as_str))
                 .collect();
             out.emit(
-                path,
+                path(),
                 format!(
                     "volume {:?} has {count} sources ({}): keep exactly one",
                     volume.name,
