@@ -5,6 +5,7 @@
 //!
 //! Run: `cargo bench --bench webhook_load` (about two minutes; `WEBHOOK_LOAD_ONLY=echo,webhook`
 //! runs the echo server and the webhook without a view, leaving out `nodes`;
+//! `WEBHOOK_LOAD_ROUNDS=N` sets the saturation rounds, 5 by default;
 //! `WEBHOOK_LOAD_ECHO_WORK_US=N` adds an echo server that spins N µs per request, to show what
 //! that much work per request costs in throughput on the machine). Each server is its own
 //! process (this file re-runs itself as the echo server), so client and server do not share
@@ -26,7 +27,9 @@ use serde_json::{Value, json};
 const SERVER_NAME: &str = "virt-preflight.virt-preflight.svc";
 const RATE: u64 = 1_000;
 const FIXED_SECONDS: u64 = 10;
-const SATURATION_SECONDS: u64 = 10;
+const SATURATION_SECONDS: u64 = 5;
+/// Saturation rounds per server (`WEBHOOK_LOAD_ROUNDS`); the median is reported.
+const ROUNDS: usize = 5;
 const CONNECTIONS: usize = 16;
 
 fn typical_vm() -> Value {
@@ -431,17 +434,25 @@ fn main() {
         .ok()
         .and_then(|us| us.parse().ok());
     let echo_work_label = format!("echo + {} µs of work", echo_work_us.unwrap_or(0));
+    let rounds: usize = std::env::var("WEBHOOK_LOAD_ROUNDS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(ROUNDS);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    let mut saturated = Vec::new();
     // WEBHOOK_LOAD_ONLY=echo,webhook runs a subset (while working on one of them).
     let only = std::env::var("WEBHOOK_LOAD_ONLY").ok();
     let wanted = |key: &str| {
         only.as_deref()
             .is_none_or(|only| only.split(',').any(|k| k == key))
     };
+    // Every server runs from the start; an idle one costs nothing. Saturation runs take turns
+    // round by round, so that a change in the machine's speed during the run (it is shared)
+    // falls on every server alike, and each round's ratio to the echo compares like with like.
+    let mut targets = Vec::new();
     for (key, label, command) in [
         ("echo", "echo (axum+rustls, allow only)", echo(0)),
         (
@@ -457,49 +468,109 @@ fn main() {
         }
         let server = start(command);
         let (client, url) = client(generated.ca_cert_pem.as_bytes(), server.addr);
-        let pid = server.child.id();
-        let (fixed, saturation, server_cpu) = runtime.block_on(async {
+        targets.push(Target {
+            label,
+            server,
+            client,
+            url,
+            rounds: Vec::new(),
+        });
+    }
+    for target in &targets {
+        let fixed = runtime.block_on(async {
             // Warm up connections and caches.
             for _ in 0..200 {
-                send(&client, &url, &body).await;
+                send(&target.client, &target.url, &body).await;
             }
-            let fixed = fixed_rate(&client, &url, &body).await;
-            let (before, client_before) = (cpu_time(pid), cpu_time(std::process::id()));
-            let saturation = saturation(&client, &url, &body).await;
-            let server_cpu = cpu_time(pid).saturating_sub(before);
-            let client_cpu = cpu_time(std::process::id()).saturating_sub(client_before);
-            (fixed, saturation, (server_cpu, client_cpu))
+            fixed_rate(&target.client, &target.url, &body).await
         });
-        let (server_cpu, client_cpu) = server_cpu;
-        for (load, figures) in [("fixed", &fixed), ("saturation", &saturation)] {
-            println!(
-                "{:<34} {:>10.0} {:>10.3?} {:>10.3?} {:>7}",
-                format!("{label} / {load}"),
-                figures.rps,
-                figures.p50,
-                figures.p99,
-                figures.errors
-            );
-        }
-        let requests = saturation.requests as f64;
-        println!(
-            "{:<34} per request at saturation: server CPU {:.1} µs ({:.2} cores), client CPU {:.1} µs ({:.2} cores)",
-            "",
-            server_cpu.as_secs_f64() * 1e6 / requests.max(1.0),
-            server_cpu.as_secs_f64() / SATURATION_SECONDS as f64,
-            client_cpu.as_secs_f64() * 1e6 / requests.max(1.0),
-            client_cpu.as_secs_f64() / SATURATION_SECONDS as f64
-        );
-        saturated.push((label, saturation.rps));
-        drop(server);
+        print_row(&format!("{} / fixed", target.label), &fixed);
     }
-    let Some(&(_, echo_rps)) = saturated.first().filter(|_| wanted("echo")) else {
+    for _ in 0..rounds {
+        for target in &mut targets {
+            let pid = target.server.child.id();
+            let round = runtime.block_on(async {
+                let (server, client) = (cpu_time(pid), cpu_time(std::process::id()));
+                let figures = saturation(&target.client, &target.url, &body).await;
+                Round {
+                    server_cpu: cpu_time(pid).saturating_sub(server),
+                    client_cpu: cpu_time(std::process::id()).saturating_sub(client),
+                    figures,
+                }
+            });
+            target.rounds.push(round);
+        }
+    }
+    println!(
+        "saturation: {rounds} rounds of {SATURATION_SECONDS}s each, servers taking turns; the median round of each:"
+    );
+    for target in &targets {
+        let median = target.median();
+        print_row(&format!("{} / saturation", target.label), &median.figures);
+        let requests = (median.figures.requests as f64).max(1.0);
+        let all: Vec<String> = target
+            .rounds
+            .iter()
+            .map(|r| format!("{:.0}", r.figures.rps))
+            .collect();
+        println!(
+            "{:<34} rounds: {} req/s; per request: server CPU {:.1} µs ({:.2} cores), client CPU {:.1} µs ({:.2} cores)",
+            "",
+            all.join(", "),
+            median.server_cpu.as_secs_f64() * 1e6 / requests,
+            median.server_cpu.as_secs_f64() / SATURATION_SECONDS as f64,
+            median.client_cpu.as_secs_f64() * 1e6 / requests,
+            median.client_cpu.as_secs_f64() / SATURATION_SECONDS as f64
+        );
+    }
+    let Some(echo) = targets.first().filter(|_| wanted("echo")) else {
         return;
     };
-    for (label, rps) in &saturated[1..] {
+    for target in &targets[1..] {
+        let mut ratios: Vec<f64> = target
+            .rounds
+            .iter()
+            .zip(&echo.rounds)
+            .map(|(own, echo)| own.figures.rps / echo.figures.rps * 100.0)
+            .collect();
+        ratios.sort_by(f64::total_cmp);
         println!(
-            "{label}: {:.0}% of the echo server's saturated throughput",
-            rps / echo_rps * 100.0
+            "{}: {:.0}% of the echo server's saturated throughput (median of {} rounds; {:.0}–{:.0}%)",
+            target.label,
+            ratios[ratios.len() / 2],
+            ratios.len(),
+            ratios[0],
+            ratios[ratios.len() - 1]
         );
     }
+}
+
+struct Target<'a> {
+    label: &'a str,
+    server: Server,
+    client: HttpsClient,
+    url: String,
+    rounds: Vec<Round>,
+}
+
+struct Round {
+    figures: Figures,
+    server_cpu: Duration,
+    client_cpu: Duration,
+}
+
+impl Target<'_> {
+    /// The round with the median throughput.
+    fn median(&self) -> &Round {
+        let mut sorted: Vec<&Round> = self.rounds.iter().collect();
+        sorted.sort_by(|a, b| a.figures.rps.total_cmp(&b.figures.rps));
+        sorted[sorted.len() / 2]
+    }
+}
+
+fn print_row(label: &str, figures: &Figures) {
+    println!(
+        "{:<34} {:>10.0} {:>10.3?} {:>10.3?} {:>7}",
+        label, figures.rps, figures.p50, figures.p99, figures.errors
+    );
 }

@@ -175,6 +175,8 @@ struct RawHeaderMeta {
 pub enum ReviewError {
     #[error("not an AdmissionReview: {0}")]
     Json(#[from] serde_json::Error),
+    #[error("not an AdmissionReview: the body is not UTF-8 ({0})")]
+    Utf8(#[from] std::str::Utf8Error),
     #[error(
         "expected apiVersion admission.k8s.io/v1 and kind AdmissionReview, got {api_version}/{kind}"
     )]
@@ -189,6 +191,8 @@ pub enum ReviewError {
 /// pass wherever it is; a second pass then keeps the objects as text, so that the review can
 /// still tell a malformed review from an unusual VM, and say where the VM stops fitting.
 pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
+    // JSON is UTF-8 (RFC 8259); checked once here, not string by string while parsing.
+    let body = std::str::from_utf8(body)?;
     match parse_holding::<Box<VirtualMachine>>(body) {
         Ok(request) => Ok(request.map_objects(ReviewObject::Vm)),
         Err(ReviewError::Json(_)) => {
@@ -199,9 +203,9 @@ pub fn parse_review(body: &[u8]) -> Result<AdmissionRequest, ReviewError> {
 }
 
 fn parse_holding<O: serde::de::DeserializeOwned>(
-    body: &[u8],
+    body: &str,
 ) -> Result<AdmissionRequest<O>, ReviewError> {
-    let review: AdmissionReview<O> = serde_json::from_slice(body)?;
+    let review: AdmissionReview<O> = serde_json::from_str(body)?;
     let api_version = review.api_version.unwrap_or_default();
     let kind = review.kind.unwrap_or_default();
     if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
@@ -739,6 +743,10 @@ mod tests {
     #[test]
     fn parse_review_rejects_what_is_not_a_v1_review() {
         assert!(matches!(parse_review(b"{"), Err(ReviewError::Json(_))));
+        assert!(matches!(
+            parse_review(b"{\"apiVersion\": \"\xff\"}"),
+            Err(ReviewError::Utf8(_))
+        ));
         assert!(matches!(
             parse_review(br#"{"apiVersion":"admission.k8s.io/v1beta1","kind":"AdmissionReview","request":{"uid":"x"}}"#),
             Err(ReviewError::WrongType { .. })

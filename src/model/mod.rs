@@ -20,6 +20,18 @@ pub use quantity::{ParsedQuantity, QuantityError, QuantityText};
 /// `spec.template.spec`, as written in paths.
 pub const TEMPLATE_SPEC: &str = "spec.template.spec";
 
+/// A field whose presence is all the rules read (`disk: {}`, `pod: {}`, `kernelBoot`): its
+/// content is skipped, not stored, so reading a VM does not build a JSON tree for it. `null`
+/// reads as absent, as for every `Option`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Present;
+
+impl<'de> Deserialize<'de> for Present {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        IgnoredAny::deserialize(deserializer).map(|_| Present)
+    }
+}
+
 /// A field of a known name held a value of the wrong type.
 #[derive(Debug, thiserror::Error)]
 #[error("{path}: {message}")]
@@ -36,8 +48,6 @@ pub struct VirtualMachine {
     pub metadata: ObjectMeta,
     #[serde(default)]
     pub spec: VirtualMachineSpec,
-    #[serde(default)]
-    pub status: Option<VirtualMachineStatus>,
 }
 
 impl VirtualMachine {
@@ -241,9 +251,9 @@ pub struct Disk {
     pub name: String,
     /// Signed so that `0` and negative values reach the `boot-order-invalid` rule.
     pub boot_order: Option<i64>,
-    pub disk: Option<Value>,
-    pub cdrom: Option<Value>,
-    pub lun: Option<Value>,
+    pub disk: Option<Present>,
+    pub cdrom: Option<Present>,
+    pub lun: Option<Present>,
 }
 
 impl Disk {
@@ -319,7 +329,7 @@ pub struct ResourceRequirements {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Firmware {
-    pub kernel_boot: Option<Value>,
+    pub kernel_boot: Option<Present>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -327,7 +337,7 @@ pub struct Firmware {
 pub struct Network {
     #[serde(default)]
     pub name: String,
-    pub pod: Option<Value>,
+    pub pod: Option<Present>,
     pub multus: Option<MultusNetwork>,
 }
 
@@ -366,10 +376,10 @@ pub struct Volume {
     pub cloud_init_no_cloud: Option<CloudInitSource>,
     pub config_map: Option<ConfigMapSource>,
     pub container_disk: Option<ContainerDiskSource>,
-    pub container_path: Option<Value>,
+    pub container_path: Option<Present>,
     pub data_volume: Option<DataVolumeSource>,
-    pub downward_api: Option<Value>,
-    pub downward_metrics: Option<Value>,
+    pub downward_api: Option<Present>,
+    pub downward_metrics: Option<Present>,
     pub empty_disk: Option<EmptyDiskSource>,
     pub ephemeral: Option<EphemeralSource>,
     pub host_disk: Option<HostDiskSource>,
@@ -475,7 +485,7 @@ pub enum Bootability {
 
 impl Volume {
     /// The known source kinds that are set, by their JSON names.
-    pub fn sources(&self) -> Vec<&'static str> {
+    pub fn sources(&self) -> impl Iterator<Item = &'static str> + use<> {
         let present = [
             self.cloud_init_config_drive.is_some(),
             self.cloud_init_no_cloud.is_some(),
@@ -498,13 +508,13 @@ impl Volume {
             .iter()
             .zip(present)
             .filter_map(|(name, set)| set.then_some(*name))
-            .collect()
     }
 
     /// The single source kind, when there is exactly one known source and nothing unknown.
     pub fn single_source(&self) -> Option<&'static str> {
-        match (self.sources().as_slice(), self.unknown_sources.is_empty()) {
-            ([one], true) => Some(one),
+        let mut known = self.sources();
+        match (known.next(), known.next(), self.unknown_sources.is_empty()) {
+            (Some(one), None, true) => Some(one),
             _ => None,
         }
     }
@@ -652,7 +662,7 @@ pub struct DataVolumeSpec {
     pub pvc: Option<StorageSpec>,
     pub storage: Option<StorageSpec>,
     pub source: Option<DataVolumeSourceSpec>,
-    pub source_ref: Option<Value>,
+    pub source_ref: Option<Present>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -675,10 +685,10 @@ pub struct DataVolumeSourceSpec {
     pub gcs: Option<ImportSource>,
     pub imageio: Option<ImportSource>,
     pub vddk: Option<ImportSource>,
-    pub pvc: Option<Value>,
-    pub blank: Option<Value>,
-    pub upload: Option<Value>,
-    pub snapshot: Option<Value>,
+    pub pvc: Option<Present>,
+    pub blank: Option<Present>,
+    pub upload: Option<Present>,
+    pub snapshot: Option<Present>,
 }
 
 impl DataVolumeSourceSpec {
@@ -702,14 +712,6 @@ impl DataVolumeSourceSpec {
 pub struct ImportSource {
     pub secret_ref: Option<String>,
     pub cert_config_map: Option<String>,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct VirtualMachineStatus {
-    pub printable_status: Option<String>,
-    #[serde(default)]
-    pub conditions: Vec<Value>,
 }
 
 #[cfg(test)]
@@ -778,6 +780,24 @@ mod tests {
     }
 
     #[test]
+    fn presence_fields_keep_only_whether_they_are_set() {
+        let text = r#"{"spec": {"template": {"spec": {"domain": {
+            "devices": {"disks": [{"name": "a", "cdrom": {"bus": "sata"}},
+                                  {"name": "b", "cdrom": null, "disk": {"bus": "virtio"}}]},
+            "firmware": {"kernelBoot": null}}}}}}"#;
+        for vm in [
+            VirtualMachine::from_json(text).unwrap(),
+            VirtualMachine::from_value(&serde_json::from_str(text).unwrap()).unwrap(),
+        ] {
+            let domain = &vm.template_spec().domain;
+            let disks = &domain.devices.disks;
+            assert!(disks[0].is_cdrom() && disks[0].disk.is_none());
+            assert!(!disks[1].is_cdrom() && disks[1].disk == Some(Present));
+            assert!(domain.firmware.as_ref().unwrap().kernel_boot.is_none());
+        }
+    }
+
+    #[test]
     fn every_known_source_is_read_as_itself() {
         for source in KNOWN_SOURCES {
             let doc = json!({"spec": {"template": {"spec": {"volumes": [
@@ -785,7 +805,7 @@ mod tests {
             ]}}}});
             let vm = VirtualMachine::from_json(&doc.to_string()).unwrap();
             let volume = &vm.template_spec().volumes[0];
-            assert_eq!(volume.sources(), vec![*source]);
+            assert_eq!(volume.sources().collect::<Vec<_>>(), vec![*source]);
             assert!(volume.unknown_sources.is_empty(), "{source}");
         }
     }

@@ -76,7 +76,7 @@ fn boots_a_kernel(cx: &VmContext<'_>) -> bool {
         .domain
         .firmware
         .as_ref()
-        .is_some_and(|f| f.kernel_boot.as_ref().is_some_and(|k| !k.is_null()))
+        .is_some_and(|f| f.kernel_boot.is_some())
 }
 
 fn bootability(disk: &EffectiveDisk<'_>) -> Bootability {

@@ -121,8 +121,7 @@ pub fn duplicate_name(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 
 pub fn volume_source_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     for (index, volume) in cx.spec.volumes.iter().enumerate() {
-        let known = volume.sources();
-        let count = known.len() + volume.unknown_sources.len();
+        let count = volume.sources().count() + volume.unknown_sources.len();
         let path = || format!("{TEMPLATE_SPEC}.volumes[{index}]");
         if count == 0 {
             out.emit(
@@ -133,11 +132,8 @@ pub fn volume_source_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
                 ),
             );
         } else if count > 1 {
-            let names: Vec<&str> = known
-                .iter()
-                .copied()
-                .chain(volume.unknown_sources.iter().map(String::as_str))
-                .collect();
+            let mut names: Vec<&str> = volume.sources().collect();
+            names.extend(volume.unknown_sources.iter().map(String::as_str));
             out.emit(
                 path(),
                 format!(
