@@ -7,7 +7,8 @@
 //! between: most of the webhook's own cost per request was building and walking that tree.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+
+use foldhash::{HashSet, HashSetExt};
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};

@@ -1,7 +1,7 @@
 //! Boot order and bootable disks, reasoned on the effective disk list (KubeVirt appends a disk
 //! for every volume that no disk or filesystem names).
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use super::{EffectiveDisk, Emitter, VmContext};
 use crate::model::{Bootability, TEMPLATE_SPEC};

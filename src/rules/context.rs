@@ -1,7 +1,8 @@
 //! What the rules share about one VM, computed once: name lookups and the effective disk list.
 
 use std::cell::OnceCell;
-use std::collections::HashMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::cluster::{ClusterView, NodeSet};
 use crate::model::{TEMPLATE_SPEC, VirtualMachine, VmiSpec, Volume};

@@ -1,7 +1,7 @@
 //! Interfaces and networks pair up by name. With neither listed, KubeVirt adds the default pod
 //! network and its interface, so an empty pair is fine.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use super::{Emitter, VmContext};
 use crate::model::TEMPLATE_SPEC;

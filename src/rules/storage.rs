@@ -1,7 +1,7 @@
 //! PVCs, DataVolumes, StorageClasses and CDI StorageProfiles. `dataVolumeTemplates` count as
 //! PVCs and DataVolumes that will exist: KubeVirt creates them with the VM.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
 use super::{Emitter, VmContext};
 use crate::cluster::Kind;

@@ -1,6 +1,6 @@
 //! Disks, filesystems, volumes and dataVolumeTemplates: names that must meet, and sources.
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use super::{Emitter, VmContext};
 use crate::model::TEMPLATE_SPEC;
