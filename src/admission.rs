@@ -9,7 +9,6 @@
 use std::borrow::Cow;
 
 use foldhash::{HashSet, HashSetExt};
-
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
