@@ -16,7 +16,7 @@ use serde_json::value::RawValue;
 use crate::check::object_ref;
 use crate::cluster::ClusterView;
 use crate::finding::{Finding, one_line};
-use crate::model::{ModelError, VirtualMachine};
+use crate::model::{ModelError, ObjectMeta, VirtualMachine};
 use crate::policy::{Action, Mode, Policy};
 use crate::rules::{self, RuleId};
 
@@ -124,20 +124,15 @@ impl ReviewObject {
     }
 
     /// The metadata the webhook needs whether or not the object fits the model.
-    fn header(&self) -> ObjectHeader {
+    fn header(&self) -> ObjectHeader<'_> {
         match self {
-            ReviewObject::Vm(vm) => ObjectHeader {
-                name: vm.metadata.name.clone(),
-                namespace: vm.metadata.namespace.clone(),
-                uid: vm.metadata.uid.clone(),
-                deleting: vm.metadata.deletion_timestamp.is_some(),
-            },
+            ReviewObject::Vm(vm) => ObjectHeader::from(&vm.metadata),
             ReviewObject::Raw(text) => {
                 let RawHeader { metadata } = serde_json::from_str(text.get()).unwrap_or_default();
                 ObjectHeader {
-                    name: metadata.name,
-                    namespace: metadata.namespace,
-                    uid: metadata.uid,
+                    name: metadata.name.map(Cow::Owned),
+                    namespace: metadata.namespace.map(Cow::Owned),
+                    uid: metadata.uid.map(Cow::Owned),
                     deleting: metadata.deletion_timestamp.is_some(),
                 }
             }
@@ -146,13 +141,24 @@ impl ReviewObject {
 }
 
 /// Name, namespace, uid and whether it is being deleted; empty for an object without
-/// readable metadata.
+/// readable metadata. Borrowed from the model where the object fits it.
 #[derive(Debug, Default)]
-struct ObjectHeader {
-    name: Option<String>,
-    namespace: Option<String>,
-    uid: Option<String>,
+struct ObjectHeader<'a> {
+    name: Option<Cow<'a, str>>,
+    namespace: Option<Cow<'a, str>>,
+    uid: Option<Cow<'a, str>>,
     deleting: bool,
+}
+
+impl<'a> From<&'a ObjectMeta> for ObjectHeader<'a> {
+    fn from(metadata: &'a ObjectMeta) -> Self {
+        ObjectHeader {
+            name: metadata.name.as_deref().map(Cow::Borrowed),
+            namespace: metadata.namespace.as_deref().map(Cow::Borrowed),
+            uid: metadata.uid.as_deref().map(Cow::Borrowed),
+            deleting: metadata.deletion_timestamp.is_some(),
+        }
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -355,21 +361,14 @@ pub fn review(
     };
     let vm = object.vm();
     // A VM that does not fit the model still has metadata worth reading.
-    let header;
-    let (deleting, object_namespace) = match &vm {
-        Ok(vm) => (
-            vm.metadata.deletion_timestamp.is_some(),
-            vm.metadata.namespace.as_deref(),
-        ),
-        Err(_) => {
-            header = object.header();
-            (header.deleting, header.namespace.as_deref())
-        }
+    let header = match &vm {
+        Ok(vm) => ObjectHeader::from(&vm.metadata),
+        Err(_) => object.header(),
     };
-    if deleting {
+    if header.deleting {
         return verdict; // never stand in the way of a deletion's finalizer updates
     }
-    let namespace = request_namespace(request, object_namespace);
+    let namespace = request_namespace(request, header.namespace.as_deref());
     let mode = policy.mode_for(cluster.and_then(|c| c.namespace_labels(namespace)));
     verdict.mode = Some(mode);
     let Ok(vm) = &vm else {
@@ -512,7 +511,7 @@ pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventR
         .name
         .clone()
         .filter(|n| !n.is_empty())
-        .or(header.name)?;
+        .or(header.name.map(Cow::into_owned))?;
     // Events carry a note of at most 1 KiB.
     let mut note = format!("{} finding(s): {}", lines.len(), lines.join("; "));
     if note.len() > 1024 {
@@ -521,7 +520,7 @@ pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventR
     Some(EventRequest {
         namespace: request_namespace(request, header.namespace.as_deref()).to_string(),
         name,
-        uid: header.uid,
+        uid: header.uid.map(Cow::into_owned),
         reason: PREFLIGHT_EVENT_REASON.to_string(),
         action: "Validate".to_string(),
         note,
@@ -724,7 +723,8 @@ mod tests {
         let mut deleting = unreadable;
         deleting["metadata"]["uid"] = json!("u-9");
         deleting["metadata"]["deletionTimestamp"] = json!("2026-11-24T00:00:00Z");
-        let header = request("CREATE", deleting, None).object.unwrap().header();
+        let object = request("CREATE", deleting, None).object.unwrap();
+        let header = object.header();
         assert_eq!(
             (
                 header.name.as_deref(),
