@@ -84,37 +84,50 @@ pub fn datavolume_template_unused(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 
 pub fn duplicate_name(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let devices = &cx.spec.domain.devices;
-    let lists: [(&str, &str, Vec<&str>); 4] = [
-        (
-            "disk",
-            "domain.devices.disks",
-            devices.disks.iter().map(|d| d.name.as_str()).collect(),
-        ),
-        (
-            "volume",
-            "volumes",
-            cx.spec.volumes.iter().map(|v| v.name.as_str()).collect(),
-        ),
-        (
-            "interface",
-            "domain.devices.interfaces",
-            devices.interfaces.iter().map(|i| i.name.as_str()).collect(),
-        ),
-        (
-            "network",
-            "networks",
-            cx.spec.networks.iter().map(|n| n.name.as_str()).collect(),
-        ),
-    ];
-    for (what, field, names) in lists {
-        let mut seen = HashSet::with_capacity(names.len());
-        for (index, name) in names.into_iter().enumerate() {
-            if !seen.insert(name) {
-                out.emit(
-                    format!("{TEMPLATE_SPEC}.{field}[{index}].name"),
-                    format!("{what} name {name:?} is used twice: {what} names must be unique"),
-                );
-            }
+    report_repeats(
+        "disk",
+        "domain.devices.disks",
+        &devices.disks,
+        |d| &d.name,
+        out,
+    );
+    report_repeats("volume", "volumes", &cx.spec.volumes, |v| &v.name, out);
+    let interfaces = &devices.interfaces;
+    report_repeats(
+        "interface",
+        "domain.devices.interfaces",
+        interfaces,
+        |i| &i.name,
+        out,
+    );
+    report_repeats("network", "networks", &cx.spec.networks, |n| &n.name, out);
+}
+
+/// Up to this many items, names are compared pairwise (no allocation); more go through a set.
+const PAIRWISE_UP_TO: usize = 16;
+
+/// Reports every item of the template list `field` whose name an earlier item has.
+fn report_repeats<'a, T>(
+    what: &str,
+    field: &str,
+    items: &'a [T],
+    name: impl Fn(&'a T) -> &'a str,
+    out: &mut Emitter<'_>,
+) {
+    let mut seen = (items.len() > PAIRWISE_UP_TO).then(|| HashSet::with_capacity(items.len()));
+    for (index, item) in items.iter().enumerate() {
+        let item_name = name(item);
+        let repeated = match &mut seen {
+            Some(seen) => !seen.insert(item_name),
+            None => items[..index]
+                .iter()
+                .any(|earlier| name(earlier) == item_name),
+        };
+        if repeated {
+            out.emit(
+                format!("{TEMPLATE_SPEC}.{field}[{index}].name"),
+                format!("{what} name {item_name:?} is used twice: {what} names must be unique"),
+            );
         }
     }
 }
@@ -148,6 +161,7 @@ pub fn volume_source_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 
 #[cfg(test)]
 mod tests {
+    use super::PAIRWISE_UP_TO;
     use crate::rules::RuleId::*;
     use crate::rules::testing::*;
     use serde_json::json;
@@ -282,6 +296,32 @@ mod tests {
             vec![(
                 DuplicateName,
                 "spec.template.spec.domain.devices.disks[1].name".into()
+            )]
+        );
+
+        // Past PAIRWISE_UP_TO items, names are checked through a set: the same findings.
+        let base = spec(&mut valid_vm_with(|_| {}))["domain"]["devices"]["disks"]
+            .as_array()
+            .unwrap()
+            .len();
+        let many = valid_vm_with(|vm| {
+            let disks = spec(vm)["domain"]["devices"]["disks"]
+                .as_array_mut()
+                .unwrap();
+            for i in 0..=PAIRWISE_UP_TO {
+                disks.push(json!({"name": format!("extra-{}", i % PAIRWISE_UP_TO), "disk": {}}));
+            }
+        });
+        let repeats: Vec<_> = super::super::testing::fired(many)
+            .into_iter()
+            .filter(|(rule, _)| *rule == DuplicateName)
+            .collect();
+        let last = base + PAIRWISE_UP_TO;
+        assert_eq!(
+            repeats,
+            vec![(
+                DuplicateName,
+                format!("spec.template.spec.domain.devices.disks[{last}].name")
             )]
         );
     }
