@@ -7,7 +7,9 @@
 //! runs the echo server and the webhook without a view, leaving out `nodes`;
 //! `WEBHOOK_LOAD_ROUNDS=N` sets the saturation rounds, 5 by default;
 //! `WEBHOOK_LOAD_ECHO_WORK_US=N` adds an echo server that spins N µs per request, to show what
-//! that much work per request costs in throughput on the machine). Each server is its own
+//! that much work per request costs in throughput on the machine;
+//! `WEBHOOK_LOAD_BASELINE=path/to/virt-preflight` adds another build of the webhook, say of
+//! main, to the same rounds, for a before/after comparison). Each server is its own
 //! process (this file re-runs itself as the echo server), so client and server do not share
 //! a runtime; on a 2-core machine they do share the cores, the same way for every server.
 
@@ -402,7 +404,7 @@ fn main() {
     );
 
     let binary = env!("CARGO_BIN_EXE_virt-preflight");
-    let webhook = |snapshot: &Path| {
+    let webhook_of = |binary: &Path, snapshot: &Path| {
         let mut command = Command::new(binary);
         command.args([
             "serve",
@@ -421,6 +423,10 @@ fn main() {
         command.env("RUST_LOG", "error");
         command
     };
+    let webhook = |snapshot: &Path| webhook_of(Path::new(binary), snapshot);
+    // WEBHOOK_LOAD_BASELINE=path/to/virt-preflight: another build (say, of main) in the same
+    // rounds, without a view, for a before/after that the machine's drift does not skew.
+    let baseline = std::env::var_os("WEBHOOK_LOAD_BASELINE").map(std::path::PathBuf::from);
     let echo = |work_us: u64| {
         let mut command = Command::new(std::env::current_exe().expect("self"));
         command.env(
@@ -462,8 +468,18 @@ fn main() {
         ),
         ("webhook", "virt-preflight, no cluster", webhook(&empty)),
         ("nodes", "virt-preflight, 5,000-node view", webhook(&big)),
+        (
+            "baseline",
+            "baseline build, no cluster",
+            webhook_of(baseline.as_deref().unwrap_or(Path::new(binary)), &empty),
+        ),
     ] {
-        if !wanted(key) || (key == "echo-work" && echo_work_us.is_none()) {
+        let absent = match key {
+            "echo-work" => echo_work_us.is_none(),
+            "baseline" => baseline.is_none(),
+            _ => false,
+        };
+        if !wanted(key) || absent {
             continue;
         }
         let server = start(command);
