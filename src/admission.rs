@@ -223,8 +223,16 @@ thread_local! {
     static BUFFERS: RefCell<simd_json::Buffers> = RefCell::new(simd_json::Buffers::default());
 }
 
-/// simd-json's reading of a review whose objects fit the model; `None` for anything else.
+/// simd-json's reading of a review whose objects fit the model; `None` for anything else,
+/// a panic inside the parser included (it is SIMD code on untrusted input, and the request
+/// path must not panic): serde_json then reads the body.
 fn parse_fast(body: &[u8]) -> Option<AdmissionRequest<Box<VirtualMachine>>> {
+    std::panic::catch_unwind(|| read_with_simd_json(body))
+        .ok()
+        .flatten()
+}
+
+fn read_with_simd_json(body: &[u8]) -> Option<AdmissionRequest<Box<VirtualMachine>>> {
     if may_escape_a_surrogate(body) {
         return None;
     }
