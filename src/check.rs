@@ -169,10 +169,16 @@ pub fn object_ref(vm: &VirtualMachine, default_namespace: &str) -> ObjectRef {
         namespace: vm
             .metadata
             .namespace
-            .clone()
+            .as_deref()
             .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| default_namespace.to_string()),
-        name: vm.metadata.name.clone().filter(|n| !n.is_empty()),
+            .unwrap_or(default_namespace)
+            .to_string(),
+        name: vm
+            .metadata
+            .name
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .map(str::to_string),
     }
 }
 

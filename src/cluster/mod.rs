@@ -10,10 +10,11 @@ pub mod live;
 pub mod nodes;
 pub mod snapshot;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
+use foldhash::{HashMap, HashSet};
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -180,8 +181,10 @@ pub struct DataVolumeInfo {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StorageClassInfo {
-    /// `storageclass.kubernetes.io/is-default-class` or `storageclass.kubevirt.io/is-default-virt-class` is "true".
+    /// `storageclass.kubernetes.io/is-default-class` is "true".
     pub default: bool,
+    /// `storageclass.kubevirt.io/is-default-virt-class` is "true".
+    pub virt_default: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +196,37 @@ pub struct StorageProfileInfo {
 /// Names by namespace, for the kinds whose existence is all the rules need.
 pub type NamesByNamespace = HashMap<String, HashSet<String>>;
 
+/// Objects by namespace, then name: looked up by `&str` pairs, with no key built per lookup.
+pub type ByNamespace<T> = HashMap<String, HashMap<String, T>>;
+
+/// StorageClasses by name, and the one a claim without a class gets.
+#[derive(Debug, Clone, Default)]
+pub struct StorageClasses {
+    by_name: HashMap<String, StorageClassInfo>,
+    default: Option<String>,
+}
+
+impl StorageClasses {
+    fn new(by_name: HashMap<String, StorageClassInfo>) -> Self {
+        let default = default_class(&by_name).map(str::to_string);
+        StorageClasses { by_name, default }
+    }
+}
+
+/// The class CDI gives a DataVolume that names none: the KubeVirt default
+/// (`storageclass.kubevirt.io/is-default-virt-class`) before the Kubernetes default; among
+/// several of a kind, the first by name (the view does not keep creation times).
+fn default_class(by_name: &HashMap<String, StorageClassInfo>) -> Option<&str> {
+    let first_of = |wanted: fn(&StorageClassInfo) -> bool| {
+        by_name
+            .iter()
+            .filter(|(_, info)| wanted(info))
+            .map(|(name, _)| name.as_str())
+            .min()
+    };
+    first_of(|info| info.virt_default).or_else(|| first_of(|info| info.default))
+}
+
 /// The indexed, immutable cluster picture. Each part is an `Arc` so that a watcher can rebuild
 /// one kind without copying the others.
 #[derive(Debug, Clone, Default)]
@@ -200,9 +234,9 @@ pub struct ClusterView {
     known: KindSet,
     names: HashMap<Kind, Arc<NamesByNamespace>>,
     cluster_names: HashMap<Kind, Arc<HashSet<String>>>,
-    pvcs: Arc<HashMap<(String, String), PvcInfo>>,
-    datavolumes: Arc<HashMap<(String, String), DataVolumeInfo>>,
-    storage_classes: Arc<HashMap<String, StorageClassInfo>>,
+    pvcs: Arc<ByNamespace<PvcInfo>>,
+    datavolumes: Arc<ByNamespace<DataVolumeInfo>>,
+    storage_classes: Arc<StorageClasses>,
     storage_profiles: Arc<HashMap<String, StorageProfileInfo>>,
     namespace_labels: Arc<HashMap<String, BTreeMap<String, String>>>,
     nodes: Arc<NodeIndex>,
@@ -231,10 +265,7 @@ impl ClusterView {
             return None;
         }
         if kind == Kind::PersistentVolumeClaim {
-            return Some(
-                self.pvcs
-                    .contains_key(&(namespace.to_string(), name.to_string())),
-            );
+            return Some(lookup(&self.pvcs, namespace, name).is_some());
         }
         if kind.is_namespaced() {
             Some(
@@ -254,34 +285,24 @@ impl ClusterView {
 
     pub fn pvc(&self, namespace: &str, name: &str) -> Option<Option<&PvcInfo>> {
         self.is_known(Kind::PersistentVolumeClaim)
-            .then(|| self.pvcs.get(&(namespace.to_string(), name.to_string())))
+            .then(|| lookup(&self.pvcs, namespace, name))
     }
 
     /// A DataVolume's phase and messages; `None` when DataVolumes are unknown.
     pub fn datavolume(&self, namespace: &str, name: &str) -> Option<Option<&DataVolumeInfo>> {
-        self.is_known(Kind::DataVolume).then(|| {
-            self.datavolumes
-                .get(&(namespace.to_string(), name.to_string()))
-        })
+        self.is_known(Kind::DataVolume)
+            .then(|| lookup(&self.datavolumes, namespace, name))
     }
 
     pub fn storage_class(&self, name: &str) -> Option<Option<&StorageClassInfo>> {
         self.is_known(Kind::StorageClass)
-            .then(|| self.storage_classes.get(name))
+            .then(|| self.storage_classes.by_name.get(name))
     }
 
     /// Name of the default StorageClass (the virt default first), if known.
     pub fn default_storage_class(&self) -> Option<Option<&str>> {
-        self.is_known(Kind::StorageClass).then(|| {
-            let mut defaults: Vec<&str> = self
-                .storage_classes
-                .iter()
-                .filter(|(_, info)| info.default)
-                .map(|(name, _)| name.as_str())
-                .collect();
-            defaults.sort_unstable();
-            defaults.first().copied()
-        })
+        self.is_known(Kind::StorageClass)
+            .then(|| self.storage_classes.default.as_deref())
     }
 
     pub fn storage_profile(&self, storage_class: &str) -> Option<Option<&StorageProfileInfo>> {
@@ -334,9 +355,13 @@ impl ClusterView {
             .map(|(ns, set)| ns.capacity() + set_bytes(set))
             .sum();
         let cluster: usize = self.cluster_names.values().map(|s| set_bytes(s)).sum();
-        let pvcs = self.pvcs.len() * 160;
+        let pvcs = self.pvcs.values().map(HashMap::len).sum::<usize>() * 160;
         names + cluster + pvcs + self.nodes.approximate_bytes()
     }
+}
+
+fn lookup<'v, T>(objects: &'v ByNamespace<T>, namespace: &str, name: &str) -> Option<&'v T> {
+    objects.get(namespace).and_then(|names| names.get(name))
 }
 
 fn replace_entry<V: Clone>(mine: &mut HashMap<Kind, V>, theirs: &HashMap<Kind, V>, kind: Kind) {
@@ -452,10 +477,8 @@ fn datavolume_info(object: &Value) -> DataVolumeInfo {
     DataVolumeInfo { phase, messages }
 }
 
-const DEFAULT_CLASS_ANNOTATIONS: [&str; 2] = [
-    "storageclass.kubernetes.io/is-default-class",
-    "storageclass.kubevirt.io/is-default-virt-class",
-];
+const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
+const VIRT_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubevirt.io/is-default-virt-class";
 
 /// Collects objects, then builds a [`ClusterView`].
 #[derive(Debug, Default)]
@@ -463,8 +486,8 @@ pub struct ViewBuilder {
     known: KindSet,
     names: HashMap<Kind, NamesByNamespace>,
     cluster_names: HashMap<Kind, HashSet<String>>,
-    pvcs: HashMap<(String, String), PvcInfo>,
-    datavolumes: HashMap<(String, String), DataVolumeInfo>,
+    pvcs: ByNamespace<PvcInfo>,
+    datavolumes: ByNamespace<DataVolumeInfo>,
     storage_classes: HashMap<String, StorageClassInfo>,
     storage_profiles: HashMap<String, StorageProfileInfo>,
     namespace_labels: HashMap<String, BTreeMap<String, String>>,
@@ -500,26 +523,28 @@ impl ViewBuilder {
             }
             Kind::PersistentVolumeClaim => {
                 let pvc = PvcObject::deserialize(object).map_err(|e| fail(e.to_string()))?;
-                self.pvcs.insert(
-                    (
-                        namespace_or_default(pvc.metadata.namespace),
+                self.pvcs
+                    .entry(namespace_or_default(pvc.metadata.namespace))
+                    .or_default()
+                    .insert(
                         pvc.metadata.name,
-                    ),
-                    PvcInfo {
-                        phase: pvc.status.phase,
-                        storage_class: pvc.spec.storage_class_name,
-                    },
-                );
+                        PvcInfo {
+                            phase: pvc.status.phase,
+                            storage_class: pvc.spec.storage_class_name,
+                        },
+                    );
             }
             Kind::StorageClass => {
                 let meta = WithMeta::deserialize(object)
                     .map_err(|e| fail(e.to_string()))?
                     .metadata;
-                let default = DEFAULT_CLASS_ANNOTATIONS
-                    .iter()
-                    .any(|a| meta.annotations.get(*a).map(String::as_str) == Some("true"));
-                self.storage_classes
-                    .insert(meta.name, StorageClassInfo { default });
+                let annotated =
+                    |key: &str| meta.annotations.get(key).map(String::as_str) == Some("true");
+                let info = StorageClassInfo {
+                    default: annotated(DEFAULT_CLASS_ANNOTATION),
+                    virt_default: annotated(VIRT_DEFAULT_CLASS_ANNOTATION),
+                };
+                self.storage_classes.insert(meta.name, info);
             }
             Kind::StorageProfile => {
                 let profile =
@@ -542,13 +567,10 @@ impl ViewBuilder {
                     self.namespace_labels.insert(meta.name.clone(), meta.labels);
                 }
                 if kind == Kind::DataVolume {
-                    self.datavolumes.insert(
-                        (
-                            namespace_or_default(meta.namespace.clone()),
-                            meta.name.clone(),
-                        ),
-                        datavolume_info(object),
-                    );
+                    self.datavolumes
+                        .entry(namespace_or_default(meta.namespace.clone()))
+                        .or_default()
+                        .insert(meta.name.clone(), datavolume_info(object));
                 }
                 if kind.is_namespaced() {
                     self.names
@@ -583,7 +605,7 @@ impl ViewBuilder {
                 .collect(),
             pvcs: Arc::new(self.pvcs),
             datavolumes: Arc::new(self.datavolumes),
-            storage_classes: Arc::new(self.storage_classes),
+            storage_classes: Arc::new(StorageClasses::new(self.storage_classes)),
             storage_profiles: Arc::new(self.storage_profiles),
             namespace_labels: Arc::new(self.namespace_labels),
             nodes: Arc::new(NodeIndex::new(self.nodes)),
@@ -645,6 +667,24 @@ mod tests {
             .unwrap();
         let view = builder.build();
         assert_eq!(view.default_storage_class(), Some(Some("fast")));
+
+        // CDI gives a claim without a class the KubeVirt default before the Kubernetes one.
+        let mut builder = ViewBuilder::new();
+        for (name, annotation) in [
+            ("a-kube", "storageclass.kubernetes.io/is-default-class"),
+            ("z-virt", "storageclass.kubevirt.io/is-default-virt-class"),
+        ] {
+            builder
+                .add(
+                    Kind::StorageClass,
+                    &json!({"metadata": {"name": name, "annotations": {annotation: "true"}}}),
+                )
+                .unwrap();
+        }
+        assert_eq!(
+            builder.build().default_storage_class(),
+            Some(Some("z-virt"))
+        );
         assert_eq!(
             view.storage_profile("slow"),
             Some(Some(&StorageProfileInfo {

@@ -6,14 +6,15 @@
 //! NoExecute taints; then what KubeVirt adds: the node is not cordoned, is Ready, and carries
 //! `kubevirt.io/schedulable=true`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use fixedbitset::FixedBitSet;
+use foldhash::{HashMap, HashMapExt};
 use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, Toleration};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::model::{ParsedQuantity, QuantityText};
+use crate::model::{Labels, ParsedQuantity, QuantityText};
 
 /// Label virt-handler puts on nodes that can run VMs.
 pub const SCHEDULABLE_LABEL: &str = "kubevirt.io/schedulable";
@@ -218,6 +219,8 @@ pub struct NodeIndex {
     cordoned: NodeSet,
     not_ready: NodeSet,
     not_kubevirt: NodeSet,
+    /// Nodes that are none of the three above: where a new VM can go.
+    ready_for_vms: NodeSet,
     /// Nodes grouped by their (sorted) taint list: tolerations are checked once per group.
     taint_groups: Vec<(Vec<Taint>, NodeSet)>,
     /// Extended resource name → nodes whose allocatable has some of it.
@@ -281,6 +284,10 @@ impl NodeIndex {
                 }
             }
         }
+        index.ready_for_vms = index.all.clone();
+        index.ready_for_vms.difference_with(&index.cordoned);
+        index.ready_for_vms.difference_with(&index.not_ready);
+        index.ready_for_vms.difference_with(&index.not_kubevirt);
         index.taint_groups = groups.into_iter().collect();
         index.taint_groups.sort_by(|a, b| a.0.cmp(&b.0));
         index.nodes = nodes;
@@ -312,15 +319,22 @@ impl NodeIndex {
     }
 
     /// Nodes carrying every label of `selector`.
-    pub fn matching_selector(&self, selector: &BTreeMap<String, String>) -> NodeSet {
-        let mut set = self.all();
-        for (key, value) in selector {
+    pub fn matching_selector(&self, selector: &Labels) -> NodeSet {
+        let mut labels = selector.iter();
+        let mut set = match labels.next() {
+            None => return self.all(),
+            Some((key, value)) => match self.with_label(key, value) {
+                Some(nodes) => nodes.clone(),
+                None => return self.empty(),
+            },
+        };
+        for (key, value) in labels {
+            if set.is_clear() {
+                break;
+            }
             match self.with_label(key, value) {
                 Some(nodes) => set.intersect_with(nodes),
                 None => return self.empty(),
-            }
-            if set.is_clear() {
-                break;
             }
         }
         set
@@ -453,9 +467,7 @@ impl NodeIndex {
     /// The nodes of `set` that can take a new VM: not cordoned, Ready, KubeVirt-schedulable.
     pub fn schedulable(&self, set: &NodeSet) -> NodeSet {
         let mut result = set.clone();
-        result.difference_with(&self.cordoned);
-        result.difference_with(&self.not_ready);
-        result.difference_with(&self.not_kubevirt);
+        result.intersect_with(&self.ready_for_vms);
         result
     }
 
@@ -529,24 +541,24 @@ impl NodeIndex {
 
     /// For a nodeSelector that matches nothing: the node that carries the most of its labels,
     /// and the first label it lacks, described as `worker-3 has gpu=t4` or `worker-3 has no gpu`.
-    pub fn nearest_miss(&self, selector: &BTreeMap<String, String>) -> Option<(String, String)> {
+    pub fn nearest_miss(&self, selector: &Labels) -> Option<(String, String)> {
         // Most labels matched wins; among those, a node that has the key with another value
         // tells more than one without the key. `rev` makes the first such node win ties.
         let best = self.nodes.iter().rev().max_by_key(|node| {
             let matched = selector
                 .iter()
-                .filter(|(k, v)| node.labels.get(*k) == Some(*v))
+                .filter(|(k, v)| node.labels.get(k.as_str()).is_some_and(|have| have == *v))
                 .count();
             let present = selector
                 .keys()
-                .filter(|k| node.labels.contains_key(*k))
+                .filter(|k| node.labels.contains_key(k.as_str()))
                 .count();
             (matched, present)
         })?;
         let (key, _) = selector
             .iter()
-            .find(|(k, v)| best.labels.get(*k) != Some(*v))?;
-        let has = match best.labels.get(key) {
+            .find(|(k, v)| best.labels.get(k.as_str()).is_none_or(|have| have != *v))?;
+        let has = match best.labels.get(key.as_str()) {
             Some(value) => format!("has {key}={value}"),
             None => format!("has no {key} label"),
         };
@@ -762,7 +774,7 @@ mod tests {
         );
         assert_eq!(
             index.untolerated_example(
-                &index.matching_selector(&BTreeMap::from([("zone".into(), "b".into())])),
+                &index.matching_selector(&Labels::from([("zone".into(), "b".into())])),
                 &[]
             ),
             Some(("n1".into(), "gpu=yes:NoSchedule".into()))
@@ -779,10 +791,7 @@ mod tests {
     #[test]
     fn nearest_miss_names_the_closest_node() {
         let index = index();
-        let selector = BTreeMap::from([
-            ("zone".to_string(), "a".to_string()),
-            ("gen".to_string(), "5".to_string()),
-        ]);
+        let selector = Labels::from([("zone".into(), "a".into()), ("gen".into(), "5".into())]);
         assert!(index.matching_selector(&selector).is_clear());
         let (name, has) = index.nearest_miss(&selector).unwrap();
         assert!(name == "n0" || name == "n1");
@@ -796,7 +805,7 @@ mod tests {
             node("t4", json!({"gpu": "t4"}), json!([])),
             node("other", json!({}), json!([])),
         ]);
-        let selector = BTreeMap::from([("gpu".to_string(), "a100".to_string())]);
+        let selector = Labels::from([("gpu".into(), "a100".into())]);
         assert_eq!(
             index.nearest_miss(&selector),
             Some(("t4".to_string(), "has gpu=t4".to_string()))

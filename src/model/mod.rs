@@ -11,6 +11,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use compact_str::CompactString;
 use serde::Deserialize;
 use serde::de::{IgnoredAny, MapAccess, Visitor};
 use serde_json::Value;
@@ -19,6 +20,9 @@ pub use quantity::{ParsedQuantity, QuantityError, QuantityText};
 
 /// `spec.template.spec`, as written in paths.
 pub const TEMPLATE_SPEC: &str = "spec.template.spec";
+
+/// Labels as the model holds them (a nodeSelector): short strings are stored inline.
+pub type Labels = BTreeMap<CompactString, CompactString>;
 
 /// A field whose presence is all the rules read (`disk: {}`, `pod: {}`, `kernelBoot`): its
 /// content is skipped, not stored, so reading a VM does not build a JSON tree for it. `null`
@@ -111,22 +115,21 @@ fn locate<E: std::fmt::Display>(
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
-    pub name: Option<String>,
-    pub generate_name: Option<String>,
-    pub namespace: Option<String>,
-    pub uid: Option<String>,
+    pub name: Option<CompactString>,
+    pub generate_name: Option<CompactString>,
+    pub namespace: Option<CompactString>,
+    pub uid: Option<CompactString>,
+    // No labels: no rule reads them, and each map read per request costs allocations.
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
-    pub deletion_timestamp: Option<String>,
+    pub annotations: BTreeMap<CompactString, CompactString>,
+    pub deletion_timestamp: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VirtualMachineSpec {
     pub running: Option<bool>,
-    pub run_strategy: Option<String>,
+    pub run_strategy: Option<CompactString>,
     pub template: Option<Box<VmiTemplate>>,
     #[serde(default)]
     pub data_volume_templates: Vec<DataVolumeTemplate>,
@@ -184,9 +187,9 @@ impl RunStrategy {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Matcher {
-    pub name: Option<String>,
-    pub kind: Option<String>,
-    pub infer_from_volume: Option<String>,
+    pub name: Option<CompactString>,
+    pub kind: Option<CompactString>,
+    pub infer_from_volume: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -208,13 +211,13 @@ pub struct VmiSpec {
     #[serde(default)]
     pub networks: Vec<Network>,
     #[serde(default)]
-    pub node_selector: BTreeMap<String, String>,
+    pub node_selector: Labels,
     pub affinity: Option<k8s_openapi::api::core::v1::Affinity>,
     #[serde(default)]
     pub tolerations: Vec<k8s_openapi::api::core::v1::Toleration>,
     #[serde(default)]
     pub access_credentials: Vec<AccessCredential>,
-    pub priority_class_name: Option<String>,
+    pub priority_class_name: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -248,7 +251,7 @@ pub struct Devices {
 #[serde(rename_all = "camelCase")]
 pub struct Disk {
     #[serde(default)]
-    pub name: String,
+    pub name: CompactString,
     /// Signed so that `0` and negative values reach the `boot-order-invalid` rule.
     pub boot_order: Option<i64>,
     pub disk: Option<Present>,
@@ -266,7 +269,7 @@ impl Disk {
 #[serde(rename_all = "camelCase")]
 pub struct Interface {
     #[serde(default)]
-    pub name: String,
+    pub name: CompactString,
     pub boot_order: Option<i64>,
 }
 
@@ -274,23 +277,23 @@ pub struct Interface {
 #[serde(rename_all = "camelCase")]
 pub struct Filesystem {
     #[serde(default)]
-    pub name: String,
+    pub name: CompactString,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Gpu {
     #[serde(default)]
-    pub name: String,
-    pub device_name: Option<String>,
+    pub name: CompactString,
+    pub device_name: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostDevice {
     #[serde(default)]
-    pub name: String,
-    pub device_name: Option<String>,
+    pub name: CompactString,
+    pub device_name: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -299,7 +302,7 @@ pub struct Cpu {
     pub cores: Option<u32>,
     pub sockets: Option<u32>,
     pub threads: Option<u32>,
-    pub model: Option<String>,
+    pub model: Option<CompactString>,
     pub dedicated_cpu_placement: Option<bool>,
 }
 
@@ -314,16 +317,16 @@ pub struct Memory {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Hugepages {
-    pub page_size: Option<String>,
+    pub page_size: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ResourceRequirements {
     #[serde(default)]
-    pub requests: BTreeMap<String, QuantityText>,
+    pub requests: BTreeMap<CompactString, QuantityText>,
     #[serde(default)]
-    pub limits: BTreeMap<String, QuantityText>,
+    pub limits: BTreeMap<CompactString, QuantityText>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -336,7 +339,7 @@ pub struct Firmware {
 #[serde(rename_all = "camelCase")]
 pub struct Network {
     #[serde(default)]
-    pub name: String,
+    pub name: CompactString,
     pub pod: Option<Present>,
     pub multus: Option<MultusNetwork>,
 }
@@ -344,7 +347,7 @@ pub struct Network {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MultusNetwork {
-    pub network_name: Option<String>,
+    pub network_name: Option<CompactString>,
     pub default: Option<bool>,
 }
 
@@ -371,7 +374,7 @@ pub const KNOWN_SOURCES: &[&str] = &[
 /// `v1.Volume`: a name and (exactly one of) its sources.
 #[derive(Debug, Clone, Default)]
 pub struct Volume {
-    pub name: String,
+    pub name: CompactString,
     pub cloud_init_config_drive: Option<CloudInitSource>,
     pub cloud_init_no_cloud: Option<CloudInitSource>,
     pub config_map: Option<ConfigMapSource>,
@@ -543,7 +546,7 @@ impl Volume {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct LocalObjectReference {
-    pub name: Option<String>,
+    pub name: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -556,21 +559,21 @@ pub struct CloudInitSource {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConfigMapSource {
-    pub name: Option<String>,
+    pub name: Option<CompactString>,
     pub optional: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SecretSource {
-    pub secret_name: Option<String>,
+    pub secret_name: Option<CompactString>,
     pub optional: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ServiceAccountSource {
-    pub service_account_name: Option<String>,
+    pub service_account_name: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -583,21 +586,21 @@ pub struct SysprepSource {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ContainerDiskSource {
-    pub image: Option<String>,
-    pub image_pull_policy: Option<String>,
-    pub image_pull_secret: Option<String>,
+    pub image: Option<CompactString>,
+    pub image_pull_policy: Option<CompactString>,
+    pub image_pull_secret: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DataVolumeSource {
-    pub name: Option<String>,
+    pub name: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClaimSource {
-    pub claim_name: Option<String>,
+    pub claim_name: Option<CompactString>,
     pub read_only: Option<bool>,
 }
 
@@ -616,7 +619,7 @@ pub struct EmptyDiskSource {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HostDiskSource {
-    pub path: Option<String>,
+    pub path: Option<CompactString>,
     pub capacity: Option<QuantityText>,
 }
 
@@ -643,7 +646,7 @@ pub struct CredentialSecretSource {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CredentialSecret {
-    pub secret_name: Option<String>,
+    pub secret_name: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -669,8 +672,8 @@ pub struct DataVolumeSpec {
 #[serde(rename_all = "camelCase")]
 pub struct StorageSpec {
     #[serde(default)]
-    pub access_modes: Vec<String>,
-    pub storage_class_name: Option<String>,
+    pub access_modes: Vec<CompactString>,
+    pub storage_class_name: Option<CompactString>,
     #[serde(default)]
     pub resources: ResourceRequirements,
 }
@@ -710,8 +713,8 @@ impl DataVolumeSourceSpec {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ImportSource {
-    pub secret_ref: Option<String>,
-    pub cert_config_map: Option<String>,
+    pub secret_ref: Option<CompactString>,
+    pub cert_config_map: Option<CompactString>,
 }
 
 #[cfg(test)]

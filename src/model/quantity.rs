@@ -12,16 +12,30 @@ use serde::{Deserialize, Deserializer};
 
 /// A quantity as written in the manifest. The API server accepts a JSON number as well as a
 /// string (YAML `memory: 1024`), so both deserialize; the number keeps its JSON spelling.
+/// The value is parsed once, when read: several rules compare the same quantities.
 #[derive(Debug, Clone, PartialEq)]
-pub struct QuantityText(pub Quantity);
+pub struct QuantityText {
+    text: Quantity,
+    value: Result<ParsedQuantity, QuantityError>,
+}
 
 impl QuantityText {
-    pub fn as_str(&self) -> &str {
-        &self.0.0
+    pub fn new(text: impl Into<String>) -> Self {
+        let text = text.into();
+        let value = ParsedQuantity::parse(&text);
+        QuantityText {
+            text: Quantity(text),
+            value,
+        }
     }
 
+    pub fn as_str(&self) -> &str {
+        &self.text.0
+    }
+
+    /// The value, or why the text is not a quantity.
     pub fn parse(&self) -> Result<ParsedQuantity, QuantityError> {
-        ParsedQuantity::parse(self.as_str())
+        self.value.clone()
     }
 }
 
@@ -56,7 +70,7 @@ impl<'de> Deserialize<'de> for QuantityText {
             }
         }
         let text = deserializer.deserialize_any(TextOrNumber)?;
-        Ok(QuantityText(Quantity(text)))
+        Ok(QuantityText::new(text))
     }
 }
 
@@ -108,7 +122,8 @@ impl ParsedQuantity {
             _ => (false, text),
         };
         let number_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .bytes()
+            .position(|b| !(b.is_ascii_digit() || b == b'.'))
             .unwrap_or(rest.len());
         let (number, suffix) = rest.split_at(number_len);
         let (int_part, frac_part) = match number.split_once('.') {
@@ -151,6 +166,13 @@ impl ParsedQuantity {
     fn normalised(negative: bool, mut mantissa: u128, mut exponent: i32) -> Option<Self> {
         if mantissa == 0 {
             return Some(Self::ZERO);
+        }
+        // u128 division is a library call; most mantissas fit u64, where it is one instruction.
+        while let Ok(small) = u64::try_from(mantissa)
+            && small.is_multiple_of(10)
+        {
+            mantissa = u128::from(small / 10);
+            exponent = exponent.checked_add(1)?;
         }
         while mantissa.is_multiple_of(10) {
             mantissa /= 10;
@@ -262,13 +284,8 @@ impl fmt::Display for ParsedQuantity {
     }
 }
 
-fn digit_count(mut value: u128) -> u32 {
-    let mut count = 1;
-    while value >= 10 {
-        value /= 10;
-        count += 1;
-    }
-    count
+fn digit_count(value: u128) -> u32 {
+    value.checked_ilog10().unwrap_or(0) + 1
 }
 
 /// `mantissa × 10^exponent` as a multiple of `10^to` (`to <= exponent`), if it fits.
@@ -392,6 +409,18 @@ mod tests {
         assert!(q("-2") < q("-1"));
         assert!(q("0.000000000000000000001") > ParsedQuantity::ZERO);
         assert!(q("123456789012345678901234567890") > q("123456789012345678901234567889"));
+    }
+
+    #[test]
+    fn normalises_alike_on_both_sides_of_u64() {
+        // 1e20 and 1e30 have mantissas past u64 before their trailing zeros are dropped.
+        assert_eq!(q("100000000000000000000"), q("1e20"));
+        assert_eq!(q("1000000000000000000000000000000"), q("1e30"));
+        assert_eq!(q("18446744073709551620"), q("1844674407370955162e1"));
+        assert_eq!(q("1Ei").to_string(), "1152921504606846976");
+        assert!(q("18446744073709551616") > q("18446744073709551615"));
+        assert!(q("99999999999999999999") < q("1e20"));
+        assert!(q("1e20") < q("100000000000000000001"));
     }
 
     #[test]

@@ -1,8 +1,7 @@
 //! Boot order and bootable disks, reasoned on the effective disk list (KubeVirt appends a disk
 //! for every volume that no disk or filesystem names).
 
-use foldhash::{HashSet, HashSetExt};
-
+use super::small_set::SmallSet;
 use super::{EffectiveDisk, Emitter, VmContext};
 use crate::model::{Bootability, TEMPLATE_SPEC};
 
@@ -102,7 +101,7 @@ pub fn boot_order_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 }
 
 pub fn boot_order_duplicate(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
-    let mut seen: HashSet<i64> = HashSet::new();
+    let mut seen = SmallSet::new();
     for device in boot_devices(cx) {
         if device.boot_order >= 1 && !seen.insert(device.boot_order) {
             out.emit(

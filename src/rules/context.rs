@@ -4,6 +4,7 @@ use std::cell::OnceCell;
 
 use foldhash::{HashMap, HashMapExt};
 
+use super::small_set::{SCAN_UP_TO, SmallSet};
 use crate::cluster::{ClusterView, NodeSet};
 use crate::model::{TEMPLATE_SPEC, VirtualMachine, VmiSpec, Volume};
 
@@ -60,8 +61,9 @@ pub struct VmContext<'a> {
     /// The cluster, when there is a view of it; cluster rules report nothing without one.
     pub cluster: Option<&'a ClusterView>,
     pub spec: &'a VmiSpec,
-    /// Volumes by name (the first one of a name; duplicates are their own rule).
-    pub volumes: HashMap<&'a str, (usize, &'a Volume)>,
+    /// Volumes by name (the first one of a name; duplicates are their own rule), when there
+    /// are too many to scan.
+    volumes_by_name: Option<HashMap<&'a str, &'a Volume>>,
     pub disks: Vec<EffectiveDisk<'a>>,
     placement: OnceCell<Option<Placement>>,
 }
@@ -73,12 +75,14 @@ impl<'a> VmContext<'a> {
         cluster: Option<&'a ClusterView>,
     ) -> Self {
         let spec = vm.template_spec();
-        let mut volumes = HashMap::with_capacity(spec.volumes.len());
-        for (index, volume) in spec.volumes.iter().enumerate() {
-            volumes
-                .entry(volume.name.as_str())
-                .or_insert((index, volume));
-        }
+        let volumes_by_name = (spec.volumes.len() > SCAN_UP_TO).then(|| {
+            let mut by_name = HashMap::with_capacity(spec.volumes.len());
+            for volume in &spec.volumes {
+                by_name.entry(volume.name.as_str()).or_insert(volume);
+            }
+            by_name
+        });
+        let volume = |name: &str| find_volume(spec, volumes_by_name.as_ref(), name);
         let devices = &spec.domain.devices;
         let mut disks: Vec<EffectiveDisk<'a>> = devices
             .disks
@@ -89,13 +93,17 @@ impl<'a> VmContext<'a> {
                 origin: DiskOrigin::Listed { index },
                 boot_order: disk.boot_order,
                 cdrom: disk.is_cdrom(),
-                volume: volumes.get(disk.name.as_str()).map(|(_, v)| *v),
+                volume: volume(&disk.name),
             })
             .collect();
+        let named: SmallSet<&str> = devices
+            .disks
+            .iter()
+            .map(|d| d.name.as_str())
+            .chain(devices.filesystems.iter().map(|f| f.name.as_str()))
+            .collect();
         for (volume_index, volume) in spec.volumes.iter().enumerate() {
-            let named = devices.disks.iter().any(|d| d.name == volume.name)
-                || devices.filesystems.iter().any(|f| f.name == volume.name);
-            if !named {
+            if !named.contains(volume.name.as_str()) {
                 disks.push(EffectiveDisk {
                     name: &volume.name,
                     origin: DiskOrigin::Defaulted { volume_index },
@@ -110,7 +118,7 @@ impl<'a> VmContext<'a> {
             namespace,
             cluster,
             spec,
-            volumes,
+            volumes_by_name,
             disks,
             placement: OnceCell::new(),
         }
@@ -146,8 +154,20 @@ impl<'a> VmContext<'a> {
             .as_ref()
     }
 
+    /// The first volume of this name.
     pub fn volume(&self, name: &str) -> Option<&'a Volume> {
-        self.volumes.get(name).map(|(_, v)| *v)
+        find_volume(self.spec, self.volumes_by_name.as_ref(), name)
+    }
+}
+
+fn find_volume<'a>(
+    spec: &'a VmiSpec,
+    by_name: Option<&HashMap<&'a str, &'a Volume>>,
+    name: &str,
+) -> Option<&'a Volume> {
+    match by_name {
+        Some(by_name) => by_name.get(name).copied(),
+        None => spec.volumes.iter().find(|volume| volume.name == name),
     }
 }
 
@@ -180,5 +200,30 @@ mod tests {
             DiskOrigin::Defaulted { volume_index: 2 }
         );
         assert_eq!(context.disks[2].path(), "spec.template.spec.volumes[2]");
+    }
+
+    #[test]
+    fn the_first_volume_of_a_name_is_found_whether_scanned_or_hashed() {
+        for extra in [1, SCAN_UP_TO + 1] {
+            let value = valid_vm_with(|vm| {
+                let volumes = spec(vm)["volumes"].as_array_mut().unwrap();
+                for i in 0..extra {
+                    volumes.push(
+                        json!({"name": format!("extra-{i}"), "emptyDisk": {"capacity": "1Gi"}}),
+                    );
+                }
+                // A second `extra-0`: the first one is the volume of that name.
+                volumes.push(json!({"name": "extra-0", "containerDisk": {"image": "x"}}));
+            });
+            let vm = vm(value);
+            let context = VmContext::new(&vm, "default", None);
+            assert_eq!(context.volumes_by_name.is_some(), extra > SCAN_UP_TO);
+            let first = context.volume("extra-0").expect("extra-0");
+            assert!(first.empty_disk.is_some(), "{extra} extra volumes");
+            assert!(context.volume("rootdisk").is_some() && context.volume("nope").is_none());
+            // Each volume no disk names gets a default disk, the repeated one too, as
+            // KubeVirt's SetDefaultVolumeDisk does.
+            assert_eq!(context.disks.len(), 2 + extra + 1);
+        }
     }
 }

@@ -13,6 +13,7 @@ mod registry;
 mod resources;
 mod run_strategy;
 mod scheduling;
+mod small_set;
 mod storage;
 mod volumes;
 

@@ -1,13 +1,12 @@
 //! Interfaces and networks pair up by name. With neither listed, KubeVirt adds the default pod
 //! network and its interface, so an empty pair is fine.
 
-use foldhash::HashSet;
-
+use super::small_set::SmallSet;
 use super::{Emitter, VmContext};
 use crate::model::TEMPLATE_SPEC;
 
 pub fn interface_without_network(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
-    let networks: HashSet<&str> = cx.spec.networks.iter().map(|n| n.name.as_str()).collect();
+    let networks: SmallSet<&str> = cx.spec.networks.iter().map(|n| n.name.as_str()).collect();
     for (index, interface) in cx.spec.domain.devices.interfaces.iter().enumerate() {
         if !networks.contains(interface.name.as_str()) {
             out.emit(
@@ -22,7 +21,7 @@ pub fn interface_without_network(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 }
 
 pub fn network_without_interface(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
-    let interfaces: HashSet<&str> = cx
+    let interfaces: SmallSet<&str> = cx
         .spec
         .domain
         .devices

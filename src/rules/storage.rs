@@ -1,8 +1,7 @@
 //! PVCs, DataVolumes, StorageClasses and CDI StorageProfiles. `dataVolumeTemplates` count as
 //! PVCs and DataVolumes that will exist: KubeVirt creates them with the VM.
 
-use foldhash::HashSet;
-
+use super::small_set::SmallSet;
 use super::{Emitter, VmContext};
 use crate::cluster::Kind;
 use crate::model::{StorageSpec, TEMPLATE_SPEC};
@@ -68,7 +67,7 @@ fn data_volumes<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
         .collect()
 }
 
-fn template_names<'a>(cx: &VmContext<'a>) -> HashSet<&'a str> {
+fn template_names<'a>(cx: &VmContext<'a>) -> SmallSet<&'a str> {
     cx.vm
         .spec
         .data_volume_templates

@@ -21,7 +21,7 @@ pub fn findings(value: Value) -> Vec<Finding> {
     let object = ObjectRef {
         kind: "VirtualMachine".into(),
         namespace: "default".into(),
-        name: vm.metadata.name.clone(),
+        name: vm.metadata.name.as_deref().map(str::to_string),
     };
     evaluate(&vm, &object, None).findings
 }
@@ -145,7 +145,7 @@ pub fn fired_in(value: Value, view: &crate::cluster::ClusterView) -> Vec<(RuleId
     let object = ObjectRef {
         kind: "VirtualMachine".into(),
         namespace: "default".into(),
-        name: vm.metadata.name.clone(),
+        name: vm.metadata.name.as_deref().map(str::to_string),
     };
     evaluate(&vm, &object, Some(view))
         .findings
@@ -170,7 +170,7 @@ pub fn findings_in(value: Value, view: &crate::cluster::ClusterView) -> Vec<Find
     let object = ObjectRef {
         kind: "VirtualMachine".into(),
         namespace: "default".into(),
-        name: vm.metadata.name.clone(),
+        name: vm.metadata.name.as_deref().map(str::to_string),
     };
     evaluate(&vm, &object, Some(view)).findings
 }

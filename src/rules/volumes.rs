@@ -2,6 +2,7 @@
 
 use foldhash::{HashSet, HashSetExt};
 
+use super::small_set::{SCAN_UP_TO, SmallSet};
 use super::{Emitter, VmContext};
 use crate::model::TEMPLATE_SPEC;
 
@@ -48,7 +49,7 @@ pub fn cdrom_without_volume(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 /// KubeVirt matches a template by a `dataVolume` volume, or a `persistentVolumeClaim` volume
 /// of the same claim name (its admitter accepts both).
 pub fn datavolume_template_unused(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
-    let used: HashSet<&str> = cx
+    let used: SmallSet<&str> = cx
         .spec
         .volumes
         .iter()
@@ -104,7 +105,7 @@ pub fn duplicate_name(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 }
 
 /// Up to this many items, names are compared pairwise (no allocation); more go through a set.
-const PAIRWISE_UP_TO: usize = 16;
+const PAIRWISE_UP_TO: usize = SCAN_UP_TO;
 
 /// Reports every item of the template list `field` whose name an earlier item has.
 fn report_repeats<'a, T>(

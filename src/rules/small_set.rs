@@ -1,0 +1,96 @@
+//! A set for the short lists of one VM (disks, volumes, networks, boot orders).
+//!
+//! Those lists hold a handful of items, where scanning a few entries beats hashing (no table to
+//! allocate, nothing to hash): the rules run on every admission request. Past
+//! [`SCAN_UP_TO`] entries the set switches to hashing, so a VM with thousands of items still
+//! costs linear time, not quadratic.
+
+use std::hash::Hash;
+
+use foldhash::HashSet;
+
+/// Entries kept in a plain list; one more and the set hashes.
+pub const SCAN_UP_TO: usize = 16;
+
+#[derive(Debug, Clone)]
+pub enum SmallSet<T> {
+    Scanned(Vec<T>),
+    Hashed(HashSet<T>),
+}
+
+impl<T: Eq + Hash> Default for SmallSet<T> {
+    fn default() -> Self {
+        SmallSet::Scanned(Vec::new())
+    }
+}
+
+impl<T: Eq + Hash> SmallSet<T> {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `value`; `false` if it was already there (as `HashSet::insert`).
+    pub fn insert(&mut self, value: T) -> bool {
+        match self {
+            SmallSet::Hashed(set) => set.insert(value),
+            SmallSet::Scanned(items) => {
+                if items.contains(&value) {
+                    return false;
+                }
+                items.push(value);
+                if items.len() > SCAN_UP_TO {
+                    *self = SmallSet::Hashed(std::mem::take(items).into_iter().collect());
+                }
+                true
+            }
+        }
+    }
+
+    pub fn contains<Q>(&self, value: &Q) -> bool
+    where
+        T: std::borrow::Borrow<Q>,
+        Q: Eq + Hash + ?Sized,
+    {
+        match self {
+            SmallSet::Scanned(items) => items.iter().any(|item| item.borrow() == value),
+            SmallSet::Hashed(set) => set.contains(value),
+        }
+    }
+}
+
+impl<T: Eq + Hash> FromIterator<T> for SmallSet<T> {
+    fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
+        let iter = iter.into_iter();
+        // One allocation for a short list, rather than growing it item by item.
+        let (at_least, at_most) = iter.size_hint();
+        let expected = at_most.unwrap_or(at_least).min(SCAN_UP_TO + 1);
+        let mut set = SmallSet::Scanned(Vec::with_capacity(expected));
+        for value in iter {
+            set.insert(value);
+        }
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_alike_before_and_after_it_starts_hashing() {
+        let mut set = SmallSet::new();
+        for i in 0..=SCAN_UP_TO * 2 {
+            assert!(set.insert(i), "{i} is new");
+            assert!(!set.insert(i), "{i} is there");
+            assert!(matches!(set, SmallSet::Scanned(_)) == (i < SCAN_UP_TO));
+            assert!((0..=i).all(|j| set.contains(&j)));
+            assert!(!set.contains(&(i + 1)));
+        }
+    }
+
+    #[test]
+    fn names_are_looked_up_by_str() {
+        let set: SmallSet<&str> = ["root", "cloudinit", "root"].into_iter().collect();
+        assert!(set.contains("root") && set.contains("cloudinit") && !set.contains("data"));
+    }
+}
