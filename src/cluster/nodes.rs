@@ -437,16 +437,17 @@ impl NodeIndex {
 
     /// The nodes of `set` whose NoSchedule/NoExecute taints are all tolerated.
     pub fn tolerating(&self, set: &NodeSet, tolerations: &[Toleration]) -> NodeSet {
-        let mut result = self.empty();
+        // The groups partition the nodes: take out those with a taint not tolerated (usually
+        // none: most nodes share one taint list, often empty).
+        let mut result = set.clone();
         for (taints, nodes) in &self.taint_groups {
-            if taints
+            if !taints
                 .iter()
                 .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
             {
-                result.union_with(nodes);
+                result.difference_with(nodes);
             }
         }
-        result.intersect_with(set);
         result
     }
 

@@ -219,6 +219,10 @@ impl ParsedQuantity {
             (_, 0) => return Ordering::Greater,
             _ => {}
         }
+        // The common case (`4Gi` against `128Gi`): same exponent, the mantissas decide.
+        if self.exponent == other.exponent {
+            return self.mantissa.cmp(&other.mantissa);
+        }
         // Order of magnitude first: digits + exponent.
         let magnitude = |q: &Self| digit_count(q.mantissa) as i64 + i64::from(q.exponent);
         match magnitude(self).cmp(&magnitude(other)) {
