@@ -8,6 +8,9 @@
 //! `WEBHOOK_LOAD_ROUNDS=N` sets the saturation rounds, 5 by default;
 //! `WEBHOOK_LOAD_ECHO_WORK_US=N` adds an echo server that spins N µs per request, to show what
 //! that much work per request costs in throughput on the machine;
+//! `WEBHOOK_LOAD_ECHO_PIPELINE=parse|review` adds an echo server that runs the webhook's reading
+//! of the review (and its rules and response) in-process: the webhook's code under load without
+//! its server;
 //! `WEBHOOK_LOAD_BASELINE=path/to/virt-preflight` adds another build of the webhook, say of
 //! main, to the same rounds, for a before/after comparison). Each server is its own
 //! process (this file re-runs itself as the echo server), so client and server do not share
@@ -25,6 +28,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+use virt_preflight::admission;
+use virt_preflight::policy::Policy;
 
 const SERVER_NAME: &str = "virt-preflight.virt-preflight.svc";
 const RATE: u64 = 1_000;
@@ -127,33 +132,80 @@ fn echo_work() -> Duration {
         .unwrap_or_default()
 }
 
+/// How much of the webhook's own pipeline the echo server runs in-process
+/// (`WEBHOOK_LOAD_ECHO_PIPELINE`): whether the webhook's cost under load is its code or its server.
+#[derive(Clone, Copy, PartialEq)]
+enum Pipeline {
+    /// Only the echo's own read of the uid.
+    None,
+    /// `admission::parse_review`, the webhook's reading of the review into the model.
+    Parse,
+    /// That, then `admission::review` (no cluster view) and its response.
+    Review,
+}
+
+impl Pipeline {
+    fn parse(text: &str) -> Option<Pipeline> {
+        match text {
+            "parse" => Some(Pipeline::Parse),
+            "review" => Some(Pipeline::Review),
+            _ => None,
+        }
+    }
+}
+
+/// The echo's answer for a request whose review reads.
+fn echo_response(body: &[u8], pipeline: Pipeline, policy: &Policy) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Request,
+    }
+    #[derive(serde::Deserialize)]
+    struct Request {
+        uid: String,
+    }
+    let allowed = |uid: &str| {
+        axum::Json(
+            json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "response": {"uid": uid, "allowed": true}}),
+        )
+        .into_response()
+    };
+    if pipeline == Pipeline::None {
+        let uid = serde_json::from_slice::<Review>(body)
+            .map(|r| r.request.uid)
+            .unwrap_or_default();
+        return allowed(&uid);
+    }
+    let Ok(request) = admission::parse_review(body) else {
+        return allowed("");
+    };
+    if pipeline == Pipeline::Parse {
+        return allowed(&request.uid);
+    }
+    axum::Json(admission::review(&request, None, policy).to_review()).into_response()
+}
+
 fn run_echo_server(cert: &str, key: &str) {
     let work = echo_work();
+    let pipeline = std::env::var("ECHO_PIPELINE")
+        .ok()
+        .and_then(|stage| Pipeline::parse(&stage))
+        .unwrap_or(Pipeline::None);
+    let policy = std::sync::Arc::new(Policy::default());
     let _ = rustls::crypto::ring::default_provider().install_default();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        #[derive(serde::Deserialize)]
-        struct Review {
-            request: Request,
-        }
-        #[derive(serde::Deserialize)]
-        struct Request {
-            uid: String,
-        }
         let app = axum::Router::new().route(
             "/validate",
             axum::routing::post(move |body: Bytes| async move {
-                let uid = serde_json::from_slice::<Review>(&body)
-                    .map(|r| r.request.uid)
-                    .unwrap_or_default();
+                let response = echo_response(&body, pipeline, &policy);
                 let spin = Instant::now();
                 while spin.elapsed() < work {
                     std::hint::spin_loop();
                 }
-                axum::Json(
-                    json!({"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
-                    "response": {"uid": uid, "allowed": true}}),
-                )
+                response
             }),
         );
         let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
@@ -427,15 +479,26 @@ fn main() {
     // WEBHOOK_LOAD_BASELINE=path/to/virt-preflight: another build (say, of main) in the same
     // rounds, without a view, for a before/after that the machine's drift does not skew.
     let baseline = std::env::var_os("WEBHOOK_LOAD_BASELINE").map(std::path::PathBuf::from);
-    let echo = |work_us: u64| {
+    let echo_in = |work_us: u64, pipeline: &str| {
         let mut command = Command::new(std::env::current_exe().expect("self"));
         command.env(
             "ECHO_SERVER_TLS",
             format!("{},{}", cert.display(), key.display()),
         );
         command.env("ECHO_WORK_US", work_us.to_string());
+        command.env("ECHO_PIPELINE", pipeline);
         command
     };
+    let echo = |work_us: u64| echo_in(work_us, "");
+    // WEBHOOK_LOAD_ECHO_PIPELINE=parse|review: an echo that runs that much of the webhook's
+    // code in-process, to tell the cost of the code under load from the cost of the server.
+    let echo_pipeline = std::env::var("WEBHOOK_LOAD_ECHO_PIPELINE")
+        .ok()
+        .filter(|stage| Pipeline::parse(stage).is_some());
+    let echo_pipeline_label = format!(
+        "echo running the webhook's {}",
+        echo_pipeline.as_deref().unwrap_or("")
+    );
     let echo_work_us: Option<u64> = std::env::var("WEBHOOK_LOAD_ECHO_WORK_US")
         .ok()
         .and_then(|us| us.parse().ok());
@@ -466,6 +529,11 @@ fn main() {
             echo_work_label.as_str(),
             echo(echo_work_us.unwrap_or(0)),
         ),
+        (
+            "echo-pipeline",
+            echo_pipeline_label.as_str(),
+            echo_in(0, echo_pipeline.as_deref().unwrap_or("")),
+        ),
         ("webhook", "virt-preflight, no cluster", webhook(&empty)),
         ("nodes", "virt-preflight, 5,000-node view", webhook(&big)),
         (
@@ -476,6 +544,7 @@ fn main() {
     ] {
         let absent = match key {
             "echo-work" => echo_work_us.is_none(),
+            "echo-pipeline" => echo_pipeline.is_none(),
             "baseline" => baseline.is_none(),
             _ => false,
         };
