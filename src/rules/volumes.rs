@@ -1,8 +1,6 @@
 //! Disks, filesystems, volumes and dataVolumeTemplates: names that must meet, and sources.
 
-use foldhash::{HashSet, HashSetExt};
-
-use super::small_set::{SCAN_UP_TO, SmallSet};
+use super::small_set::SmallSet;
 use super::{Emitter, VmContext};
 use crate::model::TEMPLATE_SPEC;
 
@@ -104,9 +102,6 @@ pub fn duplicate_name(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     report_repeats("network", "networks", &cx.spec.networks, |n| &n.name, out);
 }
 
-/// Up to this many items, names are compared pairwise (no allocation); more go through a set.
-const PAIRWISE_UP_TO: usize = SCAN_UP_TO;
-
 /// Reports every item of the template list `field` whose name an earlier item has.
 fn report_repeats<'a, T>(
     what: &str,
@@ -115,16 +110,10 @@ fn report_repeats<'a, T>(
     name: impl Fn(&'a T) -> &'a str,
     out: &mut Emitter<'_>,
 ) {
-    let mut seen = (items.len() > PAIRWISE_UP_TO).then(|| HashSet::with_capacity(items.len()));
+    let mut seen = SmallSet::new();
     for (index, item) in items.iter().enumerate() {
         let item_name = name(item);
-        let repeated = match &mut seen {
-            Some(seen) => !seen.insert(item_name),
-            None => items[..index]
-                .iter()
-                .any(|earlier| name(earlier) == item_name),
-        };
-        if repeated {
+        if !seen.insert(item_name) {
             out.emit(
                 format!("{TEMPLATE_SPEC}.{field}[{index}].name"),
                 format!("{what} name {item_name:?} is used twice: {what} names must be unique"),
@@ -162,8 +151,8 @@ pub fn volume_source_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 
 #[cfg(test)]
 mod tests {
-    use super::PAIRWISE_UP_TO;
     use crate::rules::RuleId::*;
+    use crate::rules::small_set::SCAN_UP_TO;
     use crate::rules::testing::*;
     use serde_json::json;
 
@@ -300,7 +289,7 @@ mod tests {
             )]
         );
 
-        // Past PAIRWISE_UP_TO items, names are checked through a set: the same findings.
+        // Past SCAN_UP_TO items, names are checked through a set: the same findings.
         let base = spec(&mut valid_vm_with(|_| {}))["domain"]["devices"]["disks"]
             .as_array()
             .unwrap()
@@ -309,15 +298,15 @@ mod tests {
             let disks = spec(vm)["domain"]["devices"]["disks"]
                 .as_array_mut()
                 .unwrap();
-            for i in 0..=PAIRWISE_UP_TO {
-                disks.push(json!({"name": format!("extra-{}", i % PAIRWISE_UP_TO), "disk": {}}));
+            for i in 0..=SCAN_UP_TO {
+                disks.push(json!({"name": format!("extra-{}", i % SCAN_UP_TO), "disk": {}}));
             }
         });
         let repeats: Vec<_> = super::super::testing::fired(many)
             .into_iter()
             .filter(|(rule, _)| *rule == DuplicateName)
             .collect();
-        let last = base + PAIRWISE_UP_TO;
+        let last = base + SCAN_UP_TO;
         assert_eq!(
             repeats,
             vec![(
