@@ -314,15 +314,36 @@ struct Figures {
     errors: usize,
 }
 
-/// CPU time (user + system) a process has used so far, from `/proc/PID/stat` (Linux; zero
-/// elsewhere). Shows where the cores went: the client and the server share them.
-fn cpu_time(pid: u32) -> Duration {
+/// CPU time a process has used so far, user and system (the kernel's share: syscalls, TCP on
+/// loopback, wakeups).
+#[derive(Clone, Copy, Default)]
+struct CpuTime {
+    user: Duration,
+    system: Duration,
+}
+
+impl CpuTime {
+    fn total(self) -> Duration {
+        self.user + self.system
+    }
+
+    fn since(self, earlier: CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// CPU time a process has used so far, from `/proc/PID/stat` (Linux; zero elsewhere). Shows
+/// where the cores went: the client and the server share them.
+fn cpu_time(pid: u32) -> CpuTime {
     let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return Duration::ZERO;
+        return CpuTime::default();
     };
     // Fields after the command name, which ends at the last ')'.
     let Some((_, rest)) = stat.rsplit_once(')') else {
-        return Duration::ZERO;
+        return CpuTime::default();
     };
     let fields: Vec<&str> = rest.split_whitespace().collect();
     let ticks = |i: usize| {
@@ -333,7 +354,10 @@ fn cpu_time(pid: u32) -> Duration {
     };
     // utime and stime are fields 14 and 15 of the line (the state, field 3, is index 0 here);
     // Linux counts them in USER_HZ, which is 100 on every architecture.
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+    CpuTime {
+        user: Duration::from_millis(ticks(11) * 10),
+        system: Duration::from_millis(ticks(12) * 10),
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -578,8 +602,8 @@ fn main() {
                 let (server, client) = (cpu_time(pid), cpu_time(std::process::id()));
                 let figures = saturation(&target.client, &target.url, &body).await;
                 Round {
-                    server_cpu: cpu_time(pid).saturating_sub(server),
-                    client_cpu: cpu_time(std::process::id()).saturating_sub(client),
+                    server_cpu: cpu_time(pid).since(server),
+                    client_cpu: cpu_time(std::process::id()).since(client).total(),
                     figures,
                 }
             });
@@ -599,11 +623,12 @@ fn main() {
             .map(|r| format!("{:.0}", r.figures.rps))
             .collect();
         println!(
-            "{:<34} rounds: {} req/s; per request: server CPU {:.1} µs ({:.2} cores), client CPU {:.1} µs ({:.2} cores)",
+            "{:<34} rounds: {} req/s; per request: server CPU {:.1} µs (of which system {:.1} µs; {:.2} cores), client CPU {:.1} µs ({:.2} cores)",
             "",
             all.join(", "),
-            median.server_cpu.as_secs_f64() * 1e6 / requests,
-            median.server_cpu.as_secs_f64() / SATURATION_SECONDS as f64,
+            median.server_cpu.total().as_secs_f64() * 1e6 / requests,
+            median.server_cpu.system.as_secs_f64() * 1e6 / requests,
+            median.server_cpu.total().as_secs_f64() / SATURATION_SECONDS as f64,
             median.client_cpu.as_secs_f64() * 1e6 / requests,
             median.client_cpu.as_secs_f64() / SATURATION_SECONDS as f64
         );
@@ -640,7 +665,7 @@ struct Target<'a> {
 
 struct Round {
     figures: Figures,
-    server_cpu: Duration,
+    server_cpu: CpuTime,
     client_cpu: Duration,
 }
 

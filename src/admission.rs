@@ -9,6 +9,7 @@
 use std::borrow::Cow;
 use std::cell::RefCell;
 
+use compact_str::CompactString;
 use foldhash::{HashSet, HashSetExt};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
@@ -28,19 +29,19 @@ pub const MAX_WARNINGS_TOTAL_CHARS: usize = 4096;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionReview<O = ReviewObject> {
-    pub api_version: Option<String>,
-    pub kind: Option<String>,
+    pub api_version: Option<CompactString>,
+    pub kind: Option<CompactString>,
     pub request: Option<AdmissionRequest<O>>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 pub struct GroupVersionKind {
     #[serde(default)]
-    pub group: String,
+    pub group: CompactString,
     #[serde(default)]
-    pub version: String,
+    pub version: CompactString,
     #[serde(default)]
-    pub kind: String,
+    pub kind: CompactString,
 }
 
 /// `AdmissionRequest.operation`.
@@ -78,9 +79,9 @@ pub struct AdmissionRequest<O = ReviewObject> {
     #[serde(default)]
     pub kind: GroupVersionKind,
     #[serde(default)]
-    pub namespace: Option<String>,
+    pub namespace: Option<CompactString>,
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: Option<CompactString>,
     #[serde(default)]
     pub operation: Operation,
     #[serde(default)]
@@ -279,7 +280,10 @@ fn request_of<O>(review: AdmissionReview<O>) -> Result<AdmissionRequest<O>, Revi
     let api_version = review.api_version.unwrap_or_default();
     let kind = review.kind.unwrap_or_default();
     if api_version != "admission.k8s.io/v1" || kind != "AdmissionReview" {
-        return Err(ReviewError::WrongType { api_version, kind });
+        return Err(ReviewError::WrongType {
+            api_version: api_version.into(),
+            kind: kind.into(),
+        });
     }
     review.request.ok_or(ReviewError::NoRequest)
 }
@@ -573,8 +577,9 @@ pub fn event_for(verdict: &Verdict, request: &AdmissionRequest) -> Option<EventR
     let header = request.object.as_ref()?.header();
     let name = request
         .name
-        .clone()
+        .as_deref()
         .filter(|n| !n.is_empty())
+        .map(str::to_string)
         .or(header.name.map(Cow::into_owned))?;
     // Events carry a note of at most 1 KiB.
     let mut note = format!("{} finding(s): {}", lines.len(), lines.join("; "));

@@ -6,6 +6,7 @@
 //! NoExecute taints; then what KubeVirt adds: the node is not cordoned, is Ready, and carries
 //! `kubevirt.io/schedulable=true`.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use fixedbitset::FixedBitSet;
@@ -318,14 +319,15 @@ impl NodeIndex {
         self.by_label.get(key).and_then(|values| values.get(value))
     }
 
-    /// Nodes carrying every label of `selector`.
-    pub fn matching_selector(&self, selector: &Labels) -> NodeSet {
+    /// Nodes carrying every label of `selector`: the index's own set for no label or one
+    /// (the usual selector), a new one for more.
+    pub fn matching_selector(&self, selector: &Labels) -> Cow<'_, NodeSet> {
         let mut labels = selector.iter();
         let mut set = match labels.next() {
-            None => return self.all(),
+            None => return Cow::Borrowed(&self.all),
             Some((key, value)) => match self.with_label(key, value) {
-                Some(nodes) => nodes.clone(),
-                None => return self.empty(),
+                Some(nodes) => Cow::Borrowed(nodes),
+                None => return Cow::Owned(self.empty()),
             },
         };
         for (key, value) in labels {
@@ -333,8 +335,8 @@ impl NodeIndex {
                 break;
             }
             match self.with_label(key, value) {
-                Some(nodes) => set.intersect_with(nodes),
-                None => return self.empty(),
+                Some(nodes) => set.to_mut().intersect_with(nodes),
+                None => return Cow::Owned(self.empty()),
             }
         }
         set
@@ -436,16 +438,21 @@ impl NodeIndex {
     }
 
     /// The nodes of `set` whose NoSchedule/NoExecute taints are all tolerated.
-    pub fn tolerating(&self, set: &NodeSet, tolerations: &[Toleration]) -> NodeSet {
+    pub fn tolerating<'s>(
+        &'s self,
+        set: Cow<'s, NodeSet>,
+        tolerations: &[Toleration],
+    ) -> Cow<'s, NodeSet> {
         // The groups partition the nodes: take out those with a taint not tolerated (usually
-        // none: most nodes share one taint list, often empty).
-        let mut result = set.clone();
+        // none: most nodes share one taint list, often empty). `set` is copied only then.
+        let mut result = set;
         for (taints, nodes) in &self.taint_groups {
             if !taints
                 .iter()
                 .all(|taint| tolerations.iter().any(|t| tolerates(t, taint)))
+                && !result.is_disjoint(nodes)
             {
-                result.difference_with(nodes);
+                result.to_mut().difference_with(nodes);
             }
         }
         result
@@ -466,10 +473,13 @@ impl NodeIndex {
     }
 
     /// The nodes of `set` that can take a new VM: not cordoned, Ready, KubeVirt-schedulable.
-    pub fn schedulable(&self, set: &NodeSet) -> NodeSet {
-        let mut result = set.clone();
+    pub fn schedulable<'s>(&'s self, set: Cow<'s, NodeSet>) -> Cow<'s, NodeSet> {
+        if set.is_subset(&self.ready_for_vms) {
+            return set; // the usual case: every selected node is ready
+        }
+        let mut result = set.into_owned();
         result.intersect_with(&self.ready_for_vms);
-        result
+        Cow::Owned(result)
     }
 
     /// How many nodes of `set` are cordoned, NotReady, and without `kubevirt.io/schedulable`.
@@ -767,10 +777,11 @@ mod tests {
     fn taints_prefer_no_schedule_is_ignored_and_groups_are_checked() {
         let index = index();
         let all = index.all();
-        assert_eq!(names(&index, &index.tolerating(&all, &[])), ["n0"]);
+        let tolerating = |tolerations| index.tolerating(Cow::Borrowed(&all), tolerations);
+        assert_eq!(names(&index, &tolerating(&[])), ["n0"]);
         let tolerate_dedicated = [toleration(Some("dedicated"), Some("Exists"), None, None)];
         assert_eq!(
-            names(&index, &index.tolerating(&all, &tolerate_dedicated)),
+            names(&index, &tolerating(&tolerate_dedicated)),
             ["n0", "n2"]
         );
         assert_eq!(
@@ -783,9 +794,45 @@ mod tests {
     }
 
     #[test]
+    fn stages_that_filter_nothing_hand_on_the_set_they_got() {
+        let index = index();
+        let zone_a = index.matching_selector(&Labels::from([("zone".into(), "a".into())]));
+        assert!(
+            matches!(zone_a, Cow::Borrowed(_)),
+            "one label: the index's set"
+        );
+        // n0 has no taint and is ready: neither stage takes anything out, nothing is copied.
+        let tolerated = index.tolerating(zone_a.clone(), &[]);
+        assert!(matches!(tolerated, Cow::Borrowed(_)));
+        let schedulable = index.schedulable(tolerated);
+        assert!(matches!(schedulable, Cow::Borrowed(_)));
+        assert_eq!(names(&index, &schedulable), ["n0"]);
+        // n1 (zone b) is tainted and not KubeVirt-schedulable: each stage filters, on a copy,
+        // and the index's own set stays as it was.
+        let zone_b = index.matching_selector(&Labels::from([("zone".into(), "b".into())]));
+        let tolerated = index.tolerating(zone_b.clone(), &[]);
+        assert!(matches!(tolerated, Cow::Owned(_)) && tolerated.is_clear());
+        let untainted = index.tolerating(
+            zone_b.clone(),
+            &[toleration(Some("gpu"), Some("Exists"), None, None)],
+        );
+        assert!(index.schedulable(untainted).is_clear());
+        assert_eq!(names(&index, &zone_b), ["n1"]);
+        let both = Labels::from([("zone".into(), "a".into()), ("gen".into(), "3".into())]);
+        assert_eq!(names(&index, &index.matching_selector(&both)), ["n0"]);
+        assert_eq!(
+            names(&index, index.with_label("zone", "a").unwrap()),
+            ["n0"]
+        );
+    }
+
+    #[test]
     fn schedulable_needs_kubevirt_label_ready_and_no_cordon() {
         let index = index();
-        assert_eq!(names(&index, &index.schedulable(&index.all())), ["n0"]);
+        assert_eq!(
+            names(&index, &index.schedulable(Cow::Owned(index.all()))),
+            ["n0"]
+        );
         assert_eq!(index.unschedulable_counts(&index.all()), (0, 0, 2));
     }
 

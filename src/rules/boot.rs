@@ -44,7 +44,7 @@ impl BootDevice<'_> {
 }
 
 /// Every listed disk and interface with a `bootOrder`, in manifest order (disks first).
-fn boot_devices<'a>(cx: &'a VmContext<'a>) -> Vec<BootDevice<'a>> {
+fn boot_devices<'c>(cx: &'c VmContext<'_>) -> impl Iterator<Item = BootDevice<'c>> {
     let disks = cx.disks.iter().filter_map(|disk| {
         disk.boot_order.map(|boot_order| BootDevice {
             device: Device::Disk(disk),
@@ -66,7 +66,7 @@ fn boot_devices<'a>(cx: &'a VmContext<'a>) -> Vec<BootDevice<'a>> {
                 boot_order,
             })
         });
-    disks.chain(interfaces).collect()
+    disks.chain(interfaces)
 }
 
 /// With `firmware.kernelBoot` the guest boots a kernel from a container, not from a disk.
@@ -121,9 +121,7 @@ pub fn boot_order_non_bootable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     if boots_a_kernel(cx) {
         return;
     }
-    let devices = boot_devices(cx);
-    let Some(first) = devices
-        .iter()
+    let Some(first) = boot_devices(cx)
         .filter(|d| d.boot_order >= 1)
         .min_by_key(|d| d.boot_order)
     else {
@@ -151,7 +149,7 @@ fn any_disk_may_boot(cx: &VmContext<'_>) -> bool {
 
 /// Only where another disk could boot: with none, `no-bootable-disk` is the finding.
 pub fn boot_order_missing(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
-    if boots_a_kernel(cx) || !boot_devices(cx).is_empty() || !any_disk_may_boot(cx) {
+    if boots_a_kernel(cx) || boot_devices(cx).next().is_some() || !any_disk_may_boot(cx) {
         return;
     }
     let Some(first) = cx.disks.first() else {

@@ -1,5 +1,6 @@
 //! What the rules share about one VM, computed once: name lookups and the effective disk list.
 
+use std::borrow::Cow;
 use std::cell::OnceCell;
 
 use foldhash::{HashMap, HashMapExt};
@@ -42,15 +43,18 @@ impl EffectiveDisk<'_> {
     }
 }
 
-/// The nodes a VM could land on, stage by stage, as the scheduler filters them.
+/// The nodes a VM could land on, stage by stage, as the scheduler filters them. A stage that
+/// filters nothing out is the set before it, and a set the index holds is borrowed from it:
+/// for the usual VM (one nodeSelector label, tolerations of nothing, ready nodes) no set is
+/// copied.
 #[derive(Debug, Clone)]
-pub struct Placement {
+pub struct Placement<'a> {
     /// Nodes matching nodeSelector and required node affinity.
-    pub selected: NodeSet,
+    pub selected: Cow<'a, NodeSet>,
     /// ... whose NoSchedule/NoExecute taints the VM tolerates.
-    pub tolerated: NodeSet,
+    pub tolerated: Cow<'a, NodeSet>,
     /// ... that are not cordoned, are Ready and carry `kubevirt.io/schedulable=true`.
-    pub schedulable: NodeSet,
+    pub schedulable: Cow<'a, NodeSet>,
 }
 
 /// One VM, prepared for the rules.
@@ -65,7 +69,7 @@ pub struct VmContext<'a> {
     /// are too many to scan.
     volumes_by_name: Option<HashMap<&'a str, &'a Volume>>,
     pub disks: Vec<EffectiveDisk<'a>>,
-    placement: OnceCell<Option<Placement>>,
+    placement: OnceCell<Option<Placement<'a>>>,
 }
 
 impl<'a> VmContext<'a> {
@@ -126,7 +130,7 @@ impl<'a> VmContext<'a> {
 
     /// Where the scheduler could put the VM; `None` when Nodes are unknown. Computed once and
     /// shared by the scheduling rules.
-    pub fn placement(&self) -> Option<&Placement> {
+    pub fn placement(&self) -> Option<&Placement<'a>> {
         self.placement
             .get_or_init(|| {
                 let nodes = self.cluster?.nodes()?;
@@ -141,10 +145,12 @@ impl<'a> VmContext<'a> {
                             .as_ref()
                     })
                 {
-                    selected.intersect_with(&nodes.matching_affinity(required));
+                    selected
+                        .to_mut()
+                        .intersect_with(&nodes.matching_affinity(required));
                 }
-                let tolerated = nodes.tolerating(&selected, &self.spec.tolerations);
-                let schedulable = nodes.schedulable(&tolerated);
+                let tolerated = nodes.tolerating(selected.clone(), &self.spec.tolerations);
+                let schedulable = nodes.schedulable(tolerated.clone());
                 Some(Placement {
                     selected,
                     tolerated,

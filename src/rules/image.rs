@@ -7,7 +7,7 @@ use crate::model::{ContainerDiskSource, TEMPLATE_SPEC};
 
 /// Each containerDisk with the index of its volume.
 fn container_disks<'a>(
-    cx: &'a VmContext<'a>,
+    cx: &VmContext<'a>,
 ) -> impl Iterator<Item = (usize, &'a ContainerDiskSource)> + 'a {
     cx.spec
         .volumes

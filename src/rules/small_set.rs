@@ -1,26 +1,27 @@
 //! A set for the short lists of one VM (disks, volumes, networks, boot orders).
 //!
-//! Those lists hold a handful of items, where scanning a few entries beats hashing (no table to
-//! allocate, nothing to hash): the rules run on every admission request. Past
+//! Those lists hold a handful of items, where scanning a few entries kept inline beats hashing
+//! (nothing to allocate, nothing to hash): the rules run on every admission request. Past
 //! [`SCAN_UP_TO`] entries the set switches to hashing, so a VM with thousands of items still
 //! costs linear time, not quadratic.
 
 use std::hash::Hash;
 
 use foldhash::HashSet;
+use smallvec::SmallVec;
 
-/// Entries kept in a plain list; one more and the set hashes.
+/// Entries kept in a plain list (inline, in the set itself); one more and the set hashes.
 pub const SCAN_UP_TO: usize = 16;
 
 #[derive(Debug, Clone)]
 pub enum SmallSet<T> {
-    Scanned(Vec<T>),
+    Scanned(SmallVec<[T; SCAN_UP_TO]>),
     Hashed(HashSet<T>),
 }
 
 impl<T: Eq + Hash> Default for SmallSet<T> {
     fn default() -> Self {
-        SmallSet::Scanned(Vec::new())
+        SmallSet::Scanned(SmallVec::new())
     }
 }
 
@@ -37,9 +38,12 @@ impl<T: Eq + Hash> SmallSet<T> {
                 if items.contains(&value) {
                     return false;
                 }
-                items.push(value);
-                if items.len() > SCAN_UP_TO {
-                    *self = SmallSet::Hashed(std::mem::take(items).into_iter().collect());
+                if items.len() < SCAN_UP_TO {
+                    items.push(value);
+                } else {
+                    let mut set: HashSet<T> = std::mem::take(items).into_iter().collect();
+                    set.insert(value);
+                    *self = SmallSet::Hashed(set);
                 }
                 true
             }
@@ -60,11 +64,7 @@ impl<T: Eq + Hash> SmallSet<T> {
 
 impl<T: Eq + Hash> FromIterator<T> for SmallSet<T> {
     fn from_iter<I: IntoIterator<Item = T>>(iter: I) -> Self {
-        let iter = iter.into_iter();
-        // One allocation for a short list, rather than growing it item by item.
-        let (at_least, at_most) = iter.size_hint();
-        let expected = at_most.unwrap_or(at_least).min(SCAN_UP_TO + 1);
-        let mut set = SmallSet::Scanned(Vec::with_capacity(expected));
+        let mut set = SmallSet::new();
         for value in iter {
             set.insert(value);
         }

@@ -21,7 +21,7 @@ impl Claim<'_> {
     }
 }
 
-fn claims<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
+fn claims<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = Claim<'a>> {
     cx.spec
         .volumes
         .iter()
@@ -47,11 +47,10 @@ fn claims<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
                     name,
                 })
         })
-        .collect()
 }
 
 /// `dataVolume` volumes.
-fn data_volumes<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
+fn data_volumes<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = Claim<'a>> {
     cx.spec
         .volumes
         .iter()
@@ -64,7 +63,6 @@ fn data_volumes<'a>(cx: &VmContext<'a>) -> Vec<Claim<'a>> {
                 name,
             })
         })
-        .collect()
 }
 
 fn template_names<'a>(cx: &VmContext<'a>) -> SmallSet<&'a str> {
@@ -95,20 +93,23 @@ impl TemplateStorage<'_> {
     }
 }
 
-fn template_storage<'a>(cx: &VmContext<'a>) -> Vec<TemplateStorage<'a>> {
-    let mut out = Vec::new();
-    for (i, template) in cx.vm.spec.data_volume_templates.iter().enumerate() {
-        for (storage_api, spec) in [(false, &template.spec.pvc), (true, &template.spec.storage)] {
-            if let Some(spec) = spec {
-                out.push(TemplateStorage {
-                    template: i,
-                    storage_api,
-                    spec,
-                });
-            }
-        }
-    }
-    out
+fn template_storage<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = TemplateStorage<'a>> {
+    cx.vm
+        .spec
+        .data_volume_templates
+        .iter()
+        .enumerate()
+        .flat_map(|(i, template)| {
+            [(false, &template.spec.pvc), (true, &template.spec.storage)]
+                .into_iter()
+                .filter_map(move |(storage_api, spec)| {
+                    spec.as_ref().map(|spec| TemplateStorage {
+                        template: i,
+                        storage_api,
+                        spec,
+                    })
+                })
+        })
 }
 
 pub fn pvc_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
@@ -170,7 +171,7 @@ pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     }
     // An existing claim only suffers while unbound; a Bound PVC keeps working without its class.
     let templates = template_names(cx);
-    for claim in claims(cx).into_iter().chain(data_volumes(cx)) {
+    for claim in claims(cx).chain(data_volumes(cx)) {
         if templates.contains(claim.name) {
             continue;
         }
@@ -235,7 +236,7 @@ pub fn storage_profile_incomplete(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 
 pub fn pvc_lost(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
-    for claim in claims(cx).into_iter().chain(data_volumes(cx)) {
+    for claim in claims(cx).chain(data_volumes(cx)) {
         if let Some(Some(pvc)) = view.pvc(cx.namespace, claim.name)
             && pvc.phase.as_deref() == Some("Lost")
         {
