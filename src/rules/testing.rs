@@ -17,13 +17,18 @@ pub fn fired(value: Value) -> Vec<(RuleId, String)> {
 }
 
 pub fn findings(value: Value) -> Vec<Finding> {
+    run(value, None)
+}
+
+/// The engine on `value` as a VM of namespace `default`, with or without a cluster view.
+fn run(value: Value, view: Option<&crate::cluster::ClusterView>) -> Vec<Finding> {
     let vm = vm(value);
     let object = ObjectRef {
         kind: "VirtualMachine".into(),
         namespace: "default".into(),
         name: vm.metadata.name.as_deref().map(str::to_string),
     };
-    evaluate(&vm, &object, None).findings
+    evaluate(&vm, &object, view).findings
 }
 
 /// A VM that KubeVirt runs: container disk, cloud-init, pod network, memory.
@@ -141,14 +146,7 @@ pub fn base_cluster_with(edit: impl FnOnce(&mut Vec<Value>)) -> crate::cluster::
 
 /// Every finding of the engine against a cluster view, as (rule, path).
 pub fn fired_in(value: Value, view: &crate::cluster::ClusterView) -> Vec<(RuleId, String)> {
-    let vm = vm(value);
-    let object = ObjectRef {
-        kind: "VirtualMachine".into(),
-        namespace: "default".into(),
-        name: vm.metadata.name.as_deref().map(str::to_string),
-    };
-    evaluate(&vm, &object, Some(view))
-        .findings
+    findings_in(value, view)
         .into_iter()
         .map(|f| (f.rule, f.path))
         .collect()
@@ -166,11 +164,5 @@ fn valid_vm_is_clean_in_the_base_cluster() {
 
 /// Every finding of the engine against a cluster view.
 pub fn findings_in(value: Value, view: &crate::cluster::ClusterView) -> Vec<Finding> {
-    let vm = vm(value);
-    let object = ObjectRef {
-        kind: "VirtualMachine".into(),
-        namespace: "default".into(),
-        name: vm.metadata.name.as_deref().map(str::to_string),
-    };
-    evaluate(&vm, &object, Some(view)).findings
+    run(value, Some(view))
 }
