@@ -10,14 +10,14 @@ use virt_preflight::cluster::{Kind, snapshot};
 use virt_preflight::finding::Severity;
 use virt_preflight::manifest::{self, ReadOptions};
 
-fn examples() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/kubevirt/examples")
-}
+#[path = "support/shared.rs"]
+mod shared;
 
 #[test]
 fn kubevirt_examples_get_no_error_against_a_cluster_that_has_what_they_name() {
-    let examples = examples();
-    assert!(examples.is_dir(), "{} is missing", examples.display());
+    let Some(examples) = shared::kubevirt_examples() else {
+        return;
+    };
     let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/kubevirt-examples-cluster.yaml");
     let snapshot = snapshot::read(&[fixture, examples.clone()], ReadOptions::default());
