@@ -183,9 +183,8 @@ fn cluster_rules(c: &mut Criterion) {
             "every cluster rule must run"
         );
         eprintln!(
-            "view of {nodes} nodes + {SECRETS} secrets: resident +{:.1} MiB (estimate {:.1} MiB)",
+            "view of {nodes} nodes + {SECRETS} secrets: resident +{:.1} MiB",
             after.saturating_sub(before) as f64 / 1048576.0,
-            view.approximate_bytes() as f64 / 1048576.0
         );
         group.bench_with_input(BenchmarkId::from_parameter(nodes), &view, |b, view| {
             b.iter(|| black_box(rules::evaluate(black_box(&vm), &object, Some(view))))

@@ -411,7 +411,7 @@ pub fn mode_for_request(
     let header = request.object.as_ref().map(ReviewObject::header);
     let object_namespace = header.as_ref().and_then(|h| h.namespace.as_deref());
     let namespace = request_namespace(request, object_namespace);
-    policy.mode_for(cluster.and_then(|c| c.namespace_labels(namespace)))
+    policy.mode_for(cluster.and_then(|c| c.namespace_mode(namespace)))
 }
 
 /// Decides one admission request.
@@ -437,7 +437,7 @@ pub fn review(
         return verdict; // never stand in the way of a deletion's finalizer updates
     }
     let namespace = request_namespace(request, header.namespace.as_deref());
-    let mode = policy.mode_for(cluster.and_then(|c| c.namespace_labels(namespace)));
+    let mode = policy.mode_for(cluster.and_then(|c| c.namespace_mode(namespace)));
     verdict.mode = Some(mode);
     let Ok(vm) = &vm else {
         // The API server validated the schema; a VM we cannot read is not ours to block.

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use crate::cluster::ObjectKey;
 use crate::rules::RuleId;
 
 /// How bad a finding is. `Error` means the VM as written will not start or will get stuck.
@@ -65,6 +66,12 @@ pub struct Finding {
     /// An RFC 6902 patch against the object that mends it, where that is mechanical and safe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fix: Option<json_patch::Patch>,
+    /// For a finding about an object the VM names and the cluster view did not find: every
+    /// object that would have satisfied it. The webhook asks the API server for these before
+    /// it denies (the view lags the API server), and an UPDATE matches old and new findings by
+    /// them.
+    #[serde(skip)]
+    pub missing: Vec<ObjectKey>,
 }
 
 /// Makes `text` one line of at most [`MAX_MESSAGE_CHARS`] characters, ending in `…` if cut.

@@ -151,11 +151,9 @@ impl Policy {
     }
 
     /// The mode for a namespace: its `virt-preflight.io/mode` label if valid, else the policy's.
-    pub fn mode_for(&self, namespace_labels: Option<&BTreeMap<String, String>>) -> Mode {
-        namespace_labels
-            .and_then(|labels| labels.get(MODE_LABEL))
-            .and_then(|mode| Mode::parse(mode))
-            .unwrap_or(self.mode)
+    /// The mode for a namespace whose [`MODE_LABEL`] says `label` (if it has one).
+    pub fn mode_for(&self, label: Option<&str>) -> Mode {
+        label.and_then(Mode::parse).unwrap_or(self.mode)
     }
 
     /// The action for a finding of `rule` with `severity` under `mode`. A rule override sets
@@ -242,10 +240,8 @@ mod tests {
     #[test]
     fn namespace_label_overrides_the_mode() {
         let policy = Policy::default();
-        let labels = BTreeMap::from([(MODE_LABEL.to_string(), "audit".to_string())]);
-        assert_eq!(policy.mode_for(Some(&labels)), Mode::Audit);
-        let bogus = BTreeMap::from([(MODE_LABEL.to_string(), "loose".to_string())]);
-        assert_eq!(policy.mode_for(Some(&bogus)), Mode::Enforce);
+        assert_eq!(policy.mode_for(Some("audit")), Mode::Audit);
+        assert_eq!(policy.mode_for(Some("loose")), Mode::Enforce);
         assert_eq!(policy.mode_for(None), Mode::Enforce);
     }
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use virt_preflight::check::object_ref;
 use virt_preflight::cluster::live::{LiveView, list_once};
-use virt_preflight::cluster::{ClusterView, Kind};
+use virt_preflight::cluster::{ClusterView, Kind, Lookup};
 use virt_preflight::model::VirtualMachine;
 use virt_preflight::rules::{self, RuleId};
 
@@ -73,8 +73,14 @@ async fn list_once_reads_metadata_only_secrets_and_marks_missing_crds_unknown() 
     let api = fake_cluster().await;
     let listed = list_once(api.client()).await;
     let view = &listed.view;
-    assert_eq!(view.exists(Kind::Secret, "default", "existing"), Some(true));
-    assert_eq!(view.exists(Kind::Secret, "default", "other"), Some(false));
+    assert_eq!(
+        view.exists(Kind::Secret, "default", "existing"),
+        Lookup::Present(())
+    );
+    assert_eq!(
+        view.exists(Kind::Secret, "default", "other"),
+        Lookup::Absent
+    );
     assert_eq!(view.nodes().map(|n| n.len()), Some(1));
     assert!(!view.is_known(Kind::DataVolume));
     assert!(
@@ -151,7 +157,7 @@ async fn a_watch_event_that_adds_a_secret_clears_secret_not_found() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     api.send(SECRETS, "ADDED", secret("new-secret", "2"));
     wait_for(&mut view, "the new Secret", |v| {
-        v.exists(Kind::Secret, "default", "new-secret") == Some(true)
+        v.exists(Kind::Secret, "default", "new-secret") == Lookup::Present(())
     })
     .await;
     assert_eq!(fired(&vm, &view.current()), vec![]);
@@ -169,7 +175,7 @@ async fn a_watch_event_that_adds_a_secret_clears_secret_not_found() {
 
     api.send(SECRETS, "DELETED", secret("new-secret", "3"));
     wait_for(&mut view, "the Secret to go", |v| {
-        v.exists(Kind::Secret, "default", "new-secret") == Some(false)
+        v.exists(Kind::Secret, "default", "new-secret") == Lookup::Absent
     })
     .await;
     assert_eq!(fired(&vm, &view.current()), vec![RuleId::SecretNotFound]);

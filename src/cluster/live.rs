@@ -1,118 +1,61 @@
 //! The cluster view from a live API server, with kube-rs.
 //!
-//! Two ways: [`list_once`] lists every kind once (for `check`), and [`LiveView::start`] keeps
-//! a view current with one watcher per kind (for the webhook and the watcher). Secrets,
-//! ConfigMaps, ServiceAccounts and every kind whose names are all the rules need are read as
-//! metadata only (`PartialObjectMetadata`): the process never holds secret data. A kind that
-//! cannot be listed (CRD not installed, RBAC) stays unknown, and this is logged once.
+//! Two ways, one builder: [`list_once`] lists every kind once (for `check`), and
+//! [`LiveView::start`] keeps a view current with one watcher per kind (for the webhook and the
+//! watcher), applying each watch event to the [`ViewBuilder`] on its own. Objects are read
+//! straight into the wire types of [`super::objects`], as metadata only where that is all the
+//! view keeps: the process never parses a Secret's data into a string. A kind that cannot be
+//! listed (CRD not installed, RBAC) stays unknown, and this is logged once.
 
-use std::collections::HashMap;
-use std::fmt::Debug;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
-use kube::api::{Api, ApiResource, DynamicObject, ListParams};
-use kube::core::PartialObjectMeta;
+use futures::future::BoxFuture;
+use futures::{FutureExt, Stream, StreamExt};
+use kube::Client;
+use kube::api::{Api, ApiResource, ListParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
-use kube::{Client, Resource};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
-use serde_json::{Map, Value};
 use tokio::sync::watch;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
+use super::objects::{Body, KindVisitor, Wire, visit_kind};
 use super::{ClusterView, Kind, KindSet, ViewBuilder};
 
-/// Where a kind is served, and whether its metadata is enough.
-struct KindApi {
-    version: &'static str,
-    plural: &'static str,
-    /// The rules need only names, labels or annotations of this kind.
-    metadata_only: bool,
-}
-
-fn kind_api(kind: Kind) -> KindApi {
-    let (version, plural, metadata_only) = match kind {
-        Kind::Node => ("v1", "nodes", false),
-        Kind::StorageClass => ("v1", "storageclasses", true),
-        Kind::StorageProfile => ("v1beta1", "storageprofiles", false),
-        Kind::PriorityClass => ("v1", "priorityclasses", true),
-        Kind::Namespace => ("v1", "namespaces", true),
-        Kind::Secret => ("v1", "secrets", true),
-        Kind::ConfigMap => ("v1", "configmaps", true),
-        Kind::ServiceAccount => ("v1", "serviceaccounts", true),
-        Kind::PersistentVolumeClaim => ("v1", "persistentvolumeclaims", false),
-        // Not metadata only: a stuck VM's diagnosis reads its DataVolumes' phase.
-        Kind::DataVolume => ("v1beta1", "datavolumes", false),
-        Kind::NetworkAttachmentDefinition => ("v1", "network-attachment-definitions", true),
-        Kind::VirtualMachineInstancetype => ("v1beta1", "virtualmachineinstancetypes", true),
-        Kind::VirtualMachineClusterInstancetype => {
-            ("v1beta1", "virtualmachineclusterinstancetypes", true)
-        }
-        Kind::VirtualMachinePreference => ("v1beta1", "virtualmachinepreferences", true),
-        Kind::VirtualMachineClusterPreference => {
-            ("v1beta1", "virtualmachineclusterpreferences", true)
-        }
-    };
-    KindApi {
-        version,
-        plural,
-        metadata_only,
-    }
-}
-
-/// The kube-rs description of a kind's API.
+/// Where Kubernetes serves each kind.
 pub fn api_resource(kind: Kind) -> ApiResource {
-    let api = kind_api(kind);
+    let (version, plural) = match kind {
+        Kind::Node => ("v1", "nodes"),
+        Kind::StorageClass => ("v1", "storageclasses"),
+        Kind::StorageProfile => ("v1beta1", "storageprofiles"),
+        Kind::PriorityClass => ("v1", "priorityclasses"),
+        Kind::Namespace => ("v1", "namespaces"),
+        Kind::Secret => ("v1", "secrets"),
+        Kind::ConfigMap => ("v1", "configmaps"),
+        Kind::ServiceAccount => ("v1", "serviceaccounts"),
+        Kind::PersistentVolumeClaim => ("v1", "persistentvolumeclaims"),
+        Kind::DataVolume => ("v1beta1", "datavolumes"),
+        Kind::NetworkAttachmentDefinition => ("v1", "network-attachment-definitions"),
+        Kind::VirtualMachineInstancetype => ("v1beta1", "virtualmachineinstancetypes"),
+        Kind::VirtualMachineClusterInstancetype => {
+            ("v1beta1", "virtualmachineclusterinstancetypes")
+        }
+        Kind::VirtualMachinePreference => ("v1beta1", "virtualmachinepreferences"),
+        Kind::VirtualMachineClusterPreference => ("v1beta1", "virtualmachineclusterpreferences"),
+    };
     let group = kind.group();
     ApiResource {
         group: group.to_string(),
-        version: api.version.to_string(),
+        version: version.to_string(),
         api_version: if group.is_empty() {
-            api.version.to_string()
+            version.to_string()
         } else {
-            format!("{group}/{}", api.version)
+            format!("{group}/{version}")
         },
         kind: kind.as_str().to_string(),
-        plural: api.plural.to_string(),
+        plural: plural.to_string(),
     }
-}
-
-/// Keeps only what [`ViewBuilder::add`] reads, so a long-running process holds little per
-/// object (no managedFields, no data).
-fn prune(kind: Kind, object: Value) -> Value {
-    let Value::Object(mut map) = object else {
-        return Value::Null;
-    };
-    let mut metadata = Map::new();
-    if let Some(Value::Object(meta)) = map.remove("metadata") {
-        for key in ["name", "namespace", "labels", "annotations"] {
-            if let Some(value) = meta.get(key) {
-                metadata.insert(key.to_string(), value.clone());
-            }
-        }
-    }
-    let mut pruned = Map::new();
-    pruned.insert("metadata".into(), Value::Object(metadata));
-    if matches!(
-        kind,
-        Kind::Node | Kind::PersistentVolumeClaim | Kind::StorageProfile
-    ) {
-        for key in ["spec", "status"] {
-            if let Some(value) = map.remove(key) {
-                pruned.insert(key.into(), value);
-            }
-        }
-    }
-    if kind == Kind::DataVolume
-        && let Some(status) = map.remove("status")
-    {
-        pruned.insert("status".into(), status);
-    }
-    Value::Object(pruned)
 }
 
 /// A one-line reason a kind is unknown.
@@ -140,49 +83,49 @@ pub struct Listed {
 
 const PAGE: u32 = 500;
 
-async fn list_kind<K>(api: Api<K>) -> Result<Vec<Value>, kube::Error>
-where
-    K: Clone + DeserializeOwned + Serialize + Debug,
-{
-    let mut values = Vec::new();
-    let mut params = ListParams::default().limit(PAGE);
-    loop {
-        let page = api.list(&params).await?;
-        for item in page.items {
-            values.push(serde_json::to_value(&item).map_err(kube::Error::SerdeError)?);
+/// Lists one kind, page by page, into `builder`.
+struct ListKind<'a> {
+    client: Client,
+    builder: &'a mut ViewBuilder,
+}
+
+impl<'a> KindVisitor for ListKind<'a> {
+    type Output = BoxFuture<'a, Result<(), kube::Error>>;
+
+    fn visit<B: Body>(self, kind: Kind) -> Self::Output {
+        async move {
+            let api = Api::<Wire<B>>::all_with(self.client, &api_resource(kind));
+            let mut params = ListParams::default().limit(PAGE);
+            let mut fresh = ViewBuilder::new();
+            fresh.mark_known(kind);
+            loop {
+                let page = api.list(&params).await?;
+                for item in page.items {
+                    fresh.apply_body(kind, item.body);
+                }
+                match page.metadata.continue_.filter(|c| !c.is_empty()) {
+                    Some(token) => params = params.continue_token(&token),
+                    None => break,
+                }
+            }
+            self.builder.replace_kind(kind, &fresh);
+            Ok(())
         }
-        match page.metadata.continue_.filter(|c| !c.is_empty()) {
-            Some(token) => params = params.continue_token(&token),
-            None => return Ok(values),
-        }
+        .boxed()
     }
 }
 
-/// Lists every kind once, metadata only where that is enough.
+/// Lists every kind once.
 pub async fn list_once(client: Client) -> Listed {
     let mut builder = ViewBuilder::new();
     let mut notes = Vec::new();
     for kind in Kind::ALL {
-        let resource = api_resource(kind);
-        let listed = if kind_api(kind).metadata_only {
-            list_kind(Api::<PartialObjectMeta<DynamicObject>>::all_with(
-                client.clone(),
-                &resource,
-            ))
-            .await
-        } else {
-            list_kind(Api::<DynamicObject>::all_with(client.clone(), &resource)).await
+        let listing = ListKind {
+            client: client.clone(),
+            builder: &mut builder,
         };
-        match listed {
-            Ok(objects) => {
-                builder.mark_known(kind);
-                for object in objects {
-                    if let Err(err) = builder.add(kind, &object) {
-                        notes.push(format!("skipped an object: {err}"));
-                    }
-                }
-            }
-            Err(err) => notes.push(describe_error(kind, &err)),
+        if let Err(err) = visit_kind(kind, listing).await {
+            notes.push(describe_error(kind, &err));
         }
     }
     Listed {
@@ -203,44 +146,33 @@ pub struct LiveView {
     _fixed: Option<Arc<watch::Sender<Arc<ClusterView>>>>,
 }
 
-/// How long a kind's watcher gathers further events before it publishes a rebuilt part.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+/// How long the Node watcher gathers further events before it rebuilds the node index (a
+/// rolling update of a 5,000-node pool is a few rebuilds, not 5,000). Other kinds publish
+/// each batch of events as soon as it is read.
+const NODE_DEBOUNCE: Duration = Duration::from_millis(100);
 
 impl LiveView {
     /// Starts the watchers on the current tokio runtime. Until a kind's first list completes
     /// it is unknown, so its rules are skipped (fail open).
     pub fn start(client: Client) -> LiveView {
         let (sender, receiver) = watch::channel(Arc::new(ClusterView::default()));
-        let shared = Arc::new(Mutex::new(ClusterView::default()));
-        let sender = Arc::new(sender);
-        let settled = Arc::new(AtomicU32::new(0));
+        let shared = Shared {
+            builder: Arc::new(Mutex::new(ViewBuilder::new())),
+            sender: Arc::new(sender),
+            settled: Arc::new(AtomicU32::new(0)),
+        };
         for kind in Kind::ALL {
-            let resource = api_resource(kind);
-            let publisher = Publisher {
+            visit_kind(
                 kind,
-                shared: shared.clone(),
-                sender: sender.clone(),
-                settled: settled.clone(),
-            };
-            let config = watcher::Config::default().page_size(PAGE);
-            if kind_api(kind).metadata_only {
-                let api =
-                    Api::<PartialObjectMeta<DynamicObject>>::all_with(client.clone(), &resource);
-                tokio::spawn(run_kind(
-                    watcher::watcher(api, config).default_backoff(),
-                    publisher,
-                ));
-            } else {
-                let api = Api::<DynamicObject>::all_with(client.clone(), &resource);
-                tokio::spawn(run_kind(
-                    watcher::watcher(api, config).default_backoff(),
-                    publisher,
-                ));
-            }
+                SpawnWatch {
+                    client: client.clone(),
+                    shared: shared.clone(),
+                },
+            );
         }
         LiveView {
             receiver,
-            settled,
+            settled: shared.settled,
             _fixed: None,
         }
     }
@@ -275,122 +207,172 @@ impl LiveView {
     }
 }
 
-struct Publisher {
-    kind: Kind,
-    shared: Arc<Mutex<ClusterView>>,
+/// What the watchers of all kinds share: the one builder and where its views are published.
+#[derive(Clone)]
+struct Shared {
+    builder: Arc<Mutex<ViewBuilder>>,
     sender: Arc<watch::Sender<Arc<ClusterView>>>,
     settled: Arc<AtomicU32>,
 }
 
-impl Publisher {
-    fn settle(&self) {
+impl Shared {
+    fn settle(&self, kind: Kind) {
         let mut bit = KindSet::default();
-        bit.insert(self.kind);
+        bit.insert(kind);
         self.settled.fetch_or(bit.bits(), Ordering::AcqRel);
     }
+}
 
-    /// Rebuilds this kind's part from `objects` and publishes the whole view.
-    fn publish(&self, objects: &HashMap<(String, String), Value>, synced: bool) {
-        let mut builder = ViewBuilder::new();
-        if synced {
-            builder.mark_known(self.kind);
-            for object in objects.values() {
-                if let Err(err) = builder.add(self.kind, object) {
-                    debug!(%err, "object left out of the view");
-                }
-            }
-        }
-        let part = builder.build();
-        let Ok(mut view) = self.shared.lock() else {
-            return; // a panicked publisher poisoned the view; the others keep the last one
-        };
-        view.replace_kind(self.kind, &part);
-        self.sender.send_replace(Arc::new(view.clone()));
+struct SpawnWatch {
+    client: Client,
+    shared: Shared,
+}
+
+impl KindVisitor for SpawnWatch {
+    type Output = ();
+
+    fn visit<B: Body>(self, kind: Kind) {
+        let api = Api::<Wire<B>>::all_with(self.client, &api_resource(kind));
+        let config = watcher::Config::default().page_size(PAGE);
+        let stream = watcher::watcher(api, config).default_backoff();
+        tokio::spawn(run_kind(kind, stream, self.shared));
     }
 }
 
-fn key_of(object: &Value) -> (String, String) {
-    let field = |name: &str| {
-        object
-            .pointer(&format!("/metadata/{name}"))
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string()
-    };
-    (field("namespace"), field("name"))
+/// What one kind's watcher has seen.
+struct KindWatch<B> {
+    kind: Kind,
+    /// A relist in progress: built on the side, swapped in whole at its end.
+    relist: Option<ViewBuilder>,
+    synced: bool,
+    failing: bool,
+    _body: std::marker::PhantomData<B>,
 }
 
-/// Applies a kind's watch events to its objects and publishes the rebuilt part, gathering
-/// bursts of events for [`DEBOUNCE`] so that a relist of 100,000 Secrets is one rebuild.
-async fn run_kind<K, S>(stream: S, publisher: Publisher)
-where
-    K: Resource + Serialize,
-    S: Stream<Item = Result<Event<K>, watcher::Error>>,
-{
-    let kind = publisher.kind;
-    let mut stream = std::pin::pin!(stream);
-    let mut objects: HashMap<(String, String), Value> = HashMap::new();
-    let mut buffer: HashMap<(String, String), Value> = HashMap::new();
-    let mut synced = false;
-    let mut reported_error = false;
-    loop {
-        let Some(first) = stream.next().await else {
-            return;
-        };
-        let mut changed = false;
-        let mut apply = |item: Result<Event<K>, watcher::Error>, changed: &mut bool| match item {
-            Ok(event) => {
-                let value =
-                    |object: K| prune(kind, serde_json::to_value(object).unwrap_or(Value::Null));
-                match event {
-                    Event::Init => buffer.clear(),
-                    Event::InitApply(object) => {
-                        let value = value(object);
-                        buffer.insert(key_of(&value), value);
-                    }
-                    Event::InitDone => {
-                        objects = std::mem::take(&mut buffer);
-                        if !synced {
-                            info!(%kind, count = objects.len(), "cluster view synced");
-                        }
-                        synced = true;
-                        reported_error = false;
-                        *changed = true;
-                    }
-                    Event::Apply(object) => {
-                        let value = value(object);
-                        objects.insert(key_of(&value), value);
-                        *changed = true;
-                    }
-                    Event::Delete(object) => {
-                        let value = value(object);
-                        objects.remove(&key_of(&value));
-                        *changed = true;
-                    }
-                }
-            }
+/// What applying one watch item did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Nothing visible changed (a relist is under way).
+    Nothing,
+    Changed,
+}
+
+impl<B: Body> KindWatch<B> {
+    fn new(kind: Kind) -> Self {
+        KindWatch {
+            kind,
+            relist: None,
+            synced: false,
+            failing: false,
+            _body: std::marker::PhantomData,
+        }
+    }
+
+    /// Applies one item of the watch stream to the builder.
+    fn apply(
+        &mut self,
+        item: Result<Event<Wire<B>>, watcher::Error>,
+        builder: &mut ViewBuilder,
+    ) -> Outcome {
+        let kind = self.kind;
+        let event = match item {
+            Ok(event) => event,
             Err(err) => {
-                if !reported_error {
+                if !self.failing {
                     let message = match &err {
                         watcher::Error::InitialListFailed(e)
                         | watcher::Error::WatchStartFailed(e) => describe_error(kind, e),
                         other => format!("{kind}: watch failed ({other}); retrying"),
                     };
                     warn!("{message}");
-                    reported_error = true;
+                    self.failing = true;
                 }
+                // What the view holds of this kind may now be behind the API server.
+                builder.set_stale(kind, self.synced);
+                return Outcome::Changed;
             }
         };
-        apply(first, &mut changed);
-        let deadline = tokio::time::Instant::now() + DEBOUNCE;
-        while let Ok(Some(item)) = tokio::time::timeout_at(deadline, stream.next()).await {
-            apply(item, &mut changed);
+        if self.failing {
+            self.failing = false;
+            builder.set_stale(kind, false);
         }
-        if changed && synced {
-            publisher.publish(&objects, synced);
+        match event {
+            Event::Init => {
+                let mut fresh = ViewBuilder::new();
+                fresh.mark_known(kind);
+                self.relist = Some(fresh);
+                Outcome::Nothing
+            }
+            Event::InitApply(object) => {
+                self.relist
+                    .get_or_insert_with(ViewBuilder::new)
+                    .apply_body(kind, object.body);
+                Outcome::Nothing
+            }
+            Event::InitDone => {
+                let mut fresh = self.relist.take().unwrap_or_default();
+                fresh.mark_known(kind);
+                builder.replace_kind(kind, &fresh);
+                builder.set_stale(kind, false);
+                if !self.synced {
+                    info!(%kind, count = fresh.count(kind), "cluster view synced");
+                }
+                self.synced = true;
+                Outcome::Changed
+            }
+            Event::Apply(object) => {
+                builder.apply_body(kind, object.body);
+                Outcome::Changed
+            }
+            Event::Delete(object) => {
+                builder.delete(kind, object.body.meta());
+                Outcome::Changed
+            }
         }
-        if synced || reported_error {
-            publisher.settle();
+    }
+}
+
+/// Applies a kind's watch events to the shared builder, publishing after each batch of
+/// events that were ready together (and, for Nodes, after [`NODE_DEBOUNCE`]).
+async fn run_kind<B, S>(kind: Kind, stream: S, shared: Shared)
+where
+    B: Body,
+    S: Stream<Item = Result<Event<Wire<B>>, watcher::Error>>,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut watch = KindWatch::<B>::new(kind);
+    let mut batch = Vec::new();
+    loop {
+        let Some(first) = stream.next().await else {
+            return;
+        };
+        batch.push(first);
+        if kind == Kind::Node {
+            let deadline = tokio::time::Instant::now() + NODE_DEBOUNCE;
+            while let Ok(Some(item)) = tokio::time::timeout_at(deadline, stream.next()).await {
+                batch.push(item);
+            }
+        } else {
+            while let Some(Some(item)) = stream.next().now_or_never() {
+                batch.push(item);
+            }
+        }
+        let Ok(mut builder) = shared.builder.lock() else {
+            return; // a panicked writer poisoned the view; readers keep the last one
+        };
+        let mut changed = false;
+        for item in batch.drain(..) {
+            changed |= watch.apply(item, &mut builder) == Outcome::Changed;
+        }
+        if changed {
+            let view = builder.view();
+            drop(builder);
+            shared.sender.send_replace(Arc::new(view));
+        } else {
+            drop(builder);
+        }
+        if watch.synced || watch.failing {
+            shared.settle(kind);
         }
     }
 }
@@ -398,7 +380,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn api_resources_are_where_kubernetes_serves_them() {
@@ -410,19 +391,5 @@ mod tests {
             api_resource(Kind::DataVolume).api_version,
             "cdi.kubevirt.io/v1beta1"
         );
-    }
-
-    #[test]
-    fn prune_keeps_what_the_view_reads() {
-        let pruned = prune(
-            Kind::Secret,
-            json!({"metadata": {"name": "s", "namespace": "n", "managedFields": [1]}, "data": {"k": "djE="}}),
-        );
-        assert_eq!(pruned, json!({"metadata": {"name": "s", "namespace": "n"}}));
-        let node = prune(
-            Kind::Node,
-            json!({"metadata": {"name": "n"}, "spec": {"x": 1}, "status": {"y": 2}}),
-        );
-        assert_eq!(node["status"], json!({"y": 2}));
     }
 }

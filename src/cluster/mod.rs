@@ -1,24 +1,33 @@
 //! A read-only, indexed picture of the cluster: what the cluster rules look up.
 //!
-//! The view is immutable once built and cheap to share (`Arc`). It is built from objects by a
-//! [`ViewBuilder`], whatever their source: a snapshot file ([`snapshot`]), one list per kind
-//! ([`live`]), or watchers that rebuild the part of a kind that changed. Each kind is either
-//! **known** (listed or synced) or **unknown**; lookups on an unknown kind answer `None`, and
-//! a rule that gets `None` reports nothing: never a finding on data we do not have.
+//! The view is immutable once built and cheap to share (`Arc`). One [`ViewBuilder`] makes it
+//! from objects, whatever their source: snapshot files ([`snapshot`]), one list per kind or
+//! watch events ([`live`]). Each object is applied or deleted on its own, in persistent
+//! indexes ([`table`]), so a Secret event costs the same with 1,000 or 100,000 Secrets; only
+//! the node index is rebuilt as a whole (its bit sets), and the live view debounces that.
+//!
+//! Each kind is **known** (listed or synced) or **unknown**. A lookup answers [`Lookup`]:
+//! present, absent, or unknown, and a rule reports nothing on unknown: never a finding on data
+//! we do not have. What the view keeps of each kind is listed in [`objects`].
 
 pub mod live;
 pub mod nodes;
+pub mod objects;
 pub mod snapshot;
+pub mod table;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
-use foldhash::{HashMap, HashSet};
-use serde::Deserialize;
 use serde_json::Value;
 
 pub use nodes::{NodeIndex, NodeInfo, NodeSet};
+use objects::{Body, KindVisitor, visit_kind};
+pub use objects::{
+    ClaimPropertySet, DataVolumeInfo, Entry, MetaRef, NamespaceInfo, PvcInfo, StorageClassInfo,
+    StorageProfileInfo,
+};
+use table::{Name, Table};
 
 /// Every kind of object the cluster rules read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -41,7 +50,8 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 15] = [
+    pub const COUNT: usize = 15;
+    pub const ALL: [Kind; Kind::COUNT] = [
         Kind::Node,
         Kind::StorageClass,
         Kind::StorageProfile,
@@ -163,94 +173,108 @@ impl KindSet {
     }
 }
 
-/// A PersistentVolumeClaim, as far as the rules care.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PvcInfo {
-    pub phase: Option<String>,
-    pub storage_class: Option<String>,
-}
-
-/// A CDI DataVolume's progress, as far as diagnosing a stuck VM cares.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct DataVolumeInfo {
-    /// `status.phase`: Pending, ImportInProgress, Succeeded, Failed, …
-    pub phase: Option<String>,
-    /// Messages of its conditions whose status is not True ("Bound" False: "PVC x Pending").
-    pub messages: Vec<String>,
-}
-
+/// What a lookup found. A rule acts on `Absent` only: `Unknown` (the kind is not listed, not
+/// synced yet, or not served) is never a finding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StorageClassInfo {
-    /// `storageclass.kubernetes.io/is-default-class` is "true".
-    pub default: bool,
-    /// `storageclass.kubevirt.io/is-default-virt-class` is "true".
-    pub virt_default: bool,
+pub enum Lookup<T> {
+    Present(T),
+    Absent,
+    Unknown,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StorageProfileInfo {
-    /// `status.claimPropertySets` offers at least one access mode.
-    pub has_access_modes: bool,
-}
+impl<T> Lookup<T> {
+    pub fn is_absent(&self) -> bool {
+        matches!(self, Lookup::Absent)
+    }
 
-/// Names by namespace, for the kinds whose existence is all the rules need.
-pub type NamesByNamespace = HashMap<String, HashSet<String>>;
+    pub fn present(self) -> Option<T> {
+        match self {
+            Lookup::Present(value) => Some(value),
+            _ => None,
+        }
+    }
 
-/// Objects by namespace, then name: looked up by `&str` pairs, with no key built per lookup.
-pub type ByNamespace<T> = HashMap<String, HashMap<String, T>>;
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Lookup<U> {
+        match self {
+            Lookup::Present(value) => Lookup::Present(f(value)),
+            Lookup::Absent => Lookup::Absent,
+            Lookup::Unknown => Lookup::Unknown,
+        }
+    }
 
-/// StorageClasses by name, and the one a claim without a class gets.
-#[derive(Debug, Clone, Default)]
-pub struct StorageClasses {
-    by_name: HashMap<String, StorageClassInfo>,
-    default: Option<String>,
-}
-
-impl StorageClasses {
-    fn new(by_name: HashMap<String, StorageClassInfo>) -> Self {
-        let default = default_class(&by_name).map(str::to_string);
-        StorageClasses { by_name, default }
+    fn known(known: bool, found: Option<T>) -> Lookup<T> {
+        match (known, found) {
+            (false, _) => Lookup::Unknown,
+            (true, Some(value)) => Lookup::Present(value),
+            (true, None) => Lookup::Absent,
+        }
     }
 }
 
-/// The class CDI gives a DataVolume that names none: the KubeVirt default
-/// (`storageclass.kubevirt.io/is-default-virt-class`) before the Kubernetes default; among
-/// several of a kind, the first by name (the view does not keep creation times).
-fn default_class(by_name: &HashMap<String, StorageClassInfo>) -> Option<&str> {
-    let first_of = |wanted: fn(&StorageClassInfo) -> bool| {
-        by_name
-            .iter()
-            .filter(|(_, info)| wanted(info))
-            .map(|(name, _)| name.as_str())
-            .min()
-    };
-    first_of(|info| info.virt_default).or_else(|| first_of(|info| info.default))
+/// An object the view can be asked about: what a finding about a missing object looked for,
+/// so that the webhook can ask the API server before it denies.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+pub struct ObjectKey {
+    pub kind: Kind,
+    /// Empty for a cluster-scoped kind.
+    pub namespace: String,
+    pub name: String,
 }
 
-/// The indexed, immutable cluster picture. Each part is an `Arc` so that a watcher can rebuild
-/// one kind without copying the others.
+impl ObjectKey {
+    pub fn new(kind: Kind, namespace: &str, name: &str) -> Self {
+        ObjectKey {
+            kind,
+            namespace: if kind.is_namespaced() {
+                namespace.to_string()
+            } else {
+                String::new()
+            },
+            name: name.to_string(),
+        }
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.namespace.is_empty() {
+            write!(f, "{} {}", self.kind, self.name)
+        } else {
+            write!(f, "{} {}/{}", self.kind, self.namespace, self.name)
+        }
+    }
+}
+
+/// The indexed, immutable cluster picture the rules read. Every part is persistent or behind
+/// an `Arc`, so a clone is cheap and a changed object copies only its own path.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterView {
     known: KindSet,
-    names: HashMap<Kind, Arc<NamesByNamespace>>,
-    cluster_names: HashMap<Kind, Arc<HashSet<String>>>,
-    pvcs: Arc<ByNamespace<PvcInfo>>,
-    datavolumes: Arc<ByNamespace<DataVolumeInfo>>,
-    storage_classes: Arc<StorageClasses>,
-    storage_profiles: Arc<HashMap<String, StorageProfileInfo>>,
-    namespace_labels: Arc<HashMap<String, BTreeMap<String, String>>>,
+    /// Kinds whose watch failed since its last good event: their data may be behind.
+    stale: KindSet,
+    /// Kinds whose existence is all the rules need, by `Kind as usize`.
+    names: [Table<()>; Kind::COUNT],
+    namespaces: Table<NamespaceInfo>,
+    storage_classes: Table<StorageClassInfo>,
+    /// The class CDI gives a DataVolume that names none.
+    default_class: Option<Name>,
+    storage_profiles: Table<StorageProfileInfo>,
+    pvcs: Table<PvcInfo>,
+    datavolumes: Table<DataVolumeInfo>,
     nodes: Arc<NodeIndex>,
 }
 
-impl ClusterView {
-    /// A namespace's labels; `None` when Namespaces are unknown or this one is not listed.
-    pub fn namespace_labels(&self, namespace: &str) -> Option<&BTreeMap<String, String>> {
-        if !self.is_known(Kind::Namespace) {
-            return None;
-        }
-        self.namespace_labels.get(namespace)
+/// The namespace an object of `kind` is filed under: cluster-scoped kinds under `""`, and a
+/// namespaced object without one (a manifest used as a snapshot) where `kubectl apply` would
+/// put it.
+fn namespace_of(kind: Kind, namespace: Option<&str>) -> &str {
+    if !kind.is_namespaced() {
+        return "";
     }
+    namespace.filter(|ns| !ns.is_empty()).unwrap_or("default")
+}
 
+impl ClusterView {
     pub fn known(&self) -> KindSet {
         self.known
     }
@@ -259,55 +283,71 @@ impl ClusterView {
         self.known.contains(kind)
     }
 
-    /// Whether `namespace/name` of a namespaced `kind` exists; `None` when the kind is unknown.
-    pub fn exists(&self, kind: Kind, namespace: &str, name: &str) -> Option<bool> {
-        if !self.is_known(kind) {
-            return None;
-        }
-        if kind == Kind::PersistentVolumeClaim {
-            return Some(lookup(&self.pvcs, namespace, name).is_some());
-        }
-        if kind.is_namespaced() {
-            Some(
-                self.names
-                    .get(&kind)
-                    .and_then(|by_ns| by_ns.get(namespace))
-                    .is_some_and(|names| names.contains(name)),
-            )
-        } else {
-            Some(
-                self.cluster_names
-                    .get(&kind)
-                    .is_some_and(|names| names.contains(name)),
-            )
-        }
+    /// Kinds whose data may be behind the API server (their watch is failing).
+    pub fn stale(&self) -> KindSet {
+        self.stale
     }
 
-    pub fn pvc(&self, namespace: &str, name: &str) -> Option<Option<&PvcInfo>> {
-        self.is_known(Kind::PersistentVolumeClaim)
-            .then(|| lookup(&self.pvcs, namespace, name))
+    /// Whether `namespace/name` of `kind` exists (the namespace is ignored for a
+    /// cluster-scoped kind).
+    pub fn exists(&self, kind: Kind, namespace: &str, name: &str) -> Lookup<()> {
+        let namespace = namespace_of(kind, Some(namespace));
+        let found = match kind {
+            Kind::Node => self.nodes.by_name(name).is_some(),
+            Kind::Namespace => self.namespaces.get("", name).is_some(),
+            Kind::StorageClass => self.storage_classes.get("", name).is_some(),
+            Kind::StorageProfile => self.storage_profiles.get("", name).is_some(),
+            Kind::PersistentVolumeClaim => self.pvcs.get(namespace, name).is_some(),
+            Kind::DataVolume => self.datavolumes.get(namespace, name).is_some(),
+            _ => self.names[kind as usize].get(namespace, name).is_some(),
+        };
+        Lookup::known(self.is_known(kind), found.then_some(()))
     }
 
-    /// A DataVolume's phase and messages; `None` when DataVolumes are unknown.
-    pub fn datavolume(&self, namespace: &str, name: &str) -> Option<Option<&DataVolumeInfo>> {
-        self.is_known(Kind::DataVolume)
-            .then(|| lookup(&self.datavolumes, namespace, name))
+    /// The policy mode label of a namespace; `None` when Namespaces are unknown, the namespace
+    /// is not listed or has no such label.
+    pub fn namespace_mode(&self, namespace: &str) -> Option<&str> {
+        self.namespaces.get("", namespace)?.mode.as_deref()
     }
 
-    pub fn storage_class(&self, name: &str) -> Option<Option<&StorageClassInfo>> {
-        self.is_known(Kind::StorageClass)
-            .then(|| self.storage_classes.by_name.get(name))
+    pub fn pvc(&self, namespace: &str, name: &str) -> Lookup<&PvcInfo> {
+        let namespace = namespace_of(Kind::PersistentVolumeClaim, Some(namespace));
+        Lookup::known(
+            self.is_known(Kind::PersistentVolumeClaim),
+            self.pvcs.get(namespace, name),
+        )
     }
 
-    /// Name of the default StorageClass (the virt default first), if known.
-    pub fn default_storage_class(&self) -> Option<Option<&str>> {
-        self.is_known(Kind::StorageClass)
-            .then(|| self.storage_classes.default.as_deref())
+    /// A DataVolume's phase and messages.
+    pub fn datavolume(&self, namespace: &str, name: &str) -> Lookup<&DataVolumeInfo> {
+        let namespace = namespace_of(Kind::DataVolume, Some(namespace));
+        Lookup::known(
+            self.is_known(Kind::DataVolume),
+            self.datavolumes.get(namespace, name),
+        )
     }
 
-    pub fn storage_profile(&self, storage_class: &str) -> Option<Option<&StorageProfileInfo>> {
-        self.is_known(Kind::StorageProfile)
-            .then(|| self.storage_profiles.get(storage_class))
+    pub fn storage_class(&self, name: &str) -> Lookup<&StorageClassInfo> {
+        Lookup::known(
+            self.is_known(Kind::StorageClass),
+            self.storage_classes.get("", name),
+        )
+    }
+
+    /// Name of the default StorageClass (the KubeVirt default first); `Absent` when the
+    /// cluster has none.
+    pub fn default_storage_class(&self) -> Lookup<&str> {
+        Lookup::known(
+            self.is_known(Kind::StorageClass),
+            self.default_class.as_deref(),
+        )
+    }
+
+    pub fn storage_profile(&self, storage_class: &str) -> Lookup<&StorageProfileInfo> {
+        Lookup::known(
+            self.is_known(Kind::StorageProfile),
+            self.storage_profiles.get("", storage_class),
+        )
     }
 
     /// The node index; `None` when Nodes are unknown.
@@ -315,64 +355,34 @@ impl ClusterView {
         self.is_known(Kind::Node).then_some(self.nodes.as_ref())
     }
 
-    /// Replaces one kind's data with a fresh build of it (used by the watchers).
-    pub fn replace_kind(&mut self, kind: Kind, from: &ClusterView) {
+    /// How many objects of `kind` the view holds.
+    pub fn count(&self, kind: Kind) -> usize {
         match kind {
-            Kind::Node => self.nodes = from.nodes.clone(),
-            Kind::PersistentVolumeClaim => self.pvcs = from.pvcs.clone(),
-            Kind::StorageClass => self.storage_classes = from.storage_classes.clone(),
-            Kind::StorageProfile => self.storage_profiles = from.storage_profiles.clone(),
-            _ => {
-                if kind == Kind::Namespace {
-                    self.namespace_labels = from.namespace_labels.clone();
-                }
-                if kind == Kind::DataVolume {
-                    self.datavolumes = from.datavolumes.clone();
-                }
-                if kind.is_namespaced() {
-                    replace_entry(&mut self.names, &from.names, kind);
-                } else {
-                    replace_entry(&mut self.cluster_names, &from.cluster_names, kind);
-                }
-            }
+            Kind::Node => self.nodes.len(),
+            Kind::Namespace => self.namespaces.len(),
+            Kind::StorageClass => self.storage_classes.len(),
+            Kind::StorageProfile => self.storage_profiles.len(),
+            Kind::PersistentVolumeClaim => self.pvcs.len(),
+            Kind::DataVolume => self.datavolumes.len(),
+            _ => self.names[kind as usize].len(),
         }
-        if from.known.contains(kind) {
-            self.known.insert(kind);
-        } else {
-            self.known.remove(kind);
-        }
-    }
-
-    /// Rough bytes held, for the benchmark's memory figure.
-    pub fn approximate_bytes(&self) -> usize {
-        let set_bytes = |set: &HashSet<String>| {
-            set.iter().map(|s| s.capacity() + 32).sum::<usize>() + set.capacity() * 8
-        };
-        let names: usize = self
-            .names
-            .values()
-            .flat_map(|by_ns| by_ns.iter())
-            .map(|(ns, set)| ns.capacity() + set_bytes(set))
-            .sum();
-        let cluster: usize = self.cluster_names.values().map(|s| set_bytes(s)).sum();
-        let pvcs = self.pvcs.values().map(HashMap::len).sum::<usize>() * 160;
-        names + cluster + pvcs + self.nodes.approximate_bytes()
     }
 }
 
-fn lookup<'v, T>(objects: &'v ByNamespace<T>, namespace: &str, name: &str) -> Option<&'v T> {
-    objects.get(namespace).and_then(|names| names.get(name))
-}
-
-fn replace_entry<V: Clone>(mine: &mut HashMap<Kind, V>, theirs: &HashMap<Kind, V>, kind: Kind) {
-    match theirs.get(&kind) {
-        Some(value) => {
-            mine.insert(kind, value.clone());
-        }
-        None => {
-            mine.remove(&kind);
-        }
-    }
+/// The class CDI gives a DataVolume that names none: the KubeVirt default
+/// (`storageclass.kubevirt.io/is-default-virt-class`) before the Kubernetes default; among
+/// several of a kind, the first by name (the view does not keep creation times).
+fn default_class(classes: &Table<StorageClassInfo>) -> Option<Name> {
+    let first_of = |wanted: fn(&StorageClassInfo) -> bool| {
+        classes
+            .iter()
+            .filter(|(_, _, info)| wanted(info))
+            .map(|(_, name, _)| name)
+            .min()
+    };
+    first_of(|info| info.virt_default)
+        .or_else(|| first_of(|info| info.default))
+        .map(Name::from)
 }
 
 /// Why an object could not be added to the view.
@@ -384,114 +394,15 @@ pub struct ObjectError {
     pub message: String,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Meta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    namespace: String,
-    #[serde(default)]
-    annotations: HashMap<String, String>,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
-}
-
-#[derive(Deserialize)]
-struct WithMeta {
-    metadata: Meta,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PvcObject {
-    metadata: Meta,
-    #[serde(default)]
-    spec: PvcSpec,
-    #[serde(default)]
-    status: PvcStatus,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct PvcSpec {
-    storage_class_name: Option<String>,
-}
-
-#[derive(Deserialize, Default)]
-struct PvcStatus {
-    phase: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct StorageProfileObject {
-    metadata: Meta,
-    #[serde(default)]
-    status: StorageProfileStatus,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(rename_all = "camelCase")]
-struct StorageProfileStatus {
-    #[serde(default)]
-    claim_property_sets: Vec<ClaimPropertySet>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ClaimPropertySet {
-    #[serde(default)]
-    access_modes: Vec<String>,
-}
-
-/// A namespaced object without a namespace (a manifest used as a snapshot) lands where
-/// `kubectl apply` would put it.
-fn namespace_or_default(namespace: String) -> String {
-    if namespace.is_empty() {
-        "default".to_string()
-    } else {
-        namespace
-    }
-}
-
-/// A DataVolume's phase and the messages of its conditions that are not True. Tolerant: a
-/// DataVolume read as metadata only (a snapshot without status) has no phase.
-fn datavolume_info(object: &Value) -> DataVolumeInfo {
-    let status = object.get("status");
-    let phase = status
-        .and_then(|s| s.get("phase"))
-        .and_then(Value::as_str)
-        .map(String::from);
-    let messages = status
-        .and_then(|s| s.get("conditions"))
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|c| c.get("status").and_then(Value::as_str) != Some("True"))
-        .filter_map(|c| {
-            let message = c.get("message")?.as_str()?.trim();
-            (!message.is_empty()).then(|| message.to_string())
-        })
-        .collect();
-    DataVolumeInfo { phase, messages }
-}
-
-const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
-const VIRT_DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubevirt.io/is-default-virt-class";
-
-/// Collects objects, then builds a [`ClusterView`].
-#[derive(Debug, Default)]
+/// Makes and keeps a [`ClusterView`] from objects, one at a time: the one path for snapshot
+/// files, one-shot lists and watch events.
+#[derive(Debug, Clone, Default)]
 pub struct ViewBuilder {
-    known: KindSet,
-    names: HashMap<Kind, NamesByNamespace>,
-    cluster_names: HashMap<Kind, HashSet<String>>,
-    pvcs: ByNamespace<PvcInfo>,
-    datavolumes: ByNamespace<DataVolumeInfo>,
-    storage_classes: HashMap<String, StorageClassInfo>,
-    storage_profiles: HashMap<String, StorageProfileInfo>,
-    namespace_labels: HashMap<String, BTreeMap<String, String>>,
-    nodes: Vec<NodeInfo>,
+    view: ClusterView,
+    /// The nodes themselves; the view holds only their index, rebuilt from these.
+    nodes: Table<Arc<NodeInfo>>,
+    /// Nodes the index must be rebuilt for.
+    nodes_changed: bool,
 }
 
 impl ViewBuilder {
@@ -501,115 +412,167 @@ impl ViewBuilder {
 
     /// Marks a kind known (listed) even if it had no objects.
     pub fn mark_known(&mut self, kind: Kind) {
-        self.known.insert(kind);
+        self.view.known.insert(kind);
     }
 
-    /// Adds one object of `kind`, given as its JSON (a full object or PartialObjectMetadata).
-    pub fn add(&mut self, kind: Kind, object: &Value) -> Result<(), ObjectError> {
-        self.known.insert(kind);
-        let fail = |message: String| ObjectError {
-            kind,
-            name: object
-                .pointer("/metadata/name")
-                .and_then(Value::as_str)
-                .unwrap_or("<unnamed>")
-                .to_string(),
-            message,
-        };
+    /// Marks a kind's data as possibly behind the API server, or current again.
+    pub fn set_stale(&mut self, kind: Kind, stale: bool) {
+        if stale {
+            self.view.stale.insert(kind);
+        } else {
+            self.view.stale.remove(kind);
+        }
+    }
+
+    /// Adds or replaces one object of `kind`.
+    pub fn apply(&mut self, kind: Kind, meta: MetaRef<'_>, entry: Entry) {
+        self.view.known.insert(kind);
+        let namespace = namespace_of(kind, meta.namespace);
+        let name = meta.name;
+        let view = &mut self.view;
+        match entry {
+            Entry::Name => view.names[kind as usize].insert(namespace, name, ()),
+            Entry::Namespace(info) => view.namespaces.insert("", name, info),
+            Entry::Node(node) => {
+                self.nodes.insert("", name, node);
+                self.nodes_changed = true;
+            }
+            Entry::StorageClass(info) => {
+                view.storage_classes.insert("", name, info);
+                view.default_class = default_class(&view.storage_classes);
+            }
+            Entry::StorageProfile(info) => view.storage_profiles.insert("", name, info),
+            Entry::Pvc(info) => view.pvcs.insert(namespace, name, info),
+            Entry::DataVolume(info) => view.datavolumes.insert(namespace, name, info),
+        }
+    }
+
+    /// Removes one object of `kind`.
+    pub fn delete(&mut self, kind: Kind, meta: MetaRef<'_>) {
+        let namespace = namespace_of(kind, meta.namespace);
+        let name = meta.name;
+        let view = &mut self.view;
         match kind {
             Kind::Node => {
-                let node = NodeInfo::from_value(object).map_err(fail)?;
-                self.nodes.push(node);
+                self.nodes_changed |= self.nodes.remove("", name).is_some();
             }
-            Kind::PersistentVolumeClaim => {
-                let pvc = PvcObject::deserialize(object).map_err(|e| fail(e.to_string()))?;
-                self.pvcs
-                    .entry(namespace_or_default(pvc.metadata.namespace))
-                    .or_default()
-                    .insert(
-                        pvc.metadata.name,
-                        PvcInfo {
-                            phase: pvc.status.phase,
-                            storage_class: pvc.spec.storage_class_name,
-                        },
-                    );
-            }
+            Kind::Namespace => drop(view.namespaces.remove("", name)),
             Kind::StorageClass => {
-                let meta = WithMeta::deserialize(object)
-                    .map_err(|e| fail(e.to_string()))?
-                    .metadata;
-                let annotated =
-                    |key: &str| meta.annotations.get(key).map(String::as_str) == Some("true");
-                let info = StorageClassInfo {
-                    default: annotated(DEFAULT_CLASS_ANNOTATION),
-                    virt_default: annotated(VIRT_DEFAULT_CLASS_ANNOTATION),
-                };
-                self.storage_classes.insert(meta.name, info);
+                view.storage_classes.remove("", name);
+                view.default_class = default_class(&view.storage_classes);
             }
-            Kind::StorageProfile => {
-                let profile =
-                    StorageProfileObject::deserialize(object).map_err(|e| fail(e.to_string()))?;
-                let has_access_modes = profile
-                    .status
-                    .claim_property_sets
-                    .iter()
-                    .any(|set| !set.access_modes.is_empty());
-                self.storage_profiles.insert(
-                    profile.metadata.name,
-                    StorageProfileInfo { has_access_modes },
-                );
-            }
-            _ => {
-                let meta = WithMeta::deserialize(object)
-                    .map_err(|e| fail(e.to_string()))?
-                    .metadata;
-                if kind == Kind::Namespace {
-                    self.namespace_labels.insert(meta.name.clone(), meta.labels);
-                }
-                if kind == Kind::DataVolume {
-                    self.datavolumes
-                        .entry(namespace_or_default(meta.namespace.clone()))
-                        .or_default()
-                        .insert(meta.name.clone(), datavolume_info(object));
-                }
-                if kind.is_namespaced() {
-                    self.names
-                        .entry(kind)
-                        .or_default()
-                        .entry(namespace_or_default(meta.namespace))
-                        .or_default()
-                        .insert(meta.name);
-                } else {
-                    self.cluster_names
-                        .entry(kind)
-                        .or_default()
-                        .insert(meta.name);
-                }
-            }
+            Kind::StorageProfile => drop(view.storage_profiles.remove("", name)),
+            Kind::PersistentVolumeClaim => drop(view.pvcs.remove(namespace, name)),
+            Kind::DataVolume => drop(view.datavolumes.remove(namespace, name)),
+            _ => drop(view.names[kind as usize].remove(namespace, name)),
         }
-        Ok(())
     }
 
-    pub fn build(self) -> ClusterView {
-        ClusterView {
-            known: self.known,
-            names: self
-                .names
-                .into_iter()
-                .map(|(k, v)| (k, Arc::new(v)))
-                .collect(),
-            cluster_names: self
-                .cluster_names
-                .into_iter()
-                .map(|(k, v)| (k, Arc::new(v)))
-                .collect(),
-            pvcs: Arc::new(self.pvcs),
-            datavolumes: Arc::new(self.datavolumes),
-            storage_classes: Arc::new(StorageClasses::new(self.storage_classes)),
-            storage_profiles: Arc::new(self.storage_profiles),
-            namespace_labels: Arc::new(self.namespace_labels),
-            nodes: Arc::new(NodeIndex::new(self.nodes)),
+    /// Takes `kind` whole from `fresh` (a relist built on the side), known or not as there.
+    pub fn replace_kind(&mut self, kind: Kind, fresh: &ViewBuilder) {
+        let (view, from) = (&mut self.view, &fresh.view);
+        match kind {
+            Kind::Node => {
+                self.nodes = fresh.nodes.clone();
+                self.nodes_changed = true;
+            }
+            Kind::Namespace => view.namespaces = from.namespaces.clone(),
+            Kind::StorageClass => {
+                view.storage_classes = from.storage_classes.clone();
+                view.default_class = from.default_class.clone();
+            }
+            Kind::StorageProfile => view.storage_profiles = from.storage_profiles.clone(),
+            Kind::PersistentVolumeClaim => view.pvcs = from.pvcs.clone(),
+            Kind::DataVolume => view.datavolumes = from.datavolumes.clone(),
+            _ => view.names[kind as usize] = from.names[kind as usize].clone(),
         }
+        if from.known.contains(kind) {
+            view.known.insert(kind);
+        } else {
+            view.known.remove(kind);
+        }
+    }
+
+    /// Adds one object of `kind` given as JSON (a snapshot document or a listed object),
+    /// through the same wire type a watch reads it into.
+    pub fn add(&mut self, kind: Kind, object: &Value) -> Result<(), ObjectError> {
+        struct Add<'a> {
+            builder: &'a mut ViewBuilder,
+            object: &'a Value,
+        }
+        impl KindVisitor for Add<'_> {
+            type Output = Result<(), ObjectError>;
+            fn visit<B: Body>(self, kind: Kind) -> Self::Output {
+                let body =
+                    serde_path_to_error::deserialize::<_, B>(self.object).map_err(|err| {
+                        let path = err.path().to_string();
+                        ObjectError {
+                            kind,
+                            name: self
+                                .object
+                                .pointer("/metadata/name")
+                                .and_then(Value::as_str)
+                                .unwrap_or("<unnamed>")
+                                .to_string(),
+                            message: format!("{path}: {}", err.into_inner()),
+                        }
+                    })?;
+                self.builder.apply_body(kind, body);
+                Ok(())
+            }
+        }
+        visit_kind(
+            kind,
+            Add {
+                builder: self,
+                object,
+            },
+        )
+    }
+
+    /// Adds one object read off the wire.
+    pub fn apply_body<B: Body>(&mut self, kind: Kind, body: B) {
+        let meta = body.meta();
+        let (namespace, name) = (meta.namespace.map(str::to_string), meta.name.to_string());
+        let entry = body.into_entry();
+        self.apply(
+            kind,
+            MetaRef {
+                name: &name,
+                namespace: namespace.as_deref(),
+                resource_version: None,
+            },
+            entry,
+        );
+    }
+
+    /// How many objects of `kind` the builder holds.
+    pub fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Node => self.nodes.len(),
+            _ => self.view.count(kind),
+        }
+    }
+
+    /// Whether nodes changed since the last [`ViewBuilder::view`].
+    pub fn nodes_changed(&self) -> bool {
+        self.nodes_changed
+    }
+
+    /// The view as it is now; rebuilds the node index if nodes changed.
+    pub fn view(&mut self) -> ClusterView {
+        if self.nodes_changed {
+            self.view.nodes = Arc::new(NodeIndex::new(
+                self.nodes.iter().map(|(_, _, node)| node.clone()),
+            ));
+            self.nodes_changed = false;
+        }
+        self.view.clone()
+    }
+
+    /// The view, for a builder that is done.
+    pub fn build(mut self) -> ClusterView {
+        self.view()
     }
 }
 
@@ -630,7 +593,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_kinds_answer_none() {
+    fn unknown_kinds_answer_unknown() {
         let mut builder = ViewBuilder::new();
         builder
             .add(
@@ -640,11 +603,96 @@ mod tests {
             .unwrap();
         builder.mark_known(Kind::ConfigMap);
         let view = builder.build();
-        assert_eq!(view.exists(Kind::Secret, "ns", "s"), Some(true));
-        assert_eq!(view.exists(Kind::Secret, "other", "s"), Some(false));
-        assert_eq!(view.exists(Kind::ConfigMap, "ns", "c"), Some(false));
-        assert_eq!(view.exists(Kind::ServiceAccount, "ns", "sa"), None);
+        assert_eq!(view.exists(Kind::Secret, "ns", "s"), Lookup::Present(()));
+        assert_eq!(view.exists(Kind::Secret, "other", "s"), Lookup::Absent);
+        assert_eq!(view.exists(Kind::ConfigMap, "ns", "c"), Lookup::Absent);
+        assert_eq!(
+            view.exists(Kind::ServiceAccount, "ns", "sa"),
+            Lookup::Unknown
+        );
         assert!(view.nodes().is_none());
+    }
+
+    fn meta<'a>(namespace: &'a str, name: &'a str) -> MetaRef<'a> {
+        MetaRef {
+            name,
+            namespace: Some(namespace),
+            resource_version: None,
+        }
+    }
+
+    #[test]
+    fn events_apply_and_delete_one_object_and_earlier_views_stay_as_they_were() {
+        let mut builder = ViewBuilder::new();
+        builder.mark_known(Kind::Secret);
+        builder.apply(Kind::Secret, meta("ns", "a"), Entry::Name);
+        let before = builder.view();
+        builder.apply(Kind::Secret, meta("ns", "b"), Entry::Name);
+        builder.delete(Kind::Secret, meta("ns", "a"));
+        let after = builder.view();
+        assert_eq!(after.exists(Kind::Secret, "ns", "a"), Lookup::Absent);
+        assert_eq!(after.exists(Kind::Secret, "ns", "b"), Lookup::Present(()));
+        assert_eq!(after.count(Kind::Secret), 1);
+        assert_eq!(before.exists(Kind::Secret, "ns", "a"), Lookup::Present(()));
+        assert_eq!(before.exists(Kind::Secret, "ns", "b"), Lookup::Absent);
+        // Cluster-scoped kinds ignore the namespace they are asked with.
+        builder.apply(Kind::PriorityClass, meta("", "high"), Entry::Name);
+        assert_eq!(
+            builder
+                .view()
+                .exists(Kind::PriorityClass, "anywhere", "high"),
+            Lookup::Present(())
+        );
+    }
+
+    #[test]
+    fn nodes_are_indexed_when_the_view_is_taken() {
+        let mut builder = ViewBuilder::new();
+        let node = |name: &str| {
+            json!({"metadata": {"name": name, "labels": {"kubevirt.io/schedulable": "true"}},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}})
+        };
+        builder.add(Kind::Node, &node("n1")).unwrap();
+        builder.add(Kind::Node, &node("n0")).unwrap();
+        assert!(builder.nodes_changed());
+        let view = builder.view();
+        assert!(!builder.nodes_changed());
+        let nodes = view.nodes().unwrap();
+        assert_eq!(nodes.len(), 2);
+        assert_eq!(nodes.node(0).name, "n0", "indexed in name order");
+        builder.delete(Kind::Node, meta("", "n1"));
+        assert_eq!(builder.view().nodes().unwrap().len(), 1);
+        assert_eq!(view.nodes().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn a_relist_replaces_the_kind_whole() {
+        let mut builder = ViewBuilder::new();
+        builder.apply(Kind::ConfigMap, meta("ns", "old"), Entry::Name);
+        builder.apply(Kind::Secret, meta("ns", "kept"), Entry::Name);
+        let mut fresh = ViewBuilder::new();
+        fresh.mark_known(Kind::ConfigMap);
+        fresh.apply(Kind::ConfigMap, meta("ns", "new"), Entry::Name);
+        builder.replace_kind(Kind::ConfigMap, &fresh);
+        let view = builder.view();
+        assert_eq!(view.exists(Kind::ConfigMap, "ns", "old"), Lookup::Absent);
+        assert_eq!(
+            view.exists(Kind::ConfigMap, "ns", "new"),
+            Lookup::Present(())
+        );
+        assert_eq!(view.exists(Kind::Secret, "ns", "kept"), Lookup::Present(()));
+    }
+
+    #[test]
+    fn a_wrong_typed_field_is_an_error_naming_it() {
+        let err = ViewBuilder::new()
+            .add(
+                Kind::PersistentVolumeClaim,
+                &json!({"metadata": {"name": "p"}, "spec": {"accessModes": "ReadWriteOnce"}}),
+            )
+            .unwrap_err();
+        assert_eq!(err.name, "p");
+        assert!(err.message.starts_with("spec.accessModes"), "{err}");
     }
 
     #[test]
@@ -665,8 +713,17 @@ mod tests {
                 &json!({"metadata": {"name": "slow"}, "status": {"claimPropertySets": [{"volumeMode": "Block"}]}}),
             )
             .unwrap();
-        let view = builder.build();
-        assert_eq!(view.default_storage_class(), Some(Some("fast")));
+        let view = builder.view();
+        assert_eq!(view.default_storage_class(), Lookup::Present("fast"));
+        assert!(
+            !view
+                .storage_profile("slow")
+                .present()
+                .unwrap()
+                .has_access_modes()
+        );
+        builder.delete(Kind::StorageClass, meta("", "fast"));
+        assert_eq!(builder.view().default_storage_class(), Lookup::Absent);
 
         // CDI gives a claim without a class the KubeVirt default before the Kubernetes one.
         let mut builder = ViewBuilder::new();
@@ -683,13 +740,7 @@ mod tests {
         }
         assert_eq!(
             builder.build().default_storage_class(),
-            Some(Some("z-virt"))
-        );
-        assert_eq!(
-            view.storage_profile("slow"),
-            Some(Some(&StorageProfileInfo {
-                has_access_modes: false
-            }))
+            Lookup::Present("z-virt")
         );
     }
 }

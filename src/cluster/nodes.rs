@@ -8,6 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use fixedbitset::FixedBitSet;
 use foldhash::{HashMap, HashMapExt};
@@ -15,6 +16,7 @@ use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, Tolerati
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::objects::{Body, Entry, Meta, MetaRef};
 use crate::model::{Labels, ParsedQuantity, QuantityText};
 
 /// Label virt-handler puts on nodes that can run VMs.
@@ -108,25 +110,28 @@ pub struct NodeInfo {
     pub allocatable: BTreeMap<String, ParsedQuantity>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct NodeObject {
-    metadata: NodeMeta,
+/// A Node as read off the wire (see [`super::objects`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct NodeBody {
+    #[serde(default)]
+    metadata: Meta<BTreeMap<String, String>>,
     #[serde(default)]
     spec: NodeSpec,
     #[serde(default)]
     status: NodeStatus,
 }
 
-#[derive(Deserialize)]
-struct NodeMeta {
-    #[serde(default)]
-    name: String,
-    #[serde(default)]
-    labels: BTreeMap<String, String>,
+impl Body for NodeBody {
+    const METADATA_ONLY: bool = false;
+    fn meta(&self) -> MetaRef<'_> {
+        self.metadata.as_ref()
+    }
+    fn into_entry(self) -> Entry {
+        Entry::Node(Arc::new(NodeInfo::from(self)))
+    }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 struct NodeSpec {
     #[serde(default)]
     unschedulable: bool,
@@ -134,7 +139,7 @@ struct NodeSpec {
     taints: Vec<RawTaint>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct RawTaint {
     #[serde(default)]
     key: String,
@@ -144,7 +149,7 @@ struct RawTaint {
     effect: String,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 struct NodeStatus {
     #[serde(default)]
     allocatable: BTreeMap<String, QuantityText>,
@@ -152,7 +157,7 @@ struct NodeStatus {
     conditions: Vec<NodeCondition>,
 }
 
-#[derive(Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 struct NodeCondition {
     #[serde(rename = "type", default)]
     type_: String,
@@ -160,9 +165,8 @@ struct NodeCondition {
     status: String,
 }
 
-impl NodeInfo {
-    pub fn from_value(value: &Value) -> Result<Self, String> {
-        let node = NodeObject::deserialize(value).map_err(|e| e.to_string())?;
+impl From<NodeBody> for NodeInfo {
+    fn from(node: NodeBody) -> Self {
         let mut taints: Vec<Taint> = node
             .spec
             .taints
@@ -192,14 +196,23 @@ impl NodeInfo {
             .conditions
             .iter()
             .any(|c| c.type_ == "Ready" && c.status == "True");
-        Ok(NodeInfo {
+        NodeInfo {
             name: node.metadata.name,
             labels: node.metadata.labels,
             taints,
             unschedulable: node.spec.unschedulable,
             ready,
             allocatable,
-        })
+        }
+    }
+}
+
+impl NodeInfo {
+    /// Reads a Node object (tests and benchmarks build nodes this way).
+    pub fn from_value(value: &Value) -> Result<Self, String> {
+        NodeBody::deserialize(value)
+            .map(NodeInfo::from)
+            .map_err(|e| e.to_string())
     }
 
     pub fn kubevirt_schedulable(&self) -> bool {
@@ -210,7 +223,7 @@ impl NodeInfo {
 /// All nodes, with the indexes matching needs.
 #[derive(Debug, Clone, Default)]
 pub struct NodeIndex {
-    nodes: Vec<NodeInfo>,
+    nodes: Vec<Arc<NodeInfo>>,
     by_name: HashMap<String, usize>,
     /// label key → value → nodes.
     by_label: HashMap<String, HashMap<String, NodeSet>>,
@@ -231,7 +244,11 @@ pub struct NodeIndex {
 }
 
 impl NodeIndex {
-    pub fn new(nodes: Vec<NodeInfo>) -> Self {
+    /// Indexes the nodes, ordered by name (so that messages naming "the nearest" node do not
+    /// depend on the order the nodes arrived in).
+    pub fn new(nodes: impl IntoIterator<Item = impl Into<Arc<NodeInfo>>>) -> Self {
+        let mut nodes: Vec<Arc<NodeInfo>> = nodes.into_iter().map(Into::into).collect();
+        nodes.sort_by(|a, b| a.name.cmp(&b.name));
         let count = nodes.len();
         let empty = || FixedBitSet::with_capacity(count);
         let mut index = NodeIndex {
@@ -293,6 +310,11 @@ impl NodeIndex {
         index.taint_groups.sort_by(|a, b| a.0.cmp(&b.0));
         index.nodes = nodes;
         index
+    }
+
+    /// The node named `name`.
+    pub fn by_name(&self, name: &str) -> Option<&NodeInfo> {
+        self.by_name.get(name).map(|&i| self.nodes[i].as_ref())
     }
 
     pub fn len(&self) -> usize {

@@ -60,6 +60,7 @@ pub fn from_documents(documents: impl IntoIterator<Item = Parsed>) -> Snapshot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cluster::Lookup;
     use crate::manifest::parse_text;
     use std::sync::Arc;
 
@@ -86,9 +87,15 @@ kind: Node
 metadata: {name: broken, labels: [1]}
 ";
         let snapshot = from_documents(parse_text(&Arc::from("state.yaml"), text));
-        assert_eq!(snapshot.view.exists(Kind::Secret, "ns", "s1"), Some(true));
+        assert_eq!(
+            snapshot.view.exists(Kind::Secret, "ns", "s1"),
+            Lookup::Present(())
+        );
         assert_eq!(snapshot.view.nodes().map(|n| n.len()), Some(1));
-        assert_eq!(snapshot.view.exists(Kind::ConfigMap, "ns", "c"), None);
+        assert_eq!(
+            snapshot.view.exists(Kind::ConfigMap, "ns", "c"),
+            Lookup::Unknown
+        );
         assert_eq!(snapshot.other.len(), 1);
         assert_eq!(snapshot.errors.len(), 1);
         assert!(

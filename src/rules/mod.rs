@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 pub use context::{DiskOrigin, EffectiveDisk, Placement, VmContext};
 pub use registry::{REGISTRY, RuleId, RuleInfo, Scope, UnknownRuleId};
 
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, ObjectKey};
 use crate::finding::{Finding, MAX_MESSAGE_CHARS, ObjectRef, Severity, one_line};
 use crate::model::VirtualMachine;
 
@@ -50,8 +50,22 @@ impl Emitter<'_> {
             path: path.into(),
             message: one_line(message.as_ref(), MAX_MESSAGE_CHARS),
             fix: None,
+            missing: Vec::new(),
         });
         self.findings.last_mut().expect("just pushed")
+    }
+
+    /// Reports that an object the VM names is not in the cluster view; `looked_for` is every
+    /// object that would have done (checked again against the API server before a denial).
+    pub fn emit_missing(
+        &mut self,
+        looked_for: Vec<ObjectKey>,
+        path: impl Into<String>,
+        message: impl AsRef<str>,
+    ) -> &mut Finding {
+        let finding = self.emit(path, message);
+        finding.missing = looked_for;
+        finding
     }
 }
 

@@ -3,7 +3,7 @@
 //! an unknown kind answers `None` and the rule stays silent.
 
 use super::{Emitter, VmContext};
-use crate::cluster::Kind;
+use crate::cluster::{Kind, ObjectKey};
 use crate::model::TEMPLATE_SPEC;
 
 /// A name the VM uses, and the path of the field that says it.
@@ -133,8 +133,9 @@ pub fn configmap_references<'a>(cx: &VmContext<'a>) -> Vec<Reference<'a>> {
 fn report_missing(cx: &VmContext<'_>, out: &mut Emitter<'_>, kind: Kind, refs: Vec<Reference<'_>>) {
     let Some(view) = cx.cluster else { return };
     for Reference { path, name } in refs {
-        if view.exists(kind, cx.namespace, name) == Some(false) {
-            out.emit(
+        if view.exists(kind, cx.namespace, name).is_absent() {
+            out.emit_missing(
+                vec![ObjectKey::new(kind, cx.namespace, name)],
                 path,
                 format!(
                     "{kind} {name:?} does not exist in namespace {}: create it first",
@@ -185,8 +186,10 @@ pub fn network_attachment_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             continue;
         };
         let (namespace, name) = full.split_once('/').unwrap_or((cx.namespace, full));
-        if view.exists(Kind::NetworkAttachmentDefinition, namespace, name) == Some(false) {
-            out.emit(
+        let kind = Kind::NetworkAttachmentDefinition;
+        if view.exists(kind, namespace, name).is_absent() {
+            out.emit_missing(
+                vec![ObjectKey::new(kind, namespace, name)],
                 format!("{TEMPLATE_SPEC}.networks[{i}].multus.networkName"),
                 format!(
                     "NetworkAttachmentDefinition {namespace}/{name} does not exist: create it first"
@@ -230,13 +233,14 @@ pub fn instancetype_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         let Some(kind) = matcher_kind(matcher.kind.as_deref(), namespaced, cluster_wide) else {
             continue;
         };
-        if view.exists(kind, cx.namespace, name) == Some(false) {
+        if view.exists(kind, cx.namespace, name).is_absent() {
             let scope = if kind.is_namespaced() {
                 format!(" in namespace {}", cx.namespace)
             } else {
                 String::new()
             };
-            out.emit(
+            out.emit_missing(
+                vec![ObjectKey::new(kind, cx.namespace, name)],
                 format!("spec.{field}.name"),
                 format!("{kind} {name:?} does not exist{scope}: create it or fix the name"),
             );
@@ -260,8 +264,9 @@ pub fn priority_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     if SYSTEM_PRIORITY_CLASSES.contains(&name) {
         return;
     }
-    if view.exists(Kind::PriorityClass, "", name) == Some(false) {
-        out.emit(
+    if view.exists(Kind::PriorityClass, "", name).is_absent() {
+        out.emit_missing(
+            vec![ObjectKey::new(Kind::PriorityClass, "", name)],
             format!("{TEMPLATE_SPEC}.priorityClassName"),
             format!("PriorityClass {name:?} does not exist: the launcher pod would be rejected"),
         );

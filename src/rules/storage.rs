@@ -3,7 +3,7 @@
 
 use super::small_set::SmallSet;
 use super::{Emitter, VmContext};
-use crate::cluster::Kind;
+use crate::cluster::{Kind, Lookup, ObjectKey};
 use crate::model::{StorageSpec, TEMPLATE_SPEC};
 
 /// A claim a volume names: `persistentVolumeClaim`, `ephemeral` or `dataVolume`.
@@ -116,10 +116,12 @@ pub fn pvc_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
     let templates = template_names(cx);
     for claim in claims(cx) {
+        let kind = Kind::PersistentVolumeClaim;
         if !templates.contains(claim.name)
-            && view.exists(Kind::PersistentVolumeClaim, cx.namespace, claim.name) == Some(false)
+            && view.exists(kind, cx.namespace, claim.name).is_absent()
         {
-            out.emit(
+            out.emit_missing(
+                vec![ObjectKey::new(kind, cx.namespace, claim.name)],
                 claim.path(),
                 format!(
                     "PVC {:?} does not exist in namespace {}: create it or add a dataVolumeTemplate",
@@ -137,10 +139,16 @@ pub fn datavolume_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         if templates.contains(volume.name) {
             continue;
         }
-        let data_volume = view.exists(Kind::DataVolume, cx.namespace, volume.name);
-        let pvc = view.exists(Kind::PersistentVolumeClaim, cx.namespace, volume.name);
-        if data_volume == Some(false) && pvc == Some(false) {
-            out.emit(
+        let looked_for = [Kind::DataVolume, Kind::PersistentVolumeClaim];
+        if looked_for
+            .iter()
+            .all(|kind| view.exists(*kind, cx.namespace, volume.name).is_absent())
+        {
+            out.emit_missing(
+                looked_for
+                    .iter()
+                    .map(|kind| ObjectKey::new(*kind, cx.namespace, volume.name))
+                    .collect(),
                 volume.path(),
                 format!(
                     "DataVolume {:?} is neither a dataVolumeTemplate nor an existing DataVolume or PVC",
@@ -162,8 +170,9 @@ pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         else {
             continue;
         };
-        if view.storage_class(class) == Some(None) {
-            out.emit(
+        if view.storage_class(class).is_absent() {
+            out.emit_missing(
+                vec![ObjectKey::new(Kind::StorageClass, "", class)],
                 storage.path(".storageClassName"),
                 format!("StorageClass {class:?} does not exist: the DataVolume would stay Pending"),
             );
@@ -175,14 +184,15 @@ pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         if templates.contains(claim.name) {
             continue;
         }
-        let Some(Some(pvc)) = view.pvc(cx.namespace, claim.name) else {
+        let Lookup::Present(pvc) = view.pvc(cx.namespace, claim.name) else {
             continue;
         };
         let Some(class) = pvc.storage_class.as_deref().filter(|c| !c.is_empty()) else {
             continue;
         };
-        if pvc.phase.as_deref() == Some("Pending") && view.storage_class(class) == Some(None) {
-            out.emit(
+        if pvc.phase.as_deref() == Some("Pending") && view.storage_class(class).is_absent() {
+            out.emit_missing(
+                vec![ObjectKey::new(Kind::StorageClass, "", class)],
                 claim.path(),
                 format!(
                     "PVC {:?} is Pending on StorageClass {class:?}, which does not exist",
@@ -195,7 +205,7 @@ pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 
 pub fn no_default_storage_class(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
-    if view.default_storage_class() != Some(None) {
+    if !view.default_storage_class().is_absent() {
         return;
     }
     for storage in template_storage(cx) {
@@ -218,11 +228,11 @@ pub fn storage_profile_incomplete(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         let class = match storage.spec.storage_class_name.as_deref() {
             Some("") => continue,
             Some(class) => Some(class),
-            None => view.default_storage_class().flatten(),
+            None => view.default_storage_class().present(),
         };
         let Some(class) = class else { continue };
-        if let Some(Some(profile)) = view.storage_profile(class)
-            && !profile.has_access_modes
+        if let Lookup::Present(profile) = view.storage_profile(class)
+            && !profile.has_access_modes()
         {
             out.emit(
                 storage.path(".accessModes"),
@@ -237,7 +247,7 @@ pub fn storage_profile_incomplete(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 pub fn pvc_lost(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
     for claim in claims(cx).chain(data_volumes(cx)) {
-        if let Some(Some(pvc)) = view.pvc(cx.namespace, claim.name)
+        if let Lookup::Present(pvc) = view.pvc(cx.namespace, claim.name)
             && pvc.phase.as_deref() == Some("Lost")
         {
             out.emit(

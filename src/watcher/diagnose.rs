@@ -198,7 +198,7 @@ fn storage_evidence(vm: &VirtualMachine, namespace: &str, view: &ClusterView) ->
             .as_ref()
             .and_then(|c| c.claim_name.as_deref());
         if let Some(name) = datavolume
-            && let Some(Some(info)) = view.datavolume(namespace, name)
+            && let crate::cluster::Lookup::Present(info) = view.datavolume(namespace, name)
             && info.phase.as_deref() != Some("Succeeded")
             && info.phase.is_some()
         {
@@ -212,7 +212,7 @@ fn storage_evidence(vm: &VirtualMachine, namespace: &str, view: &ClusterView) ->
         }
         // A DataVolume's PVC has the DataVolume's name.
         if let Some(name) = claim.or(datavolume)
-            && let Some(Some(pvc)) = view.pvc(namespace, name)
+            && let crate::cluster::Lookup::Present(pvc) = view.pvc(namespace, name)
             && let Some(phase) = pvc.phase.as_deref()
             && phase != "Bound"
         {
