@@ -5,6 +5,7 @@
 //! optional here even where the schema requires it: a missing field is a finding or nothing,
 //! never a parse failure, so the rules see as much of a half-written manifest as possible.
 
+mod identity;
 pub mod quantity;
 
 use std::borrow::Cow;

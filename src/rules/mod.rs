@@ -137,14 +137,21 @@ pub fn runnable(rule: &RuleInfo, cluster: Option<&ClusterView>) -> bool {
 /// Runs every registered rule on a prepared context.
 pub fn evaluate_in(context: &VmContext<'_>, object: &ObjectRef) -> Evaluation {
     let (skipped, unknown_skips) = skip_list(context.vm);
+    // A VM that will not start as written cannot get stuck until someone starts it: what the
+    // cluster lacks warns. Starting it is an UPDATE, judged again (and then as errors).
+    let starts = context.vm.will_start();
     let mut findings = Vec::new();
     for rule in REGISTRY {
         if skipped.contains(&rule.id) || !runnable(rule, context.cluster) {
             continue;
         }
+        let severity = match rule.scope {
+            Scope::Cluster if !starts => Severity::Warning,
+            _ => rule.severity,
+        };
         let mut emitter = Emitter {
             rule: rule.id,
-            severity: rule.severity,
+            severity,
             object,
             findings: &mut findings,
         };
@@ -183,6 +190,44 @@ mod tests {
         assert!(evaluation.findings.is_empty(), "{:?}", evaluation.findings);
         assert_eq!(evaluation.skipped, vec![RuleId::RunStrategyConflict]);
         assert_eq!(evaluation.unknown_skips, vec!["no-such-rule".to_string()]);
+    }
+
+    #[test]
+    fn a_vm_that_will_not_start_gets_its_cluster_findings_as_warnings() {
+        let broken = |vm: &mut serde_json::Value| {
+            spec(vm)["volumes"].as_array_mut().unwrap().push(
+                json!({"name": "ci", "cloudInitNoCloud": {"secretRef": {"name": "missing"}}}),
+            );
+            spec(vm)["domain"]["devices"]["disks"][0]["name"] = json!("typo");
+        };
+        let severities = |strategy: serde_json::Value| {
+            let value = valid_vm_with(|vm| {
+                broken(vm);
+                vm["spec"]["runStrategy"] = strategy;
+            });
+            let mut found: Vec<(RuleId, Severity)> = findings_in(value, &cluster(BASE_CLUSTER))
+                .into_iter()
+                .map(|f| (f.rule, f.severity))
+                .collect();
+            found.sort();
+            found
+        };
+        assert_eq!(
+            severities(json!("Always")),
+            vec![
+                (RuleId::DiskWithoutVolume, Severity::Error),
+                (RuleId::SecretNotFound, Severity::Error)
+            ]
+        );
+        // Spec findings keep their severity: KubeVirt rejects those whatever the strategy.
+        assert_eq!(
+            severities(json!("Halted")),
+            vec![
+                (RuleId::DiskWithoutVolume, Severity::Error),
+                (RuleId::SecretNotFound, Severity::Warning)
+            ]
+        );
+        assert_eq!(severities(json!("Manual")), severities(json!("Always")));
     }
 
     #[test]
