@@ -438,7 +438,7 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
                 metrics.clone(),
                 events::QUEUE_CAPACITY,
             );
-            let view = live::LiveView::start(client.clone());
+            let view = live::LiveView::start(client.clone(), &policy.node_templates);
             if args.watch {
                 let watcher = args.watcher.start(
                     client,
@@ -459,7 +459,8 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
                 );
             }
             tracing::info!("serving from a fixed cluster snapshot; Events are not emitted");
-            (live::LiveView::fixed(snapshot.view), None)
+            let view = snapshot.view.with_node_templates(&policy.node_templates);
+            (live::LiveView::fixed(view), None)
         };
         let mut state = server::AppState::new(view, policy, metrics, events);
         state.deadline = Duration::from_millis(args.deadline_ms);
@@ -540,7 +541,7 @@ pub fn run_watch(args: &WatchArgs) -> anyhow::Result<()> {
             metrics.clone(),
             events::QUEUE_CAPACITY,
         );
-        let view = live::LiveView::start(client.clone());
+        let view = live::LiveView::start(client.clone(), &[]);
         let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
         let addr = listener.local_addr()?;
         let app = server::watcher_router(metrics.clone(), view.clone());

@@ -10,6 +10,7 @@ pub mod certs;
 pub mod check;
 pub mod cli;
 pub mod cluster;
+pub mod confirm;
 pub mod events;
 pub mod finding;
 pub mod fix;

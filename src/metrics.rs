@@ -10,7 +10,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::admission::Operation;
-use crate::cluster::{Kind, KindSet};
+use crate::cluster::{ClusterView, Kind};
 use crate::policy::Action;
 use crate::rules::RuleId;
 
@@ -112,6 +112,8 @@ pub struct Metrics {
     pub latency: Histogram,
     pub findings: Family<FindingLabels, Counter>,
     pub cache_synced: Family<KindLabels, Gauge>,
+    pub cache_objects: Family<KindLabels, Gauge>,
+    pub cache_stale: Family<KindLabels, Gauge>,
     pub events_sent: Counter,
     pub events_dropped: Counter,
     pub deadline_exceeded: Counter,
@@ -157,6 +159,18 @@ impl Metrics {
             "cache_synced",
             "1 when the cluster view holds a synced list of this kind",
             cache_synced.clone(),
+        );
+        let cache_objects = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "cache_objects",
+            "Objects of this kind in the cluster view",
+            cache_objects.clone(),
+        );
+        let cache_stale = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "cache_stale",
+            "1 while the watch of this kind is failing: its data may be behind the API server, and its findings do not deny",
+            cache_stale.clone(),
         );
         let events_sent = Counter::default();
         registry.register(
@@ -212,6 +226,8 @@ impl Metrics {
             latency,
             findings,
             cache_synced,
+            cache_objects,
+            cache_stale,
             events_sent,
             events_dropped,
             deadline_exceeded,
@@ -223,13 +239,22 @@ impl Metrics {
         }
     }
 
-    pub fn set_synced(&self, synced: KindSet) {
+    /// The cluster view's state, per kind, as of now.
+    pub fn set_view(&self, view: &ClusterView) {
+        let (synced, stale) = (view.known(), view.stale());
         for kind in Kind::ALL {
+            let labels = KindLabels {
+                kind: kind.as_str().to_string(),
+            };
             self.cache_synced
-                .get_or_create(&KindLabels {
-                    kind: kind.as_str().to_string(),
-                })
+                .get_or_create(&labels)
                 .set(i64::from(synced.contains(kind)));
+            self.cache_stale
+                .get_or_create(&labels)
+                .set(i64::from(stale.contains(kind)));
+            self.cache_objects
+                .get_or_create(&labels)
+                .set(i64::try_from(view.count(kind)).unwrap_or(i64::MAX));
         }
     }
 

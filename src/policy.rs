@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Deserializer};
 
+use crate::cluster::nodes::NodeTemplate;
 use crate::finding::Severity;
 use crate::rules::RuleId;
 
@@ -108,14 +109,17 @@ impl fmt::Display for Action {
     }
 }
 
-/// The policy file: `mode` and `rules`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// The policy file: `mode`, `rules` and `nodeTemplates`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct Policy {
     #[serde(default)]
     pub mode: Mode,
     #[serde(default)]
     pub rules: BTreeMap<RuleId, RuleSetting>,
+    /// Nodes an autoscaler can add; the scheduling rules count them as nodes.
+    #[serde(default)]
+    pub node_templates: Vec<NodeTemplate>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,12 +149,17 @@ impl Policy {
         if text.trim().is_empty() {
             return Ok(Policy::default());
         }
-        serde_saphyr::from_str::<Option<Policy>>(text)
+        let policy = serde_saphyr::from_str::<Option<Policy>>(text)
             .map(Option::unwrap_or_default)
-            .map_err(|e| e.without_snippet().to_string())
+            .map_err(|e| e.without_snippet().to_string())?;
+        for (i, template) in policy.node_templates.iter().enumerate() {
+            template
+                .validate()
+                .map_err(|err| format!("nodeTemplates[{i}].{err}"))?;
+        }
+        Ok(policy)
     }
 
-    /// The mode for a namespace: its `virt-preflight.io/mode` label if valid, else the policy's.
     /// The mode for a namespace whose [`MODE_LABEL`] says `label` (if it has one).
     pub fn mode_for(&self, label: Option<&str>) -> Mode {
         label.and_then(Mode::parse).unwrap_or(self.mode)
@@ -234,6 +243,22 @@ mod tests {
         assert_eq!(
             policy.action(RuleId::QuantityInvalid, Severity::Error, Mode::Audit),
             Action::Off
+        );
+    }
+
+    #[test]
+    fn node_templates_are_checked_when_read() {
+        let good = "nodeTemplates:\n- name: pool\n  taints: [{key: k, effect: NoSchedule}]\n  allocatable: {memory: 64Gi}\n";
+        assert_eq!(Policy::parse(good).unwrap().node_templates.len(), 1);
+        let err = Policy::parse(&good.replace("64Gi", "64GiB")).unwrap_err();
+        assert!(
+            err.starts_with("nodeTemplates[0].allocatable.memory: "),
+            "{err}"
+        );
+        let err = Policy::parse(&good.replace("NoSchedule", "Never")).unwrap_err();
+        assert!(
+            err.starts_with("nodeTemplates[0].taints[0].effect: "),
+            "{err}"
         );
     }
 

@@ -129,7 +129,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
 
 /// The text exposition, with the view's sync state as of this scrape.
 fn scrape(metrics: &Metrics, view: &LiveView) -> Response {
-    metrics.set_synced(view.synced());
+    metrics.set_view(&view.current());
     (
         [(
             header::CONTENT_TYPE,

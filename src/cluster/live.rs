@@ -20,6 +20,7 @@ use kube::runtime::watcher::{self, Event};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
+use super::nodes::NodeTemplate;
 use super::objects::{Body, KindVisitor, Wire, visit_kind};
 use super::{ClusterView, Kind, KindSet, ViewBuilder};
 
@@ -153,11 +154,14 @@ const NODE_DEBOUNCE: Duration = Duration::from_millis(100);
 
 impl LiveView {
     /// Starts the watchers on the current tokio runtime. Until a kind's first list completes
-    /// it is unknown, so its rules are skipped (fail open).
-    pub fn start(client: Client) -> LiveView {
+    /// it is unknown, so its rules are skipped (fail open). `node_templates` are the nodes an
+    /// autoscaler can add, counted as nodes once Nodes have synced.
+    pub fn start(client: Client, node_templates: &[NodeTemplate]) -> LiveView {
         let (sender, receiver) = watch::channel(Arc::new(ClusterView::default()));
+        let mut builder = ViewBuilder::new();
+        builder.set_node_templates(node_templates);
         let shared = Shared {
-            builder: Arc::new(Mutex::new(ViewBuilder::new())),
+            builder: Arc::new(Mutex::new(builder)),
             sender: Arc::new(sender),
             settled: Arc::new(AtomicU32::new(0)),
         };

@@ -355,6 +355,17 @@ impl ClusterView {
         self.is_known(Kind::Node).then_some(self.nodes.as_ref())
     }
 
+    /// This view with the nodes an autoscaler can add counted as nodes (a snapshot or a
+    /// one-shot list; a live view gets them from its builder).
+    pub fn with_node_templates(mut self, templates: &[nodes::NodeTemplate]) -> ClusterView {
+        if !templates.is_empty() {
+            let listed = self.nodes.nodes().cloned();
+            let added = templates.iter().map(|t| Arc::new(NodeInfo::from(t)));
+            self.nodes = Arc::new(NodeIndex::new(listed.chain(added)));
+        }
+        self
+    }
+
     /// How many objects of `kind` the view holds.
     pub fn count(&self, kind: Kind) -> usize {
         match kind {
@@ -401,6 +412,8 @@ pub struct ViewBuilder {
     view: ClusterView,
     /// The nodes themselves; the view holds only their index, rebuilt from these.
     nodes: Table<Arc<NodeInfo>>,
+    /// Nodes an autoscaler can add: indexed with the nodes, once Nodes are known.
+    templates: Vec<Arc<NodeInfo>>,
     /// Nodes the index must be rebuilt for.
     nodes_changed: bool,
 }
@@ -408,6 +421,15 @@ pub struct ViewBuilder {
 impl ViewBuilder {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Counts the nodes an autoscaler can add as nodes (see [`nodes::NodeTemplate`]).
+    pub fn set_node_templates(&mut self, templates: &[nodes::NodeTemplate]) {
+        self.templates = templates
+            .iter()
+            .map(|t| Arc::new(NodeInfo::from(t)))
+            .collect();
+        self.nodes_changed = true;
     }
 
     /// Marks a kind known (listed) even if it had no objects.
@@ -562,9 +584,8 @@ impl ViewBuilder {
     /// The view as it is now; rebuilds the node index if nodes changed.
     pub fn view(&mut self) -> ClusterView {
         if self.nodes_changed {
-            self.view.nodes = Arc::new(NodeIndex::new(
-                self.nodes.iter().map(|(_, _, node)| node.clone()),
-            ));
+            let nodes = self.nodes.iter().map(|(_, _, node)| node.clone());
+            self.view.nodes = Arc::new(NodeIndex::new(nodes.chain(self.templates.clone())));
             self.nodes_changed = false;
         }
         self.view.clone()
@@ -663,6 +684,25 @@ mod tests {
         builder.delete(Kind::Node, meta("", "n1"));
         assert_eq!(builder.view().nodes().unwrap().len(), 1);
         assert_eq!(view.nodes().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn node_templates_count_as_ready_nodes_once_nodes_are_known() {
+        let policy = crate::policy::Policy::parse(
+            "nodeTemplates:\n- name: gpu-pool\n  labels: {gpu: a100}\n  allocatable: {cpu: '32', memory: 256Gi}\n",
+        )
+        .unwrap();
+        let mut builder = ViewBuilder::new();
+        builder.set_node_templates(&policy.node_templates);
+        assert!(builder.view().nodes().is_none(), "no node data, no nodes");
+        builder.mark_known(Kind::Node);
+        let view = builder.view();
+        let nodes = view.nodes().unwrap();
+        assert_eq!(nodes.len(), 1);
+        let template = nodes.node(0);
+        assert_eq!(template.name, "gpu-pool (node template)");
+        assert!(template.ready && template.kubevirt_schedulable());
+        assert!(crate::policy::Policy::parse("nodeTemplates: [{name: x, tains: []}]").is_err());
     }
 
     #[test]

@@ -207,6 +207,88 @@ impl From<NodeBody> for NodeInfo {
     }
 }
 
+/// A node an autoscaler can add (a cluster-autoscaler node group that scales from zero, a
+/// Karpenter NodePool), as the policy file describes it. The scheduling rules count it as a
+/// node: a VM that would make the autoscaler add one is not denied for want of a node.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NodeTemplate {
+    pub name: String,
+    /// The labels a new node of the group carries. virt-handler labels a node it runs on
+    /// `kubevirt.io/schedulable=true`; that label is assumed unless given otherwise.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub taints: Vec<TemplateTaint>,
+    /// What a new node has allocatable: `cpu`, `memory`, `devices.kubevirt.io/kvm`, GPUs, …
+    #[serde(default)]
+    pub allocatable: BTreeMap<String, QuantityText>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateTaint {
+    pub key: String,
+    #[serde(default)]
+    pub value: String,
+    pub effect: String,
+}
+
+impl NodeTemplate {
+    /// Checks what serde cannot: the quantities parse and the taint effects are known.
+    pub fn validate(&self) -> Result<(), String> {
+        for (resource, quantity) in &self.allocatable {
+            quantity
+                .parse()
+                .map_err(|err| format!("allocatable.{resource}: {err}"))?;
+        }
+        for (i, taint) in self.taints.iter().enumerate() {
+            TaintEffect::parse(&taint.effect).ok_or_else(|| {
+                format!(
+                    "taints[{i}].effect: {:?} is not NoSchedule, PreferNoSchedule or NoExecute",
+                    taint.effect
+                )
+            })?;
+        }
+        Ok(())
+    }
+}
+
+impl From<&NodeTemplate> for NodeInfo {
+    fn from(template: &NodeTemplate) -> Self {
+        let mut labels = template.labels.clone();
+        labels
+            .entry(SCHEDULABLE_LABEL.to_string())
+            .or_insert_with(|| "true".to_string());
+        NodeInfo::from(NodeBody {
+            metadata: Meta {
+                name: format!("{} (node template)", template.name),
+                labels,
+                ..Meta::default()
+            },
+            spec: NodeSpec {
+                unschedulable: false,
+                taints: template
+                    .taints
+                    .iter()
+                    .map(|t| RawTaint {
+                        key: t.key.clone(),
+                        value: t.value.clone(),
+                        effect: t.effect.clone(),
+                    })
+                    .collect(),
+            },
+            status: NodeStatus {
+                allocatable: template.allocatable.clone(),
+                conditions: vec![NodeCondition {
+                    type_: "Ready".to_string(),
+                    status: "True".to_string(),
+                }],
+            },
+        })
+    }
+}
+
 impl NodeInfo {
     /// Reads a Node object (tests and benchmarks build nodes this way).
     pub fn from_value(value: &Value) -> Result<Self, String> {
@@ -310,6 +392,11 @@ impl NodeIndex {
         index.taint_groups.sort_by(|a, b| a.0.cmp(&b.0));
         index.nodes = nodes;
         index
+    }
+
+    /// Every node, in index order.
+    pub fn nodes(&self) -> impl Iterator<Item = &Arc<NodeInfo>> {
+        self.nodes.iter()
     }
 
     /// The node named `name`.

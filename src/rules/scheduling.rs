@@ -107,7 +107,7 @@ pub fn no_schedulable_node(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 }
 
 /// What the launcher pod will request at least: explicit requests (or limits, which
-/// Kubernetes copies into absent requests), guest memory, and whole CPUs for dedicated
+/// Kubernetes copies into absent requests), else guest memory, and whole CPUs for dedicated
 /// placement. Shared vCPUs are requested at a fraction (cpuAllocationRatio), so they do not
 /// count: counting them would report VMs that run.
 fn minimum_request(cx: &VmContext<'_>) -> (Option<ParsedQuantity>, Option<ParsedQuantity>) {
@@ -125,7 +125,9 @@ fn minimum_request(cx: &VmContext<'_>) -> (Option<ParsedQuantity>, Option<Parsed
         .as_ref()
         .and_then(|m| m.guest.as_ref())
         .and_then(|q| q.parse().ok());
-    let memory = amount("memory").max(guest);
+    // The launcher pod asks for the memory request, else the limit, else the guest memory:
+    // a guest larger than its request is overcommitted on purpose, not a bigger pod.
+    let memory = amount("memory").or(guest);
     let dedicated_cpus = domain
         .cpu
         .as_ref()
@@ -358,6 +360,22 @@ mod tests {
             gpu_toleration(vm);
         });
         assert_eq!(fired_in(tolerating, &view), vec![]);
+    }
+
+    #[test]
+    fn an_overcommitted_guest_is_not_a_bigger_pod() {
+        let view = cluster(BASE_CLUSTER);
+        // The launcher pod asks for the 8Gi request; the 100Gi guest is overcommitted.
+        let overcommitted = valid_vm_with(|vm| {
+            spec(vm)["domain"]["resources"] = json!({"requests": {"memory": "8Gi"}});
+            spec(vm)["domain"]["memory"]["guest"] = json!("100Gi");
+        });
+        assert_eq!(fired_in(overcommitted, &view), vec![]);
+        // Without a request or limit, the guest memory is what the pod asks for.
+        let guest_only = valid_vm_with(|vm| {
+            spec(vm)["domain"]["memory"]["guest"] = json!("100Gi");
+        });
+        assert_eq!(fired_in(guest_only, &view).len(), 1);
     }
 
     #[test]

@@ -57,7 +57,7 @@ fn metadata_only(object: &Value) -> Value {
 impl FakeApi {
     /// Serves `objects` (by collection path, e.g. `/api/v1/secrets`); `missing` paths get 404.
     pub async fn start(objects: Vec<(&str, Vec<Value>)>, missing: &[&str]) -> FakeApi {
-        let (events, _) = broadcast::channel(64);
+        let (events, _) = broadcast::channel(4096);
         let shared = Shared {
             objects: Arc::new(Mutex::new(
                 objects

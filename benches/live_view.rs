@@ -1,0 +1,350 @@
+//! The live cluster view at scale, as deployed: `virt-preflight serve` (its own process) reads
+//! a loopback API server (tests/support/fake_api.rs) that serves 5,000 Nodes, 100,000 Secrets,
+//! 20,000 ConfigMaps and 20,000 PVCs, lists and watches. Every Secret carries its value in
+//! `data` and, as `kubectl apply` leaves it, in the last-applied annotation.
+//!
+//! Prints, for 1,000 and for 100,000 Secrets: time until /readyz says the view is synced, the
+//! server's resident memory, its CPU time per Secret change (200 changes at 100/s, the idle
+//! CPU of as long subtracted), how long until the view holds 200 new Secrets sent at once,
+//! and how many copies of Secret values the process's memory holds (read from
+//! /proc/PID/mem: the server runs as the same user).
+//!
+//! Run: `cargo bench --bench live_view` (about two minutes). `LIVE_VIEW_SECRETS=N` runs one
+//! size only.
+
+#[path = "../tests/support/fake_api.rs"]
+mod fake_api;
+
+use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use fake_api::FakeApi;
+use serde_json::{Value, json};
+
+const NODES: usize = 5_000;
+const CONFIGMAPS: usize = 20_000;
+const PVCS: usize = 20_000;
+const NAMESPACES: usize = 100;
+const CHANGES: usize = 200;
+/// Every Secret's value starts with this, so the process's memory can be searched for it.
+const SECRET_PREFIX: &str = "hunter2-secret-value-";
+
+fn node(i: usize) -> Value {
+    let zone = ["a", "b", "c"][i % 3];
+    json!({
+        "apiVersion": "v1", "kind": "Node",
+        "metadata": {"name": format!("worker-{i}"), "resourceVersion": "1", "labels": {
+            "kubernetes.io/hostname": format!("worker-{i}"),
+            "topology.kubernetes.io/zone": zone,
+            "kubevirt.io/schedulable": "true",
+            "cpu-model.node.kubevirt.io/Haswell": "true",
+            "node.kubernetes.io/instance-type": format!("m{}.large", i % 7)}},
+        "spec": {},
+        "status": {
+            "allocatable": {"cpu": "32", "memory": "128Gi", "pods": "110", "devices.kubevirt.io/kvm": "1k"},
+            "conditions": [{"type": "Ready", "status": "True"}]
+        }
+    })
+}
+
+fn namespace(i: usize) -> String {
+    format!("ns-{}", i % NAMESPACES)
+}
+
+/// A Secret as `kubectl apply` leaves it: its data also in the last-applied annotation.
+fn secret(i: usize, generation: usize) -> Value {
+    let value = base64::engine::general_purpose::STANDARD
+        .encode(format!("{SECRET_PREFIX}{i}-{generation}"));
+    let name = format!("secret-{i}");
+    let applied = json!({"apiVersion": "v1", "kind": "Secret", "data": {"password": value},
+        "metadata": {"name": name, "namespace": namespace(i)}});
+    json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": name, "namespace": namespace(i), "resourceVersion": format!("{}", 2 + generation),
+            "annotations": {"kubectl.kubernetes.io/last-applied-configuration": applied.to_string()}},
+        "type": "Opaque",
+        "data": {"password": value}
+    })
+}
+
+fn configmap(i: usize) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": format!("cm-{i}"), "namespace": namespace(i), "resourceVersion": "1"},
+        "data": {"key": "value"}})
+}
+
+fn pvc(i: usize) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": format!("pvc-{i}"), "namespace": namespace(i), "resourceVersion": "1"},
+        "spec": {"storageClassName": "standard", "accessModes": ["ReadWriteOnce"]},
+        "status": {"phase": "Bound"}})
+}
+
+fn secret_marker() -> Vec<u8> {
+    // Base64 of the prefix, cut where a 3-byte group ends, so every encoded value contains it.
+    let prefix = &SECRET_PREFIX.as_bytes()[..SECRET_PREFIX.len() / 3 * 3];
+    base64::engine::general_purpose::STANDARD
+        .encode(prefix)
+        .into_bytes()
+}
+
+fn kubeconfig(dir: &Path, url: &str) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster: {{server: \"{url}\"}}\n\
+         users:\n- name: fake\n  user: {{}}\ncontexts:\n- name: fake\n  context: {{cluster: fake, user: fake}}\n\
+         current-context: fake\n"
+    );
+    std::fs::write(&path, text).expect("kubeconfig written");
+    path
+}
+
+struct Server {
+    child: Child,
+    metrics: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server(dir: &Path, kubeconfig: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
+        .args([
+            "serve",
+            "--addr",
+            "127.0.0.1:0",
+            "--metrics-addr",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(dir.join("tls.crt"))
+        .arg("--tls-key")
+        .arg(dir.join("tls.key"))
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .env("RUST_LOG", "error")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("serve starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("listening line");
+    let metrics = line
+        .split("metrics: ")
+        .nth(1)
+        .and_then(|rest| rest.trim().strip_suffix(')'))
+        .expect("metrics address")
+        .to_string();
+    Server { child, metrics }
+}
+
+fn get(url: &str) -> Option<String> {
+    let url = url.strip_prefix("http://")?;
+    let (host, path) = url.split_once('/')?;
+    let mut stream = std::net::TcpStream::connect(host).ok()?;
+    use std::io::Write;
+    write!(
+        stream,
+        "GET /{path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    Some(response)
+}
+
+/// The value of a gauge with one label, from the metrics text.
+fn gauge(metrics: &str, name: &str, kind: &str) -> Option<i64> {
+    let prefix = format!("{name}{{kind=\"{kind}\"}} ");
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(&prefix))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !done() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    started.elapsed()
+}
+
+fn secrets_in_view(server: &Server) -> Option<i64> {
+    gauge(
+        &get(&server.metrics)?,
+        "virt_preflight_cache_objects",
+        "Secret",
+    )
+}
+
+fn synced(server: &Server) -> bool {
+    get(&server.metrics).is_some_and(|m| {
+        ["Node", "Secret", "ConfigMap", "PersistentVolumeClaim"]
+            .iter()
+            .all(|kind| gauge(&m, "virt_preflight_cache_synced", kind) == Some(1))
+    })
+}
+
+/// Seconds of CPU (user + system) a process has used.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+/// How often `needle` occurs in the process's writable memory (heap, stacks, anonymous maps).
+fn occurrences_in_memory(pid: u32, needle: &[u8]) -> Option<usize> {
+    let maps = std::fs::read_to_string(format!("/proc/{pid}/maps")).ok()?;
+    let mut memory = std::fs::File::open(format!("/proc/{pid}/mem")).ok()?;
+    let mut count = 0;
+    for line in maps.lines() {
+        let mut fields = line.split_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+            continue;
+        };
+        if !perms.starts_with("rw") {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16))
+        else {
+            continue;
+        };
+        let mut region = vec![0; (end - start) as usize];
+        if memory.seek(SeekFrom::Start(start)).is_err() || memory.read_exact(&mut region).is_err() {
+            continue;
+        }
+        count += region
+            .windows(needle.len())
+            .filter(|window| *window == needle)
+            .count();
+    }
+    Some(count)
+}
+
+fn run(secrets: usize) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let fake = runtime.block_on(FakeApi::start(
+        vec![
+            ("/api/v1/nodes", (0..NODES).map(node).collect()),
+            (
+                "/api/v1/secrets",
+                (0..secrets).map(|i| secret(i, 0)).collect(),
+            ),
+            (
+                "/api/v1/configmaps",
+                (0..CONFIGMAPS).map(configmap).collect(),
+            ),
+            (
+                "/api/v1/persistentvolumeclaims",
+                (0..PVCS).map(pvc).collect(),
+            ),
+        ],
+        &[],
+    ));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let names = vec!["localhost".to_string()];
+    let generated = virt_preflight::certs::generate(&names).expect("certificate");
+    virt_preflight::certs::write(&generated, dir.path()).expect("certificate written");
+    let kubeconfig = kubeconfig(dir.path(), &fake.url);
+
+    let started = Instant::now();
+    let server = start_server(dir.path(), &kubeconfig);
+    let pid = server.child.id();
+    wait_for("view synced", Duration::from_secs(300), || synced(&server));
+    let ready = started.elapsed();
+    std::thread::sleep(Duration::from_millis(500));
+    let rss = status_kib(pid, "VmRSS:");
+    let hwm = status_kib(pid, "VmHWM:");
+
+    // Idle CPU over the span the changes take, to subtract.
+    let span = Duration::from_millis(CHANGES as u64 * 10 + 1000);
+    let idle_before = cpu_seconds(pid);
+    std::thread::sleep(span);
+    let idle = cpu_seconds(pid) - idle_before;
+    let before = cpu_seconds(pid);
+    for change in 0..CHANGES {
+        let i = change * (secrets / CHANGES).max(1) % secrets;
+        fake.send("/api/v1/secrets", "MODIFIED", secret(i, 1 + change));
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(1000));
+    let busy = cpu_seconds(pid) - before;
+    let per_change_us = (busy - idle).max(0.0) / CHANGES as f64 * 1e6;
+
+    // Freshness: 200 new Secrets at once, until the view counts them all.
+    let expected = secrets + CHANGES;
+    let sent = Instant::now();
+    for new in 0..CHANGES {
+        fake.send("/api/v1/secrets", "ADDED", secret(secrets + new, 0));
+    }
+    let _ = sent;
+    let fresh = wait_for("new Secrets in the view", Duration::from_secs(30), || {
+        secrets_in_view(&server) == Some(expected as i64)
+    });
+
+    let copies = occurrences_in_memory(pid, &secret_marker());
+    println!(
+        "{secrets:>7} Secrets, {NODES} Nodes, {CONFIGMAPS} ConfigMaps, {PVCS} PVCs: ready in {:.2} s; RSS {:.1} MiB (peak {:.1} MiB); \
+         CPU per Secret change {per_change_us:.0} µs (busy {busy:.2} s, idle {idle:.2} s over {:.1} s); \
+         {CHANGES} new Secrets in the view after {:.1} ms; Secret values in the server's memory: {}",
+        ready.as_secs_f64(),
+        rss as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        span.as_secs_f64(),
+        fresh.as_secs_f64() * 1e3,
+        copies.map_or_else(|| "not readable".to_string(), |c| c.to_string()),
+    );
+    drop(server);
+    drop(fake);
+    runtime.shutdown_background();
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` asks a harness for its benchmarks
+    }
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let sizes: Vec<usize> = match std::env::var("LIVE_VIEW_SECRETS") {
+        Ok(n) => vec![n.parse().expect("LIVE_VIEW_SECRETS is a number")],
+        Err(_) => vec![1_000, 100_000],
+    };
+    for secrets in sizes {
+        run(secrets);
+    }
+}
