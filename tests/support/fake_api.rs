@@ -204,25 +204,39 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             }
         };
     }
-    let items: Vec<Value> = shared
-        .objects
-        .lock()
-        .unwrap()
-        .get(&path)
-        .cloned()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|o| if metadata { metadata_only(&o) } else { o })
-        .collect();
+    // Pages as the API server does: `limit` items from the `continue` offset.
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.parse::<usize>().ok())
+    };
+    let offset = param("continue").unwrap_or(0);
+    let (items, next) = {
+        let objects = shared.objects.lock().unwrap();
+        let all = objects.get(&path).map(Vec::as_slice).unwrap_or_default();
+        let end = param("limit").map_or(all.len(), |limit| (offset + limit).min(all.len()));
+        let items: Vec<Value> = all
+            .get(offset..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|o| if metadata { metadata_only(o) } else { o.clone() })
+            .collect();
+        (items, (end < all.len()).then(|| end.to_string()))
+    };
     let (api_version, kind) = if metadata {
         ("meta.k8s.io/v1", "PartialObjectMetadataList")
     } else {
         ("v1", "List")
     };
+    let mut list_meta = json!({"resourceVersion": "1"});
+    if let Some(next) = next {
+        list_meta["continue"] = json!(next);
+    }
     axum::Json(json!({
         "apiVersion": api_version,
         "kind": kind,
-        "metadata": {"resourceVersion": "1"},
+        "metadata": list_meta,
         "items": items,
     }))
     .into_response()
