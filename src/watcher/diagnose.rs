@@ -7,7 +7,7 @@ use jiff::SignedDuration;
 use serde_json::Value;
 
 use crate::check::object_ref;
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, Kind};
 use crate::finding::{Finding, Severity, one_line};
 use crate::model::VirtualMachine;
 use crate::rules::{RuleId, evaluate};
@@ -91,6 +91,14 @@ pub fn human_duration(duration: SignedDuration) -> String {
         (d, 0, _) => format!("{d}d"),
         (d, h, _) => format!("{d}d{h}h"),
     }
+}
+
+/// The kinds `view` does not know, whose rules did not run.
+pub fn unknown_kinds(view: &ClusterView) -> Vec<Kind> {
+    Kind::ALL
+        .into_iter()
+        .filter(|k| !view.is_known(*k))
+        .collect()
 }
 
 /// The rules whose findings explain a status best.

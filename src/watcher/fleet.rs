@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::cluster::{ClusterView, Kind};
 use crate::rules::RuleId;
 
-use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose, human_duration};
+use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose, human_duration, unknown_kinds};
 use super::escalation::{ADVICE, Escalation, Thresholds, escalations};
 use super::groups::{Member, group};
 use super::state::{Tracker, UnhealthyStatus, VmKey, VmObservation};
@@ -220,12 +220,7 @@ pub fn report(
         listed: observations.len(),
         options,
         several,
-        unknown_kinds: view.map_or_else(Vec::new, |view| {
-            Kind::ALL
-                .into_iter()
-                .filter(|k| !view.is_known(*k))
-                .collect()
-        }),
+        unknown_kinds: view.map_or_else(Vec::new, unknown_kinds),
     }
 }
 
@@ -239,16 +234,18 @@ impl FleetReport {
         let mut text = String::new();
         let threshold = human_duration(self.options.stuck_after.try_into().unwrap_or_default());
         let as_of = self.options.as_of;
+        // Shown to the second: read by people.
+        let shown = Timestamp::from_second(as_of.as_second()).unwrap_or(as_of);
         if self.groups.is_empty() {
             let _ = writeln!(
                 text,
-                "no unhealthy VM among {} listed; as of {as_of}",
+                "no unhealthy VM among {} listed; as of {shown}",
                 plural(self.listed, "VirtualMachine", "VirtualMachines")
             );
         } else {
             let _ = writeln!(
                 text,
-                "{} unhealthy with no VMI, {} stuck (threshold {threshold}), {}; as of {as_of}",
+                "{} unhealthy with no VMI, {} stuck (threshold {threshold}), {}; as of {shown}",
                 plural(self.unhealthy, "VM", "VMs"),
                 self.stuck,
                 plural(self.groups.len(), "cause", "causes"),
