@@ -106,6 +106,9 @@ pub struct GroupReport {
     pub vms: Vec<VmReport>,
     #[serde(skip)]
     pub escalated: bool,
+    /// `next` without the escalation (the text says that on a line of its own).
+    #[serde(skip)]
+    pub step: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -197,6 +200,7 @@ pub fn report(
                 rule: group.key.rule,
                 cause: group.cause().to_string(),
                 next,
+                step: group.next_step().to_string(),
                 escalated: shared.is_some(),
                 vms: group
                     .members
@@ -262,13 +266,17 @@ impl FleetReport {
             };
             let _ = writeln!(text, "{}. {cause}", index + 1);
             let stuck = group.vms.iter().filter(|vm| vm.stuck).count();
-            let mut summary = format!("{}, {stuck} stuck", plural(group.vms.len(), "VM", "VMs"));
+            let _ = writeln!(
+                text,
+                "   {}, {stuck} stuck",
+                plural(group.vms.len(), "VM", "VMs")
+            );
             if group.escalated {
-                summary.push_str(&format!(
-                    ". ESCALATE: {stuck} stuck VMs share this cause. {ADVICE}"
-                ));
+                let _ = writeln!(
+                    text,
+                    "   ESCALATE: {stuck} stuck VMs share this cause. {ADVICE}"
+                );
             }
-            let _ = writeln!(text, "   {summary}");
             let width = group
                 .vms
                 .iter()
@@ -289,7 +297,7 @@ impl FleetReport {
                     vm.status.0.as_str(),
                 );
             }
-            let _ = writeln!(text, "   next: {}", group.next);
+            let _ = writeln!(text, "   next: {}", group.step);
         }
         if !self.unknown_kinds.is_empty() {
             let names: Vec<&str> = self.unknown_kinds.iter().map(|k| k.as_str()).collect();

@@ -204,14 +204,24 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             }
         };
     }
+    // A namespaced list is the cluster-wide one, filtered.
+    let (collection, namespace) = namespaced_collection(&path)
+        .map_or((path.clone(), None), |(collection, ns)| {
+            (collection, Some(ns))
+        });
     let items: Vec<Value> = shared
         .objects
         .lock()
         .unwrap()
-        .get(&path)
+        .get(&collection)
         .cloned()
         .unwrap_or_default()
         .into_iter()
+        .filter(|o| {
+            namespace
+                .as_ref()
+                .is_none_or(|ns| o["metadata"]["namespace"] == **ns)
+        })
         .map(|o| if metadata { metadata_only(&o) } else { o })
         .collect();
     let (api_version, kind) = if metadata {
@@ -226,6 +236,13 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         "items": items,
     }))
     .into_response()
+}
+
+/// `/apis/G/V/namespaces/NS/PLURAL`: the cluster-wide collection path and the namespace.
+fn namespaced_collection(path: &str) -> Option<(String, String)> {
+    let (prefix, rest) = path.split_once("/namespaces/")?;
+    let (namespace, plural) = rest.split_once('/')?;
+    (!plural.contains('/')).then(|| (format!("{prefix}/{plural}"), namespace.to_string()))
 }
 
 /// `/apis/G/V/namespaces/NS/PLURAL/NAME` (or `/api/v1/...`): the cluster-wide collection path
