@@ -169,9 +169,9 @@ impl Escalation {
             Escalation::Several { .. } => (
                 format!("{count} virtual machines stuck at once"),
                 format!(
-                    "{count} virtual machines are stuck in an unhealthy state at once, with different causes. {ADVICE}"
+                    "{count} virtual machines are stuck in an unhealthy state at once. {ADVICE}"
                 ),
-                "different causes".to_string(),
+                "no known cause shared by enough of them".to_string(),
                 "list them by cause: virt-preflight diagnose --all --live".to_string(),
             ),
         };
