@@ -361,3 +361,67 @@ async fn kubevirts_alert_is_inhibited_where_ours_fires_and_ours_never() {
         "KubeVirt's for a VM we do not alert on stays: {shown}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_vms_stuck_on_one_selector_post_the_escalation() {
+    use virt_preflight::watcher::escalation::{ADVICE, ALERT_NAME};
+    let am = start_alertmanager(NO_ROUTES).await;
+    let queue = alertmanager::start(
+        Alertmanager::new(&am.url).unwrap(),
+        Arc::new(Metrics::new()),
+    );
+    let mut watcher = Watcher::new(
+        WatcherOptions::default(),
+        Arc::new(Metrics::new()),
+        Outputs {
+            events: None,
+            alerts: Some(queue),
+        },
+    );
+    let view = t4_view();
+    let now = Timestamp::now();
+    watcher.set_leader(true, now);
+    let since = now - jiff::SignedDuration::from_mins(14);
+    watcher.on_vm_event(Event::Init, now, &view);
+    for name in ["gpu-a", "gpu-b", "gpu-c"] {
+        watcher.on_vm_event(
+            Event::InitApply(observe(gpu_vm(name, "ErrorUnschedulable", since))),
+            now,
+            &view,
+        );
+    }
+    watcher.on_vm_event(Event::InitDone, now, &view);
+    watcher.on_vmi_event(Event::Init, now, &view);
+    watcher.on_vmi_event(Event::InitDone, now, &view);
+
+    let mut escalation = None;
+    for _ in 0..100 {
+        let (_, listed) = get(&format!("{}/api/v2/alerts", am.url))
+            .await
+            .unwrap_or_default();
+        escalation = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["labels"]["alertname"] == ALERT_NAME)
+            .cloned();
+        if escalation.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let escalation = escalation.expect("the escalation reached Alertmanager");
+    assert_eq!(escalation["status"]["state"], "active", "{escalation}");
+    assert_eq!(escalation["labels"]["rule"], "node-selector-unsatisfiable");
+    assert_eq!(escalation["labels"]["source"], "virt-preflight");
+    assert_eq!(escalation["annotations"]["count"], "3");
+    let description = escalation["annotations"]["description"].as_str().unwrap();
+    assert!(description.ends_with(ADVICE), "{description}");
+    assert!(
+        escalation["annotations"]["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("describe pod"),
+        "{escalation}"
+    );
+}

@@ -152,6 +152,7 @@ where
 /// From the live cluster: the VMs wanted, their VMIs (metadata only) and one list of the view.
 async fn from_cluster(args: &ClusterArgs, wanted: &Wanted<'_>) -> anyhow::Result<Listing> {
     use kube::api::{Api, DynamicObject};
+    use kube::core::PartialObjectMeta;
     let client = kube_client(args).await?;
     let vm_resource = kubevirt_resource("VirtualMachine", "virtualmachines");
     let vmi_resource = kubevirt_resource("VirtualMachineInstance", "virtualmachineinstances");
@@ -178,11 +179,18 @@ async fn from_cluster(args: &ClusterArgs, wanted: &Wanted<'_>) -> anyhow::Result
             let (vms, vmis) = match namespace {
                 Some(ns) => (
                     Api::<DynamicObject>::namespaced_with(client.clone(), ns, &vm_resource),
-                    Api::<DynamicObject>::namespaced_with(client.clone(), ns, &vmi_resource),
+                    Api::<PartialObjectMeta<DynamicObject>>::namespaced_with(
+                        client.clone(),
+                        ns,
+                        &vmi_resource,
+                    ),
                 ),
                 None => (
                     Api::<DynamicObject>::all_with(client.clone(), &vm_resource),
-                    Api::<DynamicObject>::all_with(client.clone(), &vmi_resource),
+                    Api::<PartialObjectMeta<DynamicObject>>::all_with(
+                        client.clone(),
+                        &vmi_resource,
+                    ),
                 ),
             };
             let vms = list_all(vms)
@@ -190,10 +198,17 @@ async fn from_cluster(args: &ClusterArgs, wanted: &Wanted<'_>) -> anyhow::Result
                 .into_iter()
                 .map(serde_json::to_value)
                 .collect::<Result<Vec<_>, _>>()?;
+            // Only the VMIs' names matter: their metadata is enough.
             let vmis = list_all(vmis)
                 .await?
                 .iter()
-                .filter_map(|vmi| VmKey::of(&serde_json::to_value(vmi).ok()?))
+                .filter_map(|vmi| {
+                    let meta = &vmi.metadata;
+                    Some(VmKey::new(
+                        meta.namespace.as_deref().unwrap_or("default"),
+                        meta.name.as_deref()?,
+                    ))
+                })
                 .collect();
             (vms, vmis)
         }
