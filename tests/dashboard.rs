@@ -107,36 +107,54 @@ fn every_expression_parses_with_promtool() {
 /// The series names the binary exports, every family given one child.
 fn exported() -> BTreeSet<String> {
     let metrics = Metrics::new();
-    metrics.requests.get_or_create(&RequestLabels {
-        operation: Operation::Create,
-        result: RequestResult::Allowed,
-    });
+    metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            operation: Operation::Create,
+            result: RequestResult::Allowed,
+        })
+        .inc();
     metrics.latency.observe(0.001);
-    metrics.findings.get_or_create(&FindingLabels {
-        rule: RuleId::PvcNotFound,
-        action: Action::Deny,
-    });
+    metrics
+        .findings
+        .get_or_create(&FindingLabels {
+            rule: RuleId::PvcNotFound,
+            action: Action::Deny,
+        })
+        .inc();
     metrics.set_synced(KindSet::all());
     let (ns, name, status) = ("ns".to_string(), "vm".to_string(), "starting".to_string());
-    metrics.vm_stuck.get_or_create(&StuckLabels {
-        namespace: ns.clone(),
-        name: name.clone(),
-        status: status.clone(),
-        rule: "none".into(),
-        cause: String::new(),
-    });
-    metrics.vms_stuck.get_or_create(&CauseLabels {
-        rule: "none".into(),
-        cause: String::new(),
-    });
-    metrics.vm_unhealthy_since.get_or_create(&VmStatusLabels {
-        namespace: ns,
-        name,
-        status,
-    });
-    metrics.alertmanager_posts.get_or_create(&ResultLabels {
-        result: "ok".into(),
-    });
+    metrics
+        .vm_stuck
+        .get_or_create(&StuckLabels {
+            namespace: ns.clone(),
+            name: name.clone(),
+            status: status.clone(),
+            rule: "none".into(),
+            cause: String::new(),
+        })
+        .set(1);
+    metrics
+        .vms_stuck
+        .get_or_create(&CauseLabels {
+            rule: "none".into(),
+            cause: String::new(),
+        })
+        .set(1);
+    metrics
+        .vm_unhealthy_since
+        .get_or_create(&VmStatusLabels {
+            namespace: ns,
+            name,
+            status,
+        })
+        .set(0);
+    metrics
+        .alertmanager_posts
+        .get_or_create(&ResultLabels {
+            result: "ok".into(),
+        })
+        .inc();
     metrics
         .encode()
         .lines()
