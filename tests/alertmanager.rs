@@ -86,6 +86,40 @@ fn observe(object: Value) -> VmObservation {
     VmObservation::from_object(&object).unwrap()
 }
 
+/// A leading watcher posting to `am`, whose first lists hold `names` stuck for 14 minutes on a
+/// GPU no node has.
+fn stuck_watcher(
+    am: &Alertmanager,
+    metrics: Arc<Metrics>,
+    names: &[&str],
+    now: Timestamp,
+) -> Watcher {
+    let queue = alertmanager::start(am.clone(), metrics.clone());
+    let mut watcher = Watcher::new(
+        WatcherOptions::default(),
+        metrics,
+        Outputs {
+            events: None,
+            alerts: Some(queue),
+        },
+    );
+    let view = t4_view();
+    watcher.set_leader(true, now);
+    let since = now - jiff::SignedDuration::from_mins(14);
+    watcher.on_vm_event(Event::Init, now, &view);
+    for name in names {
+        watcher.on_vm_event(
+            Event::InitApply(observe(gpu_vm(name, "ErrorUnschedulable", since))),
+            now,
+            &view,
+        );
+    }
+    watcher.on_vm_event(Event::InitDone, now, &view);
+    watcher.on_vmi_event(Event::Init, now, &view);
+    watcher.on_vmi_event(Event::InitDone, now, &view);
+    watcher
+}
+
 /// Our alerts in Alertmanager, as its API lists them.
 async fn our_alerts(url: &str) -> Vec<Value> {
     let (_, alerts) = get(&format!("{url}/api/v2/alerts"))
@@ -104,28 +138,14 @@ async fn our_alerts(url: &str) -> Vec<Value> {
 async fn a_stuck_vm_is_active_in_alertmanager_then_resolved() {
     let am = start_alertmanager(NO_ROUTES).await;
     let metrics = Arc::new(Metrics::new());
-    let queue = alertmanager::start(Alertmanager::new(&am.url).unwrap(), metrics.clone());
-    let mut watcher = Watcher::new(
-        WatcherOptions::default(),
+    let now = Timestamp::now();
+    let mut watcher = stuck_watcher(
+        &Alertmanager::new(&am.url).unwrap(),
         metrics.clone(),
-        Outputs {
-            events: None,
-            alerts: Some(queue),
-        },
+        &["gpu-vm"],
+        now,
     );
     let view = t4_view();
-    let now = Timestamp::now();
-    watcher.set_leader(true, now);
-    let since = now - jiff::SignedDuration::from_mins(14);
-    watcher.on_vm_event(Event::Init, now, &view);
-    watcher.on_vm_event(
-        Event::InitApply(observe(gpu_vm("gpu-vm", "ErrorUnschedulable", since))),
-        now,
-        &view,
-    );
-    watcher.on_vm_event(Event::InitDone, now, &view);
-    watcher.on_vmi_event(Event::Init, now, &view);
-    watcher.on_vmi_event(Event::InitDone, now, &view);
 
     let mut active = Vec::new();
     for _ in 0..100 {
@@ -292,28 +312,7 @@ async fn kubevirts_alert_is_inhibited_where_ours_fires_and_ours_never() {
         ])
         .await
         .expect("posted");
-    let metrics = Arc::new(Metrics::new());
-    let queue = alertmanager::start(client.clone(), metrics);
-    let mut watcher = Watcher::new(
-        WatcherOptions::default(),
-        Arc::new(Metrics::new()),
-        Outputs {
-            events: None,
-            alerts: Some(queue),
-        },
-    );
-    let view = t4_view();
-    watcher.set_leader(true, now);
-    let since = now - jiff::SignedDuration::from_mins(14);
-    watcher.on_vm_event(Event::Init, now, &view);
-    watcher.on_vm_event(
-        Event::InitApply(observe(gpu_vm("gpu-vm", "ErrorUnschedulable", since))),
-        now,
-        &view,
-    );
-    watcher.on_vm_event(Event::InitDone, now, &view);
-    watcher.on_vmi_event(Event::Init, now, &view);
-    watcher.on_vmi_event(Event::InitDone, now, &view);
+    let _watcher = stuck_watcher(&client, Arc::new(Metrics::new()), &["gpu-vm"], now);
 
     let state = |alerts: &[Value], name: &str, ours: bool| -> Option<(String, usize)> {
         alerts
@@ -366,33 +365,12 @@ async fn kubevirts_alert_is_inhibited_where_ours_fires_and_ours_never() {
 async fn three_vms_stuck_on_one_selector_post_the_escalation() {
     use virt_preflight::watcher::escalation::{ADVICE, ALERT_NAME};
     let am = start_alertmanager(NO_ROUTES).await;
-    let queue = alertmanager::start(
-        Alertmanager::new(&am.url).unwrap(),
+    let _watcher = stuck_watcher(
+        &Alertmanager::new(&am.url).unwrap(),
         Arc::new(Metrics::new()),
+        &["gpu-a", "gpu-b", "gpu-c"],
+        Timestamp::now(),
     );
-    let mut watcher = Watcher::new(
-        WatcherOptions::default(),
-        Arc::new(Metrics::new()),
-        Outputs {
-            events: None,
-            alerts: Some(queue),
-        },
-    );
-    let view = t4_view();
-    let now = Timestamp::now();
-    watcher.set_leader(true, now);
-    let since = now - jiff::SignedDuration::from_mins(14);
-    watcher.on_vm_event(Event::Init, now, &view);
-    for name in ["gpu-a", "gpu-b", "gpu-c"] {
-        watcher.on_vm_event(
-            Event::InitApply(observe(gpu_vm(name, "ErrorUnschedulable", since))),
-            now,
-            &view,
-        );
-    }
-    watcher.on_vm_event(Event::InitDone, now, &view);
-    watcher.on_vmi_event(Event::Init, now, &view);
-    watcher.on_vmi_event(Event::InitDone, now, &view);
 
     let mut escalation = None;
     for _ in 0..100 {

@@ -11,7 +11,7 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
-use support::stuck::{gpu_vm, minutes_ago, t4_node};
+use support::stuck::{gpu_vm, minutes_ago, t4_node, vmi};
 
 const AS_OF: &str = "2026-11-26T03:00:00Z";
 
@@ -65,13 +65,18 @@ fn snapshot(name: &str, actual: &str) {
 }
 
 fn fleet(extra: &[&str]) -> Output {
+    fleet_at(AS_OF, extra)
+}
+
+/// `diagnose --all` on fleet.yaml as of `as_of`.
+fn fleet_at(as_of: &str, extra: &[&str]) -> Output {
     let mut args = vec![
         "diagnose",
         "--all",
         "--cluster-state",
         "fleet.yaml",
         "--as-of",
-        AS_OF,
+        as_of,
     ];
     args.extend(extra);
     run(&args)
@@ -142,32 +147,13 @@ fn a_namespace_narrows_the_report_and_the_exit_code_follows_what_is_stuck() {
     );
 
     // At 00:05 no VM had been unhealthy ten minutes; at 01:00 only gpu-1 had.
-    let mut earlier = run(&[
-        "diagnose",
-        "--all",
-        "-o",
-        "json",
-        "--cluster-state",
-        "fleet.yaml",
-        "--as-of",
-        "2026-11-26T00:05:00Z",
-    ]);
-    assert_eq!(earlier.status.code(), Some(0), "{}", report(&earlier));
-    let json: Value = serde_json::from_slice(&earlier.stdout).unwrap();
-    assert_eq!(json["stuck"], 0, "{json:#}");
-    earlier = run(&[
-        "diagnose",
-        "--all",
-        "-o",
-        "json",
-        "--cluster-state",
-        "fleet.yaml",
-        "--as-of",
-        "2026-11-26T01:00:00Z",
-    ]);
-    assert_eq!(earlier.status.code(), Some(1));
-    let json: Value = serde_json::from_slice(&earlier.stdout).unwrap();
-    assert_eq!(json["stuck"], 1, "{json:#}");
+    let stuck_at = |as_of: &str| {
+        let output = fleet_at(as_of, &["-o", "json"]);
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+        (output.status.code(), json["stuck"].clone())
+    };
+    assert_eq!(stuck_at("2026-11-26T00:05:00Z"), (Some(0), json!(0)));
+    assert_eq!(stuck_at("2026-11-26T01:00:00Z"), (Some(1), json!(1)));
 
     // A stricter threshold: gpu-4 is stuck after a minute too, and all five are.
     let strict = fleet(&["--stuck-after", "1m", "-o", "json"]);
@@ -237,8 +223,13 @@ fn bad_input_is_exit_2_and_says_where() {
         stderr.contains("nameless.yaml") && stderr.contains("metadata.name"),
         "{stderr}"
     );
-    let output = fleet(&["--as-of", "yesterday"]);
+    let output = fleet_at("yesterday", &[]);
     assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("yesterday"),
+        "{}",
+        report(&output)
+    );
     let output = run(&["diagnose", "--all"]);
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("--cluster-state"));
@@ -258,17 +249,6 @@ fn bad_input_is_exit_2_and_says_where() {
     assert_eq!(output.status.code(), Some(2), "{}", report(&output));
 }
 
-fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {server}\n\
-         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
-         current-context: fake\nusers:\n- name: fake\n  user:\n    token: t\n"
-    );
-    std::fs::write(&path, config).unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn all_reads_the_vms_their_vmis_and_the_view_from_a_live_cluster() {
     let mut other = gpu_vm("elsewhere", "ErrorUnschedulable", minutes_ago(30));
@@ -286,10 +266,7 @@ async fn all_reads_the_vms_their_vmis_and_the_view_from_a_live_cluster() {
             ),
             (
                 "/apis/kubevirt.io/v1/virtualmachineinstances",
-                vec![
-                    json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-                            "metadata": {"name": "started", "namespace": "prod"}}),
-                ],
+                vec![vmi("prod", "started")],
             ),
             ("/api/v1/nodes", vec![t4_node()]),
         ],
@@ -297,7 +274,7 @@ async fn all_reads_the_vms_their_vmis_and_the_view_from_a_live_cluster() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = kubeconfig(dir.path(), &api.url);
+    let config = api.kubeconfig(dir.path());
     let config = config.to_str().unwrap().to_string();
     let all = |namespace: Option<&'static str>| {
         let config = config.clone();

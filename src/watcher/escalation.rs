@@ -189,9 +189,9 @@ impl Escalation {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::watcher::groups::tests::{at, diagnosis};
-    use crate::watcher::groups::{Member, group};
-    use crate::watcher::state::{UnhealthyStatus, VmKey};
+    use crate::watcher::groups::group;
+    use crate::watcher::groups::tests::{at, diagnosis, members};
+    use crate::watcher::state::UnhealthyStatus;
 
     /// `stuck` stuck VMs with the selector cause, and `others` stuck VMs with a cause each.
     fn decide(stuck: usize, not_yet: usize, others: usize) -> Vec<Escalation> {
@@ -211,18 +211,10 @@ mod tests {
                 Some(&format!("cause {i}")),
             ));
         }
-        let keys: Vec<VmKey> = diagnoses.iter().map(|d| d.key.clone()).collect();
-        let members = diagnoses
-            .iter()
-            .zip(&keys)
-            .enumerate()
-            .map(|(i, (d, key))| Member {
-                key,
-                status: UnhealthyStatus::ErrorUnschedulable,
-                since: at(0),
-                stuck: i < stuck || i >= stuck + not_yet,
-                diagnosis: d,
-            });
+        let members = members(&diagnoses, |i| {
+            let stuck = i < stuck || i >= stuck + not_yet;
+            (UnhealthyStatus::ErrorUnschedulable, at(0), stuck)
+        });
         escalations(&group(members), Thresholds::default())
     }
 
@@ -276,14 +268,7 @@ mod tests {
         let diagnoses: Vec<_> = (0..4)
             .map(|i| diagnosis(&format!("vm{i}"), None, None))
             .collect();
-        let keys: Vec<VmKey> = diagnoses.iter().map(|d| d.key.clone()).collect();
-        let members = diagnoses.iter().zip(&keys).map(|(d, key)| Member {
-            key,
-            status: UnhealthyStatus::Starting,
-            since: at(0),
-            stuck: true,
-            diagnosis: d,
-        });
+        let members = members(&diagnoses, |_| (UnhealthyStatus::Starting, at(0), true));
         assert_eq!(
             escalations(&group(members), Thresholds::default()),
             Vec::new()

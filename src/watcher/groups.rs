@@ -137,6 +137,27 @@ pub(crate) mod tests {
         Timestamp::from_second(1_700_000_000 + minutes * 60).unwrap()
     }
 
+    /// A member per diagnosis; `facts(i)` gives the i-th one's status, since and stuck.
+    pub(crate) fn members(
+        diagnoses: &[Diagnosis],
+        facts: impl Fn(usize) -> (UnhealthyStatus, Timestamp, bool),
+    ) -> Vec<Member<'_>> {
+        diagnoses
+            .iter()
+            .enumerate()
+            .map(|(i, diagnosis)| {
+                let (status, since, stuck) = facts(i);
+                Member {
+                    key: &diagnosis.key,
+                    status,
+                    since,
+                    stuck,
+                    diagnosis,
+                }
+            })
+            .collect()
+    }
+
     #[test]
     fn one_rule_and_one_subject_make_one_group_largest_first() {
         let selector = Some("nodeSelector gpu=a100 matches none of 3 nodes");
@@ -154,19 +175,9 @@ pub(crate) mod tests {
                 Some("nodeSelector gpu=h100 matches none of 3 nodes"),
             ),
         ];
-        let keys: Vec<VmKey> = diagnoses.iter().map(|d| d.key.clone()).collect();
-        let members = diagnoses
-            .iter()
-            .zip(&keys)
-            .enumerate()
-            .map(|(i, (d, key))| Member {
-                key,
-                status: UnhealthyStatus::ErrorUnschedulable,
-                since: at(-(i as i64)),
-                stuck: i != 2,
-                diagnosis: d,
-            });
-        let groups = group(members);
+        let groups = group(members(&diagnoses, |i| {
+            (UnhealthyStatus::ErrorUnschedulable, at(-(i as i64)), i != 2)
+        }));
         let sizes: Vec<usize> = groups.iter().map(|g| g.members.len()).collect();
         assert_eq!(sizes, vec![2, 1, 1]);
         let first = &groups[0];
@@ -186,20 +197,8 @@ pub(crate) mod tests {
     #[test]
     fn no_cause_groups_by_status_and_exports_no_cause_label() {
         let diagnoses = [diagnosis("a", None, None), diagnosis("b", None, None)];
-        let keys: Vec<VmKey> = diagnoses.iter().map(|d| d.key.clone()).collect();
         let statuses = [UnhealthyStatus::Starting, UnhealthyStatus::CrashLoopBackOff];
-        let members = diagnoses
-            .iter()
-            .zip(&keys)
-            .zip(statuses)
-            .map(|((d, key), status)| Member {
-                key,
-                status,
-                since: at(0),
-                stuck: true,
-                diagnosis: d,
-            });
-        let groups = group(members);
+        let groups = group(members(&diagnoses, |i| (statuses[i], at(0), true)));
         assert_eq!(groups.len(), 2, "one runbook step per status");
         assert_eq!(groups[0].cause(), NO_CAUSE);
         assert_eq!(groups[0].key.rule_label(), "none");

@@ -693,12 +693,7 @@ mod tests {
     #[test]
     fn a_new_view_is_diagnosed_again() {
         let metrics = Arc::new(Metrics::new());
-        let mut watcher = Watcher::new(
-            WatcherOptions::default(),
-            metrics.clone(),
-            Outputs::default(),
-        );
-        watcher.set_leader(true, now());
+        let mut watcher = leading(&metrics);
         let empty = ClusterView::default();
         synced(&mut watcher, &empty);
         assert!(metrics.encode().contains("rule=\"none\""));
@@ -761,15 +756,21 @@ mod tests {
         assert!(!text.contains("node-selector-unsatisfiable"), "{text}");
     }
 
-    #[test]
-    fn stuck_vms_are_counted_by_cause_and_escalated_at_the_threshold() {
-        let metrics = Arc::new(Metrics::new());
+    /// A watcher that leads, with no outputs but `metrics`.
+    fn leading(metrics: &Arc<Metrics>) -> Watcher {
         let mut watcher = Watcher::new(
             WatcherOptions::default(),
             metrics.clone(),
             Outputs::default(),
         );
         watcher.set_leader(true, now());
+        watcher
+    }
+
+    #[test]
+    fn stuck_vms_are_counted_by_cause_and_escalated_at_the_threshold() {
+        let metrics = Arc::new(Metrics::new());
+        let mut watcher = leading(&metrics);
         let view = nodes();
         watcher.on_vm_event(Event::Init, now(), &view);
         for name in ["a", "b"] {
@@ -831,9 +832,7 @@ mod tests {
 
     #[test]
     fn the_per_vm_alert_carries_the_source_that_tells_it_from_kubevirts() {
-        let metrics = Arc::new(Metrics::new());
-        let mut watcher = Watcher::new(WatcherOptions::default(), metrics, Outputs::default());
-        watcher.set_leader(true, now());
+        let mut watcher = leading(&Arc::new(Metrics::new()));
         let view = nodes();
         synced(&mut watcher, &view);
         let raised = watcher.raised.values().next().expect("raised");

@@ -76,6 +76,19 @@ impl FakeApi {
         FakeApi { url, shared }
     }
 
+    /// A kubeconfig file in `dir` that points at this server, for the binary's `--kubeconfig`.
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+             current-context: fake\nusers:\n- name: fake\n  user:\n    token: t\n",
+            self.url
+        );
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url.parse().unwrap());
         kube::Client::try_from(config).unwrap()
