@@ -1,5 +1,7 @@
 //! The subcommands' work, behind the flags `main.rs` parses.
 
+mod diagnose;
+
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -11,6 +13,9 @@ use crate::fix;
 use crate::manifest::{self, Document, InputError, ReadOptions, Source};
 use crate::report::{self, Format};
 use crate::rules::REGISTRY;
+use crate::watcher::escalation::{self, Thresholds};
+
+pub use diagnose::{DiagnoseArgs, DiagnoseFormat, DiagnoseOutcome, run_diagnose};
 
 /// Exit codes of `check`: a pipeline's contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -326,6 +331,29 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
     std::time::Duration::try_from(signed).map_err(|_| format!("{text:?} is negative"))
 }
 
+/// When stuck VMs call for the cluster administrator: the thresholds of the escalation, shared
+/// by the watcher's alert and `diagnose --all`. The defaults are the PrometheusRule's.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EscalationArgs {
+    /// Escalate when this many stuck VMs share one known cause.
+    #[arg(long, value_name = "VMS", default_value_t = escalation::DEFAULT_SHARED_CAUSE as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub escalate_shared_cause: u32,
+    /// Escalate when this many VMs are stuck at once, whatever their causes.
+    #[arg(long, value_name = "VMS", default_value_t = escalation::DEFAULT_STUCK as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub escalate_stuck: u32,
+}
+
+impl EscalationArgs {
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            shared_cause: self.escalate_shared_cause as usize,
+            stuck: self.escalate_stuck as usize,
+        }
+    }
+}
+
 /// The watcher's flags, shared by `watch` and `serve --watch`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WatcherArgs {
@@ -348,6 +376,8 @@ pub struct WatcherArgs {
     /// Do not elect a leader: this process raises Events, alerts and the stuck gauges.
     #[arg(long)]
     pub no_leader_election: bool,
+    #[command(flatten)]
+    pub escalation: EscalationArgs,
 }
 
 impl WatcherArgs {
@@ -383,6 +413,7 @@ impl WatcherArgs {
             resend: self
                 .alertmanager_resend
                 .max(std::time::Duration::from_secs(1)),
+            thresholds: self.escalation.thresholds(),
             ..WatcherOptions::default()
         };
         let leadership = match self.lease_namespace() {
@@ -561,167 +592,4 @@ pub fn run_watch(args: &WatchArgs) -> anyhow::Result<()> {
         watcher.await;
         anyhow::Ok(())
     })
-}
-
-#[derive(Debug, Clone, clap::Args)]
-pub struct DiagnoseArgs {
-    /// The VM, as NAMESPACE/NAME.
-    #[arg(value_name = "NAMESPACE/NAME")]
-    pub target: String,
-    /// Unhealthy for this long with no VMI is stuck.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
-    pub stuck_after: std::time::Duration,
-    #[command(flatten)]
-    pub cluster: ClusterArgs,
-}
-
-/// What `diagnose` found, for its exit code: 0 not stuck, 1 stuck.
-pub struct DiagnoseOutcome {
-    pub stuck: bool,
-    pub text: String,
-}
-
-/// The VM, whether its VMI exists, and the cluster view, from a snapshot or the live cluster.
-fn diagnose_inputs(
-    args: &DiagnoseArgs,
-    key: &crate::watcher::VmKey,
-) -> anyhow::Result<(serde_json::Value, bool, Option<ClusterView>)> {
-    let matches = |doc: &Document, kind: &str| {
-        doc.kind() == Some(kind) && crate::watcher::VmKey::of(&doc.value).as_ref() == Some(key)
-    };
-    if !args.cluster.cluster_state.is_empty() {
-        // Read once: the VM, its VMI and the view come from the same documents.
-        let read = ReadOptions::default();
-        let documents = args
-            .cluster
-            .cluster_state
-            .iter()
-            .flat_map(|path| manifest::read_path(path, read))
-            .collect::<Result<Vec<Document>, _>>()
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-        let vm = documents
-            .iter()
-            .find(|d| d.is_virtual_machine() && matches(d, "VirtualMachine"))
-            .map(|d| d.value.clone())
-            .ok_or_else(|| {
-                anyhow::anyhow!("VirtualMachine {key} is not in the cluster state files (add `kubectl get vm,vmi -A -o yaml` to them)")
-            })?;
-        let vmi = documents
-            .iter()
-            .any(|d| matches(d, "VirtualMachineInstance"));
-        let snapshot = snapshot::from_documents(documents.into_iter().map(Ok));
-        return Ok((vm, vmi, Some(snapshot.view)));
-    }
-    if !args.cluster.wants_live() {
-        anyhow::bail!(
-            "diagnose needs the VM: give --live (or --kubeconfig/--context), or --cluster-state FILE"
-        );
-    }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    runtime.block_on(async {
-        use kube::api::{Api, DynamicObject};
-        let client = kube_client(&args.cluster).await?;
-        use crate::watcher::object::kubevirt_resource;
-        let vms = Api::<DynamicObject>::namespaced_with(
-            client.clone(),
-            &key.namespace,
-            &kubevirt_resource("VirtualMachine", "virtualmachines"),
-        );
-        let vm = vms
-            .get_opt(&key.name)
-            .await?
-            .ok_or_else(|| anyhow::anyhow!("VirtualMachine {key} not found"))?;
-        let vmis = Api::<DynamicObject>::namespaced_with(
-            client.clone(),
-            &key.namespace,
-            &kubevirt_resource("VirtualMachineInstance", "virtualmachineinstances"),
-        );
-        let vmi = vmis.get_metadata_opt(&key.name).await?.is_some();
-        let listed = live::list_once(client).await;
-        for note in &listed.notes {
-            eprintln!("note: {note}");
-        }
-        anyhow::Ok((serde_json::to_value(vm)?, vmi, Some(listed.view)))
-    })
-}
-
-/// Diagnoses one VM: its state, for how long, the findings and the next runbook step.
-pub fn run_diagnose(args: &DiagnoseArgs) -> anyhow::Result<DiagnoseOutcome> {
-    use crate::watcher::{VmKey, VmObservation, diagnose, diagnose::human_duration};
-    use std::fmt::Write as _;
-
-    let key = match args.target.split_once('/') {
-        Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => {
-            VmKey::new(namespace, name)
-        }
-        _ => anyhow::bail!("{:?}: give the VM as NAMESPACE/NAME", args.target),
-    };
-    let (object, vmi, view) = diagnose_inputs(args, &key)?;
-    let observation = VmObservation::from_object(&object)?;
-    let diagnosis = diagnose(&object, view.as_ref());
-    let now = jiff::Timestamp::now();
-    let unhealthy_for = observation.since.map(|since| now.duration_since(since));
-    let threshold = jiff::SignedDuration::try_from(args.stuck_after)?;
-    let stuck = observation.status.is_some()
-        && !vmi
-        && unhealthy_for.is_none_or(|elapsed| elapsed >= threshold);
-    let status = if diagnosis.printable_status.is_empty() {
-        "no printableStatus"
-    } else {
-        diagnosis.printable_status.as_str()
-    };
-    let mut text = String::new();
-    let how_long = unhealthy_for.map_or_else(
-        || " (no condition dates it)".to_string(),
-        |d| format!(" for {}", human_duration(d)),
-    );
-    let verdict = match (observation.status, vmi, stuck) {
-        (None, _, _) => "not an unhealthy status: not stuck".to_string(),
-        (Some(_), true, _) => "its VMI exists: not stuck (KubeVirt's alert ignores it)".to_string(),
-        (Some(_), false, true) => {
-            format!("no VMI: STUCK (threshold {})", human_duration(threshold))
-        }
-        (Some(_), false, false) => format!(
-            "no VMI: unhealthy, not yet stuck (threshold {})",
-            human_duration(threshold)
-        ),
-    };
-    let _ = writeln!(text, "VirtualMachine {key}: {status}{how_long}; {verdict}");
-    if observation.status.is_some() {
-        let _ = writeln!(text, "cause: {}", diagnosis.cause.line());
-    }
-    if !diagnosis.findings.is_empty() {
-        let _ = writeln!(text, "findings:");
-        for finding in &diagnosis.findings {
-            let _ = writeln!(
-                text,
-                "  {} {} {}: {}",
-                finding.severity.as_str(),
-                finding.rule,
-                finding.path,
-                finding.message
-            );
-        }
-    }
-    if !diagnosis.evidence.is_empty() {
-        let _ = writeln!(text, "what KubeVirt and CDI say:");
-        for line in &diagnosis.evidence {
-            let _ = writeln!(text, "  {line}");
-        }
-    }
-    if let Some(view) = &view {
-        let unknown: Vec<&str> = crate::cluster::Kind::ALL
-            .into_iter()
-            .filter(|k| !view.is_known(*k))
-            .map(|k| k.as_str())
-            .collect();
-        if !unknown.is_empty() {
-            let _ = writeln!(text, "not checked (kinds unknown): {}", unknown.join(", "));
-        }
-    }
-    let _ = writeln!(text, "next: {}", diagnosis.next_step);
-    let _ = writeln!(text, "runbook: {}", crate::watcher::diagnose::RUNBOOK_URL);
-    Ok(DiagnoseOutcome { stuck, text })
 }

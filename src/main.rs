@@ -40,7 +40,7 @@ enum Command {
     Certs(CertsArgs),
     /// Watch VMs and raise VirtualMachineStuckInUnhealthyState with a cause, until SIGTERM.
     Watch(WatchArgs),
-    /// Why is this VM stuck? (exit 0 not stuck, 1 stuck, 2 error)
+    /// Why is this VM stuck, or (--all) every unhealthy VM by cause (exit 0 none stuck, 1 stuck, 2 error)
     Diagnose(DiagnoseArgs),
 }
 

@@ -93,6 +93,14 @@ pub struct StuckLabels {
     pub cause: String,
 }
 
+/// One cause of stuck VMs: the rule ID (or `none`) and the subject the VMs share (empty when
+/// no cause was found).
+#[derive(Debug, Clone, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct CauseLabels {
+    pub rule: String,
+    pub cause: String,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VmStatusLabels {
     pub namespace: String,
@@ -119,6 +127,8 @@ pub struct Metrics {
     pub deadline_exceeded: Counter,
     /// 1 while a VM is stuck (absent otherwise); exported by the leader only.
     pub vm_stuck: Family<StuckLabels, Gauge>,
+    /// How many VMs are stuck for one cause; exported by the leader only.
+    pub vms_stuck: Family<CauseLabels, Gauge>,
     /// When a VM without a VMI became unhealthy; exported by the leader only.
     pub vm_unhealthy_since: Family<VmStatusLabels, Gauge>,
     pub watcher_leader: Gauge,
@@ -196,6 +206,12 @@ impl Metrics {
             "1 while a VirtualMachine has been unhealthy with no VMI for --stuck-after, with the diagnosed cause",
             vm_stuck.clone(),
         );
+        let vms_stuck = Family::<CauseLabels, Gauge>::default();
+        registry.register(
+            "vms_stuck",
+            "Stuck VirtualMachines by cause: the rule (none when no rule found it) and the object or selector they share (empty when no cause was found)",
+            vms_stuck.clone(),
+        );
         let vm_unhealthy_since = Family::<VmStatusLabels, Gauge>::default();
         registry.register(
             "vm_unhealthy_since_timestamp_seconds",
@@ -232,6 +248,7 @@ impl Metrics {
             events_dropped,
             deadline_exceeded,
             vm_stuck,
+            vms_stuck,
             vm_unhealthy_since,
             watcher_leader,
             watcher_synced,

@@ -1,5 +1,7 @@
 //! The watcher's alerts reach a real Alertmanager (Debian's `prometheus-alertmanager`, started
-//! on loopback): active while the VM is stuck, resolved when it recovers.
+//! on loopback): active while the VM is stuck, resolved when it recovers; and with README's
+//! inhibition (the same as deploy/monitoring/alertmanagerconfig.yaml), KubeVirt's alert of the
+//! same name is inhibited for that VM, ours never.
 
 mod support;
 
@@ -41,18 +43,16 @@ async fn get(url: &str) -> Option<(u16, Value)> {
     Some((status, serde_json::from_str(&body).unwrap_or(Value::Null)))
 }
 
-async fn start_alertmanager() -> Running {
+const NO_ROUTES: &str = "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n";
+
+async fn start_alertmanager(config_text: &str) -> Running {
     let binary = ["prometheus-alertmanager", "alertmanager"]
         .into_iter()
         .find(|b| Command::new(b).arg("--version").output().is_ok())
         .expect("Alertmanager is needed (Debian: apt-get install prometheus-alertmanager; .ci/run installs it)");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("alertmanager.yml");
-    std::fs::write(
-        &config,
-        "route:\n  receiver: 'null'\nreceivers:\n  - name: 'null'\n",
-    )
-    .unwrap();
+    std::fs::write(&config, config_text).unwrap();
     let port = free_port();
     let child = Command::new(binary)
         .arg(format!("--config.file={}", config.display()))
@@ -86,6 +86,40 @@ fn observe(object: Value) -> VmObservation {
     VmObservation::from_object(&object).unwrap()
 }
 
+/// A leading watcher posting to `am`, whose first lists hold `names` stuck for 14 minutes on a
+/// GPU no node has.
+fn stuck_watcher(
+    am: &Alertmanager,
+    metrics: Arc<Metrics>,
+    names: &[&str],
+    now: Timestamp,
+) -> Watcher {
+    let queue = alertmanager::start(am.clone(), metrics.clone());
+    let mut watcher = Watcher::new(
+        WatcherOptions::default(),
+        metrics,
+        Outputs {
+            events: None,
+            alerts: Some(queue),
+        },
+    );
+    let view = t4_view();
+    watcher.set_leader(true, now);
+    let since = now - jiff::SignedDuration::from_mins(14);
+    watcher.on_vm_event(Event::Init, now, &view);
+    for name in names {
+        watcher.on_vm_event(
+            Event::InitApply(observe(gpu_vm(name, "ErrorUnschedulable", since))),
+            now,
+            &view,
+        );
+    }
+    watcher.on_vm_event(Event::InitDone, now, &view);
+    watcher.on_vmi_event(Event::Init, now, &view);
+    watcher.on_vmi_event(Event::InitDone, now, &view);
+    watcher
+}
+
 /// Our alerts in Alertmanager, as its API lists them.
 async fn our_alerts(url: &str) -> Vec<Value> {
     let (_, alerts) = get(&format!("{url}/api/v2/alerts"))
@@ -102,30 +136,16 @@ async fn our_alerts(url: &str) -> Vec<Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_vm_is_active_in_alertmanager_then_resolved() {
-    let am = start_alertmanager().await;
+    let am = start_alertmanager(NO_ROUTES).await;
     let metrics = Arc::new(Metrics::new());
-    let queue = alertmanager::start(Alertmanager::new(&am.url).unwrap(), metrics.clone());
-    let mut watcher = Watcher::new(
-        WatcherOptions::default(),
+    let now = Timestamp::now();
+    let mut watcher = stuck_watcher(
+        &Alertmanager::new(&am.url).unwrap(),
         metrics.clone(),
-        Outputs {
-            events: None,
-            alerts: Some(queue),
-        },
+        &["gpu-vm"],
+        now,
     );
     let view = t4_view();
-    let now = Timestamp::now();
-    watcher.set_leader(true, now);
-    let since = now - jiff::SignedDuration::from_mins(14);
-    watcher.on_vm_event(Event::Init, now, &view);
-    watcher.on_vm_event(
-        Event::InitApply(observe(gpu_vm("gpu-vm", "ErrorUnschedulable", since))),
-        now,
-        &view,
-    );
-    watcher.on_vm_event(Event::InitDone, now, &view);
-    watcher.on_vmi_event(Event::Init, now, &view);
-    watcher.on_vmi_event(Event::InitDone, now, &view);
 
     let mut active = Vec::new();
     for _ in 0..100 {
@@ -186,4 +206,200 @@ async fn a_stuck_vm_is_active_in_alertmanager_then_resolved() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(metrics.encode().contains(counted), "{}", metrics.encode());
+}
+
+/// README's `inhibit_rules` (the YAML block between the `inhibit` markers).
+fn readme_inhibition() -> String {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .unwrap();
+    let start = readme
+        .find("<!-- inhibit:start -->")
+        .expect("README has <!-- inhibit:start -->");
+    let end = readme[start..]
+        .find("<!-- inhibit:end -->")
+        .expect("README has <!-- inhibit:end -->")
+        + start;
+    let block = &readme[start..end];
+    let from = block.find("```yaml\n").expect("a yaml block") + "```yaml\n".len();
+    let to = block[from..].find("```").expect("the block ends") + from;
+    block[from..to].to_string()
+}
+
+/// `name op value` for each matcher of the AlertmanagerConfig's `sourceMatch`/`targetMatch`.
+fn operator_matchers(matchers: &Value) -> Vec<String> {
+    matchers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {} {}",
+                m["name"].as_str().unwrap(),
+                m["matchType"].as_str().unwrap(),
+                m["value"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn the_alertmanagerconfig_is_readmes_inhibition() {
+    let readme: Value = serde_saphyr::from_str(&readme_inhibition()).unwrap();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("deploy/monitoring/alertmanagerconfig.yaml");
+    let config: Value = serde_saphyr::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    assert_eq!(config["kind"], "AlertmanagerConfig");
+    assert_eq!(config["apiVersion"], "monitoring.coreos.com/v1alpha1");
+    let ours = &config["spec"]["inhibitRules"];
+    let theirs = &readme["inhibit_rules"];
+    assert_eq!(
+        ours.as_array().unwrap().len(),
+        theirs.as_array().unwrap().len()
+    );
+    for (ours, theirs) in ours
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(theirs.as_array().unwrap())
+    {
+        assert_eq!(
+            operator_matchers(&ours["sourceMatch"]),
+            *theirs["source_matchers"].as_array().unwrap()
+        );
+        assert_eq!(
+            operator_matchers(&ours["targetMatch"]),
+            *theirs["target_matchers"].as_array().unwrap()
+        );
+        assert_eq!(ours["equal"], theirs["equal"]);
+    }
+}
+
+/// KubeVirt's own alert for a VM, as its PrometheusRule labels it.
+fn kubevirts_alert(name: &str, now: Timestamp) -> alertmanager::Alert {
+    let labels = [
+        ("alertname", "VirtualMachineStuckInUnhealthyState"),
+        ("namespace", "prod"),
+        ("name", name),
+        ("status", "errorunschedulable"),
+        ("severity", "warning"),
+        ("operator_health_impact", "none"),
+        ("kubernetes_operator_part_of", "kubevirt"),
+        ("kubernetes_operator_component", "kubevirt"),
+    ];
+    alertmanager::Alert {
+        labels: labels
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        annotations: Default::default(),
+        starts_at: now,
+        ends_at: now,
+    }
+    .firing(now, Duration::from_secs(600))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubevirts_alert_is_inhibited_where_ours_fires_and_ours_never() {
+    let am = start_alertmanager(&format!("{NO_ROUTES}{}", readme_inhibition())).await;
+    let client = Alertmanager::new(&am.url).unwrap();
+    let now = Timestamp::now();
+    // KubeVirt's for two VMs; ours (through the watcher) for one of them.
+    client
+        .post(&[
+            kubevirts_alert("gpu-vm", now),
+            kubevirts_alert("other-vm", now),
+        ])
+        .await
+        .expect("posted");
+    let _watcher = stuck_watcher(&client, Arc::new(Metrics::new()), &["gpu-vm"], now);
+
+    let state = |alerts: &[Value], name: &str, ours: bool| -> Option<(String, usize)> {
+        alerts
+            .iter()
+            .find(|a| {
+                a["labels"]["name"] == name && (a["labels"]["source"] == "virt-preflight") == ours
+            })
+            .map(|a| {
+                (
+                    a["status"]["state"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    a["status"]["inhibitedBy"].as_array().map_or(0, Vec::len),
+                )
+            })
+    };
+    let mut alerts = Vec::new();
+    for _ in 0..200 {
+        let (_, listed) = get(&format!("{}/api/v2/alerts", am.url))
+            .await
+            .unwrap_or_default();
+        alerts = listed.as_array().cloned().unwrap_or_default();
+        if state(&alerts, "gpu-vm", false).is_some_and(|(s, _)| s == "suppressed")
+            && state(&alerts, "gpu-vm", true).is_some()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let shown = serde_json::to_string_pretty(&alerts).unwrap();
+    assert_eq!(
+        state(&alerts, "gpu-vm", true),
+        Some(("active".to_string(), 0)),
+        "ours is active, with the cause: {shown}"
+    );
+    assert_eq!(
+        state(&alerts, "gpu-vm", false),
+        Some(("suppressed".to_string(), 1)),
+        "KubeVirt's is inhibited by ours: {shown}"
+    );
+    assert_eq!(
+        state(&alerts, "other-vm", false),
+        Some(("active".to_string(), 0)),
+        "KubeVirt's for a VM we do not alert on stays: {shown}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_vms_stuck_on_one_selector_post_the_escalation() {
+    use virt_preflight::watcher::escalation::{ADVICE, ALERT_NAME};
+    let am = start_alertmanager(NO_ROUTES).await;
+    let _watcher = stuck_watcher(
+        &Alertmanager::new(&am.url).unwrap(),
+        Arc::new(Metrics::new()),
+        &["gpu-a", "gpu-b", "gpu-c"],
+        Timestamp::now(),
+    );
+
+    let mut escalation = None;
+    for _ in 0..100 {
+        let (_, listed) = get(&format!("{}/api/v2/alerts", am.url))
+            .await
+            .unwrap_or_default();
+        escalation = listed
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|a| a["labels"]["alertname"] == ALERT_NAME)
+            .cloned();
+        if escalation.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let escalation = escalation.expect("the escalation reached Alertmanager");
+    assert_eq!(escalation["status"]["state"], "active", "{escalation}");
+    assert_eq!(escalation["labels"]["rule"], "node-selector-unsatisfiable");
+    assert_eq!(escalation["labels"]["source"], "virt-preflight");
+    assert_eq!(escalation["annotations"]["count"], "3");
+    let description = escalation["annotations"]["description"].as_str().unwrap();
+    assert!(description.ends_with(ADVICE), "{description}");
+    assert!(
+        escalation["annotations"]["next_step"]
+            .as_str()
+            .unwrap()
+            .contains("describe pod"),
+        "{escalation}"
+    );
 }

@@ -70,3 +70,79 @@ fn the_rule_is_in_the_monitoring_kustomization_and_checks() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// The escalation the watcher posts is the PrometheusRule's: the same thresholds by default,
+/// and the labels and texts promtool expects (all but the next step, which the watcher takes
+/// from the group's VM).
+#[test]
+fn the_watchers_escalation_is_the_rules() {
+    use virt_preflight::rules::RuleId;
+    use virt_preflight::watcher::escalation::{
+        ALERT_NAME, DEFAULT_SHARED_CAUSE, DEFAULT_STUCK, Escalation,
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/monitoring");
+    let rule: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root.join("prometheusrule.yaml")).unwrap())
+            .unwrap();
+    let exprs: Vec<&str> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["alert"] == ALERT_NAME)
+        .filter_map(|r| r["expr"].as_str())
+        .collect();
+    assert_eq!(exprs.len(), 2, "a shared cause, and several at once");
+    let shared = format!(r#"(virt_preflight_vms_stuck{{cause!=""}}) >= {DEFAULT_SHARED_CAUSE}"#);
+    assert!(exprs[0].trim_end().ends_with(&shared), "{}", exprs[0]);
+    assert!(
+        exprs[1].contains(&format!(">= {DEFAULT_STUCK}\n")),
+        "{}",
+        exprs[1]
+    );
+    assert!(exprs[1].contains(&shared), "{}", exprs[1]);
+
+    let tests: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(root.join("alerts_test.yaml")).unwrap())
+            .unwrap();
+    let expected: Vec<&Value> = tests["tests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|t| t["alert_rule_test"].as_array().unwrap())
+        .filter(|t| t["alertname"] == ALERT_NAME)
+        .flat_map(|t| t["exp_alerts"].as_array().unwrap())
+        .collect();
+    assert!(expected.len() >= 3, "{expected:?}");
+    for alert in expected {
+        let labels = &alert["exp_labels"];
+        let count: usize = alert["exp_annotations"]["count"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let escalation = match labels["cause"].as_str() {
+            Some(cause) => Escalation::SharedCause {
+                rule: labels["rule"].as_str().unwrap().parse::<RuleId>().ok(),
+                subject: cause.to_string(),
+                count,
+                next_step: String::new(),
+            },
+            None => Escalation::Several { count },
+        };
+        let mut ours: serde_json::Map<String, Value> = escalation
+            .labels()
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        ours.remove("alertname");
+        assert_eq!(Value::Object(ours), *labels, "labels of {escalation:?}");
+        for (name, text) in escalation.annotations() {
+            if name != "next_step" || matches!(escalation, Escalation::Several { .. }) {
+                assert_eq!(
+                    alert["exp_annotations"][&name], text,
+                    "annotation {name} of {escalation:?}"
+                );
+            }
+        }
+    }
+}

@@ -500,6 +500,43 @@ fn service_monitor_scrapes_the_metrics_port() {
 }
 
 #[test]
+fn monitoring_ships_the_inhibition_and_the_dashboard() {
+    let monitoring = kustomize("deploy/monitoring");
+    let config = one(&monitoring, "AlertmanagerConfig");
+    assert_eq!(config["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(
+        config["spec"]["inhibitRules"][0]["equal"],
+        serde_json::json!(["namespace", "name"])
+    );
+    let dashboard = all_of(&monitoring, "ConfigMap")
+        .into_iter()
+        .find(|c| c["metadata"]["name"] == "virt-preflight-dashboard")
+        .expect("the dashboard's ConfigMap");
+    assert_eq!(dashboard["metadata"]["namespace"], NAMESPACE);
+    assert_eq!(dashboard["metadata"]["labels"]["grafana_dashboard"], "1");
+    let json: Value = serde_json::from_str(
+        dashboard["data"]["virt-preflight.json"]
+            .as_str()
+            .expect("the dashboard's JSON"),
+    )
+    .expect("JSON");
+    assert_eq!(json["uid"], "virt-preflight");
+    // Both alerts of the rule, and ours tells itself from KubeVirt's.
+    let rule = one(&monitoring, "PrometheusRule");
+    let alerts: Vec<&Value> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .collect();
+    assert_eq!(alerts[0]["labels"]["source"], "virt-preflight");
+    assert!(
+        alerts
+            .iter()
+            .any(|a| a["alert"] == "MultipleVirtualMachinesStuck")
+    );
+}
+
+#[test]
 fn cert_manager_overlay_issues_the_secret_and_injects_the_ca() {
     let overlay = kustomize("deploy/overlays/cert-manager");
     let serving = all_of(&overlay, "Certificate")

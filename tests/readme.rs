@@ -145,3 +145,29 @@ fn watch_section_diagnoses_the_shipped_stuck_vm() {
         assert!(shown.contains(line), "README shows {line:?}");
     }
 }
+
+#[test]
+fn watch_section_shows_what_diagnose_all_prints() {
+    let text = readme();
+    let shown = section(&text, "watch");
+    let command = shown
+        .lines()
+        .find(|l| l.starts_with("cargo run --release -- diagnose --all"))
+        .expect("the diagnose --all example");
+    let args: Vec<&str> = command
+        .strip_prefix("cargo run --release -- ")
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    let output = binary().args(&args).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "some stuck: {stdout}");
+    // Every line, as shown (the fixture is read at a fixed --as-of).
+    let block_start = shown.find(command).unwrap();
+    let after = &shown[block_start..];
+    // Past the end of the sh block, the start of the output block.
+    let closed = after.find("```\n").unwrap() + 4;
+    let open = after[closed..].find("```\n").unwrap() + closed + 4;
+    let close = after[open..].find("```").unwrap() + open;
+    assert_eq!(&after[open..close], stdout, "README shows what it prints");
+}

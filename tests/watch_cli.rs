@@ -4,13 +4,13 @@
 mod support;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
-use support::stuck::{gpu_vm, http_get, minutes_ago, t4_node};
+use support::stuck::{gpu_vm, http_get, minutes_ago, t4_node, vmi};
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -159,17 +159,6 @@ impl Drop for Killed {
     }
 }
 
-fn kubeconfig(dir: &Path, server: &str) -> PathBuf {
-    let path = dir.join("kubeconfig");
-    let config = format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {server}\n\
-         contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
-         current-context: fake\nusers:\n- name: fake\n  user:\n    token: t\n"
-    );
-    std::fs::write(&path, config).unwrap();
-    path
-}
-
 fn stuck_vm() -> Value {
     gpu_vm("gpu-vm", "ErrorUnschedulable", minutes_ago(20))
 }
@@ -193,7 +182,7 @@ async fn watch_exports_the_stuck_vm_from_a_kubeconfig_cluster() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = kubeconfig(dir.path(), &api.url);
+    let config = api.kubeconfig(dir.path());
     let mut child = Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
         .args([
             "watch",
@@ -262,10 +251,7 @@ async fn diagnose_reads_the_vm_its_vmi_and_the_view_from_a_live_cluster() {
             ),
             (
                 "/apis/kubevirt.io/v1/virtualmachineinstances",
-                vec![
-                    json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-                            "metadata": {"name": "has-vmi", "namespace": "prod"}}),
-                ],
+                vec![vmi("prod", "has-vmi")],
             ),
             ("/api/v1/nodes", vec![t4_node()]),
         ],
@@ -273,7 +259,7 @@ async fn diagnose_reads_the_vm_its_vmi_and_the_view_from_a_live_cluster() {
     )
     .await;
     let dir = tempfile::tempdir().unwrap();
-    let config = kubeconfig(dir.path(), &api.url);
+    let config = api.kubeconfig(dir.path());
     let config = config.to_str().unwrap().to_string();
     let diagnose = |target: &'static str| {
         let config = config.clone();

@@ -1,21 +1,27 @@
-//! Why a VM is stuck, in one line: what the rules find on it (spec and cluster), and what
-//! KubeVirt and CDI already say (the VM's conditions, its DataVolumes' phase, its PVCs' phase).
-//! Pure: the VM object and the cluster view in, a [`Diagnosis`] out.
+//! Why a VM is stuck, in one line: what holds a deleted VM (its finalizers), what the rules
+//! find on it (spec and cluster), and what KubeVirt and CDI already say (the VM's conditions,
+//! its DataVolumes' phase, its PVCs' phase). Pure: the VM object and the cluster view in, a
+//! [`Diagnosis`] out.
 
 use jiff::SignedDuration;
 use serde_json::Value;
 
 use crate::check::object_ref;
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, Kind};
 use crate::finding::{Finding, Severity, one_line};
 use crate::model::VirtualMachine;
 use crate::rules::{RuleId, evaluate};
 
 use super::state::{UnhealthyStatus, VmKey};
+use super::terminating;
 
 /// KubeVirt's runbook for the alert.
 pub const RUNBOOK_URL: &str =
     "https://kubevirt.io/monitoring/runbooks/VirtualMachineStuckInUnhealthyState.html";
+
+/// The cause of a VM for which nothing was found.
+pub const NO_CAUSE: &str =
+    "no cause found by the rules or in the VM's conditions; follow the runbook";
 
 /// The most likely cause: a rule's finding, or what the cluster says.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,6 +31,10 @@ pub struct Cause {
     pub rule: Option<RuleId>,
     /// One line, without the duration (stable while the VM stays stuck).
     pub text: String,
+    /// What the cause is about, alike for every VM it holds: the finding's message (which names
+    /// the object or selector), KubeVirt's or CDI's words, the finalizers. VMs with the same
+    /// rule and subject are one problem. `None` when no cause was found.
+    pub subject: Option<String>,
 }
 
 impl Cause {
@@ -81,6 +91,14 @@ pub fn human_duration(duration: SignedDuration) -> String {
         (d, 0, _) => format!("{d}d"),
         (d, h, _) => format!("{d}d{h}h"),
     }
+}
+
+/// The kinds `view` does not know, whose rules did not run.
+pub fn unknown_kinds(view: &ClusterView) -> Vec<Kind> {
+    Kind::ALL
+        .into_iter()
+        .filter(|k| !view.is_known(*k))
+        .collect()
 }
 
 /// The rules whose findings explain a status best.
@@ -238,7 +256,14 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
                 &format!("the VM does not read as kubevirt.io/v1: {error}"),
                 200,
             );
-            (Vec::new(), Some(Cause { rule: None, text }))
+            (
+                Vec::new(),
+                Some(Cause {
+                    rule: None,
+                    subject: Some(text.clone()),
+                    text,
+                }),
+            )
         }
         Ok(vm) => {
             let reference = object_ref(&vm, &key.namespace);
@@ -253,14 +278,25 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
     let as_cause = |f: &Finding| Cause {
         rule: Some(f.rule),
         text: format!("{}: {}", f.path, f.message),
+        subject: Some(f.message.clone()),
     };
     let errors = || findings.iter().filter(|f| f.severity == Severity::Error);
-    let cause = cause
+    // A deleted VM is kept by its finalizers, whatever else is wrong with it (and whatever
+    // status virt-controller last wrote).
+    let held = terminating::held(object);
+    let held_cause = held.as_ref().map(|held| Cause {
+        rule: None,
+        text: held.text(),
+        subject: Some(held.subject()),
+    });
+    let cause = held_cause
+        .or(cause)
         .or_else(|| errors().find(|f| explains(status, f.rule)).map(as_cause))
         .or_else(|| {
             evidence.first().map(|text| Cause {
                 rule: None,
                 text: text.clone(),
+                subject: Some(text.clone()),
             })
         })
         .or_else(|| errors().next().map(as_cause))
@@ -272,11 +308,11 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
         })
         .unwrap_or_else(|| Cause {
             rule: None,
-            text: "no cause found by the rules or in the VM's conditions; follow the runbook"
-                .to_string(),
+            text: NO_CAUSE.to_string(),
+            subject: None,
         });
     Diagnosis {
-        next_step: next_step(status, &key),
+        next_step: held.map_or_else(|| next_step(status, &key), |held| held.next_step(&key)),
         key,
         printable_status,
         cause,
@@ -345,6 +381,11 @@ mod tests {
         assert_eq!(
             diagnosis.cause.rule,
             Some(RuleId::NodeSelectorUnsatisfiable)
+        );
+        assert_eq!(
+            diagnosis.cause.subject.as_deref(),
+            Some("nodeSelector gpu=a100 matches none of 1 nodes (nearest: worker-1 has gpu=t4)"),
+            "the message without the path"
         );
         let headline = diagnosis.headline(SignedDuration::from_mins(14));
         assert!(
@@ -435,11 +476,65 @@ mod tests {
     }
 
     #[test]
+    fn a_deleted_vm_is_held_by_its_finalizers_before_any_rule() {
+        let view = view_with_nodes(&[("worker-1", json!({"kubevirt.io/schedulable": "true"}))]);
+        let mut object = vm(
+            "Terminating",
+            bootable(json!({"nodeSelector": {"gpu": "a100"}})),
+            json!([]),
+        );
+        object["metadata"]["deletionTimestamp"] = json!("2026-11-25T10:00:00Z");
+        object["metadata"]["finalizers"] = json!(["kubevirt.io/virtualMachineControllerFinalize"]);
+        let diagnosis = diagnose(&object, Some(&view));
+        assert_eq!(diagnosis.cause.rule, None);
+        assert!(
+            diagnosis
+                .cause
+                .text
+                .starts_with("deleted at 2026-11-25T10:00:00Z; held by finalizer kubevirt.io/virtualMachineControllerFinalize (virt-controller"),
+            "{}",
+            diagnosis.cause.text
+        );
+        assert!(
+            diagnosis
+                .cause
+                .subject
+                .as_deref()
+                .is_some_and(|s| s.starts_with("held by finalizer")),
+            "the subject has no time: {:?}",
+            diagnosis.cause.subject
+        );
+        assert!(
+            diagnosis.next_step.contains("virt-controller"),
+            "{}",
+            diagnosis.next_step
+        );
+        assert_eq!(
+            diagnosis.findings[0].rule,
+            RuleId::NodeSelectorUnsatisfiable,
+            "the findings are still listed"
+        );
+        // Not deleted: the same finalizer holds nothing, and the rule explains it.
+        object["metadata"]
+            .as_object_mut()
+            .unwrap()
+            .remove("deletionTimestamp");
+        assert_eq!(
+            diagnose(&object, Some(&view)).cause.rule,
+            Some(RuleId::NodeSelectorUnsatisfiable)
+        );
+    }
+
+    #[test]
     fn nothing_found_says_so_and_points_to_the_runbook() {
         let object = vm("CrashLoopBackOff", bootable(json!({})), json!([]));
         let diagnosis = diagnose(&object, None);
         assert_eq!(diagnosis.cause.rule, None);
         assert!(diagnosis.cause.text.starts_with("no cause found"));
+        assert_eq!(
+            diagnosis.cause.subject, None,
+            "no cause, no subject to group by"
+        );
         assert!(diagnosis.next_step.contains("--previous"));
     }
 

@@ -4,16 +4,24 @@
 //! - [`object`]: the VM as read off the wire, slim;
 //! - [`state`]: which VMs are stuck, a pure state machine over watch events and the time;
 //! - [`diagnose`]: why, from the rules and from what KubeVirt and CDI say;
+//! - [`terminating`]: what holds a deleted VM (its finalizers and their owners);
+//! - [`groups`]: VMs stuck for one cause are one problem;
+//! - [`escalation`]: when several stuck VMs call for the cluster administrator;
+//! - [`fleet`]: every unhealthy VM of a listed cluster, grouped (`diagnose --all`);
 //! - [`alertmanager`]: alerts posted to Alertmanager's v2 API;
 //! - [`leader`]: one replica of several raises;
 //! - [`run`]: the watches, the clock, Events, metrics and alerts wired together.
 
 pub mod alertmanager;
 pub mod diagnose;
+pub mod escalation;
+pub mod fleet;
+pub mod groups;
 pub mod leader;
 pub mod object;
 pub mod run;
 pub mod state;
+pub mod terminating;
 
 pub use diagnose::{Diagnosis, diagnose};
 pub use object::WatchedVm;

@@ -34,6 +34,9 @@ struct WireMeta {
     uid: Option<String>,
     resource_version: Option<String>,
     annotations: Option<Box<RawValue>>,
+    /// What holds a VM stuck Terminating: kept for its diagnosis.
+    deletion_timestamp: Option<String>,
+    finalizers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +54,7 @@ pub struct WatchedVm {
     /// Name, namespace, uid and resourceVersion (what kube-rs's watcher and the tracker read).
     meta: ObjectMeta,
     annotations: Option<Box<RawValue>>,
+    deletion_timestamp: Option<String>,
     spec: Option<Box<RawValue>>,
     status: Option<Box<RawValue>>,
 }
@@ -63,9 +67,11 @@ impl From<WireVm> for WatchedVm {
                 namespace: wire.metadata.namespace,
                 uid: wire.metadata.uid,
                 resource_version: wire.metadata.resource_version,
+                finalizers: wire.metadata.finalizers.filter(|f| !f.is_empty()),
                 ..ObjectMeta::default()
             },
             annotations: wire.metadata.annotations,
+            deletion_timestamp: wire.metadata.deletion_timestamp,
             spec: wire.spec,
             status: wire.status,
         }
@@ -115,7 +121,8 @@ impl WatchedVm {
             .unwrap_or_default()
     }
 
-    /// The object for diagnosis: metadata (name, namespace, uid, annotations), spec and status.
+    /// The object for diagnosis: metadata (name, namespace, uid, annotations, deletionTimestamp,
+    /// finalizers), spec and status.
     pub fn to_object(&self) -> Arc<Value> {
         let mut metadata = Map::new();
         let mut put = |key: &str, value: &Option<String>| {
@@ -126,8 +133,12 @@ impl WatchedVm {
         put("name", &self.meta.name);
         put("namespace", &self.meta.namespace);
         put("uid", &self.meta.uid);
+        put("deletionTimestamp", &self.deletion_timestamp);
         if let Some(annotations) = parse_raw(&self.annotations) {
             metadata.insert("annotations".into(), annotations);
+        }
+        if let Some(finalizers) = &self.meta.finalizers {
+            metadata.insert("finalizers".into(), finalizers.clone().into());
         }
         let mut object = Map::new();
         object.insert("apiVersion".into(), "kubevirt.io/v1".into());
@@ -177,6 +188,8 @@ mod tests {
             "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
             "metadata": {"name": "a", "namespace": "ns", "uid": "u", "resourceVersion": "7",
                          "annotations": {"virt-preflight.io/skip": "image-tag-latest"},
+                         "deletionTimestamp": "2026-11-25T10:01:00Z",
+                         "finalizers": ["kubevirt.io/virtualMachineControllerFinalize"],
                          "managedFields": [{"manager": "kubectl"}]},
             "spec": {"runStrategy": "Always"},
             "status": {"printableStatus": "Starting", "conditions": [
@@ -196,6 +209,9 @@ mod tests {
             wire["metadata"]["annotations"]
         );
         assert!(object.pointer("/metadata/managedFields").is_none());
+        for kept in ["deletionTimestamp", "finalizers"] {
+            assert_eq!(object["metadata"][kept], wire["metadata"][kept], "{kept}");
+        }
         assert_eq!(
             WatchedVm::url_path(&(), None),
             "/apis/kubevirt.io/v1/virtualmachines"

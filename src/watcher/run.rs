@@ -22,10 +22,12 @@ use crate::admission::EventRequest;
 use crate::cluster::ClusterView;
 use crate::cluster::live::LiveView;
 use crate::events::EventQueue;
-use crate::metrics::{Metrics, StuckLabels, VmStatusLabels};
+use crate::metrics::{CauseLabels, Metrics, StuckLabels, VmStatusLabels};
 
 use super::alertmanager::{Alert, AlertQueue};
 use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose};
+use super::escalation::{self, Escalation, Thresholds, escalations};
+use super::groups::{Group, Member, group};
 use super::leader::Leadership;
 use super::object::{WatchedVm, kubevirt_resource};
 use super::state::{ResolveReason, StuckVm, Tracker, Transition, VmKey, VmObservation};
@@ -41,6 +43,8 @@ pub struct WatcherOptions {
     pub tick: Duration,
     /// How often firing alerts are sent again to Alertmanager (they expire after 4×).
     pub resend: Duration,
+    /// When stuck VMs call for the cluster administrator.
+    pub thresholds: Thresholds,
 }
 
 impl Default for WatcherOptions {
@@ -49,6 +53,7 @@ impl Default for WatcherOptions {
             stuck_after: Duration::from_secs(600),
             tick: Duration::from_secs(5),
             resend: Duration::from_secs(60),
+            thresholds: Thresholds::default(),
         }
     }
 }
@@ -78,6 +83,9 @@ pub struct Watcher {
     last_resend: Option<Timestamp>,
     exported_stuck: HashMap<VmKey, StuckLabels>,
     exported_since: HashMap<VmKey, VmStatusLabels>,
+    exported_causes: BTreeMap<CauseLabels, i64>,
+    /// The escalation alerts firing, by their labels.
+    escalated: BTreeMap<BTreeMap<String, String>, Alert>,
     /// Whether the cluster view has settled: until then nothing is raised, so that the first
     /// diagnosis (and the Event that carries it) sees the cluster.
     view_ready: bool,
@@ -102,6 +110,8 @@ impl Watcher {
             last_resend: None,
             exported_stuck: HashMap::new(),
             exported_since: HashMap::new(),
+            exported_causes: BTreeMap::new(),
+            escalated: BTreeMap::new(),
             view_ready: true,
             diagnosed_with: 0,
             recently_resolved: Vec::new(),
@@ -215,6 +225,11 @@ impl Watcher {
                 raised.diagnosis = diagnose(&raised.stuck.object, Some(view));
             }
             self.diagnosed_with = view_address;
+            if !due {
+                // A new cause may join or split a group: post what that changes now.
+                let changed = self.escalate(now, false);
+                self.offer(changed);
+            }
         }
         if due {
             self.send_firing(now);
@@ -289,24 +304,83 @@ impl Watcher {
         }
         self.recently_resolved
             .extend(resolved_alerts.iter().cloned());
-        if let Some(alerts) = &self.outputs.alerts {
-            resolved_alerts.extend(firing);
-            alerts.offer(resolved_alerts);
-        }
+        resolved_alerts.extend(firing);
+        resolved_alerts.extend(self.escalate(now, false));
+        self.offer(resolved_alerts);
         self.sync_metrics();
     }
 
-    /// Sends every raised alert again, and once more the ones resolved since the last time.
+    /// Posts `alerts` if this replica leads and Alertmanager is configured.
+    fn offer(&self, alerts: Vec<Alert>) {
+        if self.leader
+            && let Some(queue) = &self.outputs.alerts
+        {
+            queue.offer(alerts);
+        }
+    }
+
+    /// The raised VMs, grouped by cause.
+    fn groups(&self) -> Vec<Group<'_>> {
+        group(self.raised.iter().map(|(key, raised)| Member {
+            key,
+            status: raised.stuck.status,
+            since: raised.stuck.since,
+            stuck: true,
+            diagnosis: &raised.diagnosis,
+        }))
+    }
+
+    /// Brings the escalation alerts in line with what is raised; returns the alerts to post:
+    /// the new, the changed and the ended ones, and with `all` every firing one.
+    fn escalate(&mut self, now: Timestamp, all: bool) -> Vec<Alert> {
+        let current: Vec<Escalation> = escalations(&self.groups(), self.options.thresholds);
+        let mut batch = Vec::new();
+        let mut firing = BTreeMap::new();
+        for escalation in current {
+            let labels = escalation.labels();
+            let previous = self.escalated.get(&labels);
+            if previous.is_none() {
+                warn!("{}; {}", escalation.headline(), escalation::ADVICE);
+            }
+            let starts_at = previous.map_or(now, |p| p.starts_at);
+            let alert = Alert {
+                labels: labels.clone(),
+                annotations: escalation.annotations(),
+                starts_at,
+                ends_at: starts_at,
+            }
+            .firing(now, self.options.resend * 4);
+            if all || previous.is_none_or(|p| p.annotations != alert.annotations) {
+                batch.push(alert.clone());
+            }
+            firing.insert(labels, alert);
+        }
+        for (labels, alert) in &self.escalated {
+            if !firing.contains_key(labels) {
+                info!(
+                    alert = escalation::ALERT_NAME,
+                    ?labels,
+                    "escalation resolved"
+                );
+                let resolved = alert.resolved(now);
+                self.recently_resolved.push(resolved.clone());
+                batch.push(resolved);
+            }
+        }
+        self.escalated = firing;
+        batch
+    }
+
+    /// Sends every raised alert again (the escalations too), and once more the ones resolved
+    /// since the last time.
     fn send_firing(&mut self, now: Timestamp) {
         let resolved = std::mem::take(&mut self.recently_resolved);
-        if !self.leader {
-            return;
-        }
-        if let Some(alerts) = &self.outputs.alerts {
-            let mut batch: Vec<Alert> = self.raised.values().map(|r| self.alert(r, now)).collect();
-            batch.extend(resolved);
-            alerts.offer(batch);
-        }
+        // Escalations that end now are in this batch, and once more in the next.
+        let escalations = self.escalate(now, true);
+        let mut batch: Vec<Alert> = self.raised.values().map(|r| self.alert(r, now)).collect();
+        batch.extend(escalations);
+        batch.extend(resolved);
+        self.offer(batch);
     }
 
     /// The alert for a raised VM: KubeVirt's labels and texts, with the cause.
@@ -314,9 +388,13 @@ impl Watcher {
         let key = &raised.stuck.key;
         let status = raised.stuck.status.label();
         let threshold = threshold_text(self.options.stuck_after);
+        // The PrometheusRule's labels, so that both routes make one alert; `source` tells it
+        // from KubeVirt's alert of the same name.
         let labels = BTreeMap::from([
             ("alertname".to_string(), ALERT_NAME.to_string()),
             ("severity".to_string(), "warning".to_string()),
+            ("operator_health_impact".to_string(), "none".to_string()),
+            ("source".to_string(), escalation::SOURCE.to_string()),
             ("namespace".to_string(), key.namespace.clone()),
             ("name".to_string(), key.name.clone()),
             ("status".to_string(), status.to_string()),
@@ -404,6 +482,25 @@ impl Watcher {
         }
         self.exported_stuck = stuck;
         self.exported_since = since.into_iter().map(|(k, (l, _))| (k, l)).collect();
+        let mut causes: BTreeMap<CauseLabels, i64> = BTreeMap::new();
+        if self.leader {
+            for group in self.groups() {
+                let labels = CauseLabels {
+                    rule: group.key.rule_label().to_string(),
+                    cause: group.key.cause_label().to_string(),
+                };
+                *causes.entry(labels).or_default() += group.members.len() as i64;
+            }
+        }
+        for labels in self.exported_causes.keys() {
+            if !causes.contains_key(labels) {
+                self.metrics.vms_stuck.remove(labels);
+            }
+        }
+        for (labels, count) in &causes {
+            self.metrics.vms_stuck.get_or_create(labels).set(*count);
+        }
+        self.exported_causes = causes;
     }
 }
 
@@ -534,8 +631,12 @@ mod tests {
     }
 
     fn stuck_vm() -> VmObservation {
+        stuck_vm_named("a")
+    }
+
+    fn stuck_vm_named(name: &str) -> VmObservation {
         VmObservation::from_object(&json!({
-            "metadata": {"name": "a", "namespace": "ns"},
+            "metadata": {"name": name, "namespace": "ns"},
             "spec": {"runStrategy": "Always", "template": {"spec": {
                 "nodeSelector": {"gpu": "a100"},
                 "domain": {"devices": {}, "memory": {"guest": "1Gi"}},
@@ -592,12 +693,7 @@ mod tests {
     #[test]
     fn a_new_view_is_diagnosed_again() {
         let metrics = Arc::new(Metrics::new());
-        let mut watcher = Watcher::new(
-            WatcherOptions::default(),
-            metrics.clone(),
-            Outputs::default(),
-        );
-        watcher.set_leader(true, now());
+        let mut watcher = leading(&metrics);
         let empty = ClusterView::default();
         synced(&mut watcher, &empty);
         assert!(metrics.encode().contains("rule=\"none\""));
@@ -658,6 +754,91 @@ mod tests {
         watcher.on_tick(later, &view);
         let text = metrics.encode();
         assert!(!text.contains("node-selector-unsatisfiable"), "{text}");
+    }
+
+    /// A watcher that leads, with no outputs but `metrics`.
+    fn leading(metrics: &Arc<Metrics>) -> Watcher {
+        let mut watcher = Watcher::new(
+            WatcherOptions::default(),
+            metrics.clone(),
+            Outputs::default(),
+        );
+        watcher.set_leader(true, now());
+        watcher
+    }
+
+    #[test]
+    fn stuck_vms_are_counted_by_cause_and_escalated_at_the_threshold() {
+        let metrics = Arc::new(Metrics::new());
+        let mut watcher = leading(&metrics);
+        let view = nodes();
+        watcher.on_vm_event(Event::Init, now(), &view);
+        for name in ["a", "b"] {
+            watcher.on_vm_event(Event::InitApply(stuck_vm_named(name)), now(), &view);
+        }
+        watcher.on_vm_event(Event::InitDone, now(), &view);
+        watcher.on_vmi_event(Event::Init, now(), &view);
+        watcher.on_vmi_event(Event::InitDone, now(), &view);
+        let count = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with("virt_preflight_vms_stuck{"))
+                .map(str::to_string)
+                .unwrap_or_default()
+        };
+        let two = count(&metrics.encode());
+        assert!(
+            two.starts_with("virt_preflight_vms_stuck{rule=\"node-selector-unsatisfiable\",cause=\"nodeSelector gpu=a100 matches none of 1 nodes")
+                && two.ends_with("} 2"),
+            "{two}"
+        );
+        assert!(
+            watcher.escalated.is_empty(),
+            "two share a cause: below the threshold"
+        );
+
+        // Seen turning unhealthy now: stuck ten minutes later.
+        watcher.on_vm_event(Event::Apply(stuck_vm_named("c")), now(), &view);
+        watcher.on_tick(now(), &view);
+        assert!(watcher.escalated.is_empty());
+        let later = now() + SignedDuration::from_mins(10);
+        watcher.on_tick(later, &view);
+        assert!(count(&metrics.encode()).ends_with("} 3"));
+        let escalated: Vec<&Alert> = watcher.escalated.values().collect();
+        assert_eq!(escalated.len(), 1, "three share a cause: escalated");
+        assert_eq!(escalated[0].labels["alertname"], escalation::ALERT_NAME);
+        assert_eq!(escalated[0].labels["rule"], "node-selector-unsatisfiable");
+        assert_eq!(escalated[0].annotations["count"], "3");
+        assert!(escalated[0].annotations["description"].ends_with(escalation::ADVICE));
+
+        // One starts: two left, the escalation ends (and is sent resolved).
+        let mut running = stuck_vm_named("c");
+        running.status = None;
+        running.object = None;
+        watcher.on_vm_event(Event::Apply(running), later, &view);
+        assert!(watcher.escalated.is_empty());
+        assert!(
+            watcher
+                .recently_resolved
+                .iter()
+                .any(|a| a.labels["alertname"] == escalation::ALERT_NAME && a.ends_at == later),
+            "resolved"
+        );
+        assert!(count(&metrics.encode()).ends_with("} 2"));
+
+        // A follower exports no count.
+        watcher.set_leader(false, later);
+        assert_eq!(count(&metrics.encode()), "");
+    }
+
+    #[test]
+    fn the_per_vm_alert_carries_the_source_that_tells_it_from_kubevirts() {
+        let mut watcher = leading(&Arc::new(Metrics::new()));
+        let view = nodes();
+        synced(&mut watcher, &view);
+        let raised = watcher.raised.values().next().expect("raised");
+        let alert = watcher.alert(raised, now());
+        assert_eq!(alert.labels["source"], escalation::SOURCE);
+        assert_eq!(alert.labels["operator_health_impact"], "none");
     }
 
     #[test]

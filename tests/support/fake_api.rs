@@ -76,6 +76,19 @@ impl FakeApi {
         FakeApi { url, shared }
     }
 
+    /// A kubeconfig file in `dir` that points at this server, for the binary's `--kubeconfig`.
+    pub fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        let config = format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}\n\
+             contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: fake\n\
+             current-context: fake\nusers:\n- name: fake\n  user:\n    token: t\n",
+            self.url
+        );
+        std::fs::write(&path, config).unwrap();
+        path
+    }
+
     pub fn client(&self) -> kube::Client {
         let config = kube::Config::new(self.url.parse().unwrap());
         kube::Client::try_from(config).unwrap()
@@ -204,7 +217,12 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             }
         };
     }
-    // Pages as the API server does: `limit` items from the `continue` offset.
+    // A namespaced list is the cluster-wide one, filtered; pages as the API server does:
+    // `limit` items from the `continue` offset.
+    let (collection, namespace) = namespaced_collection(&path)
+        .map_or((path.clone(), None), |(collection, ns)| {
+            (collection, Some(ns))
+        });
     let param = |name: &str| {
         query
             .split('&')
@@ -214,13 +232,29 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
     let offset = param("continue").unwrap_or(0);
     let (items, next) = {
         let objects = shared.objects.lock().unwrap();
-        let all = objects.get(&path).map(Vec::as_slice).unwrap_or_default();
+        let all: Vec<&Value> = objects
+            .get(&collection)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .filter(|o| {
+                namespace
+                    .as_ref()
+                    .is_none_or(|ns| o["metadata"]["namespace"] == **ns)
+            })
+            .collect();
         let end = param("limit").map_or(all.len(), |limit| (offset + limit).min(all.len()));
         let items: Vec<Value> = all
             .get(offset..end)
             .unwrap_or_default()
             .iter()
-            .map(|o| if metadata { metadata_only(o) } else { o.clone() })
+            .map(|o| {
+                if metadata {
+                    metadata_only(o)
+                } else {
+                    (*o).clone()
+                }
+            })
             .collect();
         (items, (end < all.len()).then(|| end.to_string()))
     };
@@ -240,6 +274,13 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         "items": items,
     }))
     .into_response()
+}
+
+/// `/apis/G/V/namespaces/NS/PLURAL`: the cluster-wide collection path and the namespace.
+fn namespaced_collection(path: &str) -> Option<(String, String)> {
+    let (prefix, rest) = path.split_once("/namespaces/")?;
+    let (namespace, plural) = rest.split_once('/')?;
+    (!plural.contains('/')).then(|| (format!("{prefix}/{plural}"), namespace.to_string()))
 }
 
 /// `/apis/G/V/namespaces/NS/PLURAL/NAME` (or `/api/v1/...`): the cluster-wide collection path

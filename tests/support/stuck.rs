@@ -28,6 +28,12 @@ pub fn gpu_vm(name: &str, status: &str, since: Timestamp) -> Value {
     })
 }
 
+/// The VirtualMachineInstance of `namespace/name` (its name is all the watcher reads).
+pub fn vmi(namespace: &str, name: &str) -> Value {
+    json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+           "metadata": {"name": name, "namespace": namespace}})
+}
+
 /// A Ready, schedulable node with `gpu=t4`: the nearest miss of [`gpu_vm`].
 pub fn t4_node() -> Value {
     json!({"apiVersion": "v1", "kind": "Node",

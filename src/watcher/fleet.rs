@@ -1,0 +1,396 @@
+//! Every unhealthy VM of a listed cluster, grouped by cause: `virt-preflight diagnose --all`.
+//! What unhealthy, stuck and "since" mean is the watcher's: the VMs and VMIs go through a
+//! [`Tracker`] as its first list and its clock is read at `as_of`. Pure: objects in, a
+//! [`FleetReport`] out (JSON by serde, text by [`FleetReport::text`]).
+
+use std::collections::{HashMap, HashSet};
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::cluster::{ClusterView, Kind};
+use crate::rules::RuleId;
+
+use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose, human_duration, unknown_kinds};
+use super::escalation::{ADVICE, Escalation, Thresholds, escalations};
+use super::groups::{Member, group};
+use super::state::{Tracker, UnhealthyStatus, VmKey, VmObservation};
+
+/// One unhealthy VM with no VMI, as the tracker sees it at `as_of`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Assessed {
+    pub key: VmKey,
+    pub status: UnhealthyStatus,
+    pub since: Timestamp,
+    pub stuck: bool,
+    /// Whether a condition dates it; if not, the tracker counts from `as_of` (first sight).
+    pub dated: bool,
+}
+
+/// The unhealthy VMs among `vms`, given the VMIs that exist: the tracker's verdict on a first
+/// list at `as_of`.
+pub fn assess(
+    vms: &[VmObservation],
+    vmis: &[VmKey],
+    stuck_after: Duration,
+    as_of: Timestamp,
+) -> Vec<Assessed> {
+    let mut tracker = Tracker::new(stuck_after);
+    tracker.begin_vm_relist();
+    for vm in vms {
+        tracker.apply_vm(vm.clone(), as_of);
+    }
+    tracker.end_vm_relist();
+    tracker.begin_vmi_relist();
+    for vmi in vmis {
+        tracker.apply_vmi(vmi.clone());
+    }
+    tracker.end_vmi_relist(as_of);
+    tracker.tick(as_of);
+    let stuck: HashSet<VmKey> = tracker.stuck().into_iter().map(|s| s.key).collect();
+    let dated: HashSet<&VmKey> = vms
+        .iter()
+        .filter(|vm| vm.since.is_some())
+        .map(|vm| &vm.key)
+        .collect();
+    let mut assessed: Vec<Assessed> = tracker
+        .unhealthy()
+        .into_iter()
+        .map(|(key, status, since)| Assessed {
+            stuck: stuck.contains(&key),
+            dated: dated.contains(&key),
+            key,
+            status,
+            since,
+        })
+        .collect();
+    assessed.sort_by(|a, b| a.key.cmp(&b.key));
+    assessed
+}
+
+/// The settings of one report.
+#[derive(Debug, Clone, Copy)]
+pub struct FleetOptions {
+    pub stuck_after: Duration,
+    pub thresholds: Thresholds,
+    pub as_of: Timestamp,
+}
+
+/// `{"stuck", "unhealthy", "groups"}`: what `diagnose --all -o json` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct FleetReport {
+    pub stuck: usize,
+    pub unhealthy: usize,
+    pub groups: Vec<GroupReport>,
+    #[serde(skip)]
+    pub listed: usize,
+    #[serde(skip)]
+    pub options: FleetOptions,
+    /// The escalation that no group carries: several stuck at once.
+    #[serde(skip)]
+    pub several: Option<usize>,
+    #[serde(skip)]
+    pub unknown_kinds: Vec<Kind>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupReport {
+    pub rule: Option<RuleId>,
+    pub cause: String,
+    /// The runbook's escalation first when the group calls for it, then the step of its VM
+    /// unhealthy longest.
+    pub next: String,
+    pub vms: Vec<VmReport>,
+    #[serde(skip)]
+    pub escalated: bool,
+    /// `next` without the escalation (the text says that on a line of its own).
+    #[serde(skip)]
+    pub step: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct VmReport {
+    pub namespace: String,
+    pub name: String,
+    pub status: UnhealthyStatusName,
+    pub since: Timestamp,
+    pub stuck: bool,
+    #[serde(skip)]
+    pub dated: bool,
+}
+
+/// A status as KubeVirt prints it (`ErrorUnschedulable`).
+#[derive(Debug, Clone, Copy)]
+pub struct UnhealthyStatusName(pub UnhealthyStatus);
+
+impl Serialize for UnhealthyStatusName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.as_str())
+    }
+}
+
+/// Diagnoses and groups every unhealthy VM of `vms` (whole objects; those without a name are
+/// the caller's to report, and are skipped here).
+pub fn report(
+    vms: &[Value],
+    vmis: &[VmKey],
+    view: Option<&ClusterView>,
+    options: FleetOptions,
+) -> FleetReport {
+    let observations: Vec<VmObservation> = vms
+        .iter()
+        .filter_map(|vm| VmObservation::from_object(vm).ok())
+        .collect();
+    let assessed = assess(&observations, vmis, options.stuck_after, options.as_of);
+    let objects: HashMap<VmKey, &Value> = vms
+        .iter()
+        .filter_map(|vm| Some((VmKey::of(vm)?, vm)))
+        .collect();
+    let diagnoses: Vec<Diagnosis> = assessed
+        .iter()
+        .map(|a| diagnose(objects.get(&a.key).copied().unwrap_or(&Value::Null), view))
+        .collect();
+    let dated: HashSet<&VmKey> = assessed
+        .iter()
+        .filter(|a| a.dated)
+        .map(|a| &a.key)
+        .collect();
+    let groups = group(
+        assessed
+            .iter()
+            .zip(&diagnoses)
+            .map(|(a, diagnosis)| Member {
+                key: &a.key,
+                status: a.status,
+                since: a.since,
+                stuck: a.stuck,
+                diagnosis,
+            }),
+    );
+    let escalated = escalations(&groups, options.thresholds);
+    let several = escalated.iter().find_map(|e| match e {
+        Escalation::Several { count } => Some(*count),
+        Escalation::SharedCause { .. } => None,
+    });
+    let groups = groups
+        .iter()
+        .map(|group| {
+            let shared = escalated.iter().find_map(|e| match e {
+                Escalation::SharedCause {
+                    rule,
+                    subject,
+                    count,
+                    ..
+                } if *rule == group.key.rule && Some(subject) == group.key.subject.as_ref() => {
+                    Some(*count)
+                }
+                _ => None,
+            });
+            let next = match shared {
+                Some(count) => format!(
+                    "{count} stuck VMs share this cause: escalate to the cluster administrator (possible cluster-wide issue); then {}",
+                    group.next_step()
+                ),
+                None => group.next_step().to_string(),
+            };
+            GroupReport {
+                rule: group.key.rule,
+                cause: group.cause().to_string(),
+                next,
+                step: group.next_step().to_string(),
+                escalated: shared.is_some(),
+                vms: group
+                    .members
+                    .iter()
+                    .map(|m| VmReport {
+                        namespace: m.key.namespace.clone(),
+                        name: m.key.name.clone(),
+                        status: UnhealthyStatusName(m.status),
+                        since: m.since,
+                        stuck: m.stuck,
+                        dated: dated.contains(m.key),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+    FleetReport {
+        stuck: assessed.iter().filter(|a| a.stuck).count(),
+        unhealthy: assessed.len(),
+        groups,
+        listed: observations.len(),
+        options,
+        several,
+        unknown_kinds: view.map_or_else(Vec::new, unknown_kinds),
+    }
+}
+
+fn plural(count: usize, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
+impl FleetReport {
+    /// The report for a person paged at night: the largest problem first, what to do under it.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        let threshold = human_duration(self.options.stuck_after.try_into().unwrap_or_default());
+        let as_of = self.options.as_of;
+        // Shown to the second: read by people.
+        let shown = Timestamp::from_second(as_of.as_second()).unwrap_or(as_of);
+        if self.groups.is_empty() {
+            let _ = writeln!(
+                text,
+                "no unhealthy VM among {} listed; as of {shown}",
+                plural(self.listed, "VirtualMachine", "VirtualMachines")
+            );
+        } else {
+            let _ = writeln!(
+                text,
+                "{} unhealthy with no VMI, {} stuck (threshold {threshold}), {}; as of {shown}",
+                plural(self.unhealthy, "VM", "VMs"),
+                self.stuck,
+                plural(self.groups.len(), "cause", "causes"),
+            );
+        }
+        if let Some(count) = self.several {
+            let _ = writeln!(text, "ESCALATE: {count} VMs stuck at once. {ADVICE}");
+        }
+        for (index, group) in self.groups.iter().enumerate() {
+            let _ = writeln!(text);
+            let cause = match group.rule {
+                Some(rule) => format!("[{rule}] {}", group.cause),
+                None => group.cause.clone(),
+            };
+            let _ = writeln!(text, "{}. {cause}", index + 1);
+            let stuck = group.vms.iter().filter(|vm| vm.stuck).count();
+            let _ = writeln!(
+                text,
+                "   {}, {stuck} stuck",
+                plural(group.vms.len(), "VM", "VMs")
+            );
+            if group.escalated {
+                let _ = writeln!(
+                    text,
+                    "   ESCALATE: {stuck} stuck VMs share this cause. {ADVICE}"
+                );
+            }
+            let width = group
+                .vms
+                .iter()
+                .map(|vm| vm.namespace.len() + vm.name.len() + 1)
+                .max()
+                .unwrap_or(0);
+            for vm in &group.vms {
+                let how_long = if vm.dated {
+                    format!("for {}", human_duration(as_of.duration_since(vm.since)))
+                } else {
+                    "undated (no Ready, Failure or Paused condition): counted from now".to_string()
+                };
+                let _ = writeln!(
+                    text,
+                    "     {:<7}  {:<width$}  {:<18}  {how_long}",
+                    if vm.stuck { "STUCK" } else { "not yet" },
+                    format!("{}/{}", vm.namespace, vm.name),
+                    vm.status.0.as_str(),
+                );
+            }
+            let _ = writeln!(text, "   next: {}", group.step);
+        }
+        if !self.unknown_kinds.is_empty() {
+            let names: Vec<&str> = self.unknown_kinds.iter().map(|k| k.as_str()).collect();
+            let _ = writeln!(text, "\nnot checked (kinds unknown): {}", names.join(", "));
+        } else if !self.groups.is_empty() {
+            let _ = writeln!(text);
+        }
+        if !self.groups.is_empty() {
+            let _ = writeln!(text, "runbook: {RUNBOOK_URL}");
+        }
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const TEN_MINUTES: Duration = Duration::from_secs(600);
+
+    fn now() -> Timestamp {
+        "2026-11-26T03:00:00Z".parse().unwrap()
+    }
+
+    fn vm(name: &str, status: &str, since: Option<&str>) -> Value {
+        let mut vm = json!({
+            "apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": "prod"},
+            "spec": {"runStrategy": "Always", "template": {"spec": {
+                "domain": {"devices": {}, "memory": {"guest": "1Gi"}},
+                "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]}}},
+            "status": {"printableStatus": status}
+        });
+        if let Some(since) = since {
+            vm["status"]["conditions"] =
+                json!([{"type": "Ready", "status": "False", "lastTransitionTime": since}]);
+        }
+        vm
+    }
+
+    #[test]
+    fn the_tracker_decides_unhealthy_stuck_and_since() {
+        let vms: Vec<VmObservation> = [
+            vm("old", "Starting", Some("2026-11-26T02:00:00Z")),
+            vm("new", "Starting", Some("2026-11-26T02:58:00Z")),
+            vm("undated", "Starting", None),
+            vm("has-vmi", "Starting", Some("2026-11-26T02:00:00Z")),
+            vm("fine", "Running", Some("2026-11-26T02:00:00Z")),
+        ]
+        .iter()
+        .map(|v| VmObservation::from_object(v).unwrap())
+        .collect();
+        let assessed = assess(&vms, &[VmKey::new("prod", "has-vmi")], TEN_MINUTES, now());
+        let verdicts: Vec<(&str, bool, bool)> = assessed
+            .iter()
+            .map(|a| (a.key.name.as_str(), a.stuck, a.dated))
+            .collect();
+        assert_eq!(
+            verdicts,
+            vec![
+                ("new", false, true),
+                ("old", true, true),
+                ("undated", false, false)
+            ]
+        );
+        assert_eq!(assessed[1].since, "2026-11-26T02:00:00Z".parse().unwrap());
+        assert_eq!(assessed[2].since, now(), "first seen now");
+    }
+
+    #[test]
+    fn json_has_exactly_the_documented_shape() {
+        let vms = [vm("a", "CrashLoopBackOff", Some("2026-11-26T02:00:00Z"))];
+        let options = FleetOptions {
+            stuck_after: TEN_MINUTES,
+            thresholds: Thresholds::default(),
+            as_of: now(),
+        };
+        let report = report(&vms, &[], None, options);
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            json,
+            json!({"stuck": 1, "unhealthy": 1, "groups": [{
+                "rule": null,
+                "cause": crate::watcher::diagnose::NO_CAUSE,
+                "next": "read the launcher's logs: kubectl -n prod logs -l vm.kubevirt.io/name=a -c compute --previous",
+                "vms": [{"namespace": "prod", "name": "a", "status": "CrashLoopBackOff",
+                         "since": "2026-11-26T02:00:00Z", "stuck": true}]}]})
+        );
+        assert!(
+            report.text().contains("STUCK    prod/a"),
+            "{}",
+            report.text()
+        );
+    }
+}

@@ -1,0 +1,314 @@
+//! `virt-preflight diagnose --all` and the diagnosis of a deleted VM, end to end: the binary on
+//! the snapshot fixtures of tests/fixtures/diagnose/, at a fixed `--as-of`, its output compared
+//! with the snapshot files beside them (`UPDATE_SNAPSHOTS=1 cargo test --test diagnose_all`
+//! writes them anew; read the diff before committing), its exit codes, and the same against a
+//! live (loopback) API server.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+use support::fake_api::FakeApi;
+use support::stuck::{gpu_vm, minutes_ago, t4_node, vmi};
+
+const AS_OF: &str = "2026-11-26T03:00:00Z";
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/diagnose")
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
+        .args(args)
+        .current_dir(fixtures())
+        .env_remove("KUBECONFIG")
+        .env("RUST_BACKTRACE", "0")
+        .output()
+        .expect("the binary runs")
+}
+
+fn report(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// Compares `actual` with the snapshot file `name` (or writes it, with UPDATE_SNAPSHOTS set).
+fn snapshot(name: &str, actual: &str) {
+    let path = fixtures().join(name);
+    if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
+        std::fs::write(&path, actual).unwrap();
+        return;
+    }
+    let expected = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (UPDATE_SNAPSHOTS=1 writes it)", path.display()));
+    if expected != actual {
+        let diff: Vec<String> = expected
+            .lines()
+            .zip(actual.lines())
+            .enumerate()
+            .filter(|(_, (e, a))| e != a)
+            .map(|(i, (e, a))| format!("line {}:\n  - {e}\n  + {a}", i + 1))
+            .collect();
+        panic!(
+            "{name} differs from the output ({} vs {} lines):\n{}\n--- output\n{actual}",
+            expected.lines().count(),
+            actual.lines().count(),
+            diff.join("\n")
+        );
+    }
+}
+
+fn fleet(extra: &[&str]) -> Output {
+    fleet_at(AS_OF, extra)
+}
+
+/// `diagnose --all` on fleet.yaml as of `as_of`.
+fn fleet_at(as_of: &str, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "diagnose",
+        "--all",
+        "--cluster-state",
+        "fleet.yaml",
+        "--as-of",
+        as_of,
+    ];
+    args.extend(extra);
+    run(&args)
+}
+
+#[test]
+fn four_vms_on_one_selector_and_one_on_a_missing_pvc_make_two_groups() {
+    let output = fleet(&["-o", "json"]);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "some are stuck: {}",
+        report(&output)
+    );
+    let json: Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    assert_eq!(json["stuck"], 4, "{json:#}");
+    assert_eq!(json["unhealthy"], 5, "the VMs with a VMI are not unhealthy");
+    let groups = json["groups"].as_array().unwrap();
+    let sizes: Vec<usize> = groups
+        .iter()
+        .map(|g| g["vms"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(sizes, vec![4, 1], "largest first");
+    assert_eq!(groups[0]["rule"], "node-selector-unsatisfiable");
+    assert_eq!(groups[1]["rule"], "pvc-not-found");
+    let two_minutes = &groups[0]["vms"][3];
+    assert_eq!(two_minutes["name"], "gpu-4");
+    assert_eq!(two_minutes["since"], "2026-11-26T02:58:00Z");
+    assert_eq!(
+        two_minutes["stuck"], false,
+        "unhealthy for two minutes is not stuck"
+    );
+    assert!(
+        groups[0]["next"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 stuck VMs share this cause: escalate to the cluster administrator"),
+        "three stuck VMs on one selector escalate: {}",
+        groups[0]["next"]
+    );
+    assert!(
+        !groups[1]["next"].as_str().unwrap().contains("escalate"),
+        "one VM does not"
+    );
+    snapshot("fleet.json", &String::from_utf8_lossy(&output.stdout));
+}
+
+#[test]
+fn the_text_report_is_the_snapshot() {
+    let output = fleet(&[]);
+    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    snapshot("fleet.txt", &String::from_utf8_lossy(&output.stdout));
+}
+
+#[test]
+fn a_namespace_narrows_the_report_and_the_exit_code_follows_what_is_stuck() {
+    let data = fleet(&["-n", "data"]);
+    assert_eq!(data.status.code(), Some(1), "{}", report(&data));
+    snapshot("fleet-data.txt", &String::from_utf8_lossy(&data.stdout));
+
+    let empty = fleet(&["-n", "nowhere"]);
+    assert_eq!(empty.status.code(), Some(0), "{}", report(&empty));
+    assert!(
+        String::from_utf8_lossy(&empty.stdout)
+            .starts_with("no unhealthy VM among 0 VirtualMachines listed"),
+        "{}",
+        report(&empty)
+    );
+
+    // At 00:05 no VM had been unhealthy ten minutes; at 01:00 only gpu-1 had.
+    let stuck_at = |as_of: &str| {
+        let output = fleet_at(as_of, &["-o", "json"]);
+        let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+        (output.status.code(), json["stuck"].clone())
+    };
+    assert_eq!(stuck_at("2026-11-26T00:05:00Z"), (Some(0), json!(0)));
+    assert_eq!(stuck_at("2026-11-26T01:00:00Z"), (Some(1), json!(1)));
+
+    // A stricter threshold: gpu-4 is stuck after a minute too, and all five are.
+    let strict = fleet(&["--stuck-after", "1m", "-o", "json"]);
+    let json: Value = serde_json::from_slice(&strict.stdout).unwrap();
+    assert_eq!(json["stuck"], 5, "{json:#}");
+}
+
+#[test]
+fn a_vm_terminating_with_a_finalizer_is_held_by_it() {
+    let output = run(&[
+        "diagnose",
+        "data/old-db",
+        "--cluster-state",
+        "terminating.yaml",
+        "--as-of",
+        AS_OF,
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("cause: deleted at 2026-11-26T01:30:00Z; held by finalizer kubevirt.io/virtualMachineControllerFinalize (virt-controller"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("next: check that virt-controller runs"),
+        "{stdout}"
+    );
+    snapshot("terminating.txt", &stdout);
+
+    let all = run(&[
+        "diagnose",
+        "--all",
+        "-o",
+        "json",
+        "--cluster-state",
+        "terminating.yaml",
+        "--as-of",
+        AS_OF,
+    ]);
+    let json: Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(json["groups"][0]["rule"], Value::Null);
+    assert_eq!(
+        json["groups"][0]["cause"],
+        "held by finalizer kubevirt.io/virtualMachineControllerFinalize (virt-controller, which removes it once the VM has no VMI)",
+        "the group's cause has no time in it"
+    );
+}
+
+#[test]
+fn bad_input_is_exit_2_and_says_where() {
+    let dir = tempfile::tempdir().unwrap();
+    let nameless = dir.path().join("nameless.yaml");
+    std::fs::write(
+        &nameless,
+        "apiVersion: kubevirt.io/v1\nkind: VirtualMachine\nmetadata: {namespace: prod}\nstatus: {printableStatus: Starting}\n",
+    )
+    .unwrap();
+    let output = run(&[
+        "diagnose",
+        "--all",
+        "--cluster-state",
+        nameless.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("nameless.yaml") && stderr.contains("metadata.name"),
+        "{stderr}"
+    );
+    let output = fleet_at("yesterday", &[]);
+    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("yesterday"),
+        "{}",
+        report(&output)
+    );
+    let output = run(&["diagnose", "--all"]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--cluster-state"));
+    let output = run(&[
+        "diagnose",
+        "prod/gpu-1",
+        "-o",
+        "json",
+        "--cluster-state",
+        "fleet.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("go with --all"));
+    let output = run(&["diagnose", "--all", "prod/gpu-1"]);
+    assert_eq!(output.status.code(), Some(2), "one VM or all, not both");
+    let output = fleet(&["--escalate-shared-cause", "0"]);
+    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn all_reads_the_vms_their_vmis_and_the_view_from_a_live_cluster() {
+    let mut other = gpu_vm("elsewhere", "ErrorUnschedulable", minutes_ago(30));
+    other["metadata"]["namespace"] = json!("dev");
+    let api = FakeApi::start(
+        vec![
+            (
+                "/apis/kubevirt.io/v1/virtualmachines",
+                vec![
+                    gpu_vm("a", "ErrorUnschedulable", minutes_ago(20)),
+                    gpu_vm("b", "ErrorUnschedulable", minutes_ago(3)),
+                    gpu_vm("started", "Starting", minutes_ago(30)),
+                    other,
+                ],
+            ),
+            (
+                "/apis/kubevirt.io/v1/virtualmachineinstances",
+                vec![vmi("prod", "started")],
+            ),
+            ("/api/v1/nodes", vec![t4_node()]),
+        ],
+        &[],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = api.kubeconfig(dir.path());
+    let config = config.to_str().unwrap().to_string();
+    let all = |namespace: Option<&'static str>| {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut args = vec!["diagnose", "--all", "-o", "json", "--kubeconfig", &config];
+            if let Some(ns) = namespace {
+                args.extend(["-n", ns]);
+            }
+            run(&args)
+        })
+    };
+    let output = all(None).await.unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    let json: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (json["stuck"].clone(), json["unhealthy"].clone()),
+        (json!(2), json!(3)),
+        "{json:#}"
+    );
+    assert_eq!(
+        json["groups"][0]["rule"], "node-selector-unsatisfiable",
+        "the live nodes: {json:#}"
+    );
+
+    let prod = all(Some("prod")).await.unwrap();
+    let json: Value = serde_json::from_slice(&prod.stdout).unwrap();
+    assert_eq!(
+        (json["stuck"].clone(), json["unhealthy"].clone()),
+        (json!(1), json!(2)),
+        "{json:#}"
+    );
+    assert!(
+        !api.seen_with("GET", "/namespaces/prod/virtualmachines")
+            .is_empty(),
+        "-n lists one namespace"
+    );
+}
