@@ -6,6 +6,7 @@
 //! **known** (listed or synced) or **unknown**; lookups on an unknown kind answer `None`, and
 //! a rule that gets `None` reports nothing: never a finding on data we do not have.
 
+pub mod kubevirt;
 pub mod live;
 pub mod nodes;
 pub mod snapshot;
