@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod events;
 pub mod finding;
 pub mod fix;
+pub mod launcher;
 pub mod manifest;
 pub mod metrics;
 pub mod model;

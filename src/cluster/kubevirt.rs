@@ -205,10 +205,7 @@ impl Configuration {
 
 /// `metav1.LabelSelectorAsSelector` then `Matches`: every matchLabels pair and every expression
 /// must hold; an empty selector matches everything.
-fn selector_matches<'l>(
-    selector: &LabelSelector,
-    label: impl Fn(&str) -> Option<&'l str>,
-) -> bool {
+fn selector_matches<'l>(selector: &LabelSelector, label: impl Fn(&str) -> Option<&'l str>) -> bool {
     let labels_hold = selector
         .match_labels
         .iter()
@@ -297,7 +294,9 @@ impl KubeVirt {
         }
         // Before GA the gate decides, so a build that straddles GA is known when it is listed.
         if version.at_least(&AUTO_LIMITS_INTRODUCED)? {
-            let gate = self.configuration()?.feature_gate(AUTO_RESOURCE_LIMITS_GATE);
+            let gate = self
+                .configuration()?
+                .feature_gate(AUTO_RESOURCE_LIMITS_GATE);
             match (gate == GateSetting::Enabled, ga) {
                 (true, _) => Some(true),
                 (false, Some(false)) => Some(false),

@@ -218,10 +218,13 @@ impl ParsedQuantity {
                 .and_then(|factor| self.mantissa.checked_mul(factor));
         }
         // Dividing by more than 10^38 leaves a non-zero mantissa below one unit: it rounds to 1.
-        let Some(divisor) = u32::try_from(-shift).ok().and_then(|d| 10u128.checked_pow(d)) else {
+        let Some(divisor) = u32::try_from(-shift)
+            .ok()
+            .and_then(|d| 10u128.checked_pow(d))
+        else {
             return Some(1);
         };
-        Some(self.mantissa / divisor + u128::from(self.mantissa % divisor != 0))
+        Some(self.mantissa.div_ceil(divisor))
     }
 
     /// Sum of two non-negative quantities (resource totals); `None` if either is negative.
@@ -493,8 +496,14 @@ mod tests {
         assert_eq!(q("0").ceil_scaled(0), Some(0));
         assert_eq!(q("-1").ceil_scaled(0), None);
         assert_eq!(q("1e100").ceil_scaled(0), None);
-        assert_eq!(ParsedQuantity::from_scaled(333_333_334, -9), Some(q("333333334n")));
-        assert_eq!(ParsedQuantity::from_scaled(0, -9), Some(ParsedQuantity::ZERO));
+        assert_eq!(
+            ParsedQuantity::from_scaled(333_333_334, -9),
+            Some(q("333333334n"))
+        );
+        assert_eq!(
+            ParsedQuantity::from_scaled(0, -9),
+            Some(ParsedQuantity::ZERO)
+        );
     }
 
     #[test]

@@ -51,7 +51,10 @@ fn reads_what_the_rules_need() {
             ]
         }
     }));
-    assert_eq!((cr.name.as_str(), cr.namespace.as_str()), ("kubevirt", "kubevirt"));
+    assert_eq!(
+        (cr.name.as_str(), cr.namespace.as_str()),
+        ("kubevirt", "kubevirt")
+    );
     assert_eq!(cr.version, Some(KubeVirtVersion::release(1, 8, 2)));
     assert_eq!(cr.default_architecture.as_deref(), Some("arm64"));
     let config = cr.configuration().unwrap();
@@ -62,7 +65,10 @@ fn reads_what_the_rules_need() {
     assert_eq!(config.overhead_ratio, Some(1.5));
     assert_eq!(config.eviction_strategy, EvictionStrategy::LiveMigrate);
     assert_eq!(config.hypervisor(), Hypervisor::HypervDirect);
-    assert_eq!(config.hypervisor().device_resource(), Some("devices.kubevirt.io/mshv"));
+    assert_eq!(
+        config.hypervisor().device_resource(),
+        Some("devices.kubevirt.io/mshv")
+    );
     assert_eq!(config.feature_gate("CPUManager"), GateSetting::Enabled);
     assert_eq!(config.feature_gate("Snapshot"), GateSetting::Disabled);
     assert_eq!(config.feature_gate("Other"), GateSetting::Unset);
@@ -81,15 +87,21 @@ fn reads_what_the_rules_need() {
     assert_eq!(available.status, ConditionStatus::True);
     assert_eq!(available.reason.as_deref(), Some("AllComponentsReady"));
     let degraded = cr.conditions.degraded.as_ref().unwrap();
-    assert_eq!((degraded.status, &degraded.reason, &degraded.message), (ConditionStatus::False, &None, &None));
+    assert_eq!(
+        (degraded.status, &degraded.reason, &degraded.message),
+        (ConditionStatus::False, &None, &None)
+    );
     assert_eq!(cr.conditions.progressing, None);
 }
 
 #[test]
 fn kubevirt_defaults_where_the_cr_is_silent() {
-    for configuration in [json!(null), json!({}), json!({"developerConfiguration": null}),
-        json!({"developerConfiguration": {"memoryOvercommit": 0, "cpuAllocationRatio": 0}})]
-    {
+    for configuration in [
+        json!(null),
+        json!({}),
+        json!({"developerConfiguration": null}),
+        json!({"developerConfiguration": {"memoryOvercommit": 0, "cpuAllocationRatio": 0}}),
+    ] {
         let config = config(configuration.clone()).unwrap();
         assert_eq!(config.memory_overcommit, 100, "{configuration}");
         assert_eq!(config.cpu_allocation_ratio, 10);
@@ -113,16 +125,29 @@ fn permitted_host_devices_present_but_empty_differs_from_absent() {
     assert_eq!(permitted, PermittedHostDevices::default());
     assert!(!permitted.permits("nvidia.com/TU104GL"));
     assert_eq!(config(json!({})).unwrap().permitted_host_devices, None);
-    let usb = config(json!({"permittedHostDevices": {"usb": [{"resourceName": "kubevirt.io/storage"}]}}));
-    assert!(usb.unwrap().permitted_host_devices.unwrap().permits("kubevirt.io/storage"));
+    let usb =
+        config(json!({"permittedHostDevices": {"usb": [{"resourceName": "kubevirt.io/storage"}]}}));
+    assert!(
+        usb.unwrap()
+            .permitted_host_devices
+            .unwrap()
+            .permits("kubevirt.io/storage")
+    );
 }
 
 #[test]
 fn the_default_cpu_request_is_no_override() {
     for text in ["100m", "0.1"] {
-        assert_eq!(config(json!({"cpuRequest": text})).unwrap().cpu_request, None, "{text}");
+        assert_eq!(
+            config(json!({"cpuRequest": text})).unwrap().cpu_request,
+            None,
+            "{text}"
+        );
     }
-    assert_eq!(config(json!({"cpuRequest": 2})).unwrap().cpu_request, Some(q("2")));
+    assert_eq!(
+        config(json!({"cpuRequest": 2})).unwrap().cpu_request,
+        Some(q("2"))
+    );
 }
 
 #[test]
@@ -140,19 +165,32 @@ fn a_configuration_kubevirt_refuses_is_unknown() {
         assert_eq!(config(refused.clone()), None, "{refused}");
     }
     // KubeVirt ignores a ratio that is not a number (it logs and adds nothing).
-    assert_eq!(config(json!({"additionalGuestMemoryOverheadRatio": "x"})).unwrap().overhead_ratio, None);
+    assert_eq!(
+        config(json!({"additionalGuestMemoryOverheadRatio": "x"}))
+            .unwrap()
+            .overhead_ratio,
+        None
+    );
 }
 
 #[test]
 fn wrong_types_name_the_field() {
-    let doc = json!({"spec": {"configuration": {"developerConfiguration": {"memoryOvercommit": "150"}}}});
+    let doc =
+        json!({"spec": {"configuration": {"developerConfiguration": {"memoryOvercommit": "150"}}}});
     let err = KubeVirt::from_value(&doc).unwrap_err();
-    assert_eq!(err.path, "spec.configuration.developerConfiguration.memoryOvercommit");
+    assert_eq!(
+        err.path,
+        "spec.configuration.developerConfiguration.memoryOvercommit"
+    );
     assert!(err.message.contains("invalid type"), "{}", err.message);
     let err = KubeVirt::from_json(&doc.to_string()).unwrap_err();
-    assert_eq!(err.path, "spec.configuration.developerConfiguration.memoryOvercommit");
-    let err = KubeVirt::from_json(r#"{"status": {"conditions": [{"type": "Available", "status": 1}]}}"#)
-        .unwrap_err();
+    assert_eq!(
+        err.path,
+        "spec.configuration.developerConfiguration.memoryOvercommit"
+    );
+    let err =
+        KubeVirt::from_json(r#"{"status": {"conditions": [{"type": "Available", "status": 1}]}}"#)
+            .unwrap_err();
     assert_eq!(err.path, "status.conditions[0].status");
     assert_eq!(KubeVirt::from_json("7").unwrap_err().path, "(document)");
 }
@@ -195,7 +233,9 @@ fn auto_resource_limits_by_release_and_gate() {
 
 #[test]
 fn cpu_manager_label_by_release() {
-    let label = |version: &str| kv(json!({"status": {"observedKubeVirtVersion": version}})).cpu_manager_label();
+    let label = |version: &str| {
+        kv(json!({"status": {"observedKubeVirtVersion": version}})).cpu_manager_label()
+    };
     assert_eq!(label("v1.7.4"), Some("cpumanager"));
     assert_eq!(label("v1.8.0"), Some("kubevirt.io/cpumanager"));
     assert_eq!(label("v1.8.0-rc.1"), None);
@@ -233,16 +273,36 @@ fn auto_cpu_limit_selector_matches_as_kubernetes_selectors_do() {
     .unwrap();
     assert!(selecting.has_auto_cpu_limit_selector());
     let matches = |pairs: &[(&'static str, &'static str)]| {
-        selecting.auto_cpu_limit_applies(|key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
+        selecting
+            .auto_cpu_limit_applies(|key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| *v))
     };
     let good = [("team", "a"), ("tier", "gold"), ("limits", "")];
     assert!(matches(&good));
-    assert!(matches(&[("team", "a"), ("tier", "silver"), ("limits", "1"), ("env", "prod")]));
+    assert!(matches(&[
+        ("team", "a"),
+        ("tier", "silver"),
+        ("limits", "1"),
+        ("env", "prod")
+    ]));
     assert!(!matches(&[("team", "b"), ("tier", "gold"), ("limits", "")]));
-    assert!(!matches(&[("team", "a"), ("tier", "bronze"), ("limits", "")]));
-    assert!(!matches(&[("team", "a"), ("tier", "gold"), ("limits", ""), ("env", "dev")]));
+    assert!(!matches(&[
+        ("team", "a"),
+        ("tier", "bronze"),
+        ("limits", "")
+    ]));
+    assert!(!matches(&[
+        ("team", "a"),
+        ("tier", "gold"),
+        ("limits", ""),
+        ("env", "dev")
+    ]));
     assert!(!matches(&[("team", "a"), ("tier", "gold")]));
-    assert!(!matches(&[("team", "a"), ("tier", "gold"), ("limits", ""), ("legacy", "1")]));
+    assert!(!matches(&[
+        ("team", "a"),
+        ("tier", "gold"),
+        ("limits", ""),
+        ("legacy", "1")
+    ]));
 
     let everything = config(json!({"autoCPULimitNamespaceLabelSelector": {}})).unwrap();
     assert!(everything.auto_cpu_limit_applies(|_| None));

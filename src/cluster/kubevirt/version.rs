@@ -158,7 +158,15 @@ mod tests {
     #[test]
     fn anything_without_three_numbers_is_no_version() {
         for text in [
-            "", "latest", "v1.4", "1.4.x", "v1..2", "sha256:abc", "v1.4.1.2", "v1.4.1-", "-1.2.3",
+            "",
+            "latest",
+            "v1.4",
+            "1.4.x",
+            "v1..2",
+            "sha256:abc",
+            "v1.4.1.2",
+            "v1.4.1-",
+            "-1.2.3",
             "v1.4.99999999999",
         ] {
             assert_eq!(KubeVirtVersion::parse(text), None, "{text:?}");
@@ -182,15 +190,27 @@ mod tests {
         assert_eq!(rc.at_least(&KubeVirtVersion::release(1, 4, 0)), Some(true));
         assert_eq!(rc.at_least(&KubeVirtVersion::release(1, 6, 0)), Some(false));
         let vendor = v("1.4.0-150600.5.9.1");
-        assert_eq!(vendor.at_least(&KubeVirtVersion::release(1, 5, 0)), Some(false));
-        assert_eq!(v("v2.0.0-alpha.0").release_range().0, KubeVirtVersion::release(1, 0, 0));
+        assert_eq!(
+            vendor.at_least(&KubeVirtVersion::release(1, 5, 0)),
+            Some(false)
+        );
+        assert_eq!(
+            v("v2.0.0-alpha.0").release_range().0,
+            KubeVirtVersion::release(1, 0, 0)
+        );
     }
 
     #[test]
     fn releases_answer_exactly() {
         let release = v("v1.5.0");
-        assert_eq!(release.at_least(&KubeVirtVersion::release(1, 5, 0)), Some(true));
-        assert_eq!(v("v1.4.1").at_least(&KubeVirtVersion::release(1, 5, 0)), Some(false));
+        assert_eq!(
+            release.at_least(&KubeVirtVersion::release(1, 5, 0)),
+            Some(true)
+        );
+        assert_eq!(
+            v("v1.4.1").at_least(&KubeVirtVersion::release(1, 5, 0)),
+            Some(false)
+        );
     }
 
     #[test]
