@@ -257,11 +257,7 @@ const NAMESPACED_CPU_MANAGER_LABEL: KubeVirtVersion = KubeVirtVersion::release(1
 impl KubeVirt {
     /// Reads the CR from its JSON object.
     pub fn from_value(value: &Value) -> Result<Self, KubeVirtError> {
-        let raw: RawKubeVirt =
-            serde_path_to_error::deserialize(value).map_err(|err| KubeVirtError {
-                path: document_path(err.path().to_string()),
-                message: err.inner().to_string(),
-            })?;
+        let raw: RawKubeVirt = serde_path_to_error::deserialize(value).map_err(located)?;
         Ok(raw.into())
     }
 
@@ -269,10 +265,7 @@ impl KubeVirt {
     pub fn from_json(text: &str) -> Result<Self, KubeVirtError> {
         let mut deserializer = serde_json::Deserializer::from_str(text);
         let raw: RawKubeVirt =
-            serde_path_to_error::deserialize(&mut deserializer).map_err(|err| KubeVirtError {
-                path: document_path(err.path().to_string()),
-                message: err.inner().to_string(),
-            })?;
+            serde_path_to_error::deserialize(&mut deserializer).map_err(located)?;
         Ok(raw.into())
     }
 
@@ -323,11 +316,16 @@ impl KubeVirt {
     }
 }
 
-fn document_path(path: String) -> String {
-    if path == "." {
-        "(document)".to_string()
-    } else {
-        path
+/// serde_path_to_error writes `a.b[1].c`, as the API server does; only the root needs a name.
+fn located<E: std::fmt::Display>(err: serde_path_to_error::Error<E>) -> KubeVirtError {
+    let path = err.path().to_string();
+    KubeVirtError {
+        path: if path == "." {
+            "(document)".to_string()
+        } else {
+            path
+        },
+        message: err.inner().to_string(),
     }
 }
 

@@ -90,13 +90,18 @@ pub(super) struct Figures {
     pub memory_limit_scaled: bool,
 }
 
+/// The largest amount taken from the configuration (an int64 in KubeVirt): keeps sums in u128.
+const LARGEST: u128 = i64::MAX as u128;
+
 fn nanos(quantity: &ParsedQuantity) -> u128 {
-    // Only non-negative quantities reach here (`vm::resolve`); a value past u128 saturates.
-    quantity.ceil_scaled(-9).unwrap_or(u128::MAX)
+    quantity
+        .ceil_scaled(-9)
+        .unwrap_or(u128::MAX)
+        .min(LARGEST * NANOS)
 }
 
 fn whole(quantity: &ParsedQuantity) -> u128 {
-    quantity.ceil_scaled(0).unwrap_or(u128::MAX)
+    quantity.ceil_scaled(0).unwrap_or(u128::MAX).min(LARGEST)
 }
 
 fn non_zero(quantity: Option<&ParsedQuantity>) -> Option<&ParsedQuantity> {
@@ -134,9 +139,10 @@ fn vmi_cpu_request(vm: &VmFacts<'_>, settings: &Settings<'_>, dedicated: bool) -
 /// vCPUs after `SetDefaultGuestCPUTopology`: the topology, else sockets = the CPU limit, else
 /// the (defaulted) CPU request, rounded up; at least 1.
 fn vcpus(vm: &VmFacts<'_>, request: VmiCpuRequest) -> u128 {
+    // `uint32(quantity.Value())`: Go truncates to 32 bits.
     let from_resources = match (vm.cpu_limit.as_ref(), request) {
-        (Some(limit), _) => whole(limit),
-        (None, VmiCpuRequest::Set(_, Some(cores))) => cores,
+        (Some(limit), _) => u128::from(whole(limit) as u32),
+        (None, VmiCpuRequest::Set(_, Some(cores))) => u128::from(cores as u32),
         _ => 1,
     };
     vm.topology_vcpus.map_or(from_resources, u128::from).max(1)
@@ -250,7 +256,8 @@ fn overhead(
 
 /// `multiplyMemory`: adds `int64(ceil(total / 1000) × (ratio − 1)) × 1000`.
 fn multiply(total: u128, ratio: f64) -> u128 {
-    let addition = (total.div_ceil(1000) as f64 * (ratio - 1.0)) as i128 * 1000;
+    // Float to integer saturates (Go's is undefined past int64; no real ratio gets there).
+    let addition = ((total.div_ceil(1000) as f64 * (ratio - 1.0)) as i128).saturating_mul(1000);
     u128::try_from((total as i128).saturating_add(addition)).unwrap_or(0)
 }
 
@@ -273,8 +280,7 @@ fn network_overhead(f: &Formula, vm: &VmFacts<'_>, settings: &Settings<'_>) -> u
             total += bindings
                 .get(name)
                 .and_then(|b| b.memory_overhead.as_ref())
-                .and_then(|q| q.ceil_scaled(0))
-                .unwrap_or(0);
+                .map_or(0, whole);
         }
     }
     if f.passt_binding && vm.passt_binding {

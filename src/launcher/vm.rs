@@ -106,13 +106,24 @@ pub(super) struct VmFacts<'a> {
     pub open: bool,
 }
 
+/// Kubernetes computes with int64 (`Value()`); larger amounts are not judged. It also keeps
+/// every sum below in u128.
+const LARGEST: u128 = i64::MAX as u128;
+
 /// Bytes of a memory quantity, rounded up as Kubernetes' `Value()`.
 fn bytes(quantity: &QuantityText) -> Option<u128> {
-    quantity.parse().ok()?.ceil_scaled(0)
+    quantity
+        .parse()
+        .ok()?
+        .ceil_scaled(0)
+        .filter(|b| *b <= LARGEST)
 }
 
 fn exact(quantity: &QuantityText) -> Option<ParsedQuantity> {
-    quantity.parse().ok().filter(|q| !q.is_negative())
+    quantity
+        .parse()
+        .ok()
+        .filter(|q| q.ceil_scaled(0).is_some_and(|whole| whole <= LARGEST))
 }
 
 /// `None` when the VM cannot be judged: a quantity that does not parse (the `quantity-invalid`
@@ -145,20 +156,18 @@ pub(super) fn resolve<'a>(
         .and_then(|m| m.hugepages.as_ref())
         .and_then(|h| h.page_size.as_ref());
     let cpu = domain.cpu.as_ref();
+    // `hardware.GetNumberOfVCPUs`: the product of the non-zero counts, in uint32 as Go does.
     let product = cpu.map_or(0, |c| {
         [c.cores, c.sockets, c.threads]
             .into_iter()
             .flatten()
             .filter(|n| *n != 0)
-            .fold(0u64, |acc, n| {
-                if acc == 0 {
-                    u64::from(n)
-                } else {
-                    acc.saturating_mul(u64::from(n))
-                }
-            })
+            .fold(
+                0u32,
+                |acc, n| if acc == 0 { n } else { acc.wrapping_mul(n) },
+            )
     });
-    let mut topology_vcpus = (product != 0).then_some(product);
+    let mut topology_vcpus = (product != 0).then_some(u64::from(product));
     let mut dedicated = Tri::of(cpu.and_then(|c| c.dedicated_cpu_placement) == Some(true));
     let mut isolate_emulator_thread = cpu.and_then(|c| c.isolate_emulator_thread) == Some(true);
     let mut open = false;
