@@ -170,23 +170,31 @@ pub fn request(input: &LauncherInput<'_>) -> Option<LauncherRequest> {
     });
     let arm64 = architecture.map_or(Tri::Unknown, |a| Tri::of(a == "arm64"));
 
+    // arm64 and graphics only add to the overhead, and every figure grows with the overhead
+    // while the overhead ratio is at least 1: their smallest and largest corners bound all
+    // four combinations. A ratio below 1 can shrink a sum at kilobyte steps: try them all.
+    let corners: &[(bool, bool)] = match settings.overhead_ratio {
+        _ if arm64 != Tri::Unknown && vm.graphics != Tri::Unknown => &[(false, false)],
+        RatioSetting::Ratio(ratio) if ratio < 1.0 => {
+            &[(false, false), (false, true), (true, false), (true, true)]
+        }
+        _ => &[(false, false), (true, true)],
+    };
     let mut folded: Option<Folded> = None;
-    for formula in formulas {
-        for &arm64 in arm64.cases() {
-            for &dedicated in vm.dedicated.cases() {
-                for &graphics in vm.graphics.cases() {
-                    let scenario = Scenario {
-                        formula,
-                        arm64,
-                        dedicated,
-                        graphics,
-                    };
-                    let figures = compute::figures(&scenario, &vm, &settings);
-                    folded = Some(match folded {
-                        None => Folded::new(&figures),
-                        Some(f) => f.with(&figures),
-                    });
-                }
+    for &dedicated in vm.dedicated.cases() {
+        let prepared = compute::prepare(&vm, &settings, dedicated);
+        for formula in formulas {
+            for &(arm64_corner, graphics_corner) in corners {
+                let scenario = Scenario {
+                    formula,
+                    arm64: arm64.pick(arm64_corner),
+                    graphics: vm.graphics.pick(graphics_corner),
+                };
+                let figures = compute::figures(&scenario, &prepared, &vm, &settings);
+                folded = Some(match folded {
+                    None => Folded::new(&figures),
+                    Some(f) => f.with(&figures),
+                });
             }
         }
     }

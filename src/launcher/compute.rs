@@ -54,8 +54,54 @@ pub(super) enum RatioSetting {
 pub(super) struct Scenario<'f> {
     pub formula: &'f Formula,
     pub arm64: bool,
-    pub dedicated: bool,
     pub graphics: bool,
+}
+
+/// What does not depend on the release, for one choice of dedicated CPUs: worked out once per
+/// VM, not once per release (the divisions are most of the cost).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Prepared {
+    dedicated: bool,
+    cpu_request: VmiCpuRequest,
+    vcpus: u128,
+    /// The memory request before the overhead.
+    base: u128,
+    /// Page tables sized from `base` (up to v1.6) and from the written request (v1.7+).
+    page_tables_default: u128,
+    page_tables_written: u128,
+    guaranteed: bool,
+    /// The shared CPUs' request from the ratio, without and with IO-thread CPUs.
+    ratio_request: [u128; 2],
+    cpu_limit_written: Option<u128>,
+}
+
+pub(super) fn prepare(vm: &VmFacts<'_>, settings: &Settings<'_>, dedicated: bool) -> Prepared {
+    let cpu_request = vmi_cpu_request(vm, settings, dedicated);
+    let vcpus = vcpus(vm, cpu_request);
+    let base = memory_base(vm, settings);
+    let ratio_request = |cpus: u128| match settings.cpu_allocation_ratio {
+        Some(ratio) if ratio > 0 => (cpus * NANOS).div_ceil(u128::from(ratio)),
+        _ => 0,
+    };
+    Prepared {
+        dedicated,
+        cpu_request,
+        vcpus,
+        base,
+        page_tables_default: page_tables(base),
+        page_tables_written: page_tables(vm.memory_request.unwrap_or(0)),
+        guaranteed: wants_guaranteed(vm),
+        ratio_request: [
+            ratio_request(vcpus),
+            ratio_request(vcpus + u128::from(vm.pool_threads)),
+        ],
+        cpu_limit_written: vm.cpu_limit.as_ref().map(nanos),
+    }
+}
+
+/// One bit per 512 bytes of RAM, from the request rounded up to kilobytes.
+fn page_tables(request: u128) -> u128 {
+    request.div_ceil(1000) * 1000 / 512
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,7 +157,7 @@ fn non_zero(quantity: Option<&ParsedQuantity>) -> Option<&ParsedQuantity> {
 /// The VMI's CPU request after virt-api's defaults (`setDefaultResourceRequests`, all
 /// releases): the request, else the limit, else the CR's `cpuRequest` unless the CPUs are
 /// dedicated.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum VmiCpuRequest {
     Set(u128, Option<u128>),
     Unset,
@@ -200,15 +246,17 @@ fn memory_base(vm: &VmFacts<'_>, settings: &Settings<'_>) -> u128 {
 /// `GetMemoryOverhead` plus the network bindings' overhead (`CalculateMemoryOverhead`).
 fn overhead(
     scenario: &Scenario<'_>,
+    prepared: &Prepared,
     vm: &VmFacts<'_>,
     settings: &Settings<'_>,
-    vcpus: u128,
-    page_table_base: u128,
 ) -> u128 {
     let f = scenario.formula;
-    // One bit per 512 bytes of RAM, from the request rounded up to kilobytes.
-    let mut total = page_table_base.div_ceil(1000) * 1000 / 512;
-    total += f.daemons + 8 * MI * vcpus + 8 * MI;
+    let mut total = if f.page_tables_from_default {
+        prepared.page_tables_default
+    } else {
+        prepared.page_tables_written
+    };
+    total += f.daemons + 8 * MI * prepared.vcpus + 8 * MI;
     if scenario.graphics {
         total += f.video;
     }
@@ -238,7 +286,7 @@ fn overhead(
     if f.passt_interface {
         total += 800 * MI * u128::from(vm.passt_all_ports);
     }
-    let pinned = scenario.dedicated || wants_guaranteed(vm);
+    let pinned = prepared.dedicated || prepared.guaranteed;
     if pinned && f.dedicated_overhead == DedicatedOverhead::BeforeRatio {
         total += 100 * MI;
     }
@@ -310,23 +358,17 @@ fn scaled_limit(request: u128, ratio: f64) -> u128 {
 
 pub(super) fn figures(
     scenario: &Scenario<'_>,
+    prepared: &Prepared,
     vm: &VmFacts<'_>,
     settings: &Settings<'_>,
 ) -> Figures {
     let f = scenario.formula;
-    let cpu_request = vmi_cpu_request(vm, settings, scenario.dedicated);
-    let vcpus = vcpus(vm, cpu_request);
-    let base = memory_base(vm, settings);
-    let page_table_base = if f.page_tables_from_default {
-        base
-    } else {
-        vm.memory_request.unwrap_or(0)
-    };
-    let overhead = overhead(scenario, vm, settings, vcpus, page_table_base);
+    let base = prepared.base;
+    let overhead = overhead(scenario, prepared, vm, settings);
 
     // Memory. Dedicated CPUs pin the memory limit to the request before the overhead
     // (`WithCPUPinning` runs before `WithMemoryOverhead` / `WithHugePages`).
-    let limit_before_overhead = if scenario.dedicated {
+    let limit_before_overhead = if prepared.dedicated {
         Some(base)
     } else {
         vm.memory_limit
@@ -367,22 +409,19 @@ pub(super) fn figures(
     } else {
         0
     };
-    let (cpu_request, cpu_limit) = if scenario.dedicated {
-        dedicated_cpus(f, vm, cpu_request, vcpus, io_cpus)
+    let (cpu_request, cpu_limit) = if prepared.dedicated {
+        dedicated_cpus(f, vm, prepared, io_cpus)
     } else {
-        let total = vcpus + io_cpus;
-        let request = match cpu_request {
+        let total = prepared.vcpus + io_cpus;
+        let request = match prepared.cpu_request {
             VmiCpuRequest::Set(nanos, _) => nanos,
             VmiCpuRequest::Unknown => 0,
-            VmiCpuRequest::Unset => match settings.cpu_allocation_ratio {
-                Some(ratio) if ratio > 0 => (total * NANOS).div_ceil(u128::from(ratio)),
-                _ => 0,
-            },
+            VmiCpuRequest::Unset => prepared.ratio_request[usize::from(f.io_thread_cpus)],
         };
         let automatic =
             auto_limits(f, settings, settings.quota_limits_cpu).or(settings.cpu_limit_selector);
-        let fixed = vm.cpu_limit.as_ref().map(nanos);
-        (request, LimitCase::of(fixed, automatic, total * NANOS))
+        let limit = LimitCase::of(prepared.cpu_limit_written, automatic, total * NANOS);
+        (request, limit)
     };
 
     Figures {
@@ -401,10 +440,10 @@ pub(super) fn figures(
 fn dedicated_cpus(
     f: &Formula,
     vm: &VmFacts<'_>,
-    request: VmiCpuRequest,
-    vcpus: u128,
+    prepared: &Prepared,
     io_cpus: u128,
 ) -> (u128, LimitCase) {
+    let vcpus = prepared.vcpus;
     let pool = if vm.pool_policy {
         u128::from(vm.pool_threads)
     } else {
@@ -431,9 +470,9 @@ fn dedicated_cpus(
     let limit = if emulator > 0 {
         (vcpus + emulator) * NANOS
     } else {
-        vm.cpu_limit.as_ref().map_or(vcpus * NANOS, nanos)
+        prepared.cpu_limit_written.unwrap_or(vcpus * NANOS)
     };
-    let request = match request {
+    let request = match prepared.cpu_request {
         VmiCpuRequest::Set(nanos, _) => nanos + emulator * NANOS,
         // The API server copies the limit into a missing request.
         VmiCpuRequest::Unset | VmiCpuRequest::Unknown => limit,

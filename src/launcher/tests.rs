@@ -821,3 +821,44 @@ fn bounds_answer_exceeds_and_below_safely() {
     assert!(!open.below(&bytes(1_000_000)));
     assert_eq!(open.exact(), None);
 }
+
+#[test]
+fn the_corners_bound_every_architecture_and_graphics_combination() {
+    // Brute force over every (arm64, graphics) pair against what `request` folds from the two
+    // corners: the same bounds, for ratios above, at and below 1.
+    let vm_value = vm_with(
+        json!({"preference": {"name": "p"}}),
+        json!({"domain": {"cpu": {"cores": 3, "dedicatedCpuPlacement": true},
+            "memory": {"guest": "3001M"}}}),
+    );
+    for ratio in ["1.7", "1", "0.3"] {
+        let cr = KubeVirt::from_value(&json!({
+            "spec": {"configuration": {"additionalGuestMemoryOverheadRatio": ratio}},
+            "status": {"observedKubeVirtVersion": "v1.5.0"}}))
+        .unwrap();
+        let input = LauncherInput {
+            vm: &vm_value,
+            kubevirt: Some(&cr),
+            instancetype: None,
+            namespace: known_namespace(),
+        };
+        let folded = request(&input).unwrap();
+        let facts = vm::resolve(&vm_value, None).unwrap();
+        let settings = settings(&input, cr.configuration());
+        let prepared = compute::prepare(&facts, &settings, true);
+        let formula = &era::formulas_for(cr.version.as_ref())[0];
+        let overheads: Vec<u128> = [(false, false), (false, true), (true, false), (true, true)]
+            .into_iter()
+            .map(|(arm64, graphics)| {
+                let scenario = Scenario {
+                    formula,
+                    arm64,
+                    graphics,
+                };
+                compute::figures(&scenario, &prepared, &facts, &settings).overhead
+            })
+            .collect();
+        let low = overheads.iter().min().copied().unwrap();
+        assert_eq!(folded.memory_overhead.at_least, bytes(low), "ratio {ratio}");
+    }
+}

@@ -32,6 +32,15 @@ impl Tri {
         }
     }
 
+    /// The value, or for an unknown one the given choice.
+    pub fn pick(self, when_unknown: bool) -> bool {
+        match self {
+            Tri::Yes => true,
+            Tri::No => false,
+            Tri::Unknown => when_unknown,
+        }
+    }
+
     pub fn and(self, other: Tri) -> Tri {
         match (self, other) {
             (Tri::No, _) | (_, Tri::No) => Tri::No,
