@@ -46,11 +46,14 @@ fn bytes(value: u128) -> ParsedQuantity {
 }
 
 /// Every VirtualMachine of the examples, and every VirtualMachineInstance as the template of a
-/// VM; plus the instancetypes, by name. `None` when the examples are not available.
-fn examples() -> Option<(
-    Vec<(String, VirtualMachine)>,
-    BTreeMap<String, InstancetypeSpec>,
-)> {
+/// VM (by name); plus the instancetypes, by name.
+struct Examples {
+    vms: Vec<(String, VirtualMachine)>,
+    instancetypes: BTreeMap<String, InstancetypeSpec>,
+}
+
+/// `None` when the examples are not available (the test then skips, saying why).
+fn examples() -> Option<Examples> {
     let dir = shared::kubevirt_examples()?;
     let mut vms = Vec::new();
     let mut instancetypes = BTreeMap::new();
@@ -75,7 +78,7 @@ fn examples() -> Option<(
         let vm = VirtualMachine::from_value(&vm).unwrap_or_else(|e| panic!("{name}: {e}"));
         vms.push((name, vm));
     }
-    Some((vms, instancetypes))
+    Some(Examples { vms, instancetypes })
 }
 
 fn request_for(
@@ -100,7 +103,7 @@ fn request_for(
 
 #[test]
 fn every_example_gets_an_exact_request_or_is_an_instancetype_conflict() {
-    let Some((vms, instancetypes)) = examples() else {
+    let Some(Examples { vms, instancetypes }) = examples() else {
         return;
     };
     assert!(vms.len() >= 30, "only {} VMs and VMIs read", vms.len());
@@ -133,7 +136,7 @@ fn every_example_gets_an_exact_request_or_is_an_instancetype_conflict() {
 
 #[test]
 fn example_figures() {
-    let Some((vms, instancetypes)) = examples() else {
+    let Some(Examples { vms, instancetypes }) = examples() else {
         return;
     };
     let kubevirt = kubevirt_v18();
@@ -170,7 +173,7 @@ fn example_figures() {
 
 #[test]
 fn an_example_instancetype_sizes_its_vm_when_the_template_leaves_it_alone() {
-    let Some((_, instancetypes)) = examples() else {
+    let Some(Examples { instancetypes, .. }) = examples() else {
         return;
     };
     let vm = VirtualMachine::from_value(&json!({"spec": {
