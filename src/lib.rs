@@ -14,6 +14,7 @@ pub mod confirm;
 pub mod events;
 pub mod finding;
 pub mod fix;
+pub mod launcher;
 pub mod manifest;
 pub mod metrics;
 pub mod model;

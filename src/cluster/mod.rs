@@ -10,6 +10,7 @@
 //! present, absent, or unknown, and a rule reports nothing on unknown: never a finding on data
 //! we do not have. What the view keeps of each kind is listed in [`objects`].
 
+pub mod kubevirt;
 pub mod live;
 pub mod nodes;
 pub mod objects;

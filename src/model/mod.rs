@@ -219,6 +219,18 @@ pub struct VmiSpec {
     #[serde(default)]
     pub access_credentials: Vec<AccessCredential>,
     pub priority_class_name: Option<CompactString>,
+    /// The launcher's memory overhead depends on these (`launcher`): arm64 adds UEFI flash, an
+    /// exec probe adds the probe binary.
+    pub architecture: Option<CompactString>,
+    pub liveness_probe: Option<Probe>,
+    pub readiness_probe: Option<Probe>,
+}
+
+/// A probe: only whether it runs a command in the launcher (`exec`) matters.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Probe {
+    pub exec: Option<Present>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -231,6 +243,24 @@ pub struct DomainSpec {
     #[serde(default)]
     pub resources: ResourceRequirements,
     pub firmware: Option<Firmware>,
+    pub io_threads_policy: Option<CompactString>,
+    pub io_threads: Option<IoThreads>,
+    pub launch_security: Option<LaunchSecurity>,
+}
+
+/// `domain.ioThreads`: the supplemental pool's threads are CPUs the launcher asks for.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IoThreads {
+    pub supplemental_pool_thread_count: Option<u32>,
+}
+
+/// `domain.launchSecurity`: SEV and SEV-SNP guests cost the launcher more memory.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LaunchSecurity {
+    pub sev: Option<Present>,
+    pub snp: Option<Present>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -246,6 +276,15 @@ pub struct Devices {
     pub gpus: Vec<Gpu>,
     #[serde(default)]
     pub host_devices: Vec<HostDevice>,
+    pub autoattach_graphics_device: Option<bool>,
+    pub tpm: Option<Tpm>,
+}
+
+/// `devices.tpm`: a TPM runs swtpm in the launcher unless `enabled: false`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Tpm {
+    pub enabled: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -272,6 +311,22 @@ pub struct Interface {
     #[serde(default)]
     pub name: CompactString,
     pub boot_order: Option<i64>,
+    /// Bindings that change what the launcher asks for (VFIO memory, passt's overhead, a
+    /// binding plugin's declared overhead).
+    pub sriov: Option<Present>,
+    pub passt: Option<Present>,
+    pub passt_binding: Option<Present>,
+    pub binding: Option<PluginBinding>,
+    #[serde(default)]
+    pub ports: Vec<Present>,
+}
+
+/// `interfaces[].binding`: a network binding plugin registered in the KubeVirt CR.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PluginBinding {
+    #[serde(default)]
+    pub name: CompactString,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -287,6 +342,8 @@ pub struct Gpu {
     #[serde(default)]
     pub name: CompactString,
     pub device_name: Option<CompactString>,
+    /// A DRA device: a ResourceClaim, not a device-plugin resource of the launcher.
+    pub claim_request: Option<Present>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -295,6 +352,7 @@ pub struct HostDevice {
     #[serde(default)]
     pub name: CompactString,
     pub device_name: Option<CompactString>,
+    pub claim_request: Option<Present>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -305,6 +363,7 @@ pub struct Cpu {
     pub threads: Option<u32>,
     pub model: Option<CompactString>,
     pub dedicated_cpu_placement: Option<bool>,
+    pub isolate_emulator_thread: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -313,6 +372,14 @@ pub struct Memory {
     pub guest: Option<QuantityText>,
     pub max_guest: Option<QuantityText>,
     pub hugepages: Option<Hugepages>,
+    pub reserved_overhead: Option<ReservedOverhead>,
+}
+
+/// `memory.reservedOverhead` (KubeVirt ≥ 1.8): memory added to the launcher's overhead.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReservedOverhead {
+    pub added_overhead: Option<QuantityText>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -328,6 +395,8 @@ pub struct ResourceRequirements {
     pub requests: BTreeMap<CompactString, QuantityText>,
     #[serde(default)]
     pub limits: BTreeMap<CompactString, QuantityText>,
+    /// VMI only: the launcher's overhead is not added to the memory request.
+    pub overcommit_guest_overhead: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

@@ -194,6 +194,39 @@ impl ParsedQuantity {
         self.negative
     }
 
+    /// `value × 10^exponent` (`from_scaled(250, -3)` is `250m`): how computed amounts, kept as
+    /// integers of a unit (bytes, nanocores), become quantities again. `None` only when the
+    /// exponent overflows.
+    pub fn from_scaled(value: u128, exponent: i32) -> Option<Self> {
+        Self::normalised(false, value, exponent)
+    }
+
+    /// The value as a whole number of `10^exponent` units, rounded up, as Kubernetes' own
+    /// `Value()` (exponent 0) and `MilliValue()` (-3) do. `None` for a negative value or one
+    /// that does not fit.
+    pub fn ceil_scaled(&self, exponent: i32) -> Option<u128> {
+        if self.negative {
+            return None;
+        }
+        if self.mantissa == 0 {
+            return Some(0);
+        }
+        let shift = i64::from(self.exponent) - i64::from(exponent);
+        if shift >= 0 {
+            return 10u128
+                .checked_pow(u32::try_from(shift).ok()?)
+                .and_then(|factor| self.mantissa.checked_mul(factor));
+        }
+        // Dividing by more than 10^38 leaves a non-zero mantissa below one unit: it rounds to 1.
+        let Some(divisor) = u32::try_from(-shift)
+            .ok()
+            .and_then(|d| 10u128.checked_pow(d))
+        else {
+            return Some(1);
+        };
+        Some(self.mantissa.div_ceil(divisor))
+    }
+
     /// Sum of two non-negative quantities (resource totals); `None` if either is negative.
     pub fn checked_add(self, other: Self) -> Option<Self> {
         if self.negative || other.negative {
@@ -449,6 +482,28 @@ mod tests {
         assert_eq!(q("1Gi").checked_add(q("512Mi")), Some(q("1.5Gi")));
         assert_eq!(q("500m").checked_add(q("1")), Some(q("1.5")));
         assert_eq!(q("-1").checked_add(q("1")), None);
+    }
+
+    #[test]
+    fn scaled_values_round_up_as_kubernetes_does() {
+        assert_eq!(q("2Gi").ceil_scaled(0), Some(2_147_483_648));
+        assert_eq!(q("100.5").ceil_scaled(0), Some(101));
+        assert_eq!(q("500m").ceil_scaled(0), Some(1));
+        assert_eq!(q("500m").ceil_scaled(-3), Some(500));
+        assert_eq!(q("1").ceil_scaled(-9), Some(1_000_000_000));
+        assert_eq!(q("1n").ceil_scaled(3), Some(1));
+        assert_eq!(q("1e-2147483648").ceil_scaled(0), Some(1));
+        assert_eq!(q("0").ceil_scaled(0), Some(0));
+        assert_eq!(q("-1").ceil_scaled(0), None);
+        assert_eq!(q("1e100").ceil_scaled(0), None);
+        assert_eq!(
+            ParsedQuantity::from_scaled(333_333_334, -9),
+            Some(q("333333334n"))
+        );
+        assert_eq!(
+            ParsedQuantity::from_scaled(0, -9),
+            Some(ParsedQuantity::ZERO)
+        );
     }
 
     #[test]
