@@ -1,0 +1,561 @@
+//! A real kube-apiserver and etcd for end-to-end tests, found and started the way envtest does:
+//! the environment variable `VIRT_PREFLIGHT_APISERVER_DIR` names the directory that holds
+//! `start.sh` (../shared/kube-apiserver in the project's workspace; its README says what the
+//! server is and is not). Unset, the tests that need it print why and skip (a user's clone has
+//! no ../shared); set but unusable, they fail: `.ci/run` sets it, and CI must never pass by
+//! skipping.
+//!
+//! One server per test binary, started on first use and shared by its tests (each test works
+//! in its own namespaces). The server outlives no test process: a watchdog `sh`, in its own
+//! session and deaf to Ctrl-C, runs `start.sh` itself and kills etcd, the API server and every
+//! process registered with [`ApiServer::register_pid`] once the test process is gone, however
+//! it ended (a panic in a static never runs a destructor).
+//!
+//! Included with `#[path]` by the tests and the bench that need it, so that the other test
+//! binaries do not compile it.
+
+#![allow(dead_code)]
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Names the directory holding `start.sh` (and `kube-apiserver.gz`).
+pub const APISERVER_DIR_VAR: &str = "VIRT_PREFLIGHT_APISERVER_DIR";
+
+/// How long `start.sh` may take (it needs 5–15 s on two busy cores).
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Every kubectl call gives up after this, so a wedged server fails a test instead of hanging it.
+const KUBECTL_TIMEOUT: &str = "--request-timeout=30s";
+
+/// A running API server: its admin kubeconfig, URL and CA.
+pub struct ApiServer {
+    /// Where `start.sh` keeps the server's files (pki/, logs, etcd data).
+    pub dir: PathBuf,
+    /// Control files of this run (start.env, pids) and room for the tests' own files.
+    pub run_dir: PathBuf,
+    /// cluster-admin, by client certificate.
+    pub kubeconfig: PathBuf,
+    /// `https://127.0.0.1:PORT`.
+    pub url: String,
+    /// The CA of the API server's serving certificate.
+    pub ca: PathBuf,
+}
+
+/// The crate's root: where `deploy/` and `tests/fixtures/` are.
+pub fn manifest_dir() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The directory holding `start.sh`, or `None` (with the reason printed) when the variable is
+/// unset. Set but wrong is a failure, not a skip.
+pub fn start_script() -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os(APISERVER_DIR_VAR) else {
+        eprintln!(
+            "skipped: {APISERVER_DIR_VAR} is not set (it names the directory holding start.sh of a \
+             kube-apiserver for tests, e.g. ../shared/kube-apiserver; .ci/run sets it)"
+        );
+        return None;
+    };
+    let script = PathBuf::from(&dir).join("start.sh");
+    assert!(
+        script.is_file(),
+        "{APISERVER_DIR_VAR} is set to {} but it holds no start.sh",
+        PathBuf::from(dir).display()
+    );
+    Some(script)
+}
+
+impl ApiServer {
+    /// The server of this test binary, started on the first call. `None` when
+    /// [`APISERVER_DIR_VAR`] is unset (the reason is printed); a server that cannot start
+    /// fails every test that asks for it, with the reason.
+    pub fn shared() -> Option<&'static ApiServer> {
+        static SERVER: OnceLock<Result<ApiServer, String>> = OnceLock::new();
+        let script = start_script()?;
+        match SERVER.get_or_init(|| ApiServer::start(&script)) {
+            Ok(server) => Some(server),
+            Err(reason) => panic!("the test API server is unusable: {reason}"),
+        }
+    }
+
+    fn start(script: &Path) -> Result<ApiServer, String> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let prefix = format!("apiserver-{}-", env!("CARGO_CRATE_NAME"));
+        remove_dead_runs(tmp, &prefix);
+        let run_dir = tmp.join(format!("{prefix}{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&run_dir);
+        std::fs::create_dir_all(&run_dir)
+            .map_err(|e| format!("cannot create {}: {e}", run_dir.display()))?;
+        let dir = run_dir.join("server");
+        spawn_watchdog(script, &run_dir, &dir)?;
+        let env = wait_started(&run_dir)?;
+        let var = |name: &str| {
+            export_value(&env, name)
+                .ok_or_else(|| format!("start.sh printed no {name}; it printed:\n{env}"))
+        };
+        let server = ApiServer {
+            kubeconfig: PathBuf::from(var("KUBECONFIG")?),
+            url: var("TEST_APISERVER_URL")?,
+            ca: dir.join("pki/ca.crt"),
+            dir,
+            run_dir,
+        };
+        server.install_crds()?;
+        Ok(server)
+    }
+
+    /// Installs `tests/fixtures/crds/*.yaml` and waits until every one is Established.
+    fn install_crds(&self) -> Result<(), String> {
+        let crds = manifest_dir().join("tests/fixtures/crds");
+        let crds = crds.to_string_lossy();
+        self.kubectl(&["apply", "-f", &crds]).result()?;
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "-f",
+            &crds,
+        ])
+        .result()?;
+        Ok(())
+    }
+
+    /// Has the watchdog kill `pid` (a process the test started) when the test process ends.
+    pub fn register_pid(&self, pid: u32) {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.run_dir.join("pids"))
+            .expect("open the watchdog's pid list");
+        writeln!(file, "{pid}").expect("write the watchdog's pid list");
+    }
+
+    /// `kubectl` as cluster-admin.
+    pub fn kubectl(&self, args: &[&str]) -> Kubectl {
+        self.kubectl_with_input(args, None)
+    }
+
+    /// `kubectl` as cluster-admin, with `input` on stdin (for `-f -`).
+    pub fn kubectl_with_input(&self, args: &[&str], input: Option<&str>) -> Kubectl {
+        kubectl_as(&self.kubeconfig, args, input)
+    }
+
+    /// Creates a namespace with these labels.
+    pub fn create_namespace(&self, name: &str, labels: &[(&str, &str)]) {
+        self.kubectl(&["create", "namespace", name]).ok();
+        if !labels.is_empty() {
+            let mut args = vec!["label".to_string(), "namespace".into(), name.into()];
+            args.extend(labels.iter().map(|(k, v)| format!("{k}={v}")));
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            self.kubectl(&args).ok();
+        }
+    }
+
+    /// A kube client as cluster-admin. A new one per call: a client belongs to the tokio
+    /// runtime it first runs on, and every `#[tokio::test]` has its own.
+    pub async fn client(&self) -> kube::Client {
+        use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+        let kubeconfig = Kubeconfig::read_from(&self.kubeconfig).expect("read admin.kubeconfig");
+        let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+            .await
+            .expect("a client configuration from admin.kubeconfig");
+        kube::Client::try_from(config).expect("a kube client")
+    }
+
+    /// The API server's own metrics (its `/metrics`, as cluster-admin).
+    pub fn metrics(&self) -> String {
+        self.kubectl(&["get", "--raw", "/metrics"]).ok()
+    }
+}
+
+/// What one kubectl call did.
+pub struct Kubectl {
+    pub args: String,
+    pub success: bool,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Kubectl {
+    /// Its stdout; panics, with stderr, if it failed.
+    pub fn ok(self) -> String {
+        match self.result() {
+            Ok(stdout) => stdout,
+            Err(reason) => panic!("{reason}"),
+        }
+    }
+
+    pub fn result(self) -> Result<String, String> {
+        if self.success {
+            Ok(self.stdout)
+        } else {
+            Err(format!(
+                "kubectl {} failed:\n{}{}",
+                self.args, self.stdout, self.stderr
+            ))
+        }
+    }
+
+    /// Its stdout as JSON (for `-o json`).
+    pub fn json(self) -> serde_json::Value {
+        let args = self.args.clone();
+        let stdout = self.ok();
+        serde_json::from_str(&stdout)
+            .unwrap_or_else(|e| panic!("kubectl {args} printed no JSON ({e}):\n{stdout}"))
+    }
+}
+
+/// `kubectl` with this kubeconfig, with `input` on stdin.
+pub fn kubectl_as(kubeconfig: &Path, args: &[&str], input: Option<&str>) -> Kubectl {
+    let mut command = Command::new("kubectl");
+    command
+        .arg(KUBECTL_TIMEOUT)
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .current_dir(manifest_dir())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = match command.spawn() {
+        Ok(child) => child,
+        Err(e) => panic!(
+            "cannot run kubectl ({e}); the API server tests need it on PATH \
+             (Debian: apt-get install kubernetes-client)"
+        ),
+    };
+    if let Some(input) = input {
+        let mut stdin = child.stdin.take().expect("kubectl's stdin");
+        stdin
+            .write_all(input.as_bytes())
+            .expect("write kubectl's stdin");
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().expect("wait for kubectl");
+    Kubectl {
+        args: args.join(" "),
+        success: status.success(),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// The watchdog: runs start.sh, records how it went, then waits for the test process to end
+/// and stops everything the run started. Its own session and ignored signals keep a Ctrl-C
+/// (sent to the test's process group) from killing it before it has done its work.
+const WATCHDOG: &str = r#"
+trap '' INT HUP TERM PIPE
+test_pid=$1 run=$2 script=$3 dir=$4
+"$script" "$dir" > "$run/start.env" 2> "$run/start.err"
+echo $? > "$run/start.status"
+while kill -0 "$test_pid" 2>/dev/null; do sleep 0.5; done
+TEST_APISERVER_PIDS=
+. "$run/start.env" 2>/dev/null
+pids="$TEST_APISERVER_PIDS $(cat "$run/pids" 2>/dev/null)"
+kill $pids 2>/dev/null
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+  alive=
+  for pid in $pids; do kill -0 "$pid" 2>/dev/null && alive=1; done
+  [ -z "$alive" ] && break
+  sleep 0.5
+done
+kill -9 $pids 2>/dev/null
+# Keep the logs for a post-mortem; drop the 100 MB binary and the etcd data.
+rm -rf "$dir/kube-apiserver" "$dir/etcd"
+"#;
+
+fn spawn_watchdog(script: &Path, run_dir: &Path, dir: &Path) -> Result<(), String> {
+    Command::new("setsid")
+        .args(["sh", "-c", WATCHDOG, "watchdog"])
+        .arg(std::process::id().to_string())
+        .arg(run_dir)
+        .arg(script)
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map(drop)
+        .map_err(|e| format!("cannot start the watchdog (setsid sh): {e}"))
+}
+
+/// Waits for start.sh to finish; its `export` lines, or why it failed.
+fn wait_started(run_dir: &Path) -> Result<String, String> {
+    let started = Instant::now();
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(run_dir.join("start.status"))
+            && !text.trim().is_empty()
+        {
+            break text.trim().to_string();
+        }
+        if started.elapsed() > START_TIMEOUT {
+            return Err(format!(
+                "start.sh did not finish within {START_TIMEOUT:?} (see {})",
+                run_dir.display()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let read = |name: &str| std::fs::read_to_string(run_dir.join(name)).unwrap_or_default();
+    if status != "0" {
+        return Err(format!(
+            "start.sh exited with {status}:\n{}",
+            read("start.err")
+        ));
+    }
+    Ok(read("start.env"))
+}
+
+/// The value of `export NAME=VALUE` (quotes removed) in start.sh's output.
+fn export_value(env: &str, name: &str) -> Option<String> {
+    env.lines().find_map(|line| {
+        let value = line
+            .strip_prefix("export ")?
+            .strip_prefix(name)?
+            .strip_prefix('=')?;
+        Some(value.trim_matches('"').to_string())
+    })
+}
+
+/// Removes the directories of earlier runs of this binary whose test process is gone (their
+/// watchdog has stopped everything; their logs are no longer anyone's).
+fn remove_dead_runs(tmp: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(tmp) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Calls `probe` until it succeeds, for at most `timeout`; its last error if it never does.
+pub fn poll<T>(
+    timeout: Duration,
+    mut probe: impl FnMut() -> Result<T, String>,
+) -> Result<T, String> {
+    let started = Instant::now();
+    loop {
+        match probe() {
+            Ok(value) => return Ok(value),
+            Err(last) if started.elapsed() > timeout => {
+                return Err(format!("{last} (still, after {timeout:?})"));
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(200)),
+        }
+    }
+}
+
+/// Polls `probe` until it returns `Some`, for at most `timeout`; panics naming `what`.
+pub fn eventually<T>(what: &str, timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> T {
+    poll(timeout, || probe().ok_or_else(|| what.to_string()))
+        .unwrap_or_else(|reason| panic!("{reason}"))
+}
+
+// ---------------------------------------------------------------------------------------
+// HTTP(S) GETs for probes and metrics: blocking, one request per connection.
+// ---------------------------------------------------------------------------------------
+
+/// GET over plain HTTP: status and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    exchange(&mut stream, path)
+}
+
+/// GET over HTTPS to `name` at `addr`, trusting only the CA in `ca` (PEM).
+pub fn https_get(
+    addr: SocketAddr,
+    name: &str,
+    ca: &Path,
+    path: &str,
+) -> Result<(u16, String), String> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, ServerName};
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_file_iter(ca).map_err(|e| format!("{}: {e}", ca.display()))? {
+        roots
+            .add(cert.map_err(|e| e.to_string())?)
+            .map_err(|e| e.to_string())?;
+    }
+    let config = rustls::ClientConfig::builder()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = ServerName::try_from(name.to_string()).map_err(|e| e.to_string())?;
+    let connection = rustls::ClientConnection::new(std::sync::Arc::new(config), name)
+        .map_err(|e| e.to_string())?;
+    let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    exchange(&mut rustls::StreamOwned::new(connection, tcp), path)
+}
+
+fn exchange(stream: &mut (impl Read + Write), path: &str) -> Result<(u16, String), String> {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+    stream
+        .write_all(request.as_bytes())
+        .map_err(|e| format!("send GET {path}: {e}"))?;
+    let mut answer = Vec::new();
+    if let Err(e) = stream.read_to_end(&mut answer) {
+        // A server that closes without TLS close_notify after a whole answer is fine.
+        if answer.is_empty() || e.kind() != std::io::ErrorKind::UnexpectedEof {
+            return Err(format!("read the answer to GET {path}: {e}"));
+        }
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer
+        .split_once("\r\n\r\n")
+        .ok_or_else(|| format!("GET {path}: no HTTP answer: {answer:?}"))?;
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .ok_or_else(|| format!("GET {path}: no status in {head:?}"))?;
+    Ok((status, body.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------
+// Prometheus text format
+// ---------------------------------------------------------------------------------------
+
+/// One sample: its metric name, labels and value.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, name: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(key, _)| key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Whether every `(name, value)` in `wanted` is one of its labels.
+    pub fn has(&self, wanted: &[(&str, &str)]) -> bool {
+        wanted.iter().all(|(k, v)| self.label(k) == Some(*v))
+    }
+}
+
+/// The samples of a text exposition (Prometheus or OpenMetrics); comments are skipped.
+pub fn parse_samples(text: &str) -> Vec<Sample> {
+    text.lines()
+        .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+        .filter_map(parse_sample)
+        .collect()
+}
+
+fn parse_sample(line: &str) -> Option<Sample> {
+    let (name, rest) = match line.find(['{', ' ']) {
+        Some(at) => line.split_at(at),
+        None => return None,
+    };
+    let mut labels = Vec::new();
+    let rest = if let Some(inner) = rest.strip_prefix('{') {
+        let mut chars = inner.char_indices();
+        let mut end = None;
+        while end.is_none() {
+            // key="value" pairs, separated by commas, until the closing brace.
+            let mut key = String::new();
+            for (at, c) in chars.by_ref() {
+                match c {
+                    '=' => break,
+                    '}' => {
+                        end = Some(at);
+                        break;
+                    }
+                    ',' | ' ' => {}
+                    c => key.push(c),
+                }
+            }
+            if end.is_some() {
+                break;
+            }
+            chars.next(); // the opening quote
+            let mut value = String::new();
+            let mut escaped = false;
+            for (_, c) in chars.by_ref() {
+                match (escaped, c) {
+                    (true, 'n') => value.push('\n'),
+                    (true, c) => value.push(c),
+                    (false, '\\') => {
+                        escaped = true;
+                        continue;
+                    }
+                    (false, '"') => break,
+                    (false, c) => value.push(c),
+                }
+                escaped = false;
+            }
+            labels.push((key, value));
+        }
+        &inner[end? + 1..]
+    } else {
+        rest
+    };
+    let value = rest.split_whitespace().next()?.parse().ok()?;
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value,
+    })
+}
+
+/// The sum of the samples named `name` that carry every label of `wanted`.
+pub fn sum_of(samples: &[Sample], name: &str, wanted: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|s| s.name == name && s.has(wanted))
+        .map(|s| s.value)
+        .sum()
+}
+
+/// A one-line description of samples, for assertion messages.
+pub fn describe(samples: &[&Sample]) -> String {
+    let mut text = String::new();
+    for sample in samples {
+        let _ = write!(text, "{}{:?}={} ", sample.name, sample.labels, sample.value);
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_with_quoted_commas_braces_and_escapes_parse() {
+        let text = "# HELP x y\nvm_stuck{namespace=\"a\",cause=\"[r] p: x, {y} \\\"z\\\"\"} 1\nplain 2.5\n";
+        let samples = parse_samples(text);
+        assert_eq!(samples.len(), 2);
+        assert_eq!(samples[0].label("cause"), Some("[r] p: x, {y} \"z\""));
+        assert_eq!(samples[0].label("namespace"), Some("a"));
+        assert_eq!(samples[1].value, 2.5);
+    }
+}
