@@ -71,6 +71,18 @@ fn vm_samples(metrics: &[Sample], name: &str, namespace: &str, vm: &str) -> Vec<
         .collect()
 }
 
+/// The metrics parser these tests read gauges with: a `cause` label holds free text.
+#[test]
+fn samples_with_quoted_commas_braces_and_escapes_parse() {
+    let text =
+        "# HELP x y\nvm_stuck{namespace=\"a\",cause=\"[r] p: x, {y} \\\"z\\\"\"} 1\nplain 2.5\n";
+    let samples = apiserver::parse_samples(text);
+    assert_eq!(samples.len(), 2);
+    assert_eq!(samples[0].label("cause"), Some("[r] p: x, {y} \"z\""));
+    assert_eq!(samples[0].label("namespace"), Some("a"));
+    assert_eq!(samples[1].value, 2.5);
+}
+
 /// deploy/'s ClusterRole, bound to its ServiceAccount, lets the live view list and watch every
 /// kind it reads (CRDs installed): each kind is synced, nothing is forbidden, and the process
 /// is ready. A resource missing from the ClusterRole leaves its kind unsynced and logs

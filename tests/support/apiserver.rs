@@ -16,7 +16,6 @@
 
 #![allow(dead_code)]
 
-use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -275,6 +274,7 @@ done
 kill -9 $pids 2>/dev/null
 # Keep the logs for a post-mortem; drop the 100 MB binary and the etcd data.
 rm -rf "$dir/kube-apiserver" "$dir/etcd"
+touch "$run/stopped"
 "#;
 
 fn spawn_watchdog(script: &Path, run_dir: &Path, dir: &Path) -> Result<(), String> {
@@ -330,8 +330,8 @@ fn export_value(env: &str, name: &str) -> Option<String> {
     })
 }
 
-/// Removes the directories of earlier runs of this binary whose test process is gone (their
-/// watchdog has stopped everything; their logs are no longer anyone's).
+/// Removes the directories of earlier runs of this binary whose test process is gone and whose
+/// watchdog has stopped everything (their logs are no longer anyone's).
 fn remove_dead_runs(tmp: &Path, prefix: &str) {
     let Ok(entries) = std::fs::read_dir(tmp) else {
         return;
@@ -341,7 +341,8 @@ fn remove_dead_runs(tmp: &Path, prefix: &str) {
         let Some(pid) = name.strip_prefix(prefix) else {
             continue;
         };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+        let gone = pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists();
+        if gone && entry.path().join("stopped").exists() {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
@@ -534,28 +535,4 @@ pub fn sum_of(samples: &[Sample], name: &str, wanted: &[(&str, &str)]) -> f64 {
         .filter(|s| s.name == name && s.has(wanted))
         .map(|s| s.value)
         .sum()
-}
-
-/// A one-line description of samples, for assertion messages.
-pub fn describe(samples: &[&Sample]) -> String {
-    let mut text = String::new();
-    for sample in samples {
-        let _ = write!(text, "{}{:?}={} ", sample.name, sample.labels, sample.value);
-    }
-    text
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn samples_with_quoted_commas_braces_and_escapes_parse() {
-        let text = "# HELP x y\nvm_stuck{namespace=\"a\",cause=\"[r] p: x, {y} \\\"z\\\"\"} 1\nplain 2.5\n";
-        let samples = parse_samples(text);
-        assert_eq!(samples.len(), 2);
-        assert_eq!(samples[0].label("cause"), Some("[r] p: x, {y} \"z\""));
-        assert_eq!(samples[0].label("namespace"), Some("a"));
-        assert_eq!(samples[1].value, 2.5);
-    }
 }

@@ -192,11 +192,6 @@ impl Deployment {
     pub fn logs(&self) -> String {
         self.process.logs()
     }
-
-    /// `kubectl` as deploy/'s ServiceAccount.
-    pub fn kubectl_as_service_account(&self, args: &[&str]) -> apiserver::Kubectl {
-        apiserver::kubectl_as(&self.service_account_kubeconfig, args, None)
-    }
 }
 
 /// `virt-preflight certs` for the Service's names and `localhost`; the caBundle it prints.
