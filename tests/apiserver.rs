@@ -137,11 +137,10 @@ fn deploy_rbac_lets_the_service_account_sync_every_kind() {
 /// is denied, with the rule ID and KubeVirt's path, and nothing is stored.
 #[test]
 fn kubectl_apply_of_a_vm_with_a_spec_error_is_denied_with_the_rule_id() {
-    let Some(deployment) = Deployment::shared() else {
+    let namespace = "deny-spec-error";
+    let Some(deployment) = Deployment::with_namespace(namespace, &[]) else {
         return;
     };
-    let namespace = "deny-spec-error";
-    deployment.server.create_namespace(namespace, &[]);
     let vm = vms::with_disk_without_volume(vms::vm(namespace, "broken"));
     let applied = apply(deployment, &[], &[vm]);
     assert!(
@@ -165,11 +164,10 @@ fn kubectl_apply_of_a_vm_with_a_spec_error_is_denied_with_the_rule_id() {
 /// A VM KubeVirt would run is stored, with no warning.
 #[test]
 fn kubectl_apply_of_a_valid_vm_is_admitted_without_warnings() {
-    let Some(deployment) = Deployment::shared() else {
+    let namespace = "admit-valid";
+    let Some(deployment) = Deployment::with_namespace(namespace, &[]) else {
         return;
     };
-    let namespace = "admit-valid";
-    deployment.server.create_namespace(namespace, &[]);
     let applied = apply(deployment, &[], &[vms::vm(namespace, "fedora")]);
     assert!(applied.success, "{}", applied.stderr);
     assert!(
@@ -200,11 +198,10 @@ fn namespaces_excluded_by_deploy_are_not_reviewed() {
 /// earlier dry run would be too.
 #[test]
 fn server_dry_run_records_no_event_and_a_real_apply_does() {
-    let Some(deployment) = Deployment::shared() else {
+    let namespace = "dry-run-events";
+    let Some(deployment) = Deployment::with_namespace(namespace, &[]) else {
         return;
     };
-    let namespace = "dry-run-events";
-    deployment.server.create_namespace(namespace, &[]);
     let warning = "Warning: [image-tag-latest] spec.template.spec.volumes[0].containerDisk.image";
 
     let dry = vms::with_latest_image(vms::vm(namespace, "dry"));
@@ -256,12 +253,12 @@ fn unschedulable_status(minutes: i64) -> (Value, jiff::Timestamp) {
     (status, since)
 }
 
-/// A VM asking for a GPU no node has, admitted with a warning (the namespace is in warn mode:
-/// what slips past admission), then given `status` as KubeVirt's controller would write it.
+/// The namespace label under which the webhook only warns: how a VM slips past admission.
+const WARN_MODE: &[(&str, &str)] = &[("virt-preflight.io/mode", "warn")];
+
+/// A VM asking for a GPU no node has, admitted with a warning (in a [`WARN_MODE`] namespace),
+/// then given `status` as KubeVirt's controller would write it.
 fn stuck_gpu_vm(deployment: &Deployment, namespace: &str, name: &str, status: &Value) {
-    deployment
-        .server
-        .create_namespace(namespace, &[("virt-preflight.io/mode", "warn")]);
     let applied = apply(
         deployment,
         &[],
@@ -295,10 +292,10 @@ fn stuck_gpu_vm(deployment: &Deployment, namespace: &str, name: &str, status: &V
 /// clears the gauge.
 #[test]
 fn the_watcher_raises_a_vm_patched_stuck_and_clears_it_when_its_vmi_appears() {
-    let Some(deployment) = Deployment::shared() else {
+    let namespace = "watcher-stuck";
+    let Some(deployment) = Deployment::with_namespace(namespace, WARN_MODE) else {
         return;
     };
-    let namespace = "watcher-stuck";
     let (status, _) = unschedulable_status(120);
     stuck_gpu_vm(deployment, namespace, "gpu-vm", &status);
 
@@ -361,10 +358,10 @@ fn the_watcher_raises_a_vm_patched_stuck_and_clears_it_when_its_vmi_appears() {
 /// ServiceAccount, as a second process.
 #[test]
 fn a_watcher_started_after_a_vm_got_stuck_dates_it_by_its_conditions() {
-    let Some(deployment) = Deployment::shared() else {
+    let namespace = "watcher-restart";
+    let Some(deployment) = Deployment::with_namespace(namespace, WARN_MODE) else {
         return;
     };
-    let namespace = "watcher-restart";
     let (status, since) = unschedulable_status(30);
     stuck_gpu_vm(deployment, namespace, "gpu-vm", &status);
 

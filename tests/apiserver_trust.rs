@@ -95,11 +95,10 @@ fn assert_admitted_whole(deployment: &Deployment, namespace: &str, applied: apis
 /// before denying).
 #[test]
 fn gitops_apply_of_secrets_and_the_vms_naming_them_admits_every_vm() {
-    let Some(deployment) = Deployment::shared() else {
+    let namespace = "gitops-secrets";
+    let Some(deployment) = Deployment::with_namespace(namespace, &[]) else {
         return;
     };
-    let namespace = "gitops-secrets";
-    deployment.server.create_namespace(namespace, &[]);
     let documents = gitops_apply(
         namespace,
         vms::cloud_init_secret,
@@ -113,11 +112,10 @@ fn gitops_apply_of_secrets_and_the_vms_naming_them_admits_every_vm() {
 /// every VM admitted.
 #[test]
 fn gitops_apply_of_config_maps_and_the_vms_mounting_them_admits_every_vm() {
-    let Some(deployment) = Deployment::shared() else {
+    let namespace = "gitops-configmaps";
+    let Some(deployment) = Deployment::with_namespace(namespace, &[]) else {
         return;
     };
-    let namespace = "gitops-configmaps";
-    deployment.server.create_namespace(namespace, &[]);
     let documents = gitops_apply(namespace, vms::config_map, vms::with_config_map);
     let applied = apply_file(deployment, "gitops-configmaps.yaml", &documents);
     assert_admitted_whole(deployment, namespace, applied);
@@ -127,11 +125,10 @@ fn gitops_apply_of_config_maps_and_the_vms_mounting_them_admits_every_vm() {
 /// created) is still denied with `secret-not-found`, once the API server confirms the absence.
 #[test]
 fn a_vm_naming_a_secret_that_does_not_exist_is_denied() {
-    let Some(deployment) = Deployment::shared() else {
+    let namespace = "missing-secret";
+    let Some(deployment) = Deployment::with_namespace(namespace, &[]) else {
         return;
     };
-    let namespace = "missing-secret";
-    deployment.server.create_namespace(namespace, &[]);
     let vm = vms::with_cloud_init_secret(vms::vm(namespace, "orphan"), "never-created");
     let applied = apply_file(deployment, "missing-secret.yaml", &[vm]);
     assert!(!applied.success, "admitted: {}", applied.stdout);
@@ -152,11 +149,10 @@ fn a_vm_naming_a_secret_that_does_not_exist_is_denied() {
 /// `secret-not-found` as a warning.
 #[test]
 fn a_halted_vm_naming_a_missing_secret_is_admitted_with_a_warning() {
-    let Some(deployment) = Deployment::shared() else {
+    let namespace = "halted-missing-secret";
+    let Some(deployment) = Deployment::with_namespace(namespace, &[]) else {
         return;
     };
-    let namespace = "halted-missing-secret";
-    deployment.server.create_namespace(namespace, &[]);
     let vm = vms::halted(vms::with_cloud_init_secret(
         vms::vm(namespace, "stopped"),
         "never-created",

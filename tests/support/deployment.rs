@@ -60,6 +60,13 @@ impl Deployment {
         }
     }
 
+    /// [`Deployment::shared`], with a new namespace for the calling test.
+    pub fn with_namespace(namespace: &str, labels: &[(&str, &str)]) -> Option<&'static Deployment> {
+        let deployment = Deployment::shared()?;
+        deployment.server.create_namespace(namespace, labels);
+        Some(deployment)
+    }
+
     fn install(server: &'static ApiServer) -> Result<Deployment, String> {
         server.kubectl(&["apply", "-k", "deploy/"]).result()?;
         let node = manifest_dir().join("tests/fixtures/apiserver/node.yaml");
