@@ -128,12 +128,31 @@ impl ApiServer {
 
     /// Has the watchdog kill `pid` (a process the test started) when the test process ends.
     pub fn register_pid(&self, pid: u32) {
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.run_dir.join("pids"))
-            .expect("open the watchdog's pid list");
-        writeln!(file, "{pid}").expect("write the watchdog's pid list");
+        self.edit_pids(|pids| pids.push(pid));
+    }
+
+    /// Takes back [`ApiServer::register_pid`] for a process the test has stopped, so that the
+    /// watchdog never kills another process that got its pid since.
+    pub fn unregister_pid(&self, pid: u32) {
+        self.edit_pids(|pids| pids.retain(|&p| p != pid));
+    }
+
+    /// Rewrites the watchdog's pid list (one pid a line), one test at a time.
+    fn edit_pids(&self, edit: impl FnOnce(&mut Vec<u32>)) {
+        static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _held = LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let path = self.run_dir.join("pids");
+        let mut pids: Vec<u32> = std::fs::read_to_string(&path)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|line| line.trim().parse().ok())
+            .collect();
+        edit(&mut pids);
+        let text: String = pids.iter().map(|pid| format!("{pid}\n")).collect();
+        // Written whole and renamed, so the watchdog never reads half a list.
+        let partial = self.run_dir.join("pids.partial");
+        std::fs::write(&partial, text).expect("write the watchdog's pid list");
+        std::fs::rename(&partial, &path).expect("replace the watchdog's pid list");
     }
 
     /// `kubectl` as cluster-admin.

@@ -275,6 +275,7 @@ fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
 /// dropped): stderr to a log file, the first line of stdout read.
 pub struct Process {
     child: Child,
+    server: &'static ApiServer,
     /// What it printed first (where it listens).
     pub first_line: String,
     pub log: PathBuf,
@@ -283,7 +284,7 @@ pub struct Process {
 impl Process {
     /// Starts the binary with `args`, logging at info, and waits for its first line.
     pub fn start(
-        server: &ApiServer,
+        server: &'static ApiServer,
         name: &str,
         args: &[std::ffi::OsString],
         env: &[(&str, &str)],
@@ -316,11 +317,14 @@ impl Process {
         match receiver.recv_timeout(READY_TIMEOUT) {
             Ok(Some(Ok(first_line))) => Ok(Process {
                 child,
+                server,
                 first_line,
                 log,
             }),
             Ok(_) | Err(_) => {
                 let _ = child.kill();
+                let _ = child.wait();
+                server.unregister_pid(child.id());
                 Err(format!(
                     "virt-preflight {name} printed no first line:\n{}",
                     logs()
@@ -338,5 +342,6 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.server.unregister_pid(self.child.id());
     }
 }
