@@ -19,14 +19,16 @@
 mod apiserver;
 #[path = "../tests/support/deployment.rs"]
 mod deployment;
+#[path = "../tests/support/scrape.rs"]
+mod scrape;
 #[path = "../tests/support/vms.rs"]
 mod vms;
 
 use std::time::{Duration, Instant};
 
-use apiserver::{Sample, parse_samples, sum_of};
 use deployment::{Deployment, NAMESPACE, WEBHOOK_NAME};
 use kube::api::{Api, DynamicObject, PostParams};
+use scrape::{Sample, parse_samples, sum_of};
 use serde_json::Value;
 
 const DEFAULT_REQUESTS: usize = 500;

@@ -10,13 +10,16 @@
 mod apiserver;
 #[path = "support/deployment.rs"]
 mod deployment;
+#[path = "support/scrape.rs"]
+mod scrape;
 #[path = "support/vms.rs"]
 mod vms;
 
 use std::time::Duration;
 
-use apiserver::{Sample, eventually, sum_of};
+use apiserver::eventually;
 use deployment::{Deployment, NAMESPACE, Process, WEBHOOK_NAME};
+use scrape::{Sample, sum_of};
 use serde_json::{Value, json};
 use virt_preflight::cluster::Kind;
 
@@ -76,7 +79,7 @@ fn vm_samples(metrics: &[Sample], name: &str, namespace: &str, vm: &str) -> Vec<
 fn samples_with_quoted_commas_braces_and_escapes_parse() {
     let text =
         "# HELP x y\nvm_stuck{namespace=\"a\",cause=\"[r] p: x, {y} \\\"z\\\"\"} 1\nplain 2.5\n";
-    let samples = apiserver::parse_samples(text);
+    let samples = scrape::parse_samples(text);
     assert_eq!(samples.len(), 2);
     assert_eq!(samples[0].label("cause"), Some("[r] p: x, {y} \"z\""));
     assert_eq!(samples[0].label("namespace"), Some("a"));
@@ -389,8 +392,8 @@ fn a_watcher_started_after_a_vm_got_stuck_dates_it_by_its_conditions() {
         .and_then(|addr| addr.parse().ok())
         .unwrap_or_else(|| panic!("watch printed {:?}", watch.first_line));
 
-    let scrape = || match apiserver::http_get(metrics_addr, "/metrics") {
-        Ok((200, body)) => apiserver::parse_samples(&body),
+    let scrape = || match scrape::http_get(metrics_addr, "/metrics") {
+        Ok((200, body)) => scrape::parse_samples(&body),
         other => panic!("watch's /metrics: {other:?}\n{}", watch.logs()),
     };
     let stuck = eventually("the restarted watcher's stuck gauge", EVENT_TIMEOUT, || {

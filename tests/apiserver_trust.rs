@@ -10,6 +10,8 @@
 mod apiserver;
 #[path = "support/deployment.rs"]
 mod deployment;
+#[path = "support/scrape.rs"]
+mod scrape;
 #[path = "support/vms.rs"]
 mod vms;
 

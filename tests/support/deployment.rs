@@ -18,7 +18,8 @@ use std::sync::OnceLock;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::apiserver::{self, ApiServer, Sample, manifest_dir, poll};
+use super::apiserver::{ApiServer, manifest_dir, poll};
+use super::scrape::{self, Sample};
 use super::vms;
 
 /// deploy/'s webhook, as the API server's metrics name it.
@@ -153,7 +154,7 @@ impl Deployment {
         .map_err(with_logs)?;
         poll(READY_TIMEOUT, || {
             let metrics = self.try_metrics()?;
-            if apiserver::sum_of(&metrics, "virt_preflight_watcher_synced", &[]) == 1.0 {
+            if scrape::sum_of(&metrics, "virt_preflight_watcher_synced", &[]) == 1.0 {
                 Ok(())
             } else {
                 Err("the watcher has not listed VMs and VMIs".to_string())
@@ -179,12 +180,12 @@ impl Deployment {
 
     /// `GET /readyz` over HTTPS, as the kubelet's probe would.
     pub fn readyz(&self) -> Result<(u16, String), String> {
-        apiserver::https_get(self.addr, "localhost", &self.webhook_ca, "/readyz")
+        scrape::https_get(self.addr, "localhost", &self.webhook_ca, "/readyz")
     }
 
     pub fn try_metrics(&self) -> Result<Vec<Sample>, String> {
-        match apiserver::http_get(self.metrics_addr, "/metrics")? {
-            (200, body) => Ok(apiserver::parse_samples(&body)),
+        match scrape::http_get(self.metrics_addr, "/metrics")? {
+            (200, body) => Ok(scrape::parse_samples(&body)),
             (status, body) => Err(format!("/metrics: {status} {body}")),
         }
     }
