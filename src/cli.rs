@@ -529,11 +529,16 @@ pub struct CertsArgs {
     /// Directory for ca.crt, tls.crt and tls.key.
     #[arg(long, value_name = "DIR")]
     pub out: PathBuf,
+    /// Another DNS name for the certificate (repeatable): the host of a webhook the API
+    /// server reaches by `clientConfig.url`, e.g. one running outside the cluster.
+    #[arg(long = "dns-name", value_name = "NAME")]
+    pub dns_names: Vec<String>,
 }
 
 /// Writes a CA and a serving certificate; prints the caBundle.
 pub fn run_certs(args: &CertsArgs) -> anyhow::Result<String> {
-    let names = crate::certs::service_names(&args.service, &args.namespace);
+    let mut names = crate::certs::service_names(&args.service, &args.namespace);
+    names.extend(args.dns_names.iter().cloned());
     let generated = crate::certs::generate(&names)?;
     crate::certs::write(&generated, &args.out)?;
     Ok(generated.ca_bundle())

@@ -1,0 +1,268 @@
+//! Admission latency through a real kube-apiserver (issue 15 and 17, "Performance"): the test
+//! API server of `tests/support/apiserver.rs` with virt-preflight installed from deploy/ and
+//! registered by URL (`tests/support/deployment.rs`), driven by a kube client that creates VMs
+//! one after another with server-side dry run (the webhook is called, nothing is stored).
+//!
+//! For each case it reports the client's p50/p99/mean/max, the mean webhook call the API server
+//! itself recorded (`apiserver_admission_webhook_admission_duration_seconds`, sum/count over
+//! the run, our webhook only) and virt-preflight's own time per review
+//! (`virt_preflight_admission_duration_seconds`). The cases: a VM in a namespace deploy/
+//! excludes (the API server's own cost, no webhook: the scale), a VM that is allowed, one
+//! denied by a spec rule, and one denied because a Secret it names does not exist (a cluster
+//! rule: where the webhook would confirm the absence with the API server before denying).
+//!
+//! Run: `VIRT_PREFLIGHT_APISERVER_DIR=../shared/kube-apiserver cargo bench --bench
+//! apiserver_admission` (`APISERVER_BENCH_REQUESTS=N` per case, 500 by default). Without the
+//! variable it prints why it skips.
+
+#[path = "../tests/support/apiserver.rs"]
+mod apiserver;
+#[path = "../tests/support/deployment.rs"]
+mod deployment;
+#[path = "../tests/support/scrape.rs"]
+mod scrape;
+#[path = "../tests/support/vms.rs"]
+mod vms;
+
+use std::time::{Duration, Instant};
+
+use deployment::{Deployment, NAMESPACE, WEBHOOK_NAME};
+use kube::api::{Api, DynamicObject, PostParams};
+use scrape::{Sample, parse_samples, sum_of};
+use serde_json::Value;
+
+const DEFAULT_REQUESTS: usize = 500;
+const WARMUP: usize = 20;
+/// Rounds in which the cases take turns.
+const ROUNDS: usize = 5;
+const BENCH_NAMESPACE: &str = "admission-bench";
+
+/// One kind of request, and what the webhook must answer to it.
+struct Case {
+    name: &'static str,
+    namespace: &'static str,
+    vm: Value,
+    /// The rule ID the denial names, or `None` for an allowed VM.
+    denied_by: Option<&'static str>,
+    /// Whether deploy/'s webhook reviews this namespace.
+    reviewed: bool,
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "not reviewed (namespace excluded)",
+            namespace: NAMESPACE,
+            vm: vms::vm(NAMESPACE, "bench"),
+            denied_by: None,
+            reviewed: false,
+        },
+        Case {
+            name: "allowed",
+            namespace: BENCH_NAMESPACE,
+            vm: vms::vm(BENCH_NAMESPACE, "bench"),
+            denied_by: None,
+            reviewed: true,
+        },
+        Case {
+            name: "denied, spec rule",
+            namespace: BENCH_NAMESPACE,
+            vm: vms::with_disk_without_volume(vms::vm(BENCH_NAMESPACE, "bench")),
+            denied_by: Some("disk-without-volume"),
+            reviewed: true,
+        },
+        Case {
+            name: "denied, missing Secret",
+            namespace: BENCH_NAMESPACE,
+            vm: vms::with_cloud_init_secret(vms::vm(BENCH_NAMESPACE, "bench"), "absent"),
+            denied_by: Some("secret-not-found"),
+            reviewed: true,
+        },
+    ]
+}
+
+/// Sums and counts of a histogram, for the difference over a run.
+#[derive(Clone, Copy, Default)]
+struct Histogram {
+    sum: f64,
+    count: f64,
+}
+
+impl Histogram {
+    fn read(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Histogram {
+        Histogram {
+            sum: sum_of(samples, &format!("{name}_sum"), labels),
+            count: sum_of(samples, &format!("{name}_count"), labels),
+        }
+    }
+
+    fn since(self, before: Histogram) -> Histogram {
+        Histogram {
+            sum: self.sum - before.sum,
+            count: self.count - before.count,
+        }
+    }
+
+    fn plus(self, other: Histogram) -> Histogram {
+        Histogram {
+            sum: self.sum + other.sum,
+            count: self.count + other.count,
+        }
+    }
+
+    fn mean(self) -> String {
+        if self.count == 0.0 {
+            "-".to_string()
+        } else {
+            format!("{:.3} ms", self.sum / self.count * 1000.0)
+        }
+    }
+}
+
+/// The webhook calls the API server recorded, and virt-preflight's reviews.
+async fn histograms(
+    client: &kube::Client,
+    deployment: &Deployment,
+) -> Result<(Histogram, Histogram), String> {
+    let request = hyper::Request::get("/metrics")
+        .body(Vec::new())
+        .map_err(|e| e.to_string())?;
+    let text = client
+        .request_text(request)
+        .await
+        .map_err(|e| format!("the API server's /metrics: {e}"))?;
+    let webhook = Histogram::read(
+        &parse_samples(&text),
+        "apiserver_admission_webhook_admission_duration_seconds",
+        &[("name", WEBHOOK_NAME), ("type", "validating")],
+    );
+    let own = Histogram::read(
+        &deployment.try_metrics()?,
+        "virt_preflight_admission_duration_seconds",
+        &[],
+    );
+    Ok((webhook, own))
+}
+
+fn percentile(sorted: &[Duration], p: usize) -> Duration {
+    let rank = (sorted.len() * p).div_ceil(100).max(1);
+    sorted[rank - 1]
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
+}
+
+/// One dry-run create; checks the answer is the case's.
+async fn create(api: &Api<DynamicObject>, case: &Case, vm: &DynamicObject) -> Result<(), String> {
+    let params = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    match (api.create(&params, vm).await, case.denied_by) {
+        (Ok(_), None) => Ok(()),
+        (Err(err), Some(rule)) if err.to_string().contains(&format!("[{rule}]")) => Ok(()),
+        (Ok(_), Some(rule)) => Err(format!("{}: admitted, expected [{rule}]", case.name)),
+        (Err(err), _) => Err(format!("{}: {err}", case.name)),
+    }
+}
+
+/// What one case measured over every round.
+#[derive(Default)]
+struct Measured {
+    latencies: Vec<Duration>,
+    webhook: Histogram,
+    own: Histogram,
+}
+
+async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
+    deployment.server.create_namespace(BENCH_NAMESPACE, &[]);
+    let client = deployment.server.client().await;
+    let resource =
+        virt_preflight::watcher::object::kubevirt_resource("VirtualMachine", "virtualmachines");
+    let cases = cases();
+    let mut apis = Vec::new();
+    for case in &cases {
+        let api = Api::<DynamicObject>::namespaced_with(client.clone(), case.namespace, &resource);
+        let vm: DynamicObject =
+            serde_json::from_value(case.vm.clone()).map_err(|e| e.to_string())?;
+        for _ in 0..WARMUP {
+            create(&api, case, &vm).await?;
+        }
+        apis.push((api, vm));
+    }
+    // The cases take turns in rounds, so that a drift in the machine's load falls on all alike.
+    let per_round = requests.div_ceil(ROUNDS);
+    let mut measured: Vec<Measured> = cases.iter().map(|_| Measured::default()).collect();
+    for _ in 0..ROUNDS {
+        for ((case, (api, vm)), measured) in cases.iter().zip(&apis).zip(&mut measured) {
+            let before = histograms(&client, deployment).await?;
+            for _ in 0..per_round {
+                let started = Instant::now();
+                create(api, case, vm).await?;
+                measured.latencies.push(started.elapsed());
+            }
+            let after = histograms(&client, deployment).await?;
+            measured.webhook = measured.webhook.plus(after.0.since(before.0));
+            measured.own = measured.own.plus(after.1.since(before.1));
+        }
+    }
+
+    let total = per_round * ROUNDS;
+    println!(
+        "{total} sequential dry-run creates per case through kube-apiserver 1.32 (one kube client, \
+         {ROUNDS} rounds of {per_round} per case in turn, after {WARMUP} warm-up requests each): \
+         client-side latency; the webhook call as the API server timed it; virt-preflight's own \
+         time per review (means over the same requests)\n"
+    );
+    println!(
+        "{:<36} {:>9} {:>9} {:>9} {:>9}   {:>22}   {:>14}",
+        "case", "p50", "p99", "mean", "max", "API server -> webhook", "virt-preflight"
+    );
+    for (case, mut measured) in cases.iter().zip(measured) {
+        let expected_calls = if case.reviewed { total as f64 } else { 0.0 };
+        if measured.webhook.count != expected_calls {
+            return Err(format!(
+                "{}: the API server called the webhook {} times for {total} requests",
+                case.name, measured.webhook.count
+            ));
+        }
+        let latencies = &mut measured.latencies;
+        latencies.sort();
+        let mean = latencies.iter().sum::<Duration>() / total as u32;
+        println!(
+            "{:<36} {:>9} {:>9} {:>9} {:>9}   {:>22}   {:>14}",
+            case.name,
+            ms(percentile(latencies, 50)),
+            ms(percentile(latencies, 99)),
+            ms(mean),
+            ms(latencies[total - 1]),
+            format!(
+                "{} ({} calls)",
+                measured.webhook.mean(),
+                measured.webhook.count
+            ),
+            measured.own.mean(),
+        );
+    }
+    Ok(())
+}
+
+fn main() {
+    let Some(deployment) = Deployment::shared() else {
+        return;
+    };
+    let requests = std::env::var("APISERVER_BENCH_REQUESTS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or(DEFAULT_REQUESTS);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime");
+    if let Err(reason) = runtime.block_on(run(deployment, requests)) {
+        eprintln!("error: {reason}\n{}", deployment.logs());
+        std::process::exit(1);
+    }
+}
