@@ -12,12 +12,14 @@
 pub mod version;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use compact_str::CompactString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::objects::{Body, Entry, Meta, MetaRef};
 use crate::model::{ParsedQuantity, Present, QuantityText};
 pub use version::KubeVirtVersion;
 
@@ -331,33 +333,36 @@ fn located<E: std::fmt::Display>(err: serde_path_to_error::Error<E>) -> KubeVirt
 
 // The CR as written. Only the fields above are read; everything else is skipped.
 
-#[derive(Deserialize, Default)]
+/// The CR as the cluster view reads it off the wire (see [`super::objects`]).
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct RawKubeVirt {
+pub struct RawKubeVirt {
     #[serde(default)]
-    metadata: RawMeta,
+    metadata: Meta,
     #[serde(default)]
     spec: RawSpec,
     #[serde(default)]
     status: RawStatus,
 }
 
-#[derive(Deserialize, Default)]
-struct RawMeta {
-    #[serde(default)]
-    name: CompactString,
-    #[serde(default)]
-    namespace: CompactString,
+impl Body for RawKubeVirt {
+    const METADATA_ONLY: bool = false;
+    fn meta(&self) -> MetaRef<'_> {
+        self.metadata.as_ref()
+    }
+    fn into_entry(self) -> Entry {
+        Entry::KubeVirt(Arc::new(KubeVirt::from(self)))
+    }
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawSpec {
     #[serde(default)]
     configuration: Option<RawConfiguration>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawConfiguration {
     developer_configuration: Option<RawDeveloper>,
@@ -374,7 +379,7 @@ struct RawConfiguration {
     image_pull_policy: Option<CompactString>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawDeveloper {
     #[serde(default)]
@@ -388,7 +393,7 @@ struct RawDeveloper {
     less_pvc_space_toleration: Option<i64>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawPermitted {
     #[serde(default)]
@@ -399,19 +404,19 @@ struct RawPermitted {
     usb: Vec<RawPermittedDevice>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawPermittedDevice {
     #[serde(default)]
     resource_name: CompactString,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 struct RawHypervisor {
     name: Option<CompactString>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawNetwork {
     #[serde(default)]
@@ -419,20 +424,20 @@ struct RawNetwork {
     default_network_interface: Option<CompactString>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawBinding {
     compute_resource_overhead: Option<RawRequirements>,
     migration: Option<Present>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 struct RawRequirements {
     #[serde(default)]
     requests: BTreeMap<CompactString, QuantityText>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 struct RawStatus {
     observed_kube_virt_version: Option<CompactString>,
@@ -441,7 +446,7 @@ struct RawStatus {
     conditions: Vec<RawCondition>,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize, Default)]
 struct RawCondition {
     #[serde(rename = "type", default)]
     type_: CompactString,
@@ -472,8 +477,8 @@ impl From<RawKubeVirt> for KubeVirt {
             });
         }
         KubeVirt {
-            name: raw.metadata.name,
-            namespace: raw.metadata.namespace,
+            name: raw.metadata.name.into(),
+            namespace: raw.metadata.namespace.unwrap_or_default().into(),
             version: raw
                 .status
                 .observed_kube_virt_version

@@ -44,6 +44,11 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         }
         Kind::VirtualMachinePreference => ("v1beta1", "virtualmachinepreferences"),
         Kind::VirtualMachineClusterPreference => ("v1beta1", "virtualmachineclusterpreferences"),
+        Kind::KubeVirt => ("v1", "kubevirts"),
+        Kind::ResourceQuota => ("v1", "resourcequotas"),
+        Kind::LimitRange => ("v1", "limitranges"),
+        Kind::DataSource => ("v1beta1", "datasources"),
+        Kind::VirtualMachine => ("v1", "virtualmachines"),
     };
     let group = kind.group();
     ApiResource {

@@ -22,11 +22,13 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use kubevirt::KubeVirt;
 pub use nodes::{NodeIndex, NodeInfo, NodeSet};
 use objects::{Body, KindVisitor, visit_kind};
 pub use objects::{
-    ClaimPropertySet, DataVolumeInfo, Entry, MetaRef, NamespaceInfo, PvcInfo, StorageClassInfo,
-    StorageProfileInfo,
+    ClaimPropertySet, ClaimUse, DataSourceInfo, DataVolumeInfo, Entry, LimitItem, LimitRangeInfo,
+    MetaRef, NamespaceInfo, PvcInfo, Quantities, QuotaInfo, StorageClassInfo, StorageProfileInfo,
+    VmClaims,
 };
 use table::{Name, Table};
 
@@ -48,10 +50,18 @@ pub enum Kind {
     VirtualMachineClusterInstancetype,
     VirtualMachinePreference,
     VirtualMachineClusterPreference,
+    /// The KubeVirt CR: its configuration, version and health.
+    KubeVirt,
+    ResourceQuota,
+    LimitRange,
+    /// CDI's golden-image pointers.
+    DataSource,
+    /// The other VMs, for the claims they hold.
+    VirtualMachine,
 }
 
 impl Kind {
-    pub const COUNT: usize = 15;
+    pub const COUNT: usize = 20;
     pub const ALL: [Kind; Kind::COUNT] = [
         Kind::Node,
         Kind::StorageClass,
@@ -68,6 +78,11 @@ impl Kind {
         Kind::VirtualMachineClusterInstancetype,
         Kind::VirtualMachinePreference,
         Kind::VirtualMachineClusterPreference,
+        Kind::KubeVirt,
+        Kind::ResourceQuota,
+        Kind::LimitRange,
+        Kind::DataSource,
+        Kind::VirtualMachine,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -87,6 +102,11 @@ impl Kind {
             Kind::VirtualMachineClusterInstancetype => "VirtualMachineClusterInstancetype",
             Kind::VirtualMachinePreference => "VirtualMachinePreference",
             Kind::VirtualMachineClusterPreference => "VirtualMachineClusterPreference",
+            Kind::KubeVirt => "KubeVirt",
+            Kind::ResourceQuota => "ResourceQuota",
+            Kind::LimitRange => "LimitRange",
+            Kind::DataSource => "DataSource",
+            Kind::VirtualMachine => "VirtualMachine",
         }
     }
 
@@ -98,10 +118,13 @@ impl Kind {
             | Kind::Secret
             | Kind::ConfigMap
             | Kind::ServiceAccount
-            | Kind::PersistentVolumeClaim => "",
+            | Kind::PersistentVolumeClaim
+            | Kind::ResourceQuota
+            | Kind::LimitRange => "",
             Kind::StorageClass => "storage.k8s.io",
             Kind::PriorityClass => "scheduling.k8s.io",
-            Kind::StorageProfile | Kind::DataVolume => "cdi.kubevirt.io",
+            Kind::StorageProfile | Kind::DataVolume | Kind::DataSource => "cdi.kubevirt.io",
+            Kind::KubeVirt | Kind::VirtualMachine => "kubevirt.io",
             Kind::NetworkAttachmentDefinition => "k8s.cni.cncf.io",
             Kind::VirtualMachineInstancetype
             | Kind::VirtualMachineClusterInstancetype
@@ -114,6 +137,11 @@ impl Kind {
         matches!(
             self,
             Kind::Secret
+                | Kind::KubeVirt
+                | Kind::ResourceQuota
+                | Kind::LimitRange
+                | Kind::DataSource
+                | Kind::VirtualMachine
                 | Kind::ConfigMap
                 | Kind::ServiceAccount
                 | Kind::PersistentVolumeClaim
@@ -262,6 +290,11 @@ pub struct ClusterView {
     storage_profiles: Table<StorageProfileInfo>,
     pvcs: Table<PvcInfo>,
     datavolumes: Table<DataVolumeInfo>,
+    kubevirts: Table<Arc<KubeVirt>>,
+    quotas: Table<QuotaInfo>,
+    limit_ranges: Table<LimitRangeInfo>,
+    datasources: Table<DataSourceInfo>,
+    vms: Table<VmClaims>,
     nodes: Arc<NodeIndex>,
 }
 
@@ -300,6 +333,11 @@ impl ClusterView {
             Kind::StorageProfile => self.storage_profiles.get("", name).is_some(),
             Kind::PersistentVolumeClaim => self.pvcs.get(namespace, name).is_some(),
             Kind::DataVolume => self.datavolumes.get(namespace, name).is_some(),
+            Kind::KubeVirt => self.kubevirts.get(namespace, name).is_some(),
+            Kind::ResourceQuota => self.quotas.get(namespace, name).is_some(),
+            Kind::LimitRange => self.limit_ranges.get(namespace, name).is_some(),
+            Kind::DataSource => self.datasources.get(namespace, name).is_some(),
+            Kind::VirtualMachine => self.vms.get(namespace, name).is_some(),
             _ => self.names[kind as usize].get(namespace, name).is_some(),
         };
         Lookup::known(self.is_known(kind), found.then_some(()))
@@ -351,6 +389,51 @@ impl ClusterView {
         )
     }
 
+    /// The KubeVirt CR (one per cluster, in whatever namespace KubeVirt was installed).
+    pub fn kubevirt(&self) -> Lookup<&KubeVirt> {
+        let first = self
+            .kubevirts
+            .iter()
+            .min_by_key(|(namespace, name, _)| (*namespace, *name))
+            .map(|(_, _, kubevirt)| kubevirt.as_ref());
+        Lookup::known(self.is_known(Kind::KubeVirt), first)
+    }
+
+    /// The ResourceQuotas of a namespace, by name; `None` when ResourceQuotas are unknown.
+    pub fn resource_quotas(
+        &self,
+        namespace: &str,
+    ) -> Option<impl Iterator<Item = (&str, &QuotaInfo)>> {
+        self.is_known(Kind::ResourceQuota)
+            .then(|| self.quotas.in_namespace(namespace))
+    }
+
+    /// The LimitRanges of a namespace, by name; `None` when LimitRanges are unknown.
+    pub fn limit_ranges(
+        &self,
+        namespace: &str,
+    ) -> Option<impl Iterator<Item = (&str, &LimitRangeInfo)>> {
+        self.is_known(Kind::LimitRange)
+            .then(|| self.limit_ranges.in_namespace(namespace))
+    }
+
+    pub fn datasource(&self, namespace: &str, name: &str) -> Lookup<&DataSourceInfo> {
+        Lookup::known(
+            self.is_known(Kind::DataSource),
+            self.datasources.get(namespace, name),
+        )
+    }
+
+    /// The VirtualMachines of a namespace, by name, with the claims they mount; `None` when
+    /// VirtualMachines are unknown.
+    pub fn virtual_machines(
+        &self,
+        namespace: &str,
+    ) -> Option<impl Iterator<Item = (&str, &VmClaims)>> {
+        self.is_known(Kind::VirtualMachine)
+            .then(|| self.vms.in_namespace(namespace))
+    }
+
     /// The node index; `None` when Nodes are unknown.
     pub fn nodes(&self) -> Option<&NodeIndex> {
         self.is_known(Kind::Node).then_some(self.nodes.as_ref())
@@ -376,6 +459,11 @@ impl ClusterView {
             Kind::StorageProfile => self.storage_profiles.len(),
             Kind::PersistentVolumeClaim => self.pvcs.len(),
             Kind::DataVolume => self.datavolumes.len(),
+            Kind::KubeVirt => self.kubevirts.len(),
+            Kind::ResourceQuota => self.quotas.len(),
+            Kind::LimitRange => self.limit_ranges.len(),
+            Kind::DataSource => self.datasources.len(),
+            Kind::VirtualMachine => self.vms.len(),
             _ => self.names[kind as usize].len(),
         }
     }
@@ -467,6 +555,11 @@ impl ViewBuilder {
             Entry::StorageProfile(info) => view.storage_profiles.insert("", name, info),
             Entry::Pvc(info) => view.pvcs.insert(namespace, name, info),
             Entry::DataVolume(info) => view.datavolumes.insert(namespace, name, info),
+            Entry::KubeVirt(info) => view.kubevirts.insert(namespace, name, info),
+            Entry::ResourceQuota(info) => view.quotas.insert(namespace, name, info),
+            Entry::LimitRange(info) => view.limit_ranges.insert(namespace, name, info),
+            Entry::DataSource(info) => view.datasources.insert(namespace, name, info),
+            Entry::VirtualMachine(info) => view.vms.insert(namespace, name, info),
         }
     }
 
@@ -487,6 +580,11 @@ impl ViewBuilder {
             Kind::StorageProfile => drop(view.storage_profiles.remove("", name)),
             Kind::PersistentVolumeClaim => drop(view.pvcs.remove(namespace, name)),
             Kind::DataVolume => drop(view.datavolumes.remove(namespace, name)),
+            Kind::KubeVirt => drop(view.kubevirts.remove(namespace, name)),
+            Kind::ResourceQuota => drop(view.quotas.remove(namespace, name)),
+            Kind::LimitRange => drop(view.limit_ranges.remove(namespace, name)),
+            Kind::DataSource => drop(view.datasources.remove(namespace, name)),
+            Kind::VirtualMachine => drop(view.vms.remove(namespace, name)),
             _ => drop(view.names[kind as usize].remove(namespace, name)),
         }
     }
@@ -507,6 +605,11 @@ impl ViewBuilder {
             Kind::StorageProfile => view.storage_profiles = from.storage_profiles.clone(),
             Kind::PersistentVolumeClaim => view.pvcs = from.pvcs.clone(),
             Kind::DataVolume => view.datavolumes = from.datavolumes.clone(),
+            Kind::KubeVirt => view.kubevirts = from.kubevirts.clone(),
+            Kind::ResourceQuota => view.quotas = from.quotas.clone(),
+            Kind::LimitRange => view.limit_ranges = from.limit_ranges.clone(),
+            Kind::DataSource => view.datasources = from.datasources.clone(),
+            Kind::VirtualMachine => view.vms = from.vms.clone(),
             _ => view.names[kind as usize] = from.names[kind as usize].clone(),
         }
         if from.known.contains(kind) {

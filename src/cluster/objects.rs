@@ -17,8 +17,14 @@
 //! | StorageProfile | `status.claimPropertySets` (access and volume modes) |
 //! | PersistentVolumeClaim | `spec.storageClassName`, `spec.accessModes`, `status.phase`, being deleted |
 //! | DataVolume | `status.phase`, messages of conditions that are not True, being deleted |
+//! | KubeVirt | the version it runs, the configuration that changes what a VM needs, its conditions ([`super::kubevirt`]) |
+//! | ResourceQuota | `status.hard`, `status.used`, whether it is scoped |
+//! | LimitRange | `spec.limits`: type, max, min, default, defaultRequest |
+//! | DataSource | its Ready condition |
+//! | VirtualMachine | the claims it mounts (and whether shareable), whether it starts |
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
@@ -29,8 +35,10 @@ use serde::de::{DeserializeOwned, IgnoredAny};
 use serde::{Deserialize, Deserializer};
 
 use super::Kind;
+use super::kubevirt::{KubeVirt, RawKubeVirt};
 use super::nodes::NodeInfo;
 use super::table::Name;
+use crate::model::{ParsedQuantity, QuantityText};
 
 /// The metadata every kind keeps, as read off the wire. `L` and `A` are what is read of the
 /// labels and annotations: by default nothing, skipped without being copied.
@@ -97,6 +105,11 @@ pub enum Entry {
     StorageProfile(StorageProfileInfo),
     Pvc(PvcInfo),
     DataVolume(DataVolumeInfo),
+    KubeVirt(Arc<KubeVirt>),
+    ResourceQuota(QuotaInfo),
+    LimitRange(LimitRangeInfo),
+    DataSource(DataSourceInfo),
+    VirtualMachine(VmClaims),
 }
 
 /// How a kind is read off the wire and what it leaves in the view.
@@ -342,6 +355,324 @@ impl Body for DataVolumeBody {
     }
 }
 
+/// Quantities by resource name; one that does not parse is left out (its rule then has
+/// nothing to compare, and reports nothing).
+pub type Quantities = BTreeMap<String, ParsedQuantity>;
+
+fn parsed(texts: BTreeMap<String, QuantityText>) -> Quantities {
+    texts
+        .into_iter()
+        .filter_map(|(name, text)| Some((name, text.parse().ok()?)))
+        .collect()
+}
+
+/// A ResourceQuota: what it allows and what is used of it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QuotaInfo {
+    pub hard: Quantities,
+    pub used: Quantities,
+    /// It has `scopes` or a `scopeSelector`: it counts only some pods, and which ones the view
+    /// cannot always tell, so rules leave it out.
+    pub scoped: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct QuotaBody {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: QuotaSpec,
+    #[serde(default)]
+    status: QuotaStatus,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct QuotaSpec {
+    #[serde(default)]
+    scopes: Vec<String>,
+    #[serde(default, deserialize_with = "present")]
+    scope_selector: bool,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct QuotaStatus {
+    #[serde(default)]
+    hard: BTreeMap<String, QuantityText>,
+    #[serde(default)]
+    used: BTreeMap<String, QuantityText>,
+}
+
+impl Body for QuotaBody {
+    const METADATA_ONLY: bool = false;
+    fn meta(&self) -> MetaRef<'_> {
+        self.metadata.as_ref()
+    }
+    fn into_entry(self) -> Entry {
+        Entry::ResourceQuota(QuotaInfo {
+            hard: parsed(self.status.hard),
+            used: parsed(self.status.used),
+            scoped: !self.spec.scopes.is_empty() || self.spec.scope_selector,
+        })
+    }
+}
+
+/// One item of a LimitRange's `spec.limits`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitItem {
+    /// `Container`, `Pod` or `PersistentVolumeClaim`.
+    pub type_: String,
+    pub max: Quantities,
+    pub min: Quantities,
+    pub default: Quantities,
+    pub default_request: Quantities,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LimitRangeInfo {
+    pub limits: Vec<LimitItem>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LimitRangeBody {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: LimitRangeSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct LimitRangeSpec {
+    #[serde(default)]
+    limits: Vec<RawLimitItem>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawLimitItem {
+    #[serde(rename = "type", default)]
+    type_: String,
+    #[serde(default)]
+    max: BTreeMap<String, QuantityText>,
+    #[serde(default)]
+    min: BTreeMap<String, QuantityText>,
+    #[serde(default)]
+    default: BTreeMap<String, QuantityText>,
+    #[serde(default)]
+    default_request: BTreeMap<String, QuantityText>,
+}
+
+impl Body for LimitRangeBody {
+    const METADATA_ONLY: bool = false;
+    fn meta(&self) -> MetaRef<'_> {
+        self.metadata.as_ref()
+    }
+    fn into_entry(self) -> Entry {
+        Entry::LimitRange(LimitRangeInfo {
+            limits: self
+                .spec
+                .limits
+                .into_iter()
+                .map(|item| LimitItem {
+                    type_: item.type_,
+                    max: parsed(item.max),
+                    min: parsed(item.min),
+                    default: parsed(item.default),
+                    default_request: parsed(item.default_request),
+                })
+                .collect(),
+        })
+    }
+}
+
+/// A CDI DataSource: a name for a golden image, ready once its source is imported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DataSourceInfo {
+    /// The `Ready` condition's status: `None` when it has none yet.
+    pub ready: Option<bool>,
+    /// Its reason or message, for what a finding says.
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DataSourceBody {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    status: DataSourceStatus,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct DataSourceStatus {
+    #[serde(default)]
+    conditions: Vec<TypedCondition>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct TypedCondition {
+    #[serde(rename = "type", default)]
+    type_: String,
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    message: String,
+}
+
+impl Body for DataSourceBody {
+    const METADATA_ONLY: bool = false;
+    fn meta(&self) -> MetaRef<'_> {
+        self.metadata.as_ref()
+    }
+    fn into_entry(self) -> Entry {
+        let ready = self
+            .status
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Ready");
+        Entry::DataSource(DataSourceInfo {
+            ready: ready.as_ref().and_then(|c| match c.status.as_str() {
+                "True" => Some(true),
+                "False" => Some(false),
+                _ => None,
+            }),
+            reason: ready.and_then(|c| {
+                [c.message, c.reason]
+                    .into_iter()
+                    .map(|text| text.trim().to_string())
+                    .find(|text| !text.is_empty())
+            }),
+        })
+    }
+}
+
+/// A claim another VM mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimUse {
+    /// The PVC's name (a dataVolume volume mounts the PVC of the DataVolume's name).
+    pub claim: Name,
+    /// Its disk is `shareable: true`.
+    pub shareable: bool,
+}
+
+/// Another VM of the namespace, as far as the claims it holds go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VmClaims {
+    pub claims: Vec<ClaimUse>,
+    /// It runs, or will, as written (not Halted; see `VirtualMachine::will_start`).
+    pub starts: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct VirtualMachineBody {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: SlimVmSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimVmSpec {
+    running: Option<bool>,
+    run_strategy: Option<String>,
+    #[serde(default)]
+    template: SlimTemplate,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct SlimTemplate {
+    #[serde(default)]
+    spec: SlimVmiSpec,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct SlimVmiSpec {
+    #[serde(default)]
+    domain: SlimDomain,
+    #[serde(default)]
+    volumes: Vec<SlimVolume>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct SlimDomain {
+    #[serde(default)]
+    devices: SlimDevices,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct SlimDevices {
+    #[serde(default)]
+    disks: Vec<SlimDisk>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct SlimDisk {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    shareable: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct SlimVolume {
+    #[serde(default)]
+    name: String,
+    persistent_volume_claim: Option<ClaimName>,
+    data_volume: Option<DataVolumeName>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ClaimName {
+    #[serde(default)]
+    claim_name: String,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct DataVolumeName {
+    #[serde(default)]
+    name: String,
+}
+
+impl Body for VirtualMachineBody {
+    const METADATA_ONLY: bool = false;
+    fn meta(&self) -> MetaRef<'_> {
+        self.metadata.as_ref()
+    }
+    fn into_entry(self) -> Entry {
+        let spec = self.spec.template.spec;
+        let shareable = |volume: &str| {
+            spec.domain
+                .devices
+                .disks
+                .iter()
+                .any(|d| d.name == volume && d.shareable == Some(true))
+        };
+        let claims = spec
+            .volumes
+            .iter()
+            .filter_map(|volume| {
+                let claim = match (&volume.persistent_volume_claim, &volume.data_volume) {
+                    (Some(pvc), _) => pvc.claim_name.as_str(),
+                    (None, Some(dv)) => dv.name.as_str(),
+                    (None, None) => return None,
+                };
+                (!claim.is_empty()).then(|| ClaimUse {
+                    claim: Name::from(claim),
+                    shareable: shareable(&volume.name),
+                })
+            })
+            .collect();
+        Entry::VirtualMachine(VmClaims {
+            claims,
+            starts: crate::model::starts(self.spec.running, self.spec.run_strategy.as_deref()),
+        })
+    }
+}
+
 /// Does something with the wire type of a kind. The kind → type choice is made once, in
 /// [`visit_kind`], for every source.
 pub trait KindVisitor {
@@ -358,6 +689,11 @@ pub fn visit_kind<V: KindVisitor>(kind: Kind, visitor: V) -> V::Output {
         Kind::StorageProfile => visitor.visit::<StorageProfileBody>(kind),
         Kind::PersistentVolumeClaim => visitor.visit::<PvcBody>(kind),
         Kind::DataVolume => visitor.visit::<DataVolumeBody>(kind),
+        Kind::KubeVirt => visitor.visit::<RawKubeVirt>(kind),
+        Kind::ResourceQuota => visitor.visit::<QuotaBody>(kind),
+        Kind::LimitRange => visitor.visit::<LimitRangeBody>(kind),
+        Kind::DataSource => visitor.visit::<DataSourceBody>(kind),
+        Kind::VirtualMachine => visitor.visit::<VirtualMachineBody>(kind),
         Kind::Secret
         | Kind::ConfigMap
         | Kind::ServiceAccount
@@ -496,5 +832,89 @@ mod tests {
         };
         assert_eq!(info.messages, vec!["PVC dv Pending".to_string()]);
         assert!(!info.deleting);
+    }
+
+    fn entry_of(kind: Kind, object: serde_json::Value) -> Entry {
+        struct Read(serde_json::Value);
+        impl KindVisitor for Read {
+            type Output = Entry;
+            fn visit<B: Body>(self, _: Kind) -> Entry {
+                B::deserialize(&self.0).unwrap().into_entry()
+            }
+        }
+        visit_kind(kind, Read(object))
+    }
+
+    #[test]
+    fn quotas_keep_hard_and_used_and_say_when_they_are_scoped() {
+        let Entry::ResourceQuota(quota) = entry_of(
+            Kind::ResourceQuota,
+            json!({"metadata": {"name": "q", "namespace": "ns"},
+                "spec": {"hard": {"requests.memory": "8Gi"}},
+                "status": {"hard": {"requests.memory": "8Gi", "pods": "x"}, "used": {"requests.memory": "7Gi"}}}),
+        ) else {
+            panic!("a ResourceQuota entry");
+        };
+        assert_eq!(quota.hard.len(), 1, "an unreadable quantity is left out");
+        assert_eq!(
+            quota.used["requests.memory"],
+            ParsedQuantity::parse("7Gi").unwrap()
+        );
+        assert!(!quota.scoped);
+        let Entry::ResourceQuota(scoped) = entry_of(
+            Kind::ResourceQuota,
+            json!({"metadata": {"name": "q"}, "spec": {"scopeSelector": {"matchExpressions": []}}}),
+        ) else {
+            panic!("a ResourceQuota entry");
+        };
+        assert!(scoped.scoped);
+    }
+
+    #[test]
+    fn limit_ranges_data_sources_and_vms_keep_what_their_rules_read() {
+        let Entry::LimitRange(range) = entry_of(
+            Kind::LimitRange,
+            json!({"metadata": {"name": "l"}, "spec": {"limits": [
+                {"type": "Container", "max": {"memory": "4Gi"}, "defaultRequest": {"cpu": "100m"}}]}}),
+        ) else {
+            panic!("a LimitRange entry");
+        };
+        assert_eq!(range.limits[0].type_, "Container");
+        assert_eq!(range.limits[0].max.len(), 1);
+        assert_eq!(range.limits[0].default_request.len(), 1);
+        let Entry::DataSource(source) = entry_of(
+            Kind::DataSource,
+            json!({"metadata": {"name": "fedora"}, "status": {"conditions": [
+                {"type": "Ready", "status": "False", "reason": "NotFound", "message": ""}]}}),
+        ) else {
+            panic!("a DataSource entry");
+        };
+        assert_eq!(source.ready, Some(false));
+        assert_eq!(source.reason.as_deref(), Some("NotFound"));
+        let Entry::VirtualMachine(vm) = entry_of(
+            Kind::VirtualMachine,
+            json!({"metadata": {"name": "vm"}, "spec": {"runStrategy": "Always", "template": {"spec": {
+                "domain": {"devices": {"disks": [{"name": "data", "shareable": true}]}},
+                "volumes": [
+                    {"name": "data", "persistentVolumeClaim": {"claimName": "shared"}},
+                    {"name": "root", "dataVolume": {"name": "root-dv"}},
+                    {"name": "ci", "cloudInitNoCloud": {"userData": "x"}}]}}}}),
+        ) else {
+            panic!("a VirtualMachine entry");
+        };
+        assert!(vm.starts);
+        assert_eq!(
+            vm.claims,
+            vec![
+                ClaimUse {
+                    claim: Name::from("shared"),
+                    shareable: true
+                },
+                ClaimUse {
+                    claim: Name::from("root-dv"),
+                    shareable: false
+                }
+            ]
+        );
     }
 }

@@ -10,8 +10,7 @@ use crate::manifest::{self, Document, InputError, Parsed, ReadOptions};
 #[derive(Debug, Default)]
 pub struct Snapshot {
     pub view: ClusterView,
-    /// Objects the view does not index (VirtualMachines, VMIs, Pods...), kept for callers
-    /// such as `diagnose`.
+    /// Objects the view does not index (VirtualMachineInstances, Pods...).
     pub other: Vec<Document>,
     pub errors: Vec<InputError>,
 }
@@ -79,7 +78,7 @@ items:
   status: {conditions: [{type: Ready, status: 'True'}]}
 ---
 apiVersion: kubevirt.io/v1
-kind: VirtualMachine
+kind: VirtualMachineInstance
 metadata: {name: vm, namespace: ns}
 ---
 apiVersion: v1

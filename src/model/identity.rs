@@ -3,6 +3,18 @@
 
 use super::{RunStrategy, TEMPLATE_SPEC, VirtualMachine};
 
+/// Whether a VM with this `spec.running` and `spec.runStrategy` starts (see
+/// [`VirtualMachine::will_start`]).
+pub fn starts(running: Option<bool>, run_strategy: Option<&str>) -> bool {
+    let strategy = match (running, run_strategy) {
+        (Some(running), None) => Some(RunStrategy::from_running(running)),
+        (None, Some(text)) => RunStrategy::parse(text),
+        (None, None) => Some(RunStrategy::Halted),
+        (Some(_), Some(_)) => None,
+    };
+    strategy != Some(RunStrategy::Halted)
+}
+
 impl VirtualMachine {
     /// Whether KubeVirt starts this VM as written. KubeVirt reads `spec.running` (true: Always,
     /// false: Halted), else `spec.runStrategy`, else Halted (`VirtualMachine.RunStrategy()`).
@@ -10,13 +22,7 @@ impl VirtualMachine {
     /// counts as one that starts; so does a strategy KubeVirt would reject (it has its own
     /// finding).
     pub fn will_start(&self) -> bool {
-        let strategy = match (self.spec.running, self.spec.run_strategy.as_deref()) {
-            (Some(running), None) => Some(RunStrategy::from_running(running)),
-            (None, Some(text)) => RunStrategy::parse(text),
-            (None, None) => Some(RunStrategy::Halted),
-            (Some(_), Some(_)) => None,
-        };
-        strategy != Some(RunStrategy::Halted)
+        starts(self.spec.running, self.spec.run_strategy.as_deref())
     }
 
     /// `path` with the index of every named item replaced by its name:

@@ -6,6 +6,7 @@
 //! never a parse failure, so the rules see as much of a half-written manifest as possible.
 
 mod identity;
+pub use identity::starts;
 pub mod quantity;
 
 use std::borrow::Cow;
