@@ -38,23 +38,27 @@ pub type Request = AdmissionRequest<ReviewObject>;
 #[derive(Debug, Clone)]
 pub enum ReviewObject {
     /// Read into the model while the review was read: the common case, one pass.
-    Vm {
-        vm: Box<VirtualMachine>,
-        /// `kube::Resource`'s metadata, built from the model's only if asked for (nothing on
-        /// the request path asks): the model keeps slimmer metadata of its own.
-        meta: OnceLock<ObjectMeta>,
-    },
+    Vm(Box<FittedVm>),
     /// An object of a review whose objects did not all fit the model; reading it into the
     /// model again names the field where it stops fitting.
     Unfit(Box<DynamicObject>),
 }
 
+/// A VM read into the model with the review.
+#[derive(Debug, Clone)]
+pub struct FittedVm {
+    pub vm: VirtualMachine,
+    /// `kube::Resource`'s metadata, built from the model's only if asked for (nothing on the
+    /// request path asks): the model keeps slimmer metadata of its own.
+    meta: OnceLock<ObjectMeta>,
+}
+
 impl<'de> Deserialize<'de> for ReviewObject {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Ok(ReviewObject::Vm {
-            vm: Box::<VirtualMachine>::deserialize(deserializer)?,
+        Ok(ReviewObject::Vm(Box::new(FittedVm {
+            vm: VirtualMachine::deserialize(deserializer)?,
             meta: OnceLock::new(),
-        })
+        })))
     }
 }
 
@@ -78,7 +82,9 @@ impl Resource for ReviewObject {
 
     fn meta(&self) -> &ObjectMeta {
         match self {
-            ReviewObject::Vm { vm, meta } => meta.get_or_init(|| object_meta(&vm.metadata)),
+            ReviewObject::Vm(fitted) => {
+                fitted.meta.get_or_init(|| object_meta(&fitted.vm.metadata))
+            }
             ReviewObject::Unfit(object) => &object.metadata,
         }
     }
@@ -87,9 +93,9 @@ impl Resource for ReviewObject {
     /// the model's, so a change here does not reach them.
     fn meta_mut(&mut self) -> &mut ObjectMeta {
         match self {
-            ReviewObject::Vm { vm, meta } => {
-                meta.get_or_init(|| object_meta(&vm.metadata));
-                match meta.get_mut() {
+            ReviewObject::Vm(fitted) => {
+                fitted.meta.get_or_init(|| object_meta(&fitted.vm.metadata));
+                match fitted.meta.get_mut() {
                     Some(meta) => meta,
                     None => unreachable!("initialised on the line above"),
                 }
@@ -127,7 +133,7 @@ impl ReviewObject {
     /// The VM, as read with the review or read now from the object.
     pub fn vm(&self) -> Result<std::borrow::Cow<'_, VirtualMachine>, ModelError> {
         match self {
-            ReviewObject::Vm { vm, .. } => Ok(std::borrow::Cow::Borrowed(vm)),
+            ReviewObject::Vm(fitted) => Ok(std::borrow::Cow::Borrowed(&fitted.vm)),
             ReviewObject::Unfit(object) => {
                 let value = serde_json::to_value(object).map_err(|err| ModelError {
                     path: "(document)".to_string(),
@@ -141,11 +147,11 @@ impl ReviewObject {
     /// The metadata the webhook needs whether or not the object fits the model.
     fn header(&self) -> ObjectHeader<'_> {
         match self {
-            ReviewObject::Vm { vm, .. } => ObjectHeader {
-                name: vm.metadata.name.as_deref(),
-                namespace: vm.metadata.namespace.as_deref(),
-                uid: vm.metadata.uid.as_deref(),
-                deleting: vm.metadata.deletion_timestamp.is_some(),
+            ReviewObject::Vm(fitted) => ObjectHeader {
+                name: fitted.vm.metadata.name.as_deref(),
+                namespace: fitted.vm.metadata.namespace.as_deref(),
+                uid: fitted.vm.metadata.uid.as_deref(),
+                deleting: fitted.vm.metadata.deletion_timestamp.is_some(),
             },
             ReviewObject::Unfit(object) => ObjectHeader {
                 name: object.metadata.name.as_deref(),
@@ -682,8 +688,8 @@ mod tests {
     #[test]
     fn objects_are_read_with_the_review_unless_one_does_not_fit() {
         let fits = request("UPDATE", vm(broken_disk), Some(vm(|_| {})));
-        assert!(matches!(fits.object, Some(ReviewObject::Vm { .. })));
-        assert!(matches!(fits.old_object, Some(ReviewObject::Vm { .. })));
+        assert!(matches!(fits.object, Some(ReviewObject::Vm(_))));
+        assert!(matches!(fits.old_object, Some(ReviewObject::Vm(_))));
         let unreadable = vm(|vm| vm["spec"]["running"] = json!("yes"));
         // One object that does not fit keeps both whole; the one that fits still reads.
         let kept = request("UPDATE", vm(|_| {}), Some(unreadable.clone()));
@@ -715,7 +721,7 @@ mod tests {
         });
         object["metadata"]["labels"] = json!({"app": "web"});
         let mut read = request("CREATE", object, None).object.unwrap();
-        assert!(matches!(read, ReviewObject::Vm { .. }));
+        assert!(matches!(read, ReviewObject::Vm(_)));
         assert_eq!(
             ReviewObject::url_path(&(), Some("ns")),
             "/apis/kubevirt.io/v1/namespaces/ns/virtualmachines"

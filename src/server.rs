@@ -1,11 +1,13 @@
 //! `virt-preflight serve`: the validating webhook over rustls, health endpoints on the same
 //! port, Prometheus metrics on a plain-HTTP port.
 //!
-//! The request path reads the body (bounded), parses the review, and runs the pure
+//! The request path reads the body (bounded), then reads the review from it and runs the pure
 //! [`admission::review`] against the cluster view as it is in memory: in place for a body of
-//! typical size, on a blocking thread under a deadline for a large one. It never calls the API
-//! server, never waits on a cache, and answers "allowed" if anything goes wrong inside,
-//! a panic included (the webhook is `failurePolicy: Ignore` in spirit too).
+//! typical size, on a blocking thread under a deadline (reading included) for a large one. It
+//! never calls the API server and never waits on a cache. If anything goes wrong once the
+//! request is read, a panic included, it answers "allowed" (the webhook is
+//! `failurePolicy: Ignore` in spirit too); before that, an HTTP error, and the failurePolicy
+//! decides.
 
 use std::future::Future;
 use std::net::SocketAddr;
