@@ -781,6 +781,56 @@ mod tests {
         assert!(matches!(parse_review(&text), Err(ReviewError::Json(_))));
     }
 
+    /// A review of the VM of `vm()` whose `metadata.name` is written as `name`, as JSON text.
+    fn review_text(name: &str) -> Vec<u8> {
+        body("CREATE", vm(|_| {}), None)
+            .to_string()
+            .replace(r#""name":"vm1""#, &format!(r#""name":{name}"#))
+            .into_bytes()
+    }
+
+    #[test]
+    fn json_that_is_not_json_is_refused_and_json_reads_as_json_says() {
+        // Not JSON (RFC 8259) at the object's name: the review is refused, or the object is
+        // kept whole and does not read; never read as something else.
+        let mut refused: Vec<Vec<u8>> = [
+            r#""v\ud800m""#,
+            r#""v\udc00m""#,
+            r#""v\qm""#,
+            "\"v\nm\"",
+            r#""vm" "x""#,
+            "NaN",
+            "01",
+            r#""vm" /* c */"#,
+        ]
+        .iter()
+        .map(|name| review_text(name))
+        .collect();
+        refused.push([review_text(r#""vm""#), b" {}".to_vec()].concat());
+        refused.push([b"\xef\xbb\xbf".to_vec(), review_text(r#""vm""#)].concat());
+        for text in &refused {
+            let shown = String::from_utf8_lossy(text);
+            if let Ok(request) = parse_review(text) {
+                assert!(request.object.unwrap().vm().is_err(), "{shown}");
+            }
+        }
+        // JSON as it is written: escapes, a surrogate pair, UTF-8, and a number beyond 64 bits
+        // in a field the model does not read.
+        for (name, read) in [
+            (r#""v\u0041m \"q\" \\ \/""#, "vAm \"q\" \\ /"),
+            (r#""v\ud83d\ude00m""#, "v\u{1F600}m"),
+            ("\"v\u{e9}m\"", "v\u{e9}m"),
+            (r#""vm", "x": 123456789012345678901234567890"#, "vm"),
+        ] {
+            let request = parse_review(&review_text(name)).unwrap();
+            assert!(
+                matches!(request.object, Some(ReviewObject::Vm(_))),
+                "{name}"
+            );
+            assert_eq!(request.object.unwrap().vm().unwrap().name(), Some(read));
+        }
+    }
+
     #[test]
     fn parse_review_rejects_what_is_not_a_v1_review() {
         assert!(matches!(parse_review(b"{"), Err(ReviewError::Json(_))));
