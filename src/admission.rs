@@ -8,6 +8,7 @@
 //! still answered and the model's error names the field; a body that is not a review is an
 //! error naming where it stops being one.
 
+use std::borrow::Cow;
 use std::sync::OnceLock;
 
 use foldhash::{HashSet, HashSetExt};
@@ -67,16 +68,16 @@ impl Resource for ReviewObject {
     type DynamicType = ();
     type Scope = NamespaceResourceScope;
 
-    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
+    fn kind(_: &()) -> Cow<'_, str> {
         "VirtualMachine".into()
     }
-    fn group(_: &()) -> std::borrow::Cow<'_, str> {
+    fn group(_: &()) -> Cow<'_, str> {
         "kubevirt.io".into()
     }
-    fn version(_: &()) -> std::borrow::Cow<'_, str> {
+    fn version(_: &()) -> Cow<'_, str> {
         "v1".into()
     }
-    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
+    fn plural(_: &()) -> Cow<'_, str> {
         "virtualmachines".into()
     }
 
@@ -131,15 +132,15 @@ fn object_meta(metadata: &model::ObjectMeta) -> ObjectMeta {
 
 impl ReviewObject {
     /// The VM, as read with the review or read now from the object.
-    pub fn vm(&self) -> Result<std::borrow::Cow<'_, VirtualMachine>, ModelError> {
+    pub fn vm(&self) -> Result<Cow<'_, VirtualMachine>, ModelError> {
         match self {
-            ReviewObject::Vm(fitted) => Ok(std::borrow::Cow::Borrowed(&fitted.vm)),
+            ReviewObject::Vm(fitted) => Ok(Cow::Borrowed(&fitted.vm)),
             ReviewObject::Unfit(object) => {
                 let value = serde_json::to_value(object).map_err(|err| ModelError {
                     path: "(document)".to_string(),
                     message: err.to_string(),
                 })?;
-                VirtualMachine::from_value(&value).map(std::borrow::Cow::Owned)
+                VirtualMachine::from_value(&value).map(Cow::Owned)
             }
         }
     }
