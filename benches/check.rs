@@ -155,6 +155,7 @@ fn benches(c: &mut Criterion) {
         "request": {"uid": "b8a3b1c0-0000-4000-8000-000000000001",
             "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
             "resource": {"group": "kubevirt.io", "version": "v1", "resource": "virtualmachines"},
+            "userInfo": {"username": "admin", "groups": ["system:authenticated"]},
             "namespace": "team-0", "operation": "CREATE", "object": object}
     }))
     .expect("serializes");
@@ -168,7 +169,8 @@ fn benches(c: &mut Criterion) {
         b.iter(|| virt_preflight::admission::review(black_box(&request), None, &policy))
     });
     let vm = virt_preflight::model::VirtualMachine::from_value(&object).expect("typical VM");
-    let reference = virt_preflight::check::object_ref(&vm, "team-0");
+    let reference =
+        virt_preflight::finding::ObjectRef::virtual_machine(&vm, Some("team-0"), "default");
     let text = object.to_string();
     review.bench_function("model from JSON text", |b| {
         b.iter(|| virt_preflight::model::VirtualMachine::from_json(black_box(&text)).expect("VM"))
@@ -181,7 +183,7 @@ fn benches(c: &mut Criterion) {
             let request =
                 virt_preflight::admission::parse_review(black_box(&body)).expect("review");
             let verdict = virt_preflight::admission::review(&request, None, &policy);
-            serde_json::to_vec(&verdict.to_review()).expect("serializes")
+            serde_json::to_vec(&verdict.response(&request).into_review()).expect("serializes")
         })
     });
     review.finish();

@@ -7,8 +7,8 @@ use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
-use virt_preflight::check::object_ref;
 use virt_preflight::cluster::{ClusterView, Kind, ViewBuilder};
+use virt_preflight::finding::ObjectRef;
 use virt_preflight::model::VirtualMachine;
 use virt_preflight::rules::{self, REGISTRY, Scope};
 
@@ -163,7 +163,7 @@ fn resident_bytes() -> usize {
 
 fn cluster_rules(c: &mut Criterion) {
     let vm = vm();
-    let object = object_ref(&vm, "default");
+    let object = ObjectRef::virtual_machine(&vm, None, "default");
     let mut group = c.benchmark_group("cluster-rules-one-vm");
     for nodes in [10, 500, 5_000] {
         let before = resident_bytes();

@@ -184,7 +184,8 @@ fn echo_response(body: &[u8], pipeline: Pipeline, policy: &Policy) -> axum::resp
     if pipeline == Pipeline::Parse {
         return allowed(&request.uid);
     }
-    axum::Json(admission::review(&request, None, policy).to_review()).into_response()
+    let verdict = admission::review(&request, None, policy);
+    axum::Json(verdict.response(&request).into_review()).into_response()
 }
 
 fn run_echo_server(cert: &str, key: &str) {

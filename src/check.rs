@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::cluster::{ClusterView, Kind};
-use crate::finding::{Finding, ObjectRef, Severity};
+use crate::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity};
 use crate::manifest::{Document, InputError, Parsed, Source};
 use crate::model::VirtualMachine;
 use crate::rules::{self, Evaluation, REGISTRY, RuleId, Scope};
@@ -20,7 +20,7 @@ pub struct CheckOptions {
 impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
-            default_namespace: "default".to_string(),
+            default_namespace: DEFAULT_NAMESPACE.to_string(),
             cluster: None,
         }
     }
@@ -162,26 +162,6 @@ pub fn check_all(parsed: impl IntoIterator<Item = Parsed>, options: &CheckOption
     }
 }
 
-/// The object a VM manifest describes, with the namespace it will land in.
-pub fn object_ref(vm: &VirtualMachine, default_namespace: &str) -> ObjectRef {
-    ObjectRef {
-        kind: "VirtualMachine".to_string(),
-        namespace: vm
-            .metadata
-            .namespace
-            .as_deref()
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or(default_namespace)
-            .to_string(),
-        name: vm
-            .metadata
-            .name
-            .as_deref()
-            .filter(|n| !n.is_empty())
-            .map(str::to_string),
-    }
-}
-
 pub fn check_document(document: Document, options: &CheckOptions) -> CheckedDocument {
     if !document.is_virtual_machine() {
         let kind = document.kind().unwrap_or("(no kind)").to_string();
@@ -195,7 +175,7 @@ pub fn check_document(document: Document, options: &CheckOptions) -> CheckedDocu
     }
     let outcome = match VirtualMachine::from_value(&document.value) {
         Ok(vm) => {
-            let object = object_ref(&vm, &options.default_namespace);
+            let object = ObjectRef::virtual_machine(&vm, None, &options.default_namespace);
             let evaluation = rules::evaluate(&vm, &object, options.cluster.as_deref());
             Outcome::Vm(Box::new(VmReport {
                 source: document.source,

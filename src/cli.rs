@@ -66,7 +66,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub fix: bool,
     /// Namespace for VMs whose manifest names none.
-    #[arg(short, long, default_value = "default")]
+    #[arg(short, long, default_value = crate::finding::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Largest input file read, in bytes.
     #[arg(long, default_value_t = manifest::DEFAULT_MAX_INPUT_BYTES)]
@@ -442,7 +442,7 @@ impl WatcherArgs {
 
 /// Runs the webhook until SIGTERM.
 pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
-    use crate::{events, metrics::Metrics, policy::Policy, server, tls::ReloadingCert};
+    use crate::{events, metrics::Metrics, policy::Policy, server, tls::ServingCert};
     use std::sync::Arc;
     use std::time::Duration;
 
@@ -457,7 +457,7 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
             Some(path) => Policy::load(path)?,
             None => Policy::default(),
         };
-        let cert = ReloadingCert::new(&args.tls_cert, &args.tls_key)?;
+        let cert = ServingCert::load(&args.tls_cert, &args.tls_key).await?;
         crate::rules::warm_up();
         cert.spawn_reloader(Duration::from_secs(args.tls_reload_seconds.max(1)));
         let metrics = Arc::new(Metrics::new());

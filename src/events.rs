@@ -10,8 +10,20 @@ use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use tokio::sync::mpsc;
 use tracing::warn;
 
-use crate::admission::EventRequest;
 use crate::metrics::Metrics;
+
+/// A Warning Event to emit about a VirtualMachine: from the webhook (findings it warned about
+/// or audited) or from the watcher (a stuck VM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRequest {
+    pub namespace: String,
+    pub name: String,
+    pub uid: Option<String>,
+    pub reason: String,
+    /// What was done or is failing: `Validate` for the webhook, `Diagnose` for a stuck VM.
+    pub action: String,
+    pub note: String,
+}
 
 /// Events waiting to be sent; more are dropped.
 pub const QUEUE_CAPACITY: usize = 1024;

@@ -2,8 +2,10 @@
 //! before the VM is stored.
 //!
 //! Data flows one way: manifest text ([`manifest`]) → typed model ([`model`]) → pure rules
-//! ([`rules`]) → findings ([`finding`]) → a report ([`report`]) or, later, an admission
-//! response. See ARCHITECTURE.md.
+//! ([`rules`]) → findings ([`finding`]) → a report ([`report`]) or an admission response
+//! ([`admission`]). See ARCHITECTURE.md.
+
+#![forbid(unsafe_code)]
 
 pub mod admission;
 pub mod certs;

@@ -1,13 +1,8 @@
 //! The `virt-preflight` binary: parses flags and hands over to the library.
 
-use std::process::ExitCode;
+#![forbid(unsafe_code)]
 
-/// mimalloc: the webhook allocates per request on every worker thread, and the watcher and the
-/// reflectors hold many small objects. It was 7 % faster than glibc's malloc when the webhook
-/// built a JSON tree per request; now that it reads the object straight into the model, the two
-/// measure about the same (within the load test's noise).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use virt_preflight::cli::{

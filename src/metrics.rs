@@ -9,7 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::admission::Operation;
+use kube::core::admission::Operation;
+
 use crate::cluster::{ClusterView, Kind};
 use crate::policy::Action;
 use crate::rules::RuleId;
@@ -17,8 +18,42 @@ use crate::rules::RuleId;
 // Label values as enums: counting a request allocates nothing.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
-    pub operation: Operation,
+    pub operation: OperationLabel,
     pub result: RequestResult,
+}
+
+/// The `operation` label: the AdmissionRequest's operation as the API server writes it, or
+/// empty for a request that could not be read.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum OperationLabel {
+    Create,
+    Update,
+    Delete,
+    Connect,
+    Unread,
+}
+
+impl OperationLabel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationLabel::Create => "CREATE",
+            OperationLabel::Update => "UPDATE",
+            OperationLabel::Delete => "DELETE",
+            OperationLabel::Connect => "CONNECT",
+            OperationLabel::Unread => "",
+        }
+    }
+}
+
+impl From<&Operation> for OperationLabel {
+    fn from(operation: &Operation) -> Self {
+        match operation {
+            Operation::Create => OperationLabel::Create,
+            Operation::Update => OperationLabel::Update,
+            Operation::Delete => OperationLabel::Delete,
+            Operation::Connect => OperationLabel::Connect,
+        }
+    }
 }
 
 /// What became of an admission request.
@@ -52,7 +87,7 @@ fn encode_str(text: &str, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
     std::fmt::Write::write_str(encoder, text)
 }
 
-impl EncodeLabelValue for Operation {
+impl EncodeLabelValue for OperationLabel {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
         encode_str(self.as_str(), encoder)
     }

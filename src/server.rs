@@ -1,19 +1,22 @@
 //! `virt-preflight serve`: the validating webhook over rustls, health endpoints on the same
 //! port, Prometheus metrics on a plain-HTTP port.
 //!
-//! The request path reads the body (bounded), parses the review, and runs the pure
+//! The request path reads the body (bounded), then reads the review from it and runs the pure
 //! [`admission::review`] against the cluster view as it is in memory: in place for a body of
-//! typical size, on a blocking thread under a deadline for a large one. It never calls the API
-//! server, never waits on a cache, and answers "allowed" if anything goes wrong inside,
-//! a panic included (the webhook is `failurePolicy: Ignore` in spirit too).
+//! typical size, on a blocking thread under a deadline (reading included) for a large one. It
+//! never calls the API server and never waits on a cache. If anything goes wrong once the
+//! request is read, a panic included, it answers "allowed" (the webhook is
+//! `failurePolicy: Ignore` in spirit too); before that, an HTTP error, and the failurePolicy
+//! decides.
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::Router;
+use axum::body::Bytes;
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,13 +24,13 @@ use axum::routing::{get, post};
 use http_body_util::LengthLimitError;
 use tracing::{error, info, warn};
 
-use crate::admission::{self, AdmissionRequest, EventRequest, Operation, Verdict};
+use crate::admission::{self, ReviewError, Verdict};
 use crate::cluster::ClusterView;
 use crate::cluster::live::LiveView;
-use crate::events::EventQueue;
-use crate::metrics::{FindingLabels, Metrics, RequestLabels, RequestResult};
+use crate::events::{EventQueue, EventRequest};
+use crate::metrics::{FindingLabels, Metrics, OperationLabel, RequestLabels, RequestResult};
 use crate::policy::{Mode, Policy};
-use crate::tls::ReloadingCert;
+use crate::tls::ServingCert;
 
 /// Largest AdmissionReview accepted (an UPDATE carries the object twice).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
@@ -148,12 +151,18 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
 }
 
-fn count_request(state: &AppState, operation: Operation, result: RequestResult) {
+fn count_request(state: &AppState, operation: OperationLabel, result: RequestResult) {
     state
         .metrics
         .requests
         .get_or_create(&RequestLabels { operation, result })
         .inc();
+}
+
+/// A plain-text HTTP error: for a request that cannot be answered with an AdmissionReview.
+fn http_error(state: &AppState, status: StatusCode, text: String) -> Response {
+    count_request(state, OperationLabel::Unread, RequestResult::Error);
+    (status, text).into_response()
 }
 
 /// Takes the request whole, rather than through extractors, so that the headers are read in
@@ -162,45 +171,49 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let started = Instant::now();
     let (parts, body) = request.into_parts();
     if !is_json(&parts.headers) {
-        count_request(&state, Operation::Other, RequestResult::Error);
-        return (
+        return http_error(
+            &state,
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "expected Content-Type: application/json (an admission.k8s.io/v1 AdmissionReview)",
-        )
-            .into_response();
+            "expected Content-Type: application/json (an admission.k8s.io/v1 AdmissionReview)"
+                .to_string(),
+        );
     }
     let body = match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(body) => body,
         Err(err) => {
-            count_request(&state, Operation::Other, RequestResult::Error);
             let err = err.into_inner();
             return if err.is::<LengthLimitError>() {
-                (
+                http_error(
+                    &state,
                     StatusCode::PAYLOAD_TOO_LARGE,
                     format!("AdmissionReview larger than {MAX_BODY_BYTES} bytes"),
                 )
-                    .into_response()
             } else {
-                (
+                http_error(
+                    &state,
                     StatusCode::BAD_REQUEST,
                     format!("cannot read the request body: {err}"),
                 )
-                    .into_response()
             };
         }
     };
-    let request = match admission::parse_review(&body) {
-        Ok(request) => request,
-        Err(err) => {
-            count_request(&state, Operation::Other, RequestResult::Error);
-            return (
+    let (request, verdict) = match decide(&state, body).await {
+        Decided::Verdict(request, verdict) => (request, verdict),
+        Decided::Malformed(err) => {
+            return http_error(
+                &state,
                 StatusCode::BAD_REQUEST,
                 format!("malformed AdmissionReview: {err}"),
-            )
-                .into_response();
+            );
+        }
+        Decided::Unread(failure) => {
+            return http_error(
+                &state,
+                failure.status(),
+                format!("AdmissionReview not read: {}", failure.as_str()),
+            );
         }
     };
-    let verdict = decide(&state, request, body.len()).await;
     let result = if !verdict.allowed {
         RequestResult::Denied
     } else if !verdict.warnings.is_empty() {
@@ -208,7 +221,7 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
     } else {
         RequestResult::Allowed
     };
-    count_request(&state, verdict.operation, result);
+    count_request(&state, OperationLabel::from(&request.operation), result);
     for judged in &verdict.judged {
         state
             .metrics
@@ -219,7 +232,7 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
             })
             .inc();
     }
-    let response = axum::Json(verdict.to_review()).into_response();
+    let response = axum::Json(verdict.response(&request).into_review()).into_response();
     state
         .metrics
         .latency
@@ -227,13 +240,13 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
     response
 }
 
-/// Reviews of bodies up to this size run on the async worker that read them. Their cost is
-/// bounded by their size (about 20 µs for a typical VM), less than handing them to another
-/// thread; larger ones go to the blocking pool, under the deadline.
+/// Bodies up to this size are read and reviewed on the async worker that received them. Their
+/// cost is bounded by their size (tens of µs for a typical VM), less than handing them to
+/// another thread; larger ones go to the blocking pool, under the deadline.
 pub const INLINE_BODY_BYTES: usize = 64 * 1024;
 
-/// Why a review gave no verdict (the request is then allowed).
-#[derive(Debug, Clone, Copy)]
+/// Why a body got no verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Failure {
     Internal,
     Deadline,
@@ -246,92 +259,119 @@ impl Failure {
             Failure::Deadline => "deadline exceeded",
         }
     }
+
+    /// The HTTP status when not even the request could be read.
+    fn status(self) -> StatusCode {
+        match self {
+            Failure::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            Failure::Deadline => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
 }
 
-type Reviewed = (Verdict, Option<EventRequest>);
+/// What became of a body.
+enum Decided {
+    /// The request and its verdict (an allowing one if the review failed or ran late).
+    Verdict(Arc<admission::Request>, Verdict),
+    /// Not a review: answered 400.
+    Malformed(ReviewError),
+    /// No request read, for `Failure`: answered with an HTTP error (the API server then applies
+    /// the webhook's failurePolicy, Ignore).
+    Unread(Failure),
+}
 
-/// The pure review and its Event; a panic inside becomes a failure, not a dropped connection.
-fn review_guarded(
-    request: &AdmissionRequest,
+/// The request, once read: what a failure after reading needs to still answer in-band.
+type ReadSlot = Arc<OnceLock<Arc<admission::Request>>>;
+
+/// Reads the body and reviews it, the pure part of a request: the request is put in `slot` as
+/// soon as it is read. `Err` only for a panic inside (which must not drop the connection).
+fn read_and_review(
+    body: &[u8],
     view: &ClusterView,
     policy: &Policy,
-) -> Result<Reviewed, Failure> {
+    slot: &ReadSlot,
+) -> Result<Result<(Verdict, Option<EventRequest>), ReviewError>, Failure> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let verdict = admission::review(request, Some(view), policy);
-        let event = admission::event_for(&verdict, request);
-        (verdict, event)
+        let request = Arc::new(admission::parse_review(body)?);
+        let _ = slot.set(request.clone());
+        let verdict = admission::review(&request, Some(view), policy);
+        let event = admission::event_for(&verdict, &request);
+        Ok((verdict, event))
     }))
     .map_err(|_| Failure::Internal)
 }
 
-/// Reviews the request against the view as it is now; any failure inside allows.
-async fn decide(state: &AppState, request: AdmissionRequest, body_len: usize) -> Verdict {
+/// Reads and reviews a body against the view as it is now: in place for a typical one, on the
+/// blocking pool under the deadline (reading included) for a large one.
+async fn decide(state: &AppState, body: Bytes) -> Decided {
     let view = state.view.current();
-    if body_len <= INLINE_BODY_BYTES {
-        let outcome = review_guarded(&request, &view, &state.policy);
-        return deliver(state, outcome, &request, &view);
-    }
-    // Only the blocking pool needs the request shared (and kept for a verdict past the deadline).
-    let request = Arc::new(request);
-    let (job_request, job_view, job_policy) = (request.clone(), view.clone(), state.policy.clone());
-    let job =
-        tokio::task::spawn_blocking(move || review_guarded(&job_request, &job_view, &job_policy));
-    let outcome = match tokio::time::timeout(state.deadline, job).await {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(_)) => Err(Failure::Internal),
-        Err(_) => Err(Failure::Deadline),
+    let slot = ReadSlot::default();
+    let outcome = if body.len() <= INLINE_BODY_BYTES {
+        read_and_review(&body, &view, &state.policy, &slot)
+    } else {
+        let (job_view, job_policy, job_slot) = (view.clone(), state.policy.clone(), slot.clone());
+        let job = tokio::task::spawn_blocking(move || {
+            read_and_review(&body, &job_view, &job_policy, &job_slot)
+        });
+        match tokio::time::timeout(state.deadline, job).await {
+            Ok(Ok(outcome)) => outcome,
+            Ok(Err(_)) => Err(Failure::Internal),
+            Err(_) => Err(Failure::Deadline),
+        }
     };
-    deliver(state, outcome, &request, &view)
+    settle(state, &view, slot.get().cloned(), outcome)
 }
 
-/// Queues the review's Event, or turns a failure into an allowing verdict.
-fn deliver(
+/// Queues the review's Event, or answers a failure: a request read by then is allowed (with a
+/// note, except in audit mode); one not read gets an HTTP error.
+fn settle(
     state: &AppState,
-    outcome: Result<Reviewed, Failure>,
-    request: &AdmissionRequest,
     view: &ClusterView,
-) -> Verdict {
+    request: Option<Arc<admission::Request>>,
+    outcome: Result<Result<(Verdict, Option<EventRequest>), ReviewError>, Failure>,
+) -> Decided {
     let failure = match outcome {
-        Ok((verdict, event)) => {
+        Ok(Ok((verdict, event))) => {
             if let (Some(event), Some(queue)) = (event, &state.events) {
                 queue.offer(event);
             }
-            return verdict;
+            return match request {
+                Some(request) => Decided::Verdict(request, verdict),
+                None => Decided::Unread(Failure::Internal),
+            };
         }
+        Ok(Err(malformed)) => return Decided::Malformed(malformed),
         Err(failure) => failure,
+    };
+    if failure == Failure::Deadline {
+        state.metrics.deadline_exceeded.inc();
+    }
+    let Some(request) = request else {
+        error!(reason = failure.as_str(), "no AdmissionReview read");
+        return Decided::Unread(failure);
     };
     match failure {
         Failure::Internal => error!(uid = %request.uid, "review failed; allowing"),
-        Failure::Deadline => {
-            state.metrics.deadline_exceeded.inc();
-            warn!(uid = %request.uid, "review passed the deadline; allowing");
-        }
+        Failure::Deadline => warn!(uid = %request.uid, "review passed the deadline; allowing"),
     }
     // Audit mode promises an empty response, failures included.
-    let mode = admission::mode_for_request(request, Some(view), &state.policy);
-    let warnings = if mode == Mode::Audit {
-        Vec::new()
-    } else {
-        vec![format!(
+    let mode = admission::mode_for_request(&request, Some(view), &state.policy);
+    let mut verdict = Verdict::allow();
+    verdict.mode = Some(mode);
+    if mode != Mode::Audit {
+        verdict.warnings.push(format!(
             "[virt-preflight] not checked: {}",
             failure.as_str()
-        )]
-    };
-    Verdict {
-        uid: request.uid.clone(),
-        allowed: true,
-        warnings,
-        operation: request.operation,
-        mode: Some(mode),
-        ..Verdict::default()
+        ));
     }
+    Decided::Verdict(request, verdict)
 }
 
 /// Where and how to serve.
 pub struct ServeOptions {
     pub addr: SocketAddr,
     pub metrics_addr: Option<SocketAddr>,
-    pub cert: Arc<ReloadingCert>,
+    pub cert: Arc<ServingCert>,
     /// How long in-flight requests get to finish after the shutdown signal.
     pub grace: Duration,
 }
@@ -344,9 +384,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     on_listening: impl FnOnce(SocketAddr, Option<SocketAddr>) + Send + 'static,
 ) -> std::io::Result<()> {
-    let tls = axum_server::tls_rustls::RustlsConfig::from_config(crate::tls::server_config(
-        options.cert.clone(),
-    ));
+    let tls = options.cert.config();
     let handle = axum_server::Handle::new();
 
     let metrics_listener = match options.metrics_addr {
@@ -454,34 +492,64 @@ mod tests {
             "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
             "request": {"uid": "u1", "operation": "CREATE", "namespace": "ns",
                 "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
-                "object": vm}
+                "resource": {"group": "kubevirt.io", "version": "v1", "resource": "virtualmachines"},
+                "userInfo": {}, "object": vm}
         }))
         .expect("serialises")
     }
 
-    async fn decide_body(state: &AppState, body: &[u8]) -> Verdict {
-        let request = admission::parse_review(body).expect("review");
-        decide(state, request, body.len()).await
+    async fn decide_body(state: &AppState, body: &[u8]) -> Decided {
+        decide(state, Bytes::copy_from_slice(body)).await
+    }
+
+    fn verdict(decided: Decided) -> Verdict {
+        match decided {
+            Decided::Verdict(_, verdict) => verdict,
+            Decided::Malformed(err) => panic!("malformed: {err}"),
+            Decided::Unread(failure) => panic!("unread: {}", failure.as_str()),
+        }
+    }
+
+    #[test]
+    fn a_request_read_before_a_failure_is_allowed_with_a_note_one_not_read_is_not_answered() {
+        let body = review_body(2);
+        let read = Arc::new(admission::parse_review(&body).expect("review"));
+        let view = ClusterView::default();
+        for failure in [Failure::Deadline, Failure::Internal] {
+            let state = app_state("mode: enforce", DEFAULT_DEADLINE);
+            let allowed = verdict(settle(&state, &view, Some(read.clone()), Err(failure)));
+            assert!(allowed.allowed && !allowed.evaluated);
+            assert_eq!(
+                allowed.warnings,
+                vec![format!(
+                    "[virt-preflight] not checked: {}",
+                    failure.as_str()
+                )]
+            );
+            // Audit mode puts nothing in the response, failures included.
+            let audit = app_state("mode: audit", DEFAULT_DEADLINE);
+            let quiet = verdict(settle(&audit, &view, Some(read.clone()), Err(failure)));
+            assert!(quiet.allowed && quiet.warnings.is_empty());
+            let unread = settle(&state, &view, None, Err(failure));
+            assert!(matches!(unread, Decided::Unread(f) if f == failure));
+            let counted = u64::from(failure == Failure::Deadline) * 2;
+            assert_eq!(state.metrics.deadline_exceeded.get(), counted);
+        }
     }
 
     #[tokio::test]
-    async fn a_large_review_past_the_deadline_is_allowed_with_a_note() {
+    async fn a_large_review_is_read_and_done_under_the_deadline() {
         let body = review_body(2_000);
         assert!(body.len() > INLINE_BODY_BYTES);
-        let state = app_state("mode: enforce", Duration::ZERO);
-        let verdict = decide_body(&state, &body).await;
-        assert!(verdict.allowed && !verdict.evaluated);
-        assert_eq!(
-            verdict.warnings,
-            vec!["[virt-preflight] not checked: deadline exceeded".to_string()]
-        );
-        assert_eq!(state.metrics.deadline_exceeded.get(), 1);
-        // Audit mode puts nothing in the response, failures included.
-        let audit = decide_body(&app_state("mode: audit", Duration::ZERO), &body).await;
-        assert!(audit.allowed && audit.warnings.is_empty());
-        // Within the deadline, the same review is done.
-        let done = decide_body(&app_state("mode: enforce", DEFAULT_DEADLINE), &body).await;
+        let done = verdict(decide_body(&app_state("mode: enforce", DEFAULT_DEADLINE), &body).await);
         assert!(done.evaluated && done.warnings.is_empty(), "{done:?}");
+        // Reading a body this size takes milliseconds: with no time at all, it is not read
+        // when the deadline passes, and the answer is an HTTP error (failurePolicy decides).
+        let huge = review_body(60_000);
+        let state = app_state("mode: enforce", Duration::ZERO);
+        let decided = decide_body(&state, &huge).await;
+        assert!(matches!(decided, Decided::Unread(Failure::Deadline)));
+        assert_eq!(state.metrics.deadline_exceeded.get(), 1);
     }
 
     #[tokio::test]
@@ -489,9 +557,25 @@ mod tests {
         let body = review_body(2);
         assert!(body.len() <= INLINE_BODY_BYTES);
         let state = app_state("mode: enforce", Duration::ZERO);
-        let verdict = decide_body(&state, &body).await;
+        let verdict = verdict(decide_body(&state, &body).await);
         assert!(verdict.allowed && verdict.evaluated, "{verdict:?}");
         assert!(verdict.warnings.is_empty(), "{verdict:?}");
         assert_eq!(state.metrics.deadline_exceeded.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_malformed_body_is_malformed_inline_or_not() {
+        let state = app_state("mode: enforce", DEFAULT_DEADLINE);
+        assert!(matches!(
+            decide_body(&state, b"{").await,
+            Decided::Malformed(_)
+        ));
+        let mut large = vec![b' '; INLINE_BODY_BYTES + 1];
+        large[0] = b'[';
+        large[INLINE_BODY_BYTES] = b']';
+        assert!(matches!(
+            decide_body(&state, &large).await,
+            Decided::Malformed(_)
+        ));
     }
 }

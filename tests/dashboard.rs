@@ -7,11 +7,11 @@ use std::path::Path;
 use std::process::Command;
 
 use serde_json::{Value, json};
-use virt_preflight::admission::Operation;
+
 use virt_preflight::cluster::ClusterView;
 use virt_preflight::metrics::{
-    CauseLabels, FindingLabels, Metrics, RequestLabels, RequestResult, ResultLabels, StuckLabels,
-    VmStatusLabels,
+    CauseLabels, FindingLabels, Metrics, OperationLabel, RequestLabels, RequestResult,
+    ResultLabels, StuckLabels, VmStatusLabels,
 };
 use virt_preflight::policy::Action;
 use virt_preflight::rules::RuleId;
@@ -110,7 +110,7 @@ fn exported() -> BTreeSet<String> {
     metrics
         .requests
         .get_or_create(&RequestLabels {
-            operation: Operation::Create,
+            operation: OperationLabel::Create,
             result: RequestResult::Allowed,
         })
         .inc();

@@ -19,7 +19,9 @@ use virt_preflight::policy::{Mode, Policy};
 const NAMESPACE: &str = "virt-preflight";
 const IMAGE: &str = "ghcr.io/virt-preflight/virt-preflight";
 
-/// `kubectl kustomize DIR`, parsed into its documents.
+/// `kubectl kustomize DIR` (relative to the crate), parsed into its documents. kustomize must
+/// warn about nothing: a deprecated field (`bases`, `patchesStrategicMerge`, ...) makes
+/// `kubectl apply -k` print a warning on every apply.
 fn kustomize(dir: &str) -> Vec<Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let output = match Command::new("kubectl")
@@ -34,10 +36,14 @@ fn kustomize(dir: &str) -> Vec<Value> {
         ),
         Err(err) => panic!("cannot run kubectl: {err}"),
     };
+    let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "kubectl kustomize {dir} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+        "kubectl kustomize {dir} failed: {stderr}"
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "kubectl kustomize {dir} warns: {stderr}"
     );
     let text = String::from_utf8(output.stdout).expect("kustomize prints UTF-8");
     let documents: Vec<Value> = serde_saphyr::from_multiple(&text)
@@ -576,4 +582,39 @@ fn cert_manager_overlay_issues_the_secret_and_injects_the_ca() {
     // The rest of the base comes through unchanged.
     assert_eq!(webhook["webhooks"][0]["failurePolicy"], "Ignore");
     assert_eq!(one(&overlay, "Deployment"), one(base(), "Deployment"));
+}
+
+/// The text of the shell heredoc `cat > {file} <<...` in `markdown`.
+fn heredoc(markdown: &str, file: &str) -> String {
+    let start = format!("cat > {file} <<");
+    let opening = markdown
+        .lines()
+        .position(|line| line.starts_with(&start))
+        .unwrap_or_else(|| panic!("no `{start}` in certs/README.md"));
+    markdown
+        .lines()
+        .skip(opening + 1)
+        .take_while(|line| *line != "EOF")
+        .map(|line| format!("{line}\n"))
+        .collect()
+}
+
+#[test]
+fn the_ca_bundle_overlay_of_certs_readme_renders_and_sets_the_ca_bundle() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("certs/README.md")).expect("certs/README.md");
+    // Three levels below the crate, as certs/out/overlay is, so that its path to the base holds.
+    let dir = tempfile::tempdir_in(root.join("target")).expect("a directory under target/");
+    let overlay = dir.path().join("overlay");
+    std::fs::create_dir(&overlay).expect("the overlay directory");
+    let kustomization = heredoc(&readme, "certs/out/overlay/kustomization.yaml");
+    std::fs::write(overlay.join("kustomization.yaml"), kustomization).expect("write");
+    let patch =
+        heredoc(&readme, "certs/out/overlay/ca-bundle.yaml").replace("${CA_BUNDLE}", "Q0E=");
+    std::fs::write(overlay.join("ca-bundle.yaml"), patch).expect("write");
+    let relative = overlay.strip_prefix(root).expect("under the crate");
+    let rendered = kustomize(relative.to_str().expect("a UTF-8 path"));
+    let webhook = one(&rendered, "ValidatingWebhookConfiguration");
+    assert_eq!(webhook["webhooks"][0]["clientConfig"]["caBundle"], "Q0E=");
+    assert_eq!(one(&rendered, "Deployment"), one(base(), "Deployment"));
 }

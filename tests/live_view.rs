@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
-use virt_preflight::check::object_ref;
 use virt_preflight::cluster::live::{LiveView, list_once};
 use virt_preflight::cluster::{ClusterView, Kind, Lookup};
+use virt_preflight::finding::{DEFAULT_NAMESPACE, ObjectRef};
 use virt_preflight::model::VirtualMachine;
 use virt_preflight::rules::{self, RuleId};
 
@@ -59,7 +59,7 @@ fn vm_using(secret: &str) -> VirtualMachine {
 }
 
 fn fired(vm: &VirtualMachine, view: &ClusterView) -> Vec<RuleId> {
-    let object = object_ref(vm, "default");
+    let object = ObjectRef::virtual_machine(vm, None, DEFAULT_NAMESPACE);
     rules::evaluate(vm, &object, Some(view))
         .findings
         .into_iter()

@@ -193,7 +193,8 @@ fn run_pipeline(document: &Value, view: Option<Arc<ClusterView>>) {
 
 /// The webhook's path: the model read with the review (one pass) and from JSON text must be the
 /// one `check` reads from the tree (or fail at the same field), and a whole UPDATE review must
-/// come back as a response.
+/// come back as a response, or be refused naming the field of the object's metadata that
+/// Kubernetes' `ObjectMeta` does not take (the API server never sends such an object).
 fn through_the_webhook(document: &Value, cluster: Option<&ClusterView>) {
     // Both read the same text (a tree re-read from text may round a float differently).
     let text = document.to_string();
@@ -209,10 +210,22 @@ fn through_the_webhook(document: &Value, cluster: Option<&ClusterView>) {
         "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
         "request": {"uid": "u1", "operation": "UPDATE", "namespace": "default",
             "kind": {"group": "kubevirt.io", "version": "v1", "kind": "VirtualMachine"},
+            "resource": {"group": "kubevirt.io", "version": "v1", "resource": "virtualmachines"},
+            "userInfo": {"username": "fuzz"},
             "object": document, "oldObject": document}
     });
-    let request = admission::parse_review(&serde_json::to_vec(&body).unwrap()).unwrap();
-    // Read with the review in one pass, or kept as text: the same model either way.
+    let request = match admission::parse_review(&serde_json::to_vec(&body).unwrap()) {
+        Ok(request) => request,
+        Err(err) => {
+            let message = err.to_string();
+            assert!(
+                message.starts_with("not an AdmissionReview: request.object.metadata"),
+                "{message}\n{document:#}"
+            );
+            return;
+        }
+    };
+    // Read with the review in one pass, or kept whole: the same model either way.
     let with_review = request.object.as_ref().unwrap().vm();
     match (&with_review, &from_text) {
         (Ok(review), Ok(text)) => assert_eq!(format!("{review:?}"), format!("{text:?}")),
@@ -222,7 +235,7 @@ fn through_the_webhook(document: &Value, cluster: Option<&ClusterView>) {
     let verdict = admission::review(&request, cluster, &Policy::default());
     // The same document before and after: nothing new, so nothing denied.
     assert!(verdict.allowed, "{verdict:?}");
-    serde_json::to_vec(&verdict.to_review()).unwrap();
+    serde_json::to_vec(&verdict.response(&request).into_review()).unwrap();
 }
 
 fn render_all(report: &CheckReport) {

@@ -4,7 +4,7 @@
 //!
 //! Layout: `tests/fixtures/rules/<rule-id>/` holds exactly
 //! - `broken.yaml`: one VM that triggers that rule and no other. Its leading comment block
-//!   names where, with one `# expect: <path>` line per expected finding (paths as RULES.md
+//!   names where, with one `# expect: <path>` line per expected finding (paths as KubeVirt
 //!   writes them, e.g. `# expect: spec.template.spec.domain.devices.disks[1].name`);
 //! - `fixed.yaml`: the same VM corrected: no finding at all, of any rule;
 //! - `cluster.yaml`, for cluster rules only (and required for them): the snapshot both VMs are

@@ -57,7 +57,7 @@ fn diagnose_names_the_cause_of_a_stuck_vm_and_exits_1() {
         "{report}"
     );
     assert!(
-        stdout.contains("cause: [node-selector-unsatisfiable] spec.template.spec.nodeSelector: nodeSelector gpu=a100 matches none of"),
+        stdout.contains("cause: [node-selector-unsatisfiable] nodeSelector gpu=a100 matches none of 2 nodes (nearest: worker-1 has gpu=t4) — spec.template.spec.nodeSelector\n"),
         "{report}"
     );
     assert!(

@@ -120,7 +120,7 @@ async fn a_stuck_vm_gets_its_gauge_and_one_event_and_its_vmi_clears_it() {
         "namespace=\"prod\"",
         "status=\"errorunschedulable\"",
         "rule=\"node-selector-unsatisfiable\"",
-        "cause=\"[node-selector-unsatisfiable] spec.template.spec.nodeSelector: nodeSelector gpu=a100",
+        "cause=\"[node-selector-unsatisfiable] nodeSelector gpu=a100 matches none of 1 nodes (nearest: worker-1 has gpu=t4) — spec.template.spec.nodeSelector\"",
     ] {
         assert!(line.contains(label), "{label} in {line}");
     }

@@ -335,19 +335,12 @@ fn diagnose_one(
     let mut text = String::new();
     let _ = writeln!(text, "VirtualMachine {key}: {status}{how_long}; {verdict}");
     if observation.status.is_some() {
-        let _ = writeln!(text, "cause: {}", diagnosis.cause.line());
+        let _ = writeln!(text, "cause: {}", diagnosis.cause.text);
     }
     if !diagnosis.findings.is_empty() {
         let _ = writeln!(text, "findings:");
         for finding in &diagnosis.findings {
-            let _ = writeln!(
-                text,
-                "  {} {} {}: {}",
-                finding.severity.as_str(),
-                finding.rule,
-                finding.path,
-                finding.message
-            );
+            let _ = writeln!(text, "  {} {finding}", finding.severity);
         }
     }
     if !diagnosis.evidence.is_empty() {

@@ -1,5 +1,6 @@
 //! The rule registry: every rule's stable ID, default severity, scope and one-line description.
-//! IDs are a contract (RULES.md): never renamed, never reused.
+//! This table is the rule contract (README's rule table is generated from it and checked by
+//! tests/readme.rs): an ID is never renamed, never reused.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,7 +14,7 @@ use super::{
 use crate::cluster::Kind;
 use crate::finding::Severity;
 
-/// Every rule ID of RULES.md that this build implements.
+/// Every rule ID, as policies, skip annotations and reports name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum RuleId {
@@ -167,7 +168,7 @@ const fn cluster_rule(
 use RuleId::*;
 use Severity::{Error, Warning};
 
-/// Every rule, in the order RULES.md lists them (and the order findings come out).
+/// Every rule, in the order README's table lists them (and the order findings come out).
 pub static REGISTRY: &[RuleInfo] = &[
     spec_rule(
         RunStrategyConflict,

@@ -6,9 +6,8 @@
 use jiff::SignedDuration;
 use serde_json::Value;
 
-use crate::check::object_ref;
 use crate::cluster::{ClusterView, Kind};
-use crate::finding::{Finding, Severity, one_line};
+use crate::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity, one_line};
 use crate::model::VirtualMachine;
 use crate::rules::{RuleId, evaluate};
 
@@ -29,7 +28,8 @@ pub struct Cause {
     /// The rule that found it; `None` when the cause comes from the VM's conditions, its
     /// DataVolumes or PVCs, or when nothing was found.
     pub rule: Option<RuleId>,
-    /// One line, without the duration (stable while the VM stays stuck).
+    /// One line, without the duration (stable while the VM stays stuck): a finding's one-line
+    /// form, or what the cluster says.
     pub text: String,
     /// What the cause is about, alike for every VM it holds: the finding's message (which names
     /// the object or selector), KubeVirt's or CDI's words, the finalizers. VMs with the same
@@ -38,11 +38,11 @@ pub struct Cause {
 }
 
 impl Cause {
-    /// `[rule-id] path: message`, or the text alone.
-    pub fn line(&self) -> String {
-        match self.rule {
-            Some(rule) => format!("[{rule}] {}", self.text),
-            None => self.text.clone(),
+    fn of(finding: &Finding) -> Cause {
+        Cause {
+            rule: Some(finding.rule),
+            text: finding.to_string(),
+            subject: Some(finding.message.clone()),
         }
     }
 
@@ -74,7 +74,7 @@ impl Diagnosis {
             "{} for {}: {}",
             self.printable_status,
             human_duration(unhealthy_for),
-            self.cause.line()
+            self.cause.text
         )
     }
 }
@@ -248,7 +248,7 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
         .unwrap_or_default()
         .to_string();
     let status = UnhealthyStatus::parse(&printable_status);
-    let key = VmKey::of(object).unwrap_or_else(|| VmKey::new("default", "<unnamed>"));
+    let key = VmKey::of(object).unwrap_or_else(|| VmKey::new(DEFAULT_NAMESPACE, "<unnamed>"));
     let mut evidence = condition_evidence(object);
     let (findings, cause) = match VirtualMachine::from_value(object) {
         Err(error) => {
@@ -266,7 +266,7 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
             )
         }
         Ok(vm) => {
-            let reference = object_ref(&vm, &key.namespace);
+            let reference = ObjectRef::virtual_machine(&vm, None, DEFAULT_NAMESPACE);
             let mut findings = evaluate(&vm, &reference, view).findings;
             findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
             if let Some(view) = view {
@@ -275,11 +275,7 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
             (findings, None)
         }
     };
-    let as_cause = |f: &Finding| Cause {
-        rule: Some(f.rule),
-        text: format!("{}: {}", f.path, f.message),
-        subject: Some(f.message.clone()),
-    };
+    let as_cause = Cause::of;
     let errors = || findings.iter().filter(|f| f.severity == Severity::Error);
     // A deleted VM is kept by its finalizers, whatever else is wrong with it (and whatever
     // status virt-controller last wrote).

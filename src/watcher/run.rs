@@ -18,10 +18,10 @@ use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use tracing::{info, warn};
 
-use crate::admission::EventRequest;
 use crate::cluster::ClusterView;
 use crate::cluster::live::LiveView;
-use crate::events::EventQueue;
+use crate::events::{EventQueue, EventRequest};
+use crate::finding::{DEFAULT_NAMESPACE, vm_namespace};
 use crate::metrics::{CauseLabels, Metrics, StuckLabels, VmStatusLabels};
 
 use super::alertmanager::{Alert, AlertQueue};
@@ -448,7 +448,7 @@ impl Watcher {
                         name: key.name.clone(),
                         status: raised.stuck.status.label().to_string(),
                         rule: raised.diagnosis.cause.rule_label().to_string(),
-                        cause: raised.diagnosis.cause.line(),
+                        cause: raised.diagnosis.cause.text.clone(),
                     },
                 );
             }
@@ -530,7 +530,7 @@ fn map_event<K, T>(event: Event<K>, map: impl Fn(&K) -> Option<T>) -> Option<Eve
 fn vmi_key(object: &PartialObjectMeta<DynamicObject>) -> Option<VmKey> {
     let meta = &object.metadata;
     Some(VmKey::new(
-        meta.namespace.clone().unwrap_or_else(|| "default".into()),
+        vm_namespace(None, meta.namespace.as_deref(), DEFAULT_NAMESPACE),
         meta.name.clone()?,
     ))
 }

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::object::{StatusHead, WatchedVm};
+use crate::finding::{DEFAULT_NAMESPACE, vm_namespace};
 
 /// The `printableStatus` values of KubeVirt's `VirtualMachineStuckInUnhealthyState`:
 /// Provisioning, Starting, Terminating and the error group. `WaitingForVolumeBinding` is in
@@ -113,11 +114,11 @@ impl VmKey {
     pub fn of(object: &Value) -> Option<Self> {
         let meta = object.get("metadata")?;
         let name = meta.get("name")?.as_str()?;
-        let namespace = meta
-            .get("namespace")
-            .and_then(Value::as_str)
-            .unwrap_or("default");
-        Some(VmKey::new(namespace, name))
+        let namespace = meta.get("namespace").and_then(Value::as_str);
+        Some(VmKey::new(
+            vm_namespace(None, namespace, DEFAULT_NAMESPACE),
+            name,
+        ))
     }
 }
 
@@ -167,7 +168,7 @@ impl VmObservation {
     /// From the watch's slim object: the spec and status are parsed only if unhealthy.
     pub fn from_watched(vm: &WatchedVm) -> Result<Self, NoName> {
         let name = vm.name().ok_or(NoName)?;
-        let key = VmKey::new(vm.namespace().unwrap_or("default"), name);
+        let key = VmKey::new(vm_namespace(None, vm.namespace(), DEFAULT_NAMESPACE), name);
         Ok(Self::observe(
             key,
             vm.uid().map(String::from),
