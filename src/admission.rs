@@ -9,6 +9,7 @@
 //! error naming where it stops being one.
 
 use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::OnceLock;
 
 use foldhash::{HashSet, HashSetExt};
@@ -16,9 +17,10 @@ use kube::core::admission::{AdmissionRequest, AdmissionResponse, AdmissionReview
 use kube::core::{DynamicObject, NamespaceResourceScope, ObjectMeta, Resource};
 use serde::{Deserialize, Deserializer};
 
-use crate::cluster::ClusterView;
+use crate::cluster::{ClusterView, ObjectKey};
+use crate::confirm::Confirmation;
 use crate::events::EventRequest;
-use crate::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, one_line, vm_namespace};
+use crate::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity, one_line, vm_namespace};
 use crate::model::{self, ModelError, VirtualMachine};
 use crate::policy::{Action, Mode, Policy};
 use crate::rules::{self, RuleId};
@@ -252,6 +254,10 @@ pub struct Judged {
     pub action: Action,
     /// The old object had it already (UPDATE): it may warn, never deny.
     pub pre_existing: bool,
+    /// A denial that rested on the cluster view and was turned into a warning: the data it
+    /// rests on may be behind the API server (its watch is failing), or the API server could
+    /// not confirm that the missing object is missing. Why, for the warning.
+    pub softened: Option<String>,
 }
 
 /// The webhook's answer to one request.
@@ -288,6 +294,70 @@ impl Verdict {
             .filter(|j| matches!(j.action, Action::Warn | Action::Audit))
     }
 
+    /// The objects that denying findings say are missing: what to ask the API server about
+    /// before the denial stands.
+    pub fn to_confirm(&self) -> BTreeSet<ObjectKey> {
+        self.judged
+            .iter()
+            .filter(|j| j.action == Action::Deny)
+            .flat_map(|j| j.finding.missing.iter().cloned())
+            .collect()
+    }
+
+    /// Applies what the API server said of the missing objects: a finding one of whose objects
+    /// exists is dropped (the view was behind); one whose every object is confirmed absent
+    /// keeps denying; one left unanswered warns instead. The answer is shaped again.
+    pub fn confirm(&mut self, answers: &BTreeMap<ObjectKey, Confirmation>) {
+        self.judged.retain_mut(|judged| {
+            if judged.action != Action::Deny || judged.finding.missing.is_empty() {
+                return true;
+            }
+            let answer = |key: &ObjectKey| answers.get(key).cloned();
+            let said: Vec<Option<Confirmation>> =
+                judged.finding.missing.iter().map(answer).collect();
+            if said.contains(&Some(Confirmation::Present)) {
+                return false;
+            }
+            let unanswered = said.iter().find_map(|answer| match answer {
+                Some(Confirmation::Absent) => None,
+                Some(Confirmation::Unanswered(why)) => Some(why.clone()),
+                _ => Some("not asked".to_string()),
+            });
+            if let Some(why) = unanswered {
+                judged.action = Action::Warn;
+                judged.softened = Some(format!("not confirmed with the API server: {why}"));
+            }
+            true
+        });
+        self.shape();
+    }
+
+    /// The denial message and warnings from what is judged.
+    fn shape(&mut self) {
+        let lines = |action: Action| -> Vec<String> {
+            self.judged
+                .iter()
+                .filter(|j| j.action == action)
+                .map(|j| match &j.softened {
+                    Some(why) => format!("{} ({why})", j.finding),
+                    None => j.finding.to_string(),
+                })
+                .collect()
+        };
+        let denials = lines(Action::Deny);
+        let warnings = lines(Action::Warn);
+        self.allowed = denials.is_empty();
+        self.message = (!denials.is_empty()).then(|| {
+            format!(
+                "virt-preflight denied this VirtualMachine ({} finding{}): {}",
+                denials.len(),
+                if denials.len() == 1 { "" } else { "s" },
+                denials.join("; ")
+            )
+        });
+        self.warnings = limit_warnings(warnings);
+    }
+
     /// The response to `request`: a denial is 403 Forbidden with the message.
     pub fn response(&self, request: &Request) -> AdmissionResponse {
         let mut response = AdmissionResponse::from(request);
@@ -316,6 +386,58 @@ fn evaluate(vm: &VirtualMachine, request: &Request, cluster: Option<&ClusterView
     rules::evaluate(vm, &object, cluster).findings
 }
 
+/// What an UPDATE's old and new findings are matched by: the rule, how bad, what it is about
+/// (the named items of its path: a disk inserted before another does not make the other's
+/// problem look new) and the objects it found missing (naming another missing Secret is a new
+/// problem). The severity is part of it: starting a Halted VM turns its cluster warnings into
+/// errors, and that start is judged like a new VM.
+type RatchetKey = (RuleId, Severity, String, Vec<ObjectKey>);
+
+fn ratchet_key(vm: &VirtualMachine, finding: &Finding) -> RatchetKey {
+    (
+        finding.rule,
+        finding.severity,
+        vm.named_path(&finding.path),
+        finding.missing.clone(),
+    )
+}
+
+/// What the old object of an UPDATE already had.
+enum OldFindings {
+    /// Not an UPDATE (or no old object): nothing pre-exists.
+    None,
+    Keys(HashSet<RatchetKey>),
+    /// The old object could not be read: every finding counts as pre-existing (fail open).
+    Unreadable,
+}
+
+impl OldFindings {
+    fn of(request: &Request, cluster: Option<&ClusterView>) -> OldFindings {
+        let (kube::core::admission::Operation::Update, Some(old)) =
+            (&request.operation, &request.old_object)
+        else {
+            return OldFindings::None;
+        };
+        match old.vm() {
+            Ok(old) => OldFindings::Keys(
+                evaluate(&old, request, cluster)
+                    .iter()
+                    .map(|f| ratchet_key(&old, f))
+                    .collect(),
+            ),
+            Err(_) => OldFindings::Unreadable,
+        }
+    }
+
+    fn contains(&self, key: &RatchetKey) -> bool {
+        match self {
+            OldFindings::None => false,
+            OldFindings::Keys(keys) => keys.contains(key),
+            OldFindings::Unreadable => true,
+        }
+    }
+}
+
 /// The policy mode that applies to a request; cheap, so a failed review can still honour it.
 pub fn mode_for_request(request: &Request, cluster: Option<&ClusterView>, policy: &Policy) -> Mode {
     let header = request.object.as_ref().map(ReviewObject::header);
@@ -327,7 +449,9 @@ pub fn mode_for_request(request: &Request, cluster: Option<&ClusterView>, policy
     policy.mode_for(cluster.and_then(|c| c.namespace_mode(namespace)))
 }
 
-/// Decides one admission request.
+/// Decides one admission request against the view as it is. A denial for a missing object
+/// stands only once the API server confirms it ([`Verdict::confirm`]); a denial that rests on a
+/// kind whose watch is failing warns instead.
 pub fn review(request: &Request, cluster: Option<&ClusterView>, policy: &Policy) -> Verdict {
     let mut verdict = Verdict::allow();
     if !is_vm_write(request) {
@@ -359,54 +483,41 @@ pub fn review(request: &Request, cluster: Option<&ClusterView>, policy: &Policy)
     };
     let findings = evaluate(&vm, request, cluster);
     verdict.evaluated = true;
-
-    // UPDATE ratchets: what the old object already had may warn, never deny.
-    let old: HashSet<(RuleId, String)> = match (&request.operation, &request.old_object) {
-        (kube::core::admission::Operation::Update, Some(old)) => old
-            .vm()
-            .map(|old| evaluate(&old, request, cluster))
-            .unwrap_or_default()
-            .into_iter()
-            .map(|f| (f.rule, f.path))
-            .collect(),
-        _ => HashSet::new(),
-    };
+    let old = OldFindings::of(request, cluster);
+    let stale = cluster.map(ClusterView::stale).unwrap_or_default();
 
     for finding in findings {
         let mut action = policy.action(finding.rule, finding.severity, mode);
-        let pre_existing = old.contains(&(finding.rule, finding.path.clone()));
+        // UPDATE ratchets: what the old object already had may warn, never deny.
+        let pre_existing = old.contains(&ratchet_key(&vm, &finding));
         if pre_existing && action == Action::Deny {
             action = Action::Warn;
+        }
+        // No fresh data, no denial: a kind whose watch is failing may be behind. A missing
+        // object is asked for anyway (the API server is the fresh data); anything else warns.
+        let mut softened = None;
+        let behind: Vec<&str> = finding
+            .rule
+            .info()
+            .needs
+            .iter()
+            .filter(|kind| stale.contains(**kind))
+            .map(|kind| kind.as_str())
+            .collect();
+        if action == Action::Deny && !behind.is_empty() && finding.missing.is_empty() {
+            action = Action::Warn;
+            softened = Some(format!("the view of {} may be behind", behind.join(", ")));
         }
         if action != Action::Off {
             verdict.judged.push(Judged {
                 finding,
                 action,
                 pre_existing,
+                softened,
             });
         }
     }
-
-    let lines = |action: Action| -> Vec<String> {
-        verdict
-            .judged
-            .iter()
-            .filter(|j| j.action == action)
-            .map(|j| j.finding.to_string())
-            .collect()
-    };
-    let denials = lines(Action::Deny);
-    let warnings = lines(Action::Warn);
-    if !denials.is_empty() {
-        verdict.allowed = false;
-        verdict.message = Some(format!(
-            "virt-preflight denied this VirtualMachine ({} finding{}): {}",
-            denials.len(),
-            if denials.len() == 1 { "" } else { "s" },
-            denials.join("; ")
-        ));
-    }
-    verdict.warnings = limit_warnings(warnings);
+    verdict.shape();
     verdict
 }
 
@@ -597,6 +708,156 @@ mod tests {
                 &policy
             )
             .allowed
+        );
+    }
+
+    /// A disk inserted before the broken one shifts its index: the old problem is still old.
+    #[test]
+    fn the_ratchet_matches_findings_by_what_they_are_about_not_by_index() {
+        let policy = Policy::default();
+        let old = vm(broken_disk);
+        let mut shifted = old.clone();
+        let spec = &mut shifted["spec"]["template"]["spec"];
+        spec["domain"]["devices"]["disks"]
+            .as_array_mut()
+            .unwrap()
+            .insert(1, json!({"name": "data", "disk": {}}));
+        spec["volumes"]
+            .as_array_mut()
+            .unwrap()
+            .insert(0, json!({"name": "data", "emptyDisk": {"capacity": "1Gi"}}));
+        let verdict = review(&request("UPDATE", shifted, Some(old)), None, &policy);
+        assert!(verdict.allowed, "{:?}", verdict.message);
+        assert_eq!(
+            verdict.judged[0].finding.path, "spec.template.spec.domain.devices.disks[2].name",
+            "the broken disk moved"
+        );
+        assert!(
+            verdict.judged.iter().all(|j| j.pre_existing),
+            "{:?}",
+            verdict.judged
+        );
+    }
+
+    #[test]
+    fn an_old_object_that_cannot_be_read_makes_every_finding_pre_existing() {
+        let unreadable = vm(|vm| {
+            vm["spec"]["template"]["spec"]["domain"]["devices"]["disks"] = json!("root");
+        });
+        let verdict = review(
+            &request("UPDATE", vm(broken_disk), Some(unreadable)),
+            None,
+            &Policy::default(),
+        );
+        assert!(verdict.allowed, "fail open: {:?}", verdict.message);
+        assert!(verdict.judged[0].pre_existing);
+    }
+
+    /// A cluster where the VM's cloud-init Secret does not exist.
+    fn no_secrets() -> ClusterView {
+        let mut builder = crate::cluster::ViewBuilder::new();
+        builder.mark_known(crate::cluster::Kind::Secret);
+        builder.build()
+    }
+
+    fn naming_a_secret(strategy: &str) -> Value {
+        vm(|vm| {
+            vm["spec"]["runStrategy"] = json!(strategy);
+            vm["spec"]["template"]["spec"]["volumes"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"name": "ci", "cloudInitNoCloud": {"secretRef": {"name": "creds"}}}));
+        })
+    }
+
+    #[test]
+    fn starting_a_halted_vm_is_judged_like_a_new_one() {
+        let policy = Policy::default();
+        let view = no_secrets();
+        let halted = naming_a_secret("Halted");
+        let created = review(
+            &request("CREATE", halted.clone(), None),
+            Some(&view),
+            &policy,
+        );
+        assert!(created.allowed, "a Halted VM cannot get stuck: it warns");
+        assert_eq!(created.warnings.len(), 1, "{:?}", created.warnings);
+        // `virtctl start`: virt-api patches runStrategy to Always.
+        let started = review(
+            &request("UPDATE", naming_a_secret("Always"), Some(halted)),
+            Some(&view),
+            &policy,
+        );
+        assert!(!started.allowed);
+        assert!(!started.judged[0].pre_existing);
+        let key = ObjectKey::new(crate::cluster::Kind::Secret, "ns", "creds");
+        assert_eq!(started.to_confirm(), BTreeSet::from([key]));
+    }
+
+    #[test]
+    fn only_a_confirmed_absence_denies() {
+        let policy = Policy::default();
+        let view = no_secrets();
+        let request = request("CREATE", naming_a_secret("Always"), None);
+        let key = ObjectKey::new(crate::cluster::Kind::Secret, "ns", "creds");
+        let judged = review(&request, Some(&view), &policy);
+        assert!(!judged.allowed);
+        let answered = |answer: Confirmation| {
+            let mut verdict = judged.clone();
+            verdict.confirm(&BTreeMap::from([(key.clone(), answer)]));
+            verdict
+        };
+        // Created a moment ago, in the same apply: the view had not heard of it yet.
+        let present = answered(Confirmation::Present);
+        assert!(present.allowed && present.warnings.is_empty() && present.judged.is_empty());
+        let absent = answered(Confirmation::Absent);
+        assert!(!absent.allowed);
+        assert!(
+            absent
+                .message
+                .as_deref()
+                .unwrap()
+                .contains("[secret-not-found]"),
+            "{:?}",
+            absent.message
+        );
+        let unanswered = answered(Confirmation::Unanswered("no answer in time".into()));
+        assert!(unanswered.allowed);
+        assert_eq!(unanswered.judged[0].action, Action::Warn);
+        assert!(
+            unanswered.warnings[0].contains("not confirmed with the API server: no answer in time"),
+            "{:?}",
+            unanswered.warnings
+        );
+        // Nothing asked: the same as no answer.
+        let mut unasked = judged.clone();
+        unasked.confirm(&BTreeMap::new());
+        assert!(unasked.allowed);
+    }
+
+    #[test]
+    fn a_denial_resting_on_a_kind_whose_watch_fails_warns() {
+        let mut builder = crate::cluster::ViewBuilder::new();
+        builder
+            .add(
+                crate::cluster::Kind::Node,
+                &json!({"metadata": {"name": "n", "labels": {"kubevirt.io/schedulable": "true"}},
+                    "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+            )
+            .unwrap();
+        let pinned = vm(|vm| {
+            vm["spec"]["template"]["spec"]["nodeSelector"] = json!({"gpu": "a100"});
+        });
+        let request = request("CREATE", pinned, None);
+        let fresh = review(&request, Some(&builder.view()), &Policy::default());
+        assert!(!fresh.allowed);
+        builder.set_stale(crate::cluster::Kind::Node, true);
+        let stale = review(&request, Some(&builder.view()), &Policy::default());
+        assert!(stale.allowed);
+        assert!(
+            stale.warnings[0].contains("(the view of Node may be behind)"),
+            "{:?}",
+            stale.warnings
         );
     }
 

@@ -302,9 +302,13 @@ pub struct ServeArgs {
     /// Plain-HTTP address of /metrics.
     #[arg(long, default_value = "0.0.0.0:9090")]
     pub metrics_addr: std::net::SocketAddr,
-    /// Policy file (YAML): `mode` and per-rule `rules`.
+    /// Policy file (YAML): `mode`, per-rule `rules`, `nodeTemplates`.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Time one review may spend asking the API server whether the objects a denial says are
+    /// missing exist, in milliseconds; unanswered by then, the denial becomes a warning.
+    #[arg(long, default_value_t = 250)]
+    pub confirm_timeout_ms: u64,
     /// How often the certificate files are re-read, in seconds.
     #[arg(long, default_value_t = 10)]
     pub tls_reload_seconds: u64,
@@ -461,8 +465,12 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
         crate::rules::warm_up();
         cert.spawn_reloader(Duration::from_secs(args.tls_reload_seconds.max(1)));
         let metrics = Arc::new(Metrics::new());
-        let (view, events) = if args.cluster.cluster_state.is_empty() {
+        let (view, events, confirmer) = if args.cluster.cluster_state.is_empty() {
             let client = kube_client(&args.cluster).await?;
+            let confirmer = crate::confirm::Confirmer::new(
+                client.clone(),
+                Duration::from_millis(args.confirm_timeout_ms),
+            );
             let queue = events::start(
                 client.clone(),
                 "virt-preflight",
@@ -480,7 +488,7 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
                 )?;
                 tokio::spawn(watcher);
             }
-            (view, Some(queue))
+            (view, Some(queue), Some(confirmer))
         } else {
             let snapshot = snapshot::read(&args.cluster.cluster_state, ReadOptions::default());
             if let Some(first) = snapshot.errors.first() {
@@ -491,10 +499,12 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
             }
             tracing::info!("serving from a fixed cluster snapshot; Events are not emitted");
             let view = snapshot.view.with_node_templates(&policy.node_templates);
-            (live::LiveView::fixed(view), None)
+            // A snapshot is the truth it was given: nothing to confirm against.
+            (live::LiveView::fixed(view), None, None)
         };
         let mut state = server::AppState::new(view, policy, metrics, events);
         state.deadline = Duration::from_millis(args.deadline_ms);
+        state.confirmer = confirmer;
         let options = server::ServeOptions {
             addr: args.addr,
             metrics_addr: Some(args.metrics_addr),

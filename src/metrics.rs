@@ -77,6 +77,47 @@ impl RequestResult {
     }
 }
 
+/// What the API server said when asked, before a denial, for an object the view did not find.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub enum ConfirmationResult {
+    /// It exists: the view was behind, and the finding is dropped.
+    Present,
+    /// Confirmed missing: the denial stands.
+    Absent,
+    /// No answer in time, or an error: the denial becomes a warning.
+    Unanswered,
+}
+
+impl ConfirmationResult {
+    pub fn of(answer: &crate::confirm::Confirmation) -> Self {
+        use crate::confirm::Confirmation;
+        match answer {
+            Confirmation::Present => ConfirmationResult::Present,
+            Confirmation::Absent => ConfirmationResult::Absent,
+            Confirmation::Unanswered(_) => ConfirmationResult::Unanswered,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConfirmationResult::Present => "present",
+            ConfirmationResult::Absent => "absent",
+            ConfirmationResult::Unanswered => "unanswered",
+        }
+    }
+}
+
+impl EncodeLabelValue for ConfirmationResult {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
+        encode_str(self.as_str(), encoder)
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConfirmationLabels {
+    pub result: ConfirmationResult,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FindingLabels {
     pub rule: RuleId,
@@ -154,6 +195,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Histogram,
     pub findings: Family<FindingLabels, Counter>,
+    pub confirmations: Family<ConfirmationLabels, Counter>,
     pub cache_synced: Family<KindLabels, Gauge>,
     pub cache_objects: Family<KindLabels, Gauge>,
     pub cache_stale: Family<KindLabels, Gauge>,
@@ -198,6 +240,12 @@ impl Metrics {
             "admission_findings",
             "Findings in admission requests by rule and action",
             findings.clone(),
+        );
+        let confirmations = Family::<ConfirmationLabels, Counter>::default();
+        registry.register(
+            "admission_confirmations",
+            "Objects asked of the API server before a denial, by answer (present: the view was behind, the finding dropped; absent: the denial stands; unanswered: it warns instead)",
+            confirmations.clone(),
         );
         let cache_synced = Family::<KindLabels, Gauge>::default();
         registry.register(
@@ -276,6 +324,7 @@ impl Metrics {
             requests,
             latency,
             findings,
+            confirmations,
             cache_synced,
             cache_objects,
             cache_stale,

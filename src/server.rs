@@ -4,8 +4,10 @@
 //! The request path reads the body (bounded), then reads the review from it and runs the pure
 //! [`admission::review`] against the cluster view as it is in memory: in place for a body of
 //! typical size, on a blocking thread under a deadline (reading included) for a large one. It
-//! never calls the API server and never waits on a cache. If anything goes wrong once the
-//! request is read, a panic included, it answers "allowed" (the webhook is
+//! never waits on a cache. Its one call to the API server is the confirmation before a denial
+//! for a missing object (metadata GETs, all at once, under a budget of 250 ms by default):
+//! the view lags the API server, so only a confirmed absence denies. If anything goes wrong
+//! once the request is read, a panic included, it answers "allowed" (the webhook is
 //! `failurePolicy: Ignore` in spirit too); before that, an HTTP error, and the failurePolicy
 //! decides.
 
@@ -27,8 +29,12 @@ use tracing::{error, info, warn};
 use crate::admission::{self, ReviewError, Verdict};
 use crate::cluster::ClusterView;
 use crate::cluster::live::LiveView;
-use crate::events::{EventQueue, EventRequest};
-use crate::metrics::{FindingLabels, Metrics, OperationLabel, RequestLabels, RequestResult};
+use crate::confirm::Confirmer;
+use crate::events::EventQueue;
+use crate::metrics::{
+    ConfirmationLabels, ConfirmationResult, FindingLabels, Metrics, OperationLabel, RequestLabels,
+    RequestResult,
+};
 use crate::policy::{Mode, Policy};
 use crate::tls::ServingCert;
 
@@ -45,6 +51,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub events: Option<EventQueue>,
     pub deadline: Duration,
+    /// Asks the API server before a denial for a missing object; `None` for a fixed snapshot,
+    /// which is the truth it was given.
+    pub confirmer: Option<Confirmer>,
     /// Set once the server is listening with a certificate.
     pub serving: Arc<AtomicBool>,
 }
@@ -62,6 +71,7 @@ impl AppState {
             metrics,
             events,
             deadline: DEFAULT_DEADLINE,
+            confirmer: None,
             serving: Arc::new(AtomicBool::new(false)),
         }
     }
@@ -197,7 +207,7 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
             };
         }
     };
-    let (request, verdict) = match decide(&state, body).await {
+    let (request, mut verdict) = match decide(&state, body).await {
         Decided::Verdict(request, verdict) => (request, verdict),
         Decided::Malformed(err) => {
             return http_error(
@@ -214,6 +224,10 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
             );
         }
     };
+    confirm(&state, &mut verdict).await;
+    if let (Some(event), Some(queue)) = (admission::event_for(&verdict, &request), &state.events) {
+        queue.offer(event);
+    }
     let result = if !verdict.allowed {
         RequestResult::Denied
     } else if !verdict.warnings.is_empty() {
@@ -238,6 +252,29 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
         .latency
         .observe(started.elapsed().as_secs_f64());
     response
+}
+
+/// Asks the API server for the objects a denial says are missing, all at once under the
+/// confirmer's budget, and applies the answers (see [`Verdict::confirm`]).
+async fn confirm(state: &AppState, verdict: &mut Verdict) {
+    let Some(confirmer) = &state.confirmer else {
+        return;
+    };
+    let keys = verdict.to_confirm();
+    if keys.is_empty() {
+        return;
+    }
+    let answers = confirmer.confirm(keys).await;
+    for answer in answers.values() {
+        state
+            .metrics
+            .confirmations
+            .get_or_create(&ConfirmationLabels {
+                result: ConfirmationResult::of(answer),
+            })
+            .inc();
+    }
+    verdict.confirm(&answers);
 }
 
 /// Bodies up to this size are read and reviewed on the async worker that received them. Their
@@ -290,13 +327,11 @@ fn read_and_review(
     view: &ClusterView,
     policy: &Policy,
     slot: &ReadSlot,
-) -> Result<Result<(Verdict, Option<EventRequest>), ReviewError>, Failure> {
+) -> Result<Result<Verdict, ReviewError>, Failure> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         let request = Arc::new(admission::parse_review(body)?);
         let _ = slot.set(request.clone());
-        let verdict = admission::review(&request, Some(view), policy);
-        let event = admission::event_for(&verdict, &request);
-        Ok((verdict, event))
+        Ok(admission::review(&request, Some(view), policy))
     }))
     .map_err(|_| Failure::Internal)
 }
@@ -322,19 +357,16 @@ async fn decide(state: &AppState, body: Bytes) -> Decided {
     settle(state, &view, slot.get().cloned(), outcome)
 }
 
-/// Queues the review's Event, or answers a failure: a request read by then is allowed (with a
-/// note, except in audit mode); one not read gets an HTTP error.
+/// Answers a failure: a request read by then is allowed (with a note, except in audit mode);
+/// one not read gets an HTTP error.
 fn settle(
     state: &AppState,
     view: &ClusterView,
     request: Option<Arc<admission::Request>>,
-    outcome: Result<Result<(Verdict, Option<EventRequest>), ReviewError>, Failure>,
+    outcome: Result<Result<Verdict, ReviewError>, Failure>,
 ) -> Decided {
     let failure = match outcome {
-        Ok(Ok((verdict, event))) => {
-            if let (Some(event), Some(queue)) = (event, &state.events) {
-                queue.offer(event);
-            }
+        Ok(Ok(verdict)) => {
             return match request {
                 Some(request) => Decided::Verdict(request, verdict),
                 None => Decided::Unread(Failure::Internal),
