@@ -4,6 +4,15 @@
 
 use std::process::ExitCode;
 
+/// Memory is zeroed when freed. The API server sends a Secret's metadata with the
+/// `kubectl.kubernetes.io/last-applied-configuration` annotation, which holds its data; the
+/// view never keeps it (see `cluster::objects`), but the buffers it was read from are freed
+/// memory that the allocator hands out again without clearing. Zeroed, no Secret value lingers
+/// in the process (a core dump, a heap read) after the read that brought it.
+#[global_allocator]
+static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
+
 use clap::{Parser, Subcommand};
 use virt_preflight::cli::{
     self, CertsArgs, CheckArgs, DiagnoseArgs, Exit, RulesFormat, ServeArgs, WatchArgs,

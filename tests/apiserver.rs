@@ -153,7 +153,8 @@ fn kubectl_apply_of_a_vm_with_a_spec_error_is_denied_with_the_rule_id() {
     );
     for expected in [
         &format!("admission webhook \"{WEBHOOK_NAME}\" denied the request"),
-        "[disk-without-volume] spec.template.spec.domain.devices.disks[2].name",
+        "[disk-without-volume] disk \"data\" names no volume: add that volume or fix the name \
+         — spec.template.spec.domain.devices.disks[2].name",
     ] {
         assert!(
             applied.stderr.contains(expected),
@@ -205,7 +206,9 @@ fn server_dry_run_records_no_event_and_a_real_apply_does() {
     let Some(deployment) = Deployment::with_namespace(namespace, &[]) else {
         return;
     };
-    let warning = "Warning: [image-tag-latest] spec.template.spec.volumes[0].containerDisk.image";
+    let warning = "Warning: [image-tag-latest] image \"quay.io/containerdisks/fedora:latest\" \
+                   is :latest or untagged, pulled IfNotPresent: pin a tag or digest \
+                   — spec.template.spec.volumes[0].containerDisk.image";
 
     let dry = vms::with_latest_image(vms::vm(namespace, "dry"));
     let applied = apply(deployment, &["--dry-run=server"], &[dry]);

@@ -137,9 +137,9 @@ fn a_vm_naming_a_secret_that_does_not_exist_is_denied() {
     let denied = denials(&applied.stderr);
     assert_eq!(denied.len(), 1, "{}", applied.stderr);
     assert!(
-        denied[0].contains(
-            "[secret-not-found] spec.template.spec.volumes[1].cloudInitNoCloud.secretRef.name"
-        ),
+        denied[0].contains("[secret-not-found] Secret \"never-created\" does not exist")
+            && denied[0]
+                .ends_with(" — spec.template.spec.volumes[1].cloudInitNoCloud.secretRef.name"),
         "{}",
         denied[0]
     );

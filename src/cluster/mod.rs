@@ -809,6 +809,31 @@ mod tests {
         assert!(crate::policy::Policy::parse("nodeTemplates: [{name: x, tains: []}]").is_err());
     }
 
+    /// kube-state-metrics' CVE-2019-17110 in this tool would be a Secret's value kept in the
+    /// view: `kubectl apply` leaves the data in the last-applied annotation too.
+    #[test]
+    fn a_secret_leaves_no_byte_of_its_data_in_the_view() {
+        let value = "aHVudGVyMi1zM2NyM3Q="; // base64("hunter2-s3cr3t")
+        let applied = json!({"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": "db", "namespace": "prod"}, "data": {"password": value}});
+        let mut builder = ViewBuilder::new();
+        builder
+            .add(
+                Kind::Secret,
+                &json!({"apiVersion": "v1", "kind": "Secret",
+                    "metadata": {"name": "db", "namespace": "prod", "annotations": {
+                        "kubectl.kubernetes.io/last-applied-configuration": applied.to_string()}},
+                    "data": {"password": value}, "stringData": {"plain": "hunter2"}}),
+            )
+            .unwrap();
+        let view = builder.build();
+        assert_eq!(view.exists(Kind::Secret, "prod", "db"), Lookup::Present(()));
+        let held = format!("{view:?}");
+        for secret in [value, "hunter2", "last-applied"] {
+            assert!(!held.contains(secret), "{secret} in {held}");
+        }
+    }
+
     #[test]
     fn a_relist_replaces_the_kind_whole() {
         let mut builder = ViewBuilder::new();
