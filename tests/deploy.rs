@@ -374,6 +374,17 @@ fn shipped_policy_enforces_and_its_examples_are_valid() {
     let examples = Policy::parse(&uncommented)
         .unwrap_or_else(|err| panic!("the commented examples:\n{uncommented}\n{err}"));
     assert!(!examples.rules.is_empty());
+
+    // So does the commented node template.
+    let uncommented: String = text
+        .lines()
+        .skip_while(|l| !l.starts_with("# nodeTemplates:"))
+        .map_while(|l| l.strip_prefix("# "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let templates = Policy::parse(&uncommented)
+        .unwrap_or_else(|err| panic!("the commented node template:\n{uncommented}\n{err}"));
+    assert_eq!(templates.node_templates.len(), 1);
 }
 
 #[test]

@@ -171,3 +171,21 @@ fn watch_section_shows_what_diagnose_all_prints() {
     let close = after[open..].find("```").unwrap() + open;
     assert_eq!(&after[open..close], stdout, "README shows what it prints");
 }
+
+/// The node templates README shows for cluster-autoscaler and Karpenter are a valid policy.
+#[test]
+fn the_node_templates_example_is_a_valid_policy() {
+    let text = readme();
+    let start = text
+        .find("  ```yaml\n  nodeTemplates:")
+        .expect("README shows nodeTemplates");
+    let block: String = text[start..]
+        .lines()
+        .skip(1)
+        .take_while(|line| line.trim() != "```")
+        .map(|line| format!("{}\n", line.strip_prefix("  ").unwrap_or(line)))
+        .collect();
+    let policy = virt_preflight::policy::Policy::parse(&block)
+        .unwrap_or_else(|err| panic!("{block}\n{err}"));
+    assert_eq!(policy.node_templates.len(), 2);
+}
