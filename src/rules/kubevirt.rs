@@ -43,12 +43,7 @@ mod tests {
             if let Some(permitted) = permitted {
                 configuration["permittedHostDevices"] = permitted;
             }
-            items.push(json!({
-                "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-                "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-                "spec": {"configuration": configuration},
-                "status": {"observedKubeVirtVersion": "v1.6.2"}
-            }));
+            items.push(kubevirt_cr("v1.6.2", configuration));
         })
     }
 

@@ -114,6 +114,10 @@ pub fn dedicated_cpu_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 /// on some node. The amount is the launcher's lower bound, so an unknown KubeVirt CR (memory
 /// overcommit) only makes the rule ask for less.
 pub fn hugepages_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let memory = cx.spec.domain.memory.as_ref();
+    if memory.and_then(|m| m.hugepages.as_ref()).is_none() {
+        return; // the usual VM: no launcher figures needed
+    }
     let Some(hugepages) = cx.launcher().and_then(|l| l.hugepages.as_ref()) else {
         return;
     };
@@ -152,16 +156,6 @@ mod tests {
     use crate::rules::testing::*;
     use serde_json::{Value, json};
 
-    /// A KubeVirt CR at `version` with `configuration`.
-    fn kubevirt(version: &str, configuration: Value) -> Value {
-        json!({
-            "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-            "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-            "spec": {"configuration": configuration},
-            "status": {"observedKubeVirtVersion": version}
-        })
-    }
-
     /// [`BASE_CLUSTER`] with a KubeVirt CR and each node's allocatable / labels edited.
     fn cluster_with(cr: Option<Value>, node: impl Fn(&mut Value)) -> crate::cluster::ClusterView {
         base_cluster_with(|items| {
@@ -178,7 +172,7 @@ mod tests {
 
     #[test]
     fn kvm_unavailable_when_every_matching_node_lists_none() {
-        let cr = || Some(kubevirt("v1.6.2", json!({})));
+        let cr = || Some(kubevirt_cr("v1.6.2", json!({})));
         let broken = cluster_with(cr(), kvm("0"));
         assert_eq!(
             fired_in(valid_vm(), &broken),
@@ -207,7 +201,7 @@ mod tests {
 
     #[test]
     fn kvm_unavailable_follows_emulation_and_the_hypervisor() {
-        let emulating = kubevirt(
+        let emulating = kubevirt_cr(
             "v1.6.2",
             json!({"developerConfiguration": {"useEmulation": true}}),
         );
@@ -216,7 +210,7 @@ mod tests {
             vec![]
         );
         let hyperv = |gates: Value| {
-            kubevirt(
+            kubevirt_cr(
                 "v1.8.0",
                 json!({"developerConfiguration": {"featureGates": gates},
                        "hypervisors": [{"name": "hyperv-direct"}]}),
@@ -254,7 +248,7 @@ mod tests {
 
     #[test]
     fn dedicated_cpu_unavailable_reads_the_label_of_the_release() {
-        let at = |version: &str| Some(kubevirt(version, json!({})));
+        let at = |version: &str| Some(kubevirt_cr(version, json!({})));
         // 1.8 selects kubevirt.io/cpumanager; a node with only the old label does not do.
         assert_eq!(
             fired_in(
@@ -298,7 +292,7 @@ mod tests {
     #[test]
     fn dedicated_cpu_unavailable_says_what_to_turn_on() {
         let message = |configuration: Value| {
-            let view = cluster_with(Some(kubevirt("v1.8.1", configuration)), |_| ());
+            let view = cluster_with(Some(kubevirt_cr("v1.8.1", configuration)), |_| ());
             findings_in(dedicated(), &view)[0].message.clone()
         };
         assert_eq!(
@@ -328,7 +322,7 @@ mod tests {
     #[test]
     fn hugepages_unavailable_compares_the_guest_with_the_pages() {
         let path = "spec.template.spec.domain.memory.hugepages.pageSize";
-        let cr = || Some(kubevirt("v1.6.2", json!({})));
+        let cr = || Some(kubevirt_cr("v1.6.2", json!({})));
         assert_eq!(
             fired_in(hugepages("8Gi"), &cluster_with(cr(), pages("0"))),
             vec![(HugepagesUnavailable, path.into())]
@@ -368,10 +362,10 @@ mod tests {
                 json!({"guest": "8Gi", "hugepages": {"pageSize": "1Gi"}});
             spec(vm)["domain"]["resources"] = json!({"requests": {"memory": "2Gi"}});
         });
-        let cr = Some(kubevirt("v1.6.2", json!({})));
+        let cr = Some(kubevirt_cr("v1.6.2", json!({})));
         assert_eq!(fired_in(requested, &cluster_with(cr, pages("4Gi"))), vec![]);
         // memoryOvercommit 200 asks for half the guest: 4Gi of pages do for 8Gi.
-        let overcommit = kubevirt(
+        let overcommit = kubevirt_cr(
             "v1.6.2",
             json!({"developerConfiguration": {"memoryOvercommit": 200}}),
         );

@@ -393,11 +393,7 @@ mod tests {
                        "conditions": [{"type": "Ready", "status": "True"}]}
         })];
         if kubevirt {
-            items.push(json!({
-                "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-                "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-                "status": {"observedKubeVirtVersion": "v1.8.1", "defaultArchitecture": "amd64"}
-            }));
+            items.push(kubevirt_cr("v1.8.1", json!({})));
         }
         cluster(&json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string())
     }
@@ -456,12 +452,10 @@ mod tests {
         };
         let with_overcommit = |percent: u32| {
             base_cluster_with(|items| {
-                items.push(json!({
-                    "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-                    "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-                    "spec": {"configuration": {"developerConfiguration": {"memoryOvercommit": percent}}},
-                    "status": {"observedKubeVirtVersion": "v1.6.2"}
-                }))
+                items.push(kubevirt_cr(
+                    "v1.6.2",
+                    json!({"developerConfiguration": {"memoryOvercommit": percent}}),
+                ))
             })
         };
         assert_eq!(fired_in(guest_only(), &with_overcommit(100)).len(), 1);

@@ -6,12 +6,7 @@ use crate::rules::testing::*;
 /// [`BASE_CLUSTER`] with a KubeVirt CR at `version` and an RWX claim `shared-pvc`.
 fn view(version: &str, configuration: Value) -> crate::cluster::ClusterView {
     base_cluster_with(|items| {
-        items.push(json!({
-            "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-            "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-            "spec": {"configuration": configuration},
-            "status": {"observedKubeVirtVersion": version}
-        }));
+        items.push(kubevirt_cr(version, configuration));
         items.push(json!({
             "apiVersion": "v1", "kind": "PersistentVolumeClaim",
             "metadata": {"name": "shared-pvc", "namespace": "default"},
@@ -115,12 +110,10 @@ fn claims_of_unknown_access_modes_are_no_reason() {
         vec![(PvcNotFound, DATA.into())]
     );
     let unlisted = base_cluster_with(|items| {
-        items.push(json!({
-            "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
-            "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
-            "spec": {"configuration": {"evictionStrategy": "LiveMigrate"}},
-            "status": {"observedKubeVirtVersion": "v1.6.2"}
-        }));
+        items.push(kubevirt_cr(
+            "v1.6.2",
+            json!({"evictionStrategy": "LiveMigrate"}),
+        ));
     });
     assert_eq!(fired_in(vm_on("data-pvc", None), &unlisted), vec![]);
 }
