@@ -1,6 +1,8 @@
 //! Cluster rules on synthetic views of 10, 500 and 5,000 nodes with 100,000 Secrets: the time
 //! to check one VM with every cluster rule, and the memory the view holds; and the cost of one
-//! Secret watch event to the view at 1,000 and 100,000 Secrets.
+//! Secret watch event to the view at 1,000 and 100,000 Secrets. The VM uses what each rule
+//! looks at (a GPU, dedicated CPUs, hugepages, LiveMigrate eviction, …) and the view has it, so
+//! every rule does its whole work and the VM stays clean.
 //!
 //! `cargo bench --bench cluster` (prints the view's resident memory before criterion's figures).
 
@@ -24,6 +26,8 @@ fn node(i: usize) -> Value {
         "kubevirt.io/schedulable": "true",
         "cpu-model.node.kubevirt.io/Haswell": "true",
         "node.kubernetes.io/instance-type": format!("m{}.large", i % 7),
+        "kubevirt.io/cpumanager": "true",
+        "cpumanager": "true",
     });
     let gpu = i % 10 == 1;
     if gpu {
@@ -33,7 +37,8 @@ fn node(i: usize) -> Value {
         "metadata": {"name": format!("worker-{i}"), "labels": labels},
         "spec": {"taints": if gpu { json!([{"key": "nvidia.com/gpu", "value": "present", "effect": "NoSchedule"}]) } else { json!([]) }},
         "status": {
-            "allocatable": {"cpu": "32", "memory": "128Gi", "nvidia.com/GA102GL_A10": if gpu { "2" } else { "0" }},
+            "allocatable": {"cpu": "32", "memory": "128Gi", "nvidia.com/GA102GL_A10": if gpu { "2" } else { "0" },
+                            "devices.kubevirt.io/kvm": "1k", "hugepages-2Mi": "8Gi"},
             "conditions": [{"type": "Ready", "status": "True"}]
         }
     })
@@ -61,11 +66,26 @@ fn view(nodes: usize) -> ClusterView {
             )
             .unwrap();
     }
+    for claim in ["data-pvc", "data-dv"] {
+        builder
+            .add(
+                Kind::PersistentVolumeClaim,
+                &json!({"metadata": {"name": claim, "namespace": "ns-7"},
+                "spec": {"storageClassName": "standard", "accessModes": ["ReadWriteMany"]},
+                "status": {"phase": "Bound"}}),
+            )
+            .unwrap();
+    }
     builder
         .add(
-            Kind::PersistentVolumeClaim,
-            &json!({"metadata": {"name": "data-pvc", "namespace": "ns-7"},
-            "spec": {"storageClassName": "standard"}, "status": {"phase": "Bound"}}),
+            Kind::KubeVirt,
+            &json!({"metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+            "spec": {"configuration": {
+                "developerConfiguration": {"featureGates": ["CPUManager", "VGPULiveMigration"]},
+                "evictionStrategy": "LiveMigrate",
+                "permittedHostDevices": {"mediatedDevices": [
+                    {"mdevNameSelector": "NVIDIA A10-4Q", "resourceName": "nvidia.com/GA102GL_A10"}]}}},
+            "status": {"observedKubeVirtVersion": "v1.9.0", "defaultArchitecture": "amd64"}}),
         )
         .unwrap();
     builder
@@ -103,8 +123,16 @@ fn view(nodes: usize) -> ClusterView {
             &json!({"metadata": {"name": "fedora"}}),
         )
         .unwrap();
-    builder.mark_known(Kind::VirtualMachineInstancetype);
-    builder.mark_known(Kind::VirtualMachinePreference);
+    for kind in [
+        Kind::VirtualMachineInstancetype,
+        Kind::VirtualMachinePreference,
+        Kind::ResourceQuota,
+        Kind::LimitRange,
+        Kind::DataSource,
+        Kind::VirtualMachine,
+    ] {
+        builder.mark_known(kind);
+    }
     builder.build()
 }
 
@@ -118,7 +146,7 @@ fn vm() -> VirtualMachine {
             "instancetype": {"name": "u1.large"},
             "preference": {"name": "fedora"},
             "dataVolumeTemplates": [{"metadata": {"name": "root-dv"}, "spec": {
-                "storage": {"resources": {"requests": {"storage": "30Gi"}}},
+                "storage": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "30Gi"}}},
                 "source": {"registry": {"url": "docker://quay.io/containerdisks/fedora:41", "secretRef": "secret-7", "certConfigMap": "sysprep"}}}}],
             "template": {"spec": {
                 "priorityClassName": "vm-high",
@@ -128,13 +156,13 @@ fn vm() -> VirtualMachine {
                 "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
                 "accessCredentials": [{"sshPublicKey": {"source": {"secret": {"secretName": "secret-107"}}, "propagationMethod": {"noCloud": {}}}}],
                 "domain": {
-                    "cpu": {"model": "Haswell", "cores": 4},
+                    "cpu": {"model": "Haswell", "dedicatedCpuPlacement": true},
+                    "memory": {"hugepages": {"pageSize": "2Mi"}},
                     "devices": {
                         "disks": [{"name": "root", "disk": {}, "bootOrder": 1}, {"name": "data", "disk": {}}, {"name": "dv", "disk": {}}, {"name": "ci", "disk": {}}],
                         "interfaces": [{"name": "default", "masquerade": {}}, {"name": "storage", "bridge": {}}],
                         "gpus": [{"name": "gpu1", "deviceName": "nvidia.com/GA102GL_A10"}]
-                    },
-                    "resources": {"requests": {"memory": "16Gi", "cpu": "4"}}
+                    }
                 },
                 "networks": [{"name": "default", "pod": {}}, {"name": "storage", "multus": {"networkName": "storage-net"}}],
                 "volumes": [

@@ -75,6 +75,17 @@ pub struct Configuration {
     auto_cpu_limit_selector: Option<LabelSelector>,
     /// `network.binding`: the binding plugins, by name.
     pub network_bindings: BTreeMap<CompactString, NetworkBinding>,
+    /// `network.defaultNetworkInterface` (default bridge).
+    pub default_network_interface: DefaultNetworkInterface,
+}
+
+/// The binding of the pod interface KubeVirt adds to a VM that names no interface and no
+/// network (`SetDefaultNetworkInterface`, all releases).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DefaultNetworkInterface {
+    Bridge,
+    Masquerade,
+    Slirp,
 }
 
 /// `permittedHostDevices`: the resource names each list allows.
@@ -516,12 +527,12 @@ impl Configuration {
             return None;
         }
         let network = raw.network.unwrap_or_default();
-        if !matches!(
-            network.default_network_interface.as_deref(),
-            None | Some("" | "bridge" | "slirp" | "masquerade")
-        ) {
-            return None;
-        }
+        let default_network_interface = match network.default_network_interface.as_deref() {
+            None | Some("" | "bridge") => DefaultNetworkInterface::Bridge,
+            Some("masquerade") => DefaultNetworkInterface::Masquerade,
+            Some("slirp") => DefaultNetworkInterface::Slirp,
+            Some(_) => return None,
+        };
         let default_cpu_request = ParsedQuantity::parse("100m").ok()?;
         let cpu_request = match raw.cpu_request {
             None => None,
@@ -580,6 +591,7 @@ impl Configuration {
                 .map_or(EvictionStrategy::None, EvictionStrategy::parse),
             auto_cpu_limit_selector: raw.auto_cpu_limit_namespace_label_selector,
             network_bindings,
+            default_network_interface,
         })
     }
 }

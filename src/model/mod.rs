@@ -225,6 +225,8 @@ pub struct VmiSpec {
     pub architecture: Option<CompactString>,
     pub liveness_probe: Option<Probe>,
     pub readiness_probe: Option<Probe>,
+    /// `evictionStrategy`: what a node drain does to the VM (else the KubeVirt CR's).
+    pub eviction_strategy: Option<CompactString>,
 }
 
 /// A probe: only whether it runs a command in the launcher (`exec`) matters.
@@ -278,6 +280,8 @@ pub struct Devices {
     #[serde(default)]
     pub host_devices: Vec<HostDevice>,
     pub autoattach_graphics_device: Option<bool>,
+    /// `false` stops KubeVirt from adding its default pod interface to a VM that names none.
+    pub autoattach_pod_interface: Option<bool>,
     pub tpm: Option<Tpm>,
 }
 
@@ -313,7 +317,9 @@ pub struct Interface {
     pub name: CompactString,
     pub boot_order: Option<i64>,
     /// Bindings that change what the launcher asks for (VFIO memory, passt's overhead, a
-    /// binding plugin's declared overhead).
+    /// binding plugin's declared overhead) or whether the VM can live-migrate.
+    pub bridge: Option<Present>,
+    pub masquerade: Option<Present>,
     pub sriov: Option<Present>,
     pub passt: Option<Present>,
     pub passt_binding: Option<Present>,
@@ -692,6 +698,8 @@ pub struct EmptyDiskSource {
 pub struct HostDiskSource {
     pub path: Option<CompactString>,
     pub capacity: Option<QuantityText>,
+    /// Only a shared host disk lets the VM live-migrate.
+    pub shared: Option<bool>,
 }
 
 /// `v1.AccessCredential`: the Secrets it names are what the cluster rules look up.

@@ -6,7 +6,8 @@ use std::cell::OnceCell;
 use foldhash::{HashMap, HashMapExt};
 
 use super::small_set::{SCAN_UP_TO, SmallSet};
-use crate::cluster::{ClusterView, NodeSet};
+use crate::cluster::{ClusterView, KubeVirt, NodeSet};
+use crate::launcher::{self, LauncherInput, LauncherRequest, NamespaceFacts};
 use crate::model::{TEMPLATE_SPEC, VirtualMachine, VmiSpec, Volume};
 
 /// Where a disk of the effective list comes from.
@@ -43,6 +44,25 @@ impl EffectiveDisk<'_> {
     }
 }
 
+/// A GPU or host device a device plugin serves: it names a `deviceName` and no DRA
+/// `claimRequest` (DRA devices become ResourceClaims, not resources of the pod).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PluginDevice<'a> {
+    /// `gpus` or `hostDevices`.
+    pub list: &'static str,
+    pub index: usize,
+    pub name: &'a str,
+}
+
+impl PluginDevice<'_> {
+    pub fn path(&self) -> String {
+        format!(
+            "{TEMPLATE_SPEC}.domain.devices.{}[{}].deviceName",
+            self.list, self.index
+        )
+    }
+}
+
 /// The nodes a VM could land on, stage by stage, as the scheduler filters them. A stage that
 /// filters nothing out is the set before it, and a set the index holds is borrowed from it:
 /// for the usual VM (one nodeSelector label, tolerations of nothing, ready nodes) no set is
@@ -70,6 +90,7 @@ pub struct VmContext<'a> {
     volumes_by_name: Option<HashMap<&'a str, &'a Volume>>,
     pub disks: Vec<EffectiveDisk<'a>>,
     placement: OnceCell<Option<Placement<'a>>>,
+    launcher: OnceCell<Option<LauncherRequest>>,
 }
 
 impl<'a> VmContext<'a> {
@@ -125,7 +146,60 @@ impl<'a> VmContext<'a> {
             volumes_by_name,
             disks,
             placement: OnceCell::new(),
+            launcher: OnceCell::new(),
         }
+    }
+
+    /// The VM's GPUs and host devices that a device plugin serves, in the order KubeVirt
+    /// lists them (GPUs first).
+    pub fn plugin_devices(&self) -> impl Iterator<Item = PluginDevice<'a>> + use<'a> {
+        let devices = &self.spec.domain.devices;
+        let gpus = devices.gpus.iter().enumerate().map(|(index, gpu)| {
+            (
+                "gpus",
+                index,
+                gpu.device_name.as_deref(),
+                gpu.claim_request.is_some(),
+            )
+        });
+        let host_devices = devices
+            .host_devices
+            .iter()
+            .enumerate()
+            .map(|(index, device)| {
+                let claimed = device.claim_request.is_some();
+                ("hostDevices", index, device.device_name.as_deref(), claimed)
+            });
+        gpus.chain(host_devices)
+            .filter_map(|(list, index, name, claimed)| {
+                let name = name.filter(|n| !n.is_empty() && !claimed)?;
+                Some(PluginDevice { list, index, name })
+            })
+    }
+
+    /// The cluster's KubeVirt CR, when the view has one.
+    pub fn kubevirt(&self) -> Option<&'a KubeVirt> {
+        self.cluster?.kubevirt().present()
+    }
+
+    /// What the VM's launcher pod asks for, as KubeVirt computes it (ranges over what is
+    /// unknown: no CR, an instancetype the view does not hold); `None` when the VM cannot be
+    /// judged. Computed once and shared by the capacity, quota and LimitRange rules.
+    pub fn launcher(&self) -> Option<&LauncherRequest> {
+        self.launcher
+            .get_or_init(|| {
+                launcher::request(&LauncherInput {
+                    vm: self.vm,
+                    kubevirt: self.kubevirt(),
+                    // The view keeps instancetypes by name only: the launcher then widens
+                    // what the instancetype would set.
+                    instancetype: None,
+                    // The namespace's quotas and labels change only the limits KubeVirt adds
+                    // (left as ranges here), never the requests.
+                    namespace: NamespaceFacts::default(),
+                })
+            })
+            .as_ref()
     }
 
     /// Where the scheduler could put the VM; `None` when Nodes are unknown. Computed once and

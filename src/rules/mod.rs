@@ -7,7 +7,10 @@
 mod boot;
 mod context;
 mod image;
+mod kubevirt;
+mod migration;
 mod network;
+mod node_features;
 mod references;
 mod registry;
 mod resources;
@@ -19,7 +22,7 @@ mod volumes;
 
 use std::collections::BTreeSet;
 
-pub use context::{DiskOrigin, EffectiveDisk, Placement, VmContext};
+pub use context::{DiskOrigin, EffectiveDisk, Placement, PluginDevice, VmContext};
 pub use registry::{REGISTRY, RuleId, RuleInfo, Scope, UnknownRuleId};
 
 use crate::cluster::{ClusterView, ObjectKey};

@@ -8,8 +8,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckFn, boot, image, network, references, resources, run_strategy, scheduling, storage,
-    volumes,
+    CheckFn, boot, image, kubevirt, migration, network, node_features, references, resources,
+    run_strategy, scheduling, storage, volumes,
 };
 use crate::cluster::Kind;
 use crate::finding::Severity;
@@ -53,6 +53,11 @@ pub enum RuleId {
     ResourcesExceedCapacity,
     CpuModelUnavailable,
     DeviceUnavailable,
+    KvmUnavailable,
+    DedicatedCpuUnavailable,
+    HugepagesUnavailable,
+    HostDeviceNotPermitted,
+    EvictionNotMigratable,
     NetworkAttachmentNotFound,
     InstancetypeNotFound,
     PriorityClassNotFound,
@@ -401,7 +406,7 @@ pub static REGISTRY: &[RuleInfo] = &[
         ResourcesExceedCapacity,
         "resources-exceed-capacity",
         &[Kind::Node],
-        "the VM's CPU or memory request is above every matching node's allocatable",
+        "the launcher pod's CPU or memory request, overhead included, is above every matching node's allocatable",
         scheduling::resources_exceed_capacity,
     ),
     cluster_rule(
@@ -418,6 +423,44 @@ pub static REGISTRY: &[RuleInfo] = &[
         "a GPU or host device is allocatable on no matching node",
         scheduling::device_unavailable,
     ),
+    cluster_rule(
+        KvmUnavailable,
+        "kvm-unavailable",
+        &[Kind::Node, Kind::KubeVirt],
+        "no matching node has devices.kubevirt.io/kvm and KubeVirt does not emulate",
+        node_features::kvm_unavailable,
+    ),
+    cluster_rule(
+        DedicatedCpuUnavailable,
+        "dedicated-cpu-unavailable",
+        &[Kind::Node, Kind::KubeVirt],
+        "dedicatedCpuPlacement, and no matching node is labelled as a CPU-manager node",
+        node_features::dedicated_cpu_unavailable,
+    ),
+    cluster_rule(
+        HugepagesUnavailable,
+        "hugepages-unavailable",
+        &[Kind::Node],
+        "no matching node has enough hugepages of the VM's pageSize allocatable",
+        node_features::hugepages_unavailable,
+    ),
+    cluster_rule(
+        HostDeviceNotPermitted,
+        "host-device-not-permitted",
+        &[Kind::KubeVirt],
+        "a GPU or host device is not in the KubeVirt CR's permittedHostDevices",
+        kubevirt::host_device_not_permitted,
+    ),
+    RuleInfo {
+        severity: Warning,
+        ..cluster_rule(
+            EvictionNotMigratable,
+            "eviction-not-migratable",
+            &[Kind::KubeVirt],
+            "evictionStrategy LiveMigrate on a VM that cannot live-migrate (node drains block)",
+            migration::eviction_not_migratable,
+        )
+    },
     cluster_rule(
         NetworkAttachmentNotFound,
         "network-attachment-not-found",

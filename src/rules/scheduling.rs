@@ -3,7 +3,8 @@
 //! conservative: allocatable, not what is free, so only a VM that could never fit fires.
 
 use super::{Emitter, VmContext};
-use crate::model::{ParsedQuantity, QuantityText, TEMPLATE_SPEC};
+use crate::cluster::KubeVirt;
+use crate::model::{ParsedQuantity, TEMPLATE_SPEC};
 
 fn selector_text(cx: &VmContext<'_>) -> String {
     cx.spec
@@ -106,43 +107,34 @@ pub fn no_schedulable_node(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     );
 }
 
-/// What the launcher pod will request at least: explicit requests (or limits, which
-/// Kubernetes copies into absent requests), else guest memory, and whole CPUs for dedicated
-/// placement. Shared vCPUs are requested at a fraction (cpuAllocationRatio), so they do not
-/// count: counting them would report VMs that run.
-fn minimum_request(cx: &VmContext<'_>) -> (Option<ParsedQuantity>, Option<ParsedQuantity>) {
-    let domain = &cx.spec.domain;
-    let resources = &domain.resources;
-    let amount = |name: &str| {
-        resources
-            .requests
-            .get(name)
-            .or_else(|| resources.limits.get(name))
-            .and_then(|q: &QuantityText| q.parse().ok())
-    };
-    let guest = domain
-        .memory
-        .as_ref()
-        .and_then(|m| m.guest.as_ref())
-        .and_then(|q| q.parse().ok());
-    // The launcher pod asks for the memory request, else the limit, else the guest memory:
-    // a guest larger than its request is overcommitted on purpose, not a bigger pod.
-    let memory = amount("memory").or(guest);
-    let dedicated_cpus = domain
-        .cpu
-        .as_ref()
-        .filter(|c| c.dedicated_cpu_placement == Some(true))
-        .map(|c| {
-            // Three u32 counts can pass u64: saturate (no node has that many CPUs anyway).
-            let count = u64::from(c.cores.unwrap_or(1))
-                .saturating_mul(u64::from(c.sockets.unwrap_or(1)))
-                .saturating_mul(u64::from(c.threads.unwrap_or(1)));
-            ParsedQuantity::from_integer(count)
-        });
-    let cpu = amount("cpu").max(dedicated_cpus);
-    (cpu, memory)
+/// A byte amount for messages: whole Gi (`8Gi`), else Mi rounded up (`64052Mi`), so that a
+/// request and an allocatable compare at a glance.
+pub(super) fn memory_text(amount: ParsedQuantity) -> String {
+    const MI: u128 = 1 << 20;
+    const GI: u128 = 1 << 30;
+    match amount.ceil_scaled(0) {
+        Some(bytes) if bytes >= GI && bytes % GI == 0 => format!("{}Gi", bytes / GI),
+        Some(bytes) => format!("{}Mi", bytes.div_ceil(MI)),
+        None => amount.to_string(),
+    }
 }
 
+/// CPUs for messages: whole, else millicores rounded up (as the scheduler counts them).
+fn cpu_text(amount: ParsedQuantity) -> String {
+    match amount.ceil_scaled(-3) {
+        Some(millis) if millis % 1000 == 0 => (millis / 1000).to_string(),
+        Some(millis) => format!("{millis}m"),
+        None => amount.to_string(),
+    }
+}
+
+/// The launcher pod's CPU and memory requests as KubeVirt computes them ([`crate::launcher`]:
+/// the VM's request, else its limit, else guest × 100 ÷ memoryOvercommit, plus KubeVirt's
+/// overhead; CPU by request, cpuRequest, cpuAllocationRatio or whole dedicated CPUs), against
+/// the allocatable of the nodes the VM could land on. The lower bound (`at_least`) over every
+/// release and configuration the view allows is compared, so a VM that some possible KubeVirt
+/// would fit is never reported; without a KubeVirt CR that bound leaves out what the CR
+/// decides (guest-derived memory, ratio-derived CPUs). Hugepages are their own rule.
 pub fn resources_exceed_capacity(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let (Some(placement), Some(nodes)) = (cx.placement(), cx.cluster.and_then(|v| v.nodes()))
     else {
@@ -151,7 +143,12 @@ pub fn resources_exceed_capacity(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     if placement.schedulable.is_clear() {
         return;
     }
-    let (cpu, memory) = minimum_request(cx);
+    let Some(launcher) = cx.launcher() else {
+        return;
+    };
+    let positive = |q: ParsedQuantity| (q > ParsedQuantity::ZERO).then_some(q);
+    let cpu = positive(launcher.cpu.request.at_least);
+    let memory = positive(launcher.memory.request.at_least);
     if cpu.is_none() && memory.is_none() {
         return;
     }
@@ -162,22 +159,51 @@ pub fn resources_exceed_capacity(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         return;
     }
     let (largest_cpu, largest_memory) = nodes.largest(&placement.schedulable);
-    let show = |q: Option<ParsedQuantity>| q.map_or_else(|| "?".to_string(), |q| q.to_string());
-    let path = match (memory, largest_memory) {
-        (Some(want), Some(have)) if want > have => {
-            format!("{TEMPLATE_SPEC}.domain.resources.requests.memory")
-        }
-        _ => format!("{TEMPLATE_SPEC}.domain.resources.requests.cpu"),
+    let above = |want: Option<ParsedQuantity>, have: Option<ParsedQuantity>| {
+        want.zip(have).filter(|(want, have)| want > have)
+    };
+    // The overhead is in the request unless the VM overcommits it (and has no hugepages, whose
+    // memory request is the overhead).
+    let with_overhead = cx.spec.domain.resources.overcommit_guest_overhead != Some(true)
+        || launcher.hugepages.is_some();
+    let overhead = positive(launcher.memory_overhead.at_least)
+        .filter(|_| with_overhead)
+        .map(|o| format!(" ({} KubeVirt overhead)", memory_text(o)))
+        .unwrap_or_default();
+    let (field, message) = if let Some((want, have)) = above(memory, largest_memory) {
+        (
+            "memory",
+            format!(
+                "launcher pod needs {} memory{overhead}; the largest matching node has {}: lower it or add a node",
+                memory_text(want),
+                memory_text(have)
+            ),
+        )
+    } else if let Some((want, have)) = above(cpu, largest_cpu) {
+        (
+            "cpu",
+            format!(
+                "launcher pod needs {} CPUs; the largest matching node has {}: lower it or add a node",
+                cpu_text(want),
+                cpu_text(have)
+            ),
+        )
+    } else {
+        let show = |q: Option<ParsedQuantity>, text: fn(ParsedQuantity) -> String| {
+            q.map_or_else(|| "?".to_string(), text)
+        };
+        (
+            "cpu",
+            format!(
+                "launcher pod needs {} CPUs and {} memory{overhead}; no matching node has both",
+                show(cpu, cpu_text),
+                show(memory, memory_text)
+            ),
+        )
     };
     out.emit(
-        path,
-        format!(
-            "needs cpu {} and memory {} bytes; no matching node has that (largest: cpu {}, memory {})",
-            show(cpu),
-            show(memory),
-            show(largest_cpu),
-            show(largest_memory)
-        ),
+        format!("{TEMPLATE_SPEC}.domain.resources.requests.{field}"),
+        message,
     );
 }
 
@@ -215,6 +241,8 @@ pub fn cpu_model_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     }
 }
 
+/// A device KubeVirt's CR does not permit is `host-device-not-permitted`'s: virt-controller
+/// stops before the scheduler would look for it.
 pub fn device_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let (Some(placement), Some(nodes)) = (cx.placement(), cx.cluster.and_then(|v| v.nodes()))
     else {
@@ -223,29 +251,23 @@ pub fn device_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     if placement.schedulable.is_clear() {
         return;
     }
-    let devices = &cx.spec.domain.devices;
-    let gpus = devices
-        .gpus
-        .iter()
-        .enumerate()
-        .map(|(i, g)| (format!("gpus[{i}]"), g.device_name.as_deref()));
-    let host_devices = devices
-        .host_devices
-        .iter()
-        .enumerate()
-        .map(|(i, h)| (format!("hostDevices[{i}]"), h.device_name.as_deref()));
-    for (field, device) in gpus.chain(host_devices) {
-        let Some(device) = device.filter(|d| !d.is_empty()) else {
-            continue; // DRA claims name no device resource
-        };
+    let permitted = cx
+        .kubevirt()
+        .and_then(KubeVirt::configuration)
+        .and_then(|c| c.permitted_host_devices.as_ref());
+    for device in cx.plugin_devices() {
+        if permitted.is_some_and(|p| !p.permits(device.name)) {
+            continue;
+        }
         if nodes
-            .with_resource(&placement.schedulable, device)
+            .with_resource(&placement.schedulable, device.name)
             .is_clear()
         {
             out.emit(
-                format!("{TEMPLATE_SPEC}.domain.devices.{field}.deviceName"),
+                device.path(),
                 format!(
-                    "device {device:?} is allocatable on none of {} matching nodes",
+                    "device {:?} is allocatable on none of {} matching nodes",
+                    device.name,
                     placement.schedulable.count_ones(..)
                 ),
             );
@@ -354,12 +376,62 @@ mod tests {
                 "spec.template.spec.domain.resources.requests.memory".into()
             )]
         );
-        assert_eq!(fired_in(sized("64Gi"), &view), vec![]);
+        assert_eq!(fired_in(sized("60Gi"), &view), vec![]);
         let tolerating = valid_vm_with(|vm| {
             spec(vm)["domain"]["resources"] = json!({"requests": {"memory": "100Gi"}});
             gpu_toleration(vm);
         });
         assert_eq!(fired_in(tolerating, &view), vec![]);
+    }
+
+    /// One node with `memory` allocatable, and a KubeVirt v1.8.1 CR on amd64 when `kubevirt`.
+    fn one_node(memory: &str, kubevirt: bool) -> crate::cluster::ClusterView {
+        let mut items = vec![json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": "edge", "labels": {"kubevirt.io/schedulable": "true"}},
+            "status": {"allocatable": {"cpu": "16", "memory": memory},
+                       "conditions": [{"type": "Ready", "status": "True"}]}
+        })];
+        if kubevirt {
+            items.push(kubevirt_cr("v1.8.1", json!({})));
+        }
+        cluster(&json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string())
+    }
+
+    #[test]
+    fn the_launcher_overhead_decides_a_vm_at_the_edge() {
+        // 2Gi requested, 1 vCPU, graphics on. KubeVirt v1.8 (GetMemoryOverhead,
+        // hypervisorbackend.go): page tables floor(2,147,484,000 / 512) = 4Mi, daemons 220Mi,
+        // one vCPU 8Mi, IO thread 8Mi, video 32Mi: 272Mi. The pod asks 2Gi + 272Mi = 2320Mi.
+        let vm = valid_vm_with(|vm| {
+            spec(vm)["domain"]["cpu"] = json!({"cores": 1});
+            spec(vm)["domain"]["memory"]["guest"] = json!("2Gi");
+            spec(vm)["domain"]["resources"] = json!({"requests": {"memory": "2Gi"}});
+        });
+        let memory = "spec.template.spec.domain.resources.requests.memory";
+        // Fits without the overhead (2Gi < 2148Mi), not with it: reported, with or without
+        // the CR (the smallest overhead of any release is 246Mi here).
+        for kubevirt in [true, false] {
+            assert_eq!(
+                fired_in(vm.clone(), &one_node("2148Mi", kubevirt)),
+                vec![(ResourcesExceedCapacity, memory.into())],
+                "CR known: {kubevirt}"
+            );
+        }
+        assert_eq!(
+            findings_in(vm.clone(), &one_node("2319Mi", true))[0].message,
+            "launcher pod needs 2320Mi memory (272Mi KubeVirt overhead); \
+             the largest matching node has 2319Mi: lower it or add a node"
+        );
+        // Fits with the overhead: not reported.
+        assert_eq!(fired_in(vm.clone(), &one_node("2320Mi", true)), vec![]);
+        // Overhead the VM overcommits is not in the request.
+        let overcommitted = valid_vm_with(|vm| {
+            spec(vm)["domain"]["cpu"] = json!({"cores": 1});
+            spec(vm)["domain"]["resources"] =
+                json!({"requests": {"memory": "2Gi"}, "overcommitGuestOverhead": true});
+        });
+        assert_eq!(fired_in(overcommitted, &one_node("2148Mi", true)), vec![]);
     }
 
     #[test]
@@ -371,11 +443,25 @@ mod tests {
             spec(vm)["domain"]["memory"]["guest"] = json!("100Gi");
         });
         assert_eq!(fired_in(overcommitted, &view), vec![]);
-        // Without a request or limit, the guest memory is what the pod asks for.
-        let guest_only = valid_vm_with(|vm| {
-            spec(vm)["domain"]["memory"]["guest"] = json!("100Gi");
-        });
-        assert_eq!(fired_in(guest_only, &view).len(), 1);
+        // Without a request or limit, KubeVirt asks for guest × 100 ÷ memoryOvercommit.
+        let guest_only = || {
+            valid_vm_with(|vm| {
+                spec(vm)["domain"]["resources"] = json!({});
+                spec(vm)["domain"]["memory"]["guest"] = json!("100Gi");
+            })
+        };
+        let with_overcommit = |percent: u32| {
+            base_cluster_with(|items| {
+                items.push(kubevirt_cr(
+                    "v1.6.2",
+                    json!({"developerConfiguration": {"memoryOvercommit": percent}}),
+                ))
+            })
+        };
+        assert_eq!(fired_in(guest_only(), &with_overcommit(100)).len(), 1);
+        assert_eq!(fired_in(guest_only(), &with_overcommit(200)), vec![]);
+        // Without the CR the overcommit is unknown: the guest alone proves nothing.
+        assert_eq!(fired_in(guest_only(), &view), vec![]);
     }
 
     #[test]
@@ -408,12 +494,13 @@ mod tests {
                 "dedicatedCpuPlacement": true
             });
         });
+        // Go multiplies the counts in uint32: 4,294,967,295 vCPUs, whose 8Mi of page tables
+        // each make the memory overhead the first thing no node has.
+        let found = findings_in(huge, &view);
+        assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!(
-            fired_in(huge, &view),
-            vec![(
-                ResourcesExceedCapacity,
-                "spec.template.spec.domain.resources.requests.cpu".into()
-            )]
+            found[0].path,
+            "spec.template.spec.domain.resources.requests.memory"
         );
     }
 

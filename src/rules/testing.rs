@@ -127,6 +127,17 @@ items:
 - {apiVersion: instancetype.kubevirt.io/v1beta1, kind: VirtualMachineClusterPreference, metadata: {name: fedora}}
 "#;
 
+/// The KubeVirt CR as a snapshot item: `status.observedKubeVirtVersion` = `version`, amd64,
+/// `spec.configuration` = `configuration`.
+pub fn kubevirt_cr(version: &str, configuration: Value) -> Value {
+    serde_json::json!({
+        "apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+        "metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+        "spec": {"configuration": configuration},
+        "status": {"observedKubeVirtVersion": version, "defaultArchitecture": "amd64"}
+    })
+}
+
 /// A view built from snapshot YAML.
 pub fn cluster(yaml: &str) -> crate::cluster::ClusterView {
     let snapshot = crate::cluster::snapshot::from_documents(crate::manifest::parse_text(

@@ -111,6 +111,9 @@ fn explains(status: Option<UnhealthyStatus>, rule: RuleId) -> bool {
         ResourcesExceedCapacity,
         CpuModelUnavailable,
         DeviceUnavailable,
+        KvmUnavailable,
+        DedicatedCpuUnavailable,
+        HugepagesUnavailable,
         PriorityClassNotFound,
     ];
     const STORAGE: &[RuleId] = &[
@@ -122,6 +125,10 @@ fn explains(status: Option<UnhealthyStatus>, rule: RuleId) -> bool {
         PvcLost,
     ];
     const IMAGE: &[RuleId] = &[ImageReferenceInvalid, ImageTagLatest, SecretNotFound];
+    // A drain that waits on the VM keeps it running: never why a VM is stuck.
+    if rule == EvictionNotMigratable {
+        return false;
+    }
     match status {
         Some(UnhealthyStatus::ErrorUnschedulable) => SCHEDULING.contains(&rule),
         Some(UnhealthyStatus::ErrorPvcNotFound | UnhealthyStatus::DataVolumeError) => {
@@ -391,6 +398,56 @@ mod tests {
         assert!(headline.contains("gpu=a100"), "{headline}");
         assert_eq!(diagnosis.evidence.len(), 1, "the scheduler's word is kept");
         assert!(diagnosis.next_step.contains("describe pod"));
+    }
+
+    /// One node listing `kvm` devices and a KubeVirt CR with `configuration`.
+    fn kubevirt_view(kvm: &str, configuration: Value) -> ClusterView {
+        let mut builder = ViewBuilder::new();
+        builder
+            .add(
+                Kind::Node,
+                &json!({"metadata": {"name": "worker-1", "labels": {"kubevirt.io/schedulable": "true"}},
+                    "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "devices.kubevirt.io/kvm": kvm},
+                               "conditions": [{"type": "Ready", "status": "True"}]}}),
+            )
+            .unwrap();
+        builder
+            .add(
+                Kind::KubeVirt,
+                &json!({"metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+                    "spec": {"configuration": configuration},
+                    "status": {"observedKubeVirtVersion": "v1.6.2"}}),
+            )
+            .unwrap();
+        builder.build()
+    }
+
+    #[test]
+    fn unschedulable_is_explained_by_a_missing_hypervisor_device() {
+        let object = vm("ErrorUnschedulable", bootable(json!({})), json!([]));
+        let diagnosis = diagnose(&object, Some(&kubevirt_view("0", json!({}))));
+        assert_eq!(diagnosis.cause.rule, Some(RuleId::KvmUnavailable));
+    }
+
+    #[test]
+    fn a_drain_that_would_wait_is_never_why_a_vm_is_stuck() {
+        // No interface: KubeVirt's default pod interface is bridge, which cannot migrate.
+        let view = kubevirt_view("1k", json!({"evictionStrategy": "LiveMigrate"}));
+        for status in ["Starting", "ErrorUnschedulable"] {
+            let diagnosis = diagnose(&vm(status, bootable(json!({})), json!([])), Some(&view));
+            assert!(
+                diagnosis
+                    .findings
+                    .iter()
+                    .any(|f| f.rule == RuleId::EvictionNotMigratable),
+                "the finding is listed"
+            );
+            assert_eq!(
+                diagnosis.cause.rule, None,
+                "{status}: {:?}",
+                diagnosis.cause
+            );
+        }
     }
 
     #[test]

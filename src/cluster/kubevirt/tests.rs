@@ -112,6 +112,10 @@ fn kubevirt_defaults_where_the_cr_is_silent() {
         assert_eq!(config.permitted_host_devices, None);
         assert_eq!(config.hypervisor(), Hypervisor::Kvm);
         assert!(!config.has_auto_cpu_limit_selector());
+        assert_eq!(
+            config.default_network_interface,
+            DefaultNetworkInterface::Bridge
+        );
     }
     let bare = kv(json!({}));
     assert_eq!((&bare.version, &bare.default_architecture), (&None, &None));
@@ -133,6 +137,19 @@ fn permitted_host_devices_present_but_empty_differs_from_absent() {
             .unwrap()
             .permits("kubevirt.io/storage")
     );
+}
+
+#[test]
+fn the_default_network_interface_is_read() {
+    for (text, expected) in [
+        ("", DefaultNetworkInterface::Bridge),
+        ("bridge", DefaultNetworkInterface::Bridge),
+        ("masquerade", DefaultNetworkInterface::Masquerade),
+        ("slirp", DefaultNetworkInterface::Slirp),
+    ] {
+        let config = config(json!({"network": {"defaultNetworkInterface": text}})).unwrap();
+        assert_eq!(config.default_network_interface, expected, "{text:?}");
+    }
 }
 
 #[test]
