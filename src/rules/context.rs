@@ -7,6 +7,7 @@ use foldhash::{HashMap, HashMapExt};
 
 use super::small_set::{SCAN_UP_TO, SmallSet};
 use crate::cluster::{ClusterView, NodeSet};
+use crate::launcher::{self, LauncherInput, LauncherRequest, NamespaceFacts};
 use crate::model::{TEMPLATE_SPEC, VirtualMachine, VmiSpec, Volume};
 
 /// Where a disk of the effective list comes from.
@@ -70,6 +71,7 @@ pub struct VmContext<'a> {
     volumes_by_name: Option<HashMap<&'a str, &'a Volume>>,
     pub disks: Vec<EffectiveDisk<'a>>,
     placement: OnceCell<Option<Placement<'a>>>,
+    launcher: OnceCell<Option<LauncherRequest>>,
 }
 
 impl<'a> VmContext<'a> {
@@ -125,6 +127,7 @@ impl<'a> VmContext<'a> {
             volumes_by_name,
             disks,
             placement: OnceCell::new(),
+            launcher: OnceCell::new(),
         }
     }
 
@@ -155,6 +158,36 @@ impl<'a> VmContext<'a> {
                     selected,
                     tolerated,
                     schedulable,
+                })
+            })
+            .as_ref()
+    }
+
+    /// The compute container of the VM's launcher pod, as KubeVirt would render it with what
+    /// the view knows (see [`launcher`]); `None` when the VM cannot be judged. Computed once
+    /// and shared by the quota and LimitRange rules.
+    pub fn launcher(&self) -> Option<&LauncherRequest> {
+        self.launcher
+            .get_or_init(|| {
+                let view = self.cluster;
+                // KubeVirt adds automatic limits when any quota of the namespace (scoped or
+                // not) sets `limits.<resource>` (`doesVMIRequireAutoResourceLimits`).
+                let quota_sets = |key: &str| {
+                    view.and_then(|v| v.resource_quotas(self.namespace))
+                        .map(|mut quotas| quotas.any(|(_, quota)| quota.hard.contains_key(key)))
+                };
+                launcher::request(&LauncherInput {
+                    vm: self.vm,
+                    kubevirt: view.and_then(|v| v.kubevirt().present()),
+                    // The view keeps no instancetype specs: the launcher widens its bounds.
+                    instancetype: None,
+                    namespace: NamespaceFacts {
+                        quota_limits_cpu: quota_sets("limits.cpu"),
+                        quota_limits_memory: quota_sets("limits.memory"),
+                        // The view keeps no namespace labels (the memory-limit ratio, the CPU
+                        // limit selector): unknown, so the bounds widen.
+                        labels: None,
+                    },
                 })
             })
             .as_ref()

@@ -4,10 +4,15 @@
 //! One file per rule family. Each rule is one function that can only report its own ID: the
 //! engine hands it an [`Emitter`] bound to that ID and the registry's default severity.
 
+mod access;
+mod amounts;
 mod boot;
 mod context;
+mod datasource;
 mod image;
+mod limit_range;
 mod network;
+mod quota;
 mod references;
 mod registry;
 mod resources;
