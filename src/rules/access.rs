@@ -65,7 +65,7 @@ pub fn access_mode_unsupported(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         out.emit(
             storage.path(".accessModes"),
             format!(
-                "StorageProfile {class:?} lists no {missing} {} claim (has {}): use a listed mode or class",
+                "StorageProfile {class:?} has no {missing} {} claims (only {}): pick one it has",
                 volume_mode.unwrap_or(FILESYSTEM),
                 offers(sets)
             ),

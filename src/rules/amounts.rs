@@ -86,7 +86,10 @@ const NANOS: u128 = 1_000_000_000;
 /// `b` in `unit`s to a tenth, rounded down.
 fn tenths(b: u128, unit: u128, suffix: &str) -> String {
     let tenths = b * 10 / unit;
-    format!("{}.{}{suffix}", tenths / 10, tenths % 10)
+    match tenths % 10 {
+        0 => format!("{}{suffix}", tenths / 10),
+        tenth => format!("{}.{tenth}{suffix}", tenths / 10),
+    }
 }
 
 /// A quantity as a person reads it: bytes in Gi or Mi (to a tenth, rounded down), CPUs in
@@ -127,6 +130,7 @@ mod tests {
         assert_eq!(show("memory", &q("2405433344")), "2294Mi");
         assert_eq!(show("memory", &q("1500000")), "1.4Mi");
         assert_eq!(show("memory", &q("1.15Gi")), "1.1Gi");
+        assert_eq!(show("memory", &q("297838592")), "284Mi");
         assert_eq!(show("memory", &q("512")), "512");
         assert_eq!(show("memory", &q("0")), "0");
         assert_eq!(show("hugepages-2Mi", &q("1Gi")), "1Gi");

@@ -90,12 +90,12 @@ pub fn datasource_not_ready(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         let reason: String = info
             .reason
             .as_deref()
-            .map(|r| format!(" ({})", r.chars().take(40).collect::<String>()))
+            .map(|r| format!(" ({})", r.chars().take(30).collect::<String>()))
             .unwrap_or_default();
         out.emit(
             source.path(),
             format!(
-                "DataSource {}/{} is not Ready{reason}: the DataVolume waits until its image is imported",
+                "DataSource {}/{} is not Ready{reason}: the DataVolume waits for its import",
                 source.namespace, source.name
             ),
         );

@@ -62,7 +62,7 @@ pub fn limit_range_exceeded(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
                     out.emit(
                         path(cx, resource, limit),
                         format!(
-                            "LimitRange {name:?}: launcher {resource} {side} ≥{}{} is above {} max {}; raise max or shrink the VM",
+                            "LimitRange {name:?}: {resource} {side} ≥{}{} > {} max {}: raise max or shrink the VM",
                             show(resource, &amount.at_least),
                             if limit { String::new() } else { overhead_note(pod, resource) },
                             scope.as_str(),
@@ -80,7 +80,7 @@ pub fn limit_range_exceeded(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
                     out.emit(
                         path(cx, resource, limit),
                         format!(
-                            "LimitRange {name:?}: launcher {resource} {side} ≤{} is below Container min {}; lower min or grow the VM",
+                            "LimitRange {name:?}: {resource} {side} ≤{} < Container min {}: lower min or grow the VM",
                             amount.at_most.as_ref().map_or_else(String::new, |most| show(resource, most)),
                             show(resource, min),
                         ),

@@ -147,7 +147,7 @@ pub fn resource_quota_exceeded(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
                         out.emit(
                             finding_path(cx, key),
                             format!(
-                                "ResourceQuota {name:?} allows {} {key}; the launcher alone needs ≥{amount}{}: raise it or shrink the VM",
+                                "ResourceQuota {name:?} allows {} {key}; launcher alone needs ≥{amount}{}: raise it or shrink VM",
                                 show_for(key, hard),
                                 note_for(pod, key)
                             ),
@@ -185,7 +185,7 @@ fn check_room(
     let message = if resource_of(key).is_some() {
         let left = hard.checked_sub(*used).unwrap_or(ParsedQuantity::ZERO);
         format!(
-            "ResourceQuota {name:?}: {} {key} left, the launcher needs ≥{}{}; raise it or shrink the VM",
+            "ResourceQuota {name:?}: {} {key} left, launcher needs ≥{}{}; raise it or shrink VM",
             show_for(key, &left),
             show_for(key, &amount),
             note_for(pod, key)
