@@ -123,16 +123,54 @@ fn view(nodes: usize) -> ClusterView {
             &json!({"metadata": {"name": "fedora"}}),
         )
         .unwrap();
-    for kind in [
-        Kind::VirtualMachineInstancetype,
-        Kind::VirtualMachinePreference,
-        Kind::ResourceQuota,
-        Kind::LimitRange,
-        Kind::DataSource,
-        Kind::VirtualMachine,
+    // The namespace's quota, LimitRange, golden image and the other VMs (a halted one holds the
+    // RWO claim the bench VM mounts), for the quota, LimitRange, DataSource and pvc-in-use rules.
+    for (kind, object) in [
+        (
+            Kind::ResourceQuota,
+            json!({"metadata": {"name": "compute", "namespace": "ns-7"},
+                "status": {"hard": {"requests.cpu": "64", "requests.memory": "256Gi", "limits.memory": "512Gi", "pods": "100",
+                    "count/virtualmachines.kubevirt.io": "50", "requests.nvidia.com/GA102GL_A10": "4"},
+                "used": {"requests.cpu": "8", "requests.memory": "32Gi", "limits.memory": "64Gi", "pods": "9",
+                    "count/virtualmachines.kubevirt.io": "9", "requests.nvidia.com/GA102GL_A10": "1"}}}),
+        ),
+        (
+            Kind::LimitRange,
+            json!({"metadata": {"name": "limits", "namespace": "ns-7"}, "spec": {"limits": [
+                {"type": "Container", "max": {"cpu": "16", "memory": "64Gi"}, "min": {"memory": "1Mi"},
+                    "default": {"cpu": "1", "memory": "1Gi"}},
+                {"type": "Pod", "max": {"memory": "128Gi"}}]}}),
+        ),
+        (
+            Kind::DataSource,
+            json!({"metadata": {"name": "fedora", "namespace": "os-images"},
+                "status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+        ),
+        (
+            Kind::PersistentVolumeClaim,
+            json!({"metadata": {"name": "shared-pvc", "namespace": "ns-7"},
+                "spec": {"storageClassName": "standard", "accessModes": ["ReadWriteOnce"]}, "status": {"phase": "Bound"}}),
+        ),
     ] {
-        builder.mark_known(kind);
+        builder.add(kind, &object).unwrap();
     }
+    for i in 0..10 {
+        let (claim, strategy) = if i == 0 {
+            ("shared-pvc".to_string(), "Halted")
+        } else {
+            (format!("disk-{i}"), "Always")
+        };
+        builder
+            .add(
+                Kind::VirtualMachine,
+                &json!({"metadata": {"name": format!("vm-{i}"), "namespace": "ns-7"},
+                    "spec": {"runStrategy": strategy, "template": {"spec": {"volumes": [
+                        {"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}}}}),
+            )
+            .unwrap();
+    }
+    builder.mark_known(Kind::VirtualMachineInstancetype);
+    builder.mark_known(Kind::VirtualMachinePreference);
     builder.build()
 }
 
@@ -147,7 +185,10 @@ fn vm() -> VirtualMachine {
             "preference": {"name": "fedora"},
             "dataVolumeTemplates": [{"metadata": {"name": "root-dv"}, "spec": {
                 "storage": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "30Gi"}}},
-                "source": {"registry": {"url": "docker://quay.io/containerdisks/fedora:41", "secretRef": "secret-7", "certConfigMap": "sysprep"}}}}],
+                "source": {"registry": {"url": "docker://quay.io/containerdisks/fedora:41", "secretRef": "secret-7", "certConfigMap": "sysprep"}}}},
+                {"metadata": {"name": "golden-dv"}, "spec": {
+                "storage": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "30Gi"}}},
+                "sourceRef": {"kind": "DataSource", "name": "fedora", "namespace": "os-images"}}}],
             "template": {"spec": {
                 "priorityClassName": "vm-high",
                 "nodeSelector": {"topology.kubernetes.io/zone": "b", "gpu": "a10"},
@@ -159,7 +200,8 @@ fn vm() -> VirtualMachine {
                     "cpu": {"model": "Haswell", "dedicatedCpuPlacement": true},
                     "memory": {"hugepages": {"pageSize": "2Mi"}},
                     "devices": {
-                        "disks": [{"name": "root", "disk": {}, "bootOrder": 1}, {"name": "data", "disk": {}}, {"name": "dv", "disk": {}}, {"name": "ci", "disk": {}}],
+                        "disks": [{"name": "root", "disk": {}, "bootOrder": 1}, {"name": "data", "disk": {}}, {"name": "dv", "disk": {}}, {"name": "ci", "disk": {}},
+                            {"name": "golden", "disk": {}}, {"name": "shared", "disk": {}}],
                         "interfaces": [{"name": "default", "masquerade": {}}, {"name": "storage", "bridge": {}}],
                         "gpus": [{"name": "gpu1", "deviceName": "nvidia.com/GA102GL_A10"}]
                     }
@@ -171,7 +213,9 @@ fn vm() -> VirtualMachine {
                     {"name": "dv", "dataVolume": {"name": "data-dv"}},
                     {"name": "ci", "cloudInitNoCloud": {"secretRef": {"name": "secret-207"}}},
                     {"name": "sa", "serviceAccount": {"serviceAccountName": "vm-sa"}},
-                    {"name": "cfg", "configMap": {"name": "sysprep"}}
+                    {"name": "cfg", "configMap": {"name": "sysprep"}},
+                    {"name": "golden", "dataVolume": {"name": "golden-dv"}},
+                    {"name": "shared", "persistentVolumeClaim": {"claimName": "shared-pvc"}}
                 ]
             }}
         }

@@ -60,3 +60,54 @@ fn kubevirt_examples_get_no_error_against_a_cluster_that_has_what_they_name() {
         }
     }
 }
+
+/// KubeVirt's examples ship Halted, so their cluster findings would only warn. Started all at
+/// once (each in the view as running, and each checked as starting), they still get no error,
+/// and no example is said to share a claim with another: none does.
+#[test]
+fn kubevirt_examples_started_together_get_no_error_and_share_no_claim() {
+    let Some(examples) = shared::kubevirt_examples() else {
+        return;
+    };
+    let fixture = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/kubevirt-examples-cluster.yaml");
+    let started = || {
+        manifest::read_path(&examples, ReadOptions::default())
+            .into_iter()
+            .map(|parsed| {
+                parsed.map(|mut document| {
+                    if document.is_virtual_machine() {
+                        let spec = &mut document.value["spec"];
+                        spec.as_object_mut().map(|s| s.remove("running"));
+                        spec["runStrategy"] = serde_json::json!("Always");
+                    }
+                    document
+                })
+            })
+            .collect::<Vec<_>>()
+    };
+    let snapshot = snapshot::from_documents(
+        manifest::read_path(&fixture, ReadOptions::default())
+            .into_iter()
+            .chain(started()),
+    );
+    assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
+    let running = snapshot.view.count(Kind::VirtualMachine);
+    assert!(
+        running >= 12,
+        "the examples' VMs are in the view: {running}"
+    );
+    let options = CheckOptions {
+        cluster: Some(Arc::new(snapshot.view)),
+        ..CheckOptions::default()
+    };
+    let report = check_all(started(), &options);
+    let wrong: Vec<String> = report
+        .findings()
+        .filter(|(_, f)| {
+            f.severity == Severity::Error || f.rule == virt_preflight::rules::RuleId::PvcInUse
+        })
+        .map(|(vm, f)| format!("{} {}: {} {}", vm.source, vm.object, f.rule, f.message))
+        .collect();
+    assert!(wrong.is_empty(), "started examples:\n{}", wrong.join("\n"));
+}

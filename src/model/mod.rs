@@ -302,6 +302,8 @@ pub struct Disk {
     pub disk: Option<Present>,
     pub cdrom: Option<Present>,
     pub lun: Option<Present>,
+    /// Opened without QEMU's exclusive lock, so that two VMs may write to one claim.
+    pub shareable: Option<bool>,
 }
 
 impl Disk {
@@ -744,7 +746,17 @@ pub struct DataVolumeSpec {
     pub pvc: Option<StorageSpec>,
     pub storage: Option<StorageSpec>,
     pub source: Option<DataVolumeSourceSpec>,
-    pub source_ref: Option<Present>,
+    pub source_ref: Option<SourceRef>,
+}
+
+/// `sourceRef`: where CDI takes the DataVolume's content from (only kind `DataSource`
+/// exists); the namespace defaults to the DataVolume's.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceRef {
+    pub kind: Option<CompactString>,
+    pub name: Option<CompactString>,
+    pub namespace: Option<CompactString>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -752,6 +764,8 @@ pub struct DataVolumeSpec {
 pub struct StorageSpec {
     #[serde(default)]
     pub access_modes: Vec<CompactString>,
+    /// `Filesystem` or `Block`.
+    pub volume_mode: Option<CompactString>,
     pub storage_class_name: Option<CompactString>,
     #[serde(default)]
     pub resources: ResourceRequirements,

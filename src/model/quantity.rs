@@ -244,6 +244,21 @@ impl ParsedQuantity {
         Self::normalised(false, a.checked_add(b)?, exponent)
     }
 
+    /// `self − other` for non-negative values with `other <= self` (what is left of a quota);
+    /// `None` otherwise, or when the two cannot be aligned.
+    pub fn checked_sub(self, other: Self) -> Option<Self> {
+        if self.negative || other.negative || other > self {
+            return None;
+        }
+        if other.mantissa == 0 {
+            return Some(self);
+        }
+        let exponent = self.exponent.min(other.exponent);
+        let a = scale_up(self.mantissa, self.exponent, exponent)?;
+        let b = scale_up(other.mantissa, other.exponent, exponent)?;
+        Self::normalised(false, a - b, exponent)
+    }
+
     /// Compare magnitudes (both non-negative).
     fn cmp_magnitude(&self, other: &Self) -> Ordering {
         match (self.mantissa, other.mantissa) {
@@ -482,6 +497,16 @@ mod tests {
         assert_eq!(q("1Gi").checked_add(q("512Mi")), Some(q("1.5Gi")));
         assert_eq!(q("500m").checked_add(q("1")), Some(q("1.5")));
         assert_eq!(q("-1").checked_add(q("1")), None);
+    }
+
+    #[test]
+    fn subtracts_what_is_no_larger() {
+        assert_eq!(q("8Gi").checked_sub(q("7.5Gi")), Some(q("512Mi")));
+        assert_eq!(q("2").checked_sub(q("250m")), Some(q("1750m")));
+        assert_eq!(q("1Gi").checked_sub(q("1Gi")), Some(ParsedQuantity::ZERO));
+        assert_eq!(q("1Gi").checked_sub(q("0")), Some(q("1Gi")));
+        assert_eq!(q("1").checked_sub(q("2")), None);
+        assert_eq!(q("-1").checked_sub(q("-2")), None);
     }
 
     #[test]

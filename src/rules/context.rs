@@ -182,26 +182,6 @@ impl<'a> VmContext<'a> {
         self.cluster?.kubevirt().present()
     }
 
-    /// What the VM's launcher pod asks for, as KubeVirt computes it (ranges over what is
-    /// unknown: no CR, an instancetype the view does not hold); `None` when the VM cannot be
-    /// judged. Computed once and shared by the capacity, quota and LimitRange rules.
-    pub fn launcher(&self) -> Option<&LauncherRequest> {
-        self.launcher
-            .get_or_init(|| {
-                launcher::request(&LauncherInput {
-                    vm: self.vm,
-                    kubevirt: self.kubevirt(),
-                    // The view keeps instancetypes by name only: the launcher then widens
-                    // what the instancetype would set.
-                    instancetype: None,
-                    // The namespace's quotas and labels change only the limits KubeVirt adds
-                    // (left as ranges here), never the requests.
-                    namespace: NamespaceFacts::default(),
-                })
-            })
-            .as_ref()
-    }
-
     /// Where the scheduler could put the VM; `None` when Nodes are unknown. Computed once and
     /// shared by the scheduling rules.
     pub fn placement(&self) -> Option<&Placement<'a>> {
@@ -229,6 +209,36 @@ impl<'a> VmContext<'a> {
                     selected,
                     tolerated,
                     schedulable,
+                })
+            })
+            .as_ref()
+    }
+
+    /// The compute container of the VM's launcher pod, as KubeVirt would render it with what
+    /// the view knows (see [`launcher`]); `None` when the VM cannot be judged. Computed once
+    /// and shared by the capacity, quota and LimitRange rules.
+    pub fn launcher(&self) -> Option<&LauncherRequest> {
+        self.launcher
+            .get_or_init(|| {
+                let view = self.cluster;
+                // KubeVirt adds automatic limits when any quota of the namespace (scoped or
+                // not) sets `limits.<resource>` (`doesVMIRequireAutoResourceLimits`).
+                let quota_sets = |key: &str| {
+                    view.and_then(|v| v.resource_quotas(self.namespace))
+                        .map(|mut quotas| quotas.any(|(_, quota)| quota.hard.contains_key(key)))
+                };
+                launcher::request(&LauncherInput {
+                    vm: self.vm,
+                    kubevirt: self.kubevirt(),
+                    // The view keeps no instancetype specs: the launcher widens its bounds.
+                    instancetype: None,
+                    namespace: NamespaceFacts {
+                        quota_limits_cpu: quota_sets("limits.cpu"),
+                        quota_limits_memory: quota_sets("limits.memory"),
+                        // The view keeps no namespace labels (the memory-limit ratio, the CPU
+                        // limit selector): unknown, so the bounds widen.
+                        labels: None,
+                    },
                 })
             })
             .as_ref()

@@ -4,13 +4,18 @@
 //! One file per rule family. Each rule is one function that can only report its own ID: the
 //! engine hands it an [`Emitter`] bound to that ID and the registry's default severity.
 
+mod access;
+mod amounts;
 mod boot;
 mod context;
+mod datasource;
 mod image;
 mod kubevirt;
+mod limit_range;
 mod migration;
 mod network;
 mod node_features;
+mod quota;
 mod references;
 mod registry;
 mod resources;

@@ -8,7 +8,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckFn, boot, image, kubevirt, migration, network, node_features, references, resources,
+    CheckFn, access, boot, datasource, image, kubevirt, limit_range, migration, network, node_features,
+    quota, references, resources,
     run_strategy, scheduling, storage, volumes,
 };
 use crate::cluster::Kind;
@@ -62,6 +63,13 @@ pub enum RuleId {
     InstancetypeNotFound,
     PriorityClassNotFound,
     ServiceAccountNotFound,
+    ResourceQuotaExceeded,
+    ResourceQuotaNeedsLimits,
+    LimitRangeExceeded,
+    DatasourceNotFound,
+    DatasourceNotReady,
+    AccessModeUnsupported,
+    PvcInUse,
 }
 
 impl RuleId {
@@ -489,6 +497,67 @@ pub static REGISTRY: &[RuleInfo] = &[
         "a serviceAccount volume names no ServiceAccount",
         references::service_account_not_found,
     ),
+    cluster_rule(
+        ResourceQuotaExceeded,
+        "resource-quota-exceeded",
+        &[Kind::ResourceQuota],
+        "the launcher pod (overhead included), its pod count or the VM exceeds a ResourceQuota",
+        quota::resource_quota_exceeded,
+    ),
+    RuleInfo {
+        severity: Warning,
+        ..cluster_rule(
+            ResourceQuotaNeedsLimits,
+            "resource-quota-needs-limits",
+            &[Kind::ResourceQuota, Kind::LimitRange, Kind::KubeVirt],
+            "a ResourceQuota requires CPU or memory limits that neither the VM nor KubeVirt sets",
+            quota::resource_quota_needs_limits,
+        )
+    },
+    cluster_rule(
+        LimitRangeExceeded,
+        "limit-range-exceeded",
+        &[Kind::LimitRange],
+        "the launcher's request or limit is outside a LimitRange's max or min",
+        limit_range::limit_range_exceeded,
+    ),
+    cluster_rule(
+        DatasourceNotFound,
+        "datasource-not-found",
+        &[Kind::DataSource],
+        "a DataVolume template's sourceRef names a DataSource that does not exist",
+        datasource::datasource_not_found,
+    ),
+    RuleInfo {
+        severity: Warning,
+        ..cluster_rule(
+            DatasourceNotReady,
+            "datasource-not-ready",
+            &[Kind::DataSource],
+            "the DataSource a DataVolume template clones is not Ready",
+            datasource::datasource_not_ready,
+        )
+    },
+    RuleInfo {
+        severity: Warning,
+        ..cluster_rule(
+            AccessModeUnsupported,
+            "access-mode-unsupported",
+            &[Kind::StorageClass, Kind::StorageProfile],
+            "a DataVolume template asks for an access mode its StorageProfile does not list",
+            access::access_mode_unsupported,
+        )
+    },
+    RuleInfo {
+        severity: Warning,
+        ..cluster_rule(
+            PvcInUse,
+            "pvc-in-use",
+            &[Kind::VirtualMachine, Kind::PersistentVolumeClaim],
+            "a ReadWriteOnce PVC the VM mounts is mounted by another VM that runs",
+            access::pvc_in_use,
+        )
+    },
 ];
 
 #[cfg(test)]

@@ -7,21 +7,21 @@ use crate::cluster::{Kind, Lookup, ObjectKey};
 use crate::model::{StorageSpec, TEMPLATE_SPEC};
 
 /// A claim a volume names: `persistentVolumeClaim`, `ephemeral` or `dataVolume`.
-struct Claim<'a> {
+pub(super) struct Claim<'a> {
     /// The volume's index and the field under it that names the claim.
-    volume: usize,
-    field: &'static str,
-    name: &'a str,
+    pub volume: usize,
+    pub field: &'static str,
+    pub name: &'a str,
 }
 
 impl Claim<'_> {
     /// Built for a finding only.
-    fn path(&self) -> String {
+    pub fn path(&self) -> String {
         format!("{TEMPLATE_SPEC}.volumes[{}].{}", self.volume, self.field)
     }
 }
 
-fn claims<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = Claim<'a>> {
+pub(super) fn claims<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = Claim<'a>> {
     cx.spec
         .volumes
         .iter()
@@ -50,7 +50,7 @@ fn claims<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = Claim<'a>> {
 }
 
 /// `dataVolume` volumes.
-fn data_volumes<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = Claim<'a>> {
+pub(super) fn data_volumes<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = Claim<'a>> {
     cx.spec
         .volumes
         .iter()
@@ -76,15 +76,15 @@ fn template_names<'a>(cx: &VmContext<'a>) -> SmallSet<&'a str> {
 
 /// A template's storage section: `pvc`, or `storage` (the storage API, which CDI completes
 /// from the StorageProfile).
-struct TemplateStorage<'a> {
-    template: usize,
-    storage_api: bool,
-    spec: &'a StorageSpec,
+pub(super) struct TemplateStorage<'a> {
+    pub template: usize,
+    pub storage_api: bool,
+    pub spec: &'a StorageSpec,
 }
 
 impl TemplateStorage<'_> {
     /// The path of `field` in this section (built for a finding only).
-    fn path(&self, field: &str) -> String {
+    pub fn path(&self, field: &str) -> String {
         let section = if self.storage_api { "storage" } else { "pvc" };
         format!(
             "spec.dataVolumeTemplates[{}].spec.{section}{field}",
@@ -93,7 +93,9 @@ impl TemplateStorage<'_> {
     }
 }
 
-fn template_storage<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = TemplateStorage<'a>> {
+pub(super) fn template_storage<'a>(
+    cx: &VmContext<'a>,
+) -> impl Iterator<Item = TemplateStorage<'a>> {
     cx.vm
         .spec
         .data_volume_templates

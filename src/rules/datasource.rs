@@ -1,0 +1,208 @@
+//! CDI DataSources named by a DataVolume template's `sourceRef`: golden images that must exist
+//! and be imported before the DataVolume can clone them.
+//!
+//! CDI accepts a DataVolume whose DataSource is missing or not ready (its webhook checks only
+//! the reference's kind and name) and keeps it waiting: the VM's disk never fills and the VM
+//! never starts. It looks the DataSource up in `sourceRef.namespace`, or the DataVolume's own
+//! namespace when that is empty (`getSourceRefOp`, `populateSourceIfSourceRef`).
+
+use super::{Emitter, VmContext};
+use crate::cluster::{Kind, Lookup, ObjectKey};
+use crate::model::SourceRef;
+
+/// The only kind of `sourceRef` CDI supports.
+const DATA_SOURCE: &str = "DataSource";
+
+/// A template's `sourceRef` to a DataSource.
+struct DataSourceRef<'a> {
+    template: usize,
+    namespace: &'a str,
+    name: &'a str,
+}
+
+impl DataSourceRef<'_> {
+    fn path(&self) -> String {
+        format!(
+            "spec.dataVolumeTemplates[{}].spec.sourceRef.name",
+            self.template
+        )
+    }
+}
+
+fn data_source_refs<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = DataSourceRef<'a>> {
+    let namespace = cx.namespace;
+    cx.vm
+        .spec
+        .data_volume_templates
+        .iter()
+        .enumerate()
+        .filter_map(move |(template, t)| {
+            let SourceRef {
+                kind,
+                name,
+                namespace: written,
+            } = t.spec.source_ref.as_ref()?;
+            let name = name.as_deref().filter(|n| !n.is_empty())?;
+            // CDI rejects any other kind (and a missing one) itself.
+            (kind.as_deref() == Some(DATA_SOURCE)).then_some(DataSourceRef {
+                template,
+                namespace: written
+                    .as_deref()
+                    .filter(|n| !n.is_empty())
+                    .unwrap_or(namespace),
+                name,
+            })
+        })
+}
+
+/// A template's `sourceRef` names a DataSource that does not exist. Emitted as a missing
+/// object, so that the webhook asks the API server before it denies. KubeVirt's own admission
+/// looks a DataSource up only to infer an instancetype or preference from a volume
+/// (`inferFromVolume`); that mutation fails before this validating webhook sees the VM.
+pub fn datasource_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let Some(view) = cx.cluster else { return };
+    for source in data_source_refs(cx) {
+        if view.datasource(source.namespace, source.name).is_absent() {
+            out.emit_missing(
+                vec![ObjectKey::new(Kind::DataSource, source.namespace, source.name)],
+                source.path(),
+                format!(
+                    "DataSource {:?} does not exist in namespace {}: the DataVolume would wait; create it or fix sourceRef",
+                    source.name, source.namespace
+                ),
+            );
+        }
+    }
+}
+
+/// The DataSource exists but its `Ready` condition is False (its source PVC or snapshot is not
+/// there yet, or still importing): the DataVolume waits until it is. A DataSource CDI has not
+/// given a Ready condition yet (or one of status Unknown) is no finding.
+pub fn datasource_not_ready(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let Some(view) = cx.cluster else { return };
+    for source in data_source_refs(cx) {
+        let Lookup::Present(info) = view.datasource(source.namespace, source.name) else {
+            continue;
+        };
+        if info.ready != Some(false) {
+            continue;
+        }
+        let reason: String = info
+            .reason
+            .as_deref()
+            .map(|r| format!(" ({})", r.chars().take(30).collect::<String>()))
+            .unwrap_or_default();
+        out.emit(
+            source.path(),
+            format!(
+                "DataSource {}/{} is not Ready{reason}: the DataVolume waits for its import",
+                source.namespace, source.name
+            ),
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rules::RuleId::{self, *};
+    use crate::rules::testing::*;
+    use serde_json::{Value, json};
+
+    fn with_source_ref(source_ref: Value) -> Value {
+        valid_vm_with(|vm| {
+            vm["spec"]["dataVolumeTemplates"] = json!([{"metadata": {"name": "root-dv"}, "spec": {
+                "sourceRef": source_ref,
+                "storage": {"resources": {"requests": {"storage": "30Gi"}}, "accessModes": ["ReadWriteOnce"]}}}]);
+            spec(vm)["volumes"][0] = json!({"name": "rootdisk", "dataVolume": {"name": "root-dv"}});
+        })
+    }
+
+    fn data_source(namespace: &str, name: &str, ready: Option<(&str, &str)>) -> Value {
+        let conditions = ready.map_or(
+            json!([]),
+            |(status, reason)| json!([{"type": "Ready", "status": status, "reason": reason}]),
+        );
+        json!({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataSource",
+            "metadata": {"name": name, "namespace": namespace},
+            "spec": {"source": {"pvc": {"name": name, "namespace": namespace}}},
+            "status": {"conditions": conditions}})
+    }
+
+    fn view(sources: Vec<Value>) -> crate::cluster::ClusterView {
+        base_cluster_with(|items| items.extend(sources))
+    }
+
+    fn of(rule: RuleId, value: Value, view: &crate::cluster::ClusterView) -> Vec<(RuleId, String)> {
+        fired_in(value, view)
+            .into_iter()
+            .filter(|(r, _)| *r == rule)
+            .collect()
+    }
+
+    const PATH: &str = "spec.dataVolumeTemplates[0].spec.sourceRef.name";
+
+    #[test]
+    fn a_missing_data_source_is_looked_up_in_the_right_namespace() {
+        let golden = view(vec![data_source(
+            "os-images",
+            "fedora",
+            Some(("True", "Ready")),
+        )]);
+        let elsewhere = with_source_ref(
+            json!({"kind": "DataSource", "name": "fedora", "namespace": "os-images"}),
+        );
+        assert_eq!(fired_in(elsewhere, &golden), vec![]);
+        // Without a namespace, the VM's own (default) is searched: not there.
+        let here = with_source_ref(json!({"kind": "DataSource", "name": "fedora"}));
+        assert_eq!(
+            of(DatasourceNotFound, here.clone(), &golden),
+            vec![(DatasourceNotFound, PATH.into())]
+        );
+        let findings = findings_in(here.clone(), &golden);
+        let missing = &findings
+            .iter()
+            .find(|f| f.rule == DatasourceNotFound)
+            .unwrap()
+            .missing;
+        assert_eq!(missing.len(), 1);
+        assert_eq!(
+            (missing[0].namespace.as_str(), missing[0].name.as_str()),
+            ("default", "fedora")
+        );
+        // An empty namespace is the VM's too.
+        let empty =
+            with_source_ref(json!({"kind": "DataSource", "name": "fedora", "namespace": ""}));
+        assert_eq!(of(DatasourceNotFound, empty, &golden).len(), 1);
+        // DataSources unknown: nothing.
+        assert_eq!(of(DatasourceNotFound, here, &cluster(BASE_CLUSTER)), vec![]);
+        // Another kind is CDI's own error.
+        let other = with_source_ref(json!({"kind": "PersistentVolumeClaim", "name": "fedora"}));
+        assert_eq!(of(DatasourceNotFound, other, &golden), vec![]);
+    }
+
+    #[test]
+    fn a_data_source_that_is_not_ready() {
+        let not_ready = view(vec![data_source(
+            "default",
+            "fedora",
+            Some(("False", "NotFound")),
+        )]);
+        let vm = with_source_ref(json!({"kind": "DataSource", "name": "fedora"}));
+        assert_eq!(
+            fired_in(vm.clone(), &not_ready),
+            vec![(DatasourceNotReady, PATH.into())]
+        );
+        let finding = findings_in(vm.clone(), &not_ready).remove(0);
+        assert_eq!(finding.severity, crate::finding::Severity::Warning);
+        assert!(finding.message.contains("NotFound"), "{}", finding.message);
+        // Ready, or not reconciled yet: nothing.
+        let ready = view(vec![data_source(
+            "default",
+            "fedora",
+            Some(("True", "Ready")),
+        )]);
+        assert_eq!(fired_in(vm.clone(), &ready), vec![]);
+        let fresh = view(vec![data_source("default", "fedora", None)]);
+        assert_eq!(fired_in(vm, &fresh), vec![]);
+    }
+}
