@@ -120,9 +120,16 @@ impl Deleting {
             ClaimKind::DataVolume => format!(
                 "see what holds DataVolume {name}: kubectl -n {ns} get dv {name} -o jsonpath='{{.metadata.finalizers}}'"
             ),
-            ClaimKind::Pvc => format!(
-                "see what holds PVC {name}: kubernetes.io/pvc-protection keeps it while a pod uses it (kubectl -n {ns} describe pvc {name}: Used By, Finalizers)"
-            ),
+            ClaimKind::Pvc => {
+                let whose = if self.from_template {
+                    format!(", the PVC of the VM's DataVolume {name}")
+                } else {
+                    String::new()
+                };
+                format!(
+                    "see what holds PVC {name}{whose}: kubernetes.io/pvc-protection keeps it while a pod uses it (kubectl -n {ns} describe pvc {name}: Used By, Finalizers)"
+                )
+            }
         }
     }
 
@@ -130,16 +137,18 @@ impl Deleting {
     pub fn next_step(&self) -> String {
         let then = match (self.kind, self.from_template) {
             (ClaimKind::DataVolume, true) => {
-                "virt-controller creates it again from the VM's dataVolumeTemplates"
+                "; once it is gone, virt-controller creates it again from the VM's dataVolumeTemplates".to_string()
             }
             (ClaimKind::DataVolume, false) => {
-                "it does not come back: create it again or point the VM at another volume"
+                "; once it is gone, it does not come back: create it again or point the VM at another volume".to_string()
             }
-            (ClaimKind::Pvc, _) => {
-                "it does not come back: restore or recreate it, or point the VM at another claim"
+            // It goes with its DataVolume, whose step says what follows.
+            (ClaimKind::Pvc, true) => String::new(),
+            (ClaimKind::Pvc, false) => {
+                "; once it is gone, it does not come back: restore or recreate it, or point the VM at another claim".to_string()
             }
         };
-        format!("{}; once it is gone, {then}", self.what_holds())
+        format!("{}{then}", self.what_holds())
     }
 }
 
@@ -259,6 +268,14 @@ mod tests {
             found[0].next_step().contains("creates it again"),
             "{}",
             found[0].next_step()
+        );
+        assert!(
+            found[1]
+                .next_step()
+                .starts_with("see what holds PVC root-dv, the PVC of the VM's DataVolume root-dv:")
+                && !found[1].next_step().contains("once it is gone"),
+            "{}",
+            found[1].next_step()
         );
         assert!(
             found[2].next_step().contains("does not come back"),
