@@ -135,6 +135,55 @@ fn deploy_rbac_lets_the_service_account_sync_every_kind() {
     assert_eq!(status, 200, "{body}");
 }
 
+/// KubeVirt's two components are readable by name only: deploy/'s ServiceAccount lists and
+/// watches the Deployment `virt-controller` and the DaemonSet `virt-handler` with a
+/// `metadata.name` field selector (what the live view sends), and no other workload.
+#[test]
+fn deploy_rbac_reads_kubevirts_components_by_name_and_no_other_workload() {
+    let Some(deployment) = Deployment::shared() else {
+        return;
+    };
+    let as_service_account =
+        |args: &[&str]| apiserver::kubectl_as(&deployment.service_account_kubeconfig, args, None);
+    for (resource, name) in [
+        ("deployments.apps", "virt-controller"),
+        ("daemonsets.apps", "virt-handler"),
+    ] {
+        let selector = format!("metadata.name={name}");
+        let by_name = as_service_account(&["get", resource, "-A", "--field-selector", &selector]);
+        assert!(by_name.success, "{resource} {name}: {}", by_name.stderr);
+        let watch = as_service_account(&[
+            "get",
+            resource,
+            "-n",
+            "kube-system",
+            "--field-selector",
+            &selector,
+            "--watch-only",
+            "--request-timeout=1s",
+        ]);
+        assert!(
+            !watch.stderr.to_ascii_lowercase().contains("forbidden"),
+            "watch {resource} {name}: {}",
+            watch.stderr
+        );
+        let all = as_service_account(&["get", resource, "-A"]);
+        assert!(
+            !all.success && all.stderr.contains("forbidden"),
+            "every {resource} of the cluster must stay unreadable: {}{}",
+            all.stdout,
+            all.stderr
+        );
+        let other = as_service_account(&["get", resource, "-n", "kube-system", "coredns"]);
+        assert!(
+            other.stderr.contains("forbidden"),
+            "another {resource} by name: {}{}",
+            other.stdout,
+            other.stderr
+        );
+    }
+}
+
 /// The API server calls deploy/'s webhook, registered by URL with the certificate
 /// `virt-preflight certs --dns-name localhost` made: `kubectl apply` of a VM with a spec error
 /// is denied, with the rule ID and KubeVirt's path, and nothing is stored.

@@ -202,6 +202,117 @@ fn a_vm_terminating_with_a_finalizer_is_held_by_it() {
     );
 }
 
+/// `diagnose` (one VM, or `--all` with more arguments) on a fixture as of [`AS_OF`].
+fn diagnose_on(fixture: &str, args: &[&str]) -> Output {
+    let mut all = vec!["diagnose"];
+    all.extend(args);
+    all.extend(["--cluster-state", fixture, "--as-of", AS_OF]);
+    run(&all)
+}
+
+#[test]
+fn a_clean_vm_on_a_kubevirt_that_is_down_is_stuck_on_kubevirt() {
+    let fixture = "kubevirt-degraded.yaml";
+    let kubevirt = "KubeVirt is not healthy: virt-controller has 0 of 2 replicas ready; the KubeVirt CR kubevirt/kubevirt is Available=False (DeploymentInProgress: Deploying version v1.6.0 with registry quay.io/kubevirt)";
+    let clean = diagnose_on(fixture, &["prod/web-1"]);
+    assert_eq!(clean.status.code(), Some(1), "{}", report(&clean));
+    let stdout = String::from_utf8_lossy(&clean.stdout);
+    assert!(
+        stdout.contains(&format!("\ncause: {kubevirt}\n")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("next: virt-controller creates every VM's VMI")
+            && stdout.contains("VirtControllerDown"),
+        "the next step names KubeVirt's alert: {stdout}"
+    );
+    snapshot("kubevirt-degraded.txt", &stdout);
+
+    // A VM with a cause of its own keeps it; KubeVirt's state is still shown.
+    let own = diagnose_on(fixture, &["prod/gpu-1"]);
+    let stdout = String::from_utf8_lossy(&own.stdout);
+    assert!(
+        stdout.contains("\ncause: [node-selector-unsatisfiable] "),
+        "{stdout}"
+    );
+    assert!(stdout.contains(&format!("\n{kubevirt}\n")), "{stdout}");
+    snapshot("kubevirt-degraded-own-cause.txt", &stdout);
+
+    // In the fleet, the VMs stuck on KubeVirt are one group, escalated.
+    let all = diagnose_on(fixture, &["--all", "-o", "json"]);
+    assert_eq!(all.status.code(), Some(1), "{}", report(&all));
+    let json: Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert_eq!(json["kubevirt"], kubevirt, "{json:#}");
+    let group = &json["groups"][0];
+    assert_eq!(group["rule"], Value::Null);
+    assert_eq!(group["cause"], kubevirt);
+    let names: Vec<&str> = group["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|vm| vm["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["web-1", "web-2", "web-3", "web-4"]);
+    assert!(
+        group["next"]
+            .as_str()
+            .unwrap()
+            .starts_with("3 stuck VMs share this cause: escalate"),
+        "{group:#}"
+    );
+    assert_eq!(json["groups"][1]["rule"], "node-selector-unsatisfiable");
+    let text = diagnose_on(fixture, &["--all"]);
+    snapshot(
+        "kubevirt-degraded-all.txt",
+        &String::from_utf8_lossy(&text.stdout),
+    );
+}
+
+#[test]
+fn a_claim_being_deleted_is_the_cause_of_a_vm_waiting_for_it() {
+    let fixture = "pvc-deleting.yaml";
+    let db = diagnose_on(fixture, &["data/db"]);
+    assert_eq!(db.status.code(), Some(1), "{}", report(&db));
+    let stdout = String::from_utf8_lossy(&db.stdout);
+    assert!(
+        stdout.contains("\ncause: PVC data/db-data is being deleted\n"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("next: see what holds PVC db-data: kubernetes.io/pvc-protection"),
+        "{stdout}"
+    );
+    snapshot("pvc-deleting.txt", &stdout);
+
+    let all = diagnose_on(fixture, &["--all", "-o", "json"]);
+    let json: Value = serde_json::from_slice(&all.stdout).unwrap();
+    let causes: Vec<&str> = json["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["cause"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        causes,
+        vec![
+            "DataVolume data/etl-root is being deleted; PVC data/etl-root is being deleted",
+            "PVC data/db-data is being deleted"
+        ],
+        "{json:#}"
+    );
+    assert!(
+        json["groups"][0]["next"]
+            .as_str()
+            .unwrap()
+            .contains("virt-controller creates it again from the VM's dataVolumeTemplates"),
+        "{json:#}"
+    );
+    assert!(
+        json.get("kubevirt").is_none(),
+        "KubeVirt is healthy: {json:#}"
+    );
+}
+
 #[test]
 fn bad_input_is_exit_2_and_says_where() {
     let dir = tempfile::tempdir().unwrap();

@@ -40,6 +40,16 @@ struct Started {
 
 async fn start(vms: Vec<Value>, vmis: Vec<Value>, leadership: Leadership) -> Started {
     let api = FakeApi::start(vec![(VMS, vms), (VMIS, vmis)], &[]).await;
+    run_on(api, |_| LiveView::fixed(t4_view()), leadership)
+}
+
+/// Runs the watcher on `api`, with the cluster view `view` makes.
+fn run_on(
+    api: FakeApi,
+    view: impl FnOnce(&FakeApi) -> LiveView,
+    leadership: Leadership,
+) -> Started {
+    let view = view(&api);
     let client = api.client();
     let metrics = Arc::new(Metrics::new());
     let events = events::start(client.clone(), "virt-preflight", metrics.clone(), 16);
@@ -56,15 +66,9 @@ async fn start(vms: Vec<Value>, vmis: Vec<Value>, leadership: Leadership) -> Sta
         },
     );
     let (stop, stopped) = oneshot::channel::<()>();
-    let task = tokio::spawn(run::run(
-        client,
-        LiveView::fixed(t4_view()),
-        watcher,
-        leadership,
-        async {
-            let _ = stopped.await;
-        },
-    ));
+    let task = tokio::spawn(run::run(client, view, watcher, leadership, async {
+        let _ = stopped.await;
+    }));
     Started {
         api,
         metrics,
@@ -217,6 +221,102 @@ async fn only_the_leader_raises() {
     // It loses the Lease: the series go.
     lead.send(false).unwrap();
     eventually("the gauge gone", || stuck_series(&metrics).is_empty()).await;
+
+    let _ = started.stop.take().unwrap().send(());
+    wait_for(async { started.task.await.unwrap() }).await;
+}
+
+/// A VM with nothing wrong of its own, Starting for 14 minutes, on a cluster whose
+/// virt-controller has no ready replica: the live view reads KubeVirt's CR and components,
+/// and KubeVirt is the cause in the gauge, the Event and the alert's view of it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clean_vm_on_a_kubevirt_that_is_down_is_stuck_on_kubevirt() {
+    let mut clean = vm("clean", "Starting", 14);
+    clean["spec"]["template"]["spec"]
+        .as_object_mut()
+        .unwrap()
+        .remove("nodeSelector");
+    let kubevirt = json!({"apiVersion": "kubevirt.io/v1", "kind": "KubeVirt",
+        "metadata": {"name": "kubevirt", "namespace": "kubevirt", "resourceVersion": "1"},
+        "status": {"conditions": [
+            {"type": "Available", "status": "True", "reason": "AllComponentsReady"}]}});
+    let deployment = |name: &str, ready: u32| {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": name, "namespace": "kubevirt", "resourceVersion": "1"},
+            "spec": {"replicas": 2}, "status": {"replicas": 2, "readyReplicas": ready}})
+    };
+    let api = FakeApi::start(
+        vec![
+            (VMS, vec![clean]),
+            (VMIS, vec![]),
+            ("/api/v1/nodes", vec![support::stuck::t4_node()]),
+            ("/apis/kubevirt.io/v1/kubevirts", vec![kubevirt]),
+            (
+                "/apis/apps/v1/deployments",
+                vec![deployment("virt-controller", 0), deployment("web", 2)],
+            ),
+            (
+                "/apis/apps/v1/daemonsets",
+                vec![json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": {"name": "virt-handler", "namespace": "kubevirt",
+                                 "resourceVersion": "1"},
+                    "status": {"desiredNumberScheduled": 1, "numberReady": 1}})],
+            ),
+        ],
+        &[],
+    )
+    .await;
+    let mut started = run_on(
+        api,
+        |api| LiveView::start(api.client(), &[]),
+        Leadership::Always,
+    );
+    let metrics = started.metrics.clone();
+    eventually("the stuck gauge", || !stuck_series(&metrics).is_empty()).await;
+    let cause = "KubeVirt is not healthy: virt-controller has 0 of 2 replicas ready";
+    let by_cause = format!("virt_preflight_vms_stuck{{rule=\"none\",cause=\"{cause}\"}} 1");
+    assert!(
+        metrics.encode().lines().any(|l| l == by_cause),
+        "{by_cause} in\n{}",
+        metrics.encode()
+    );
+    eventually("one Event POST", || {
+        !started.api.seen_with("POST", EVENTS).is_empty()
+    })
+    .await;
+    let event = started.api.seen_with("POST", EVENTS)[0]
+        .body
+        .clone()
+        .unwrap();
+    assert_eq!(
+        event["note"].as_str().unwrap(),
+        format!("Starting for 14m: {cause}")
+    );
+    // The view asked for virt-controller by name, as deploy/'s RBAC requires.
+    assert!(
+        started
+            .api
+            .seen()
+            .iter()
+            .filter(|s| s.path == "/apis/apps/v1/deployments")
+            .all(|s| s
+                .query
+                .contains("fieldSelector=metadata.name%3Dvirt-controller")),
+        "{:?}",
+        started.api.seen()
+    );
+
+    // virt-controller comes back: the cause goes with it (re-diagnosed on the new view).
+    started.api.send(
+        "/apis/apps/v1/deployments",
+        "MODIFIED",
+        deployment("virt-controller", 2),
+    );
+    eventually("the KubeVirt cause gone", || {
+        let text = metrics.encode();
+        !text.contains("KubeVirt is not healthy") && !stuck_series(&metrics).is_empty()
+    })
+    .await;
 
     let _ = started.stop.take().unwrap().send(());
     wait_for(async { started.task.await.unwrap() }).await;

@@ -349,6 +349,12 @@ fn diagnose_one(
             let _ = writeln!(text, "  {line}");
         }
     }
+    // KubeVirt's health, unless it is the cause already said above.
+    if let Some(health) = &diagnosis.kubevirt
+        && health.subject().as_deref() != diagnosis.cause.subject.as_deref()
+    {
+        let _ = writeln!(text, "{}", health.summary());
+    }
     let unknown: Vec<&str> = unknown_kinds(&listing.view)
         .into_iter()
         .map(|k| k.as_str())

@@ -49,6 +49,8 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         Kind::LimitRange => ("v1", "limitranges"),
         Kind::DataSource => ("v1beta1", "datasources"),
         Kind::VirtualMachine => ("v1", "virtualmachines"),
+        Kind::Deployment => ("v1", "deployments"),
+        Kind::DaemonSet => ("v1", "daemonsets"),
     };
     let group = kind.group();
     ApiResource {
@@ -62,6 +64,14 @@ pub fn api_resource(kind: Kind) -> ApiResource {
         kind: kind.as_str().to_string(),
         plural: plural.to_string(),
     }
+}
+
+/// `metadata.name=NAME` for a kind the view reads one name of ([`Kind::only_named`]): the
+/// API server then sends only that object, and RBAC can grant it by `resourceNames` (a list
+/// or watch is authorized by name only with this selector).
+pub fn field_selector(kind: Kind) -> Option<String> {
+    kind.only_named()
+        .map(|name| format!("metadata.name={name}"))
 }
 
 /// A one-line reason a kind is unknown.
@@ -102,6 +112,9 @@ impl<'a> KindVisitor for ListKind<'a> {
         async move {
             let api = Api::<Wire<B>>::all_with(self.client, &api_resource(kind));
             let mut params = ListParams::default().limit(PAGE);
+            if let Some(fields) = field_selector(kind) {
+                params = params.fields(&fields);
+            }
             let mut fresh = ViewBuilder::new();
             fresh.mark_known(kind);
             loop {
@@ -242,7 +255,10 @@ impl KindVisitor for SpawnWatch {
 
     fn visit<B: Body>(self, kind: Kind) {
         let api = Api::<Wire<B>>::all_with(self.client, &api_resource(kind));
-        let config = watcher::Config::default().page_size(PAGE);
+        let mut config = watcher::Config::default().page_size(PAGE);
+        if let Some(fields) = field_selector(kind) {
+            config = config.fields(&fields);
+        }
         let stream = watcher::watcher(api, config).default_backoff();
         tokio::spawn(run_kind(kind, stream, self.shared));
     }
@@ -400,5 +416,20 @@ mod tests {
             api_resource(Kind::DataVolume).api_version,
             "cdi.kubevirt.io/v1beta1"
         );
+        assert_eq!(api_resource(Kind::Deployment).api_version, "apps/v1");
+        assert_eq!(api_resource(Kind::DaemonSet).plural, "daemonsets");
+    }
+
+    #[test]
+    fn only_kubevirts_components_are_asked_for_by_name() {
+        assert_eq!(
+            field_selector(Kind::Deployment).as_deref(),
+            Some("metadata.name=virt-controller")
+        );
+        assert_eq!(
+            field_selector(Kind::DaemonSet).as_deref(),
+            Some("metadata.name=virt-handler")
+        );
+        assert_eq!(field_selector(Kind::Secret), None);
     }
 }

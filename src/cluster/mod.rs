@@ -27,8 +27,8 @@ pub use nodes::{NodeIndex, NodeInfo, NodeSet};
 use objects::{Body, KindVisitor, visit_kind};
 pub use objects::{
     ClaimPropertySet, ClaimUse, DataSourceInfo, DataVolumeInfo, Entry, LimitItem, LimitRangeInfo,
-    MetaRef, NamespaceInfo, PvcInfo, Quantities, QuotaInfo, StorageClassInfo, StorageProfileInfo,
-    VmClaims,
+    MetaRef, NamespaceInfo, PvcInfo, Quantities, QuotaInfo, Readiness, ReadyCounts,
+    StorageClassInfo, StorageProfileInfo, VmClaims,
 };
 use table::{Name, Table};
 
@@ -58,10 +58,15 @@ pub enum Kind {
     DataSource,
     /// The other VMs, for the claims they hold.
     VirtualMachine,
+    /// KubeVirt's `virt-controller` only (see [`Kind::only_named`]): the diagnosis reads its
+    /// readiness; no rule does.
+    Deployment,
+    /// KubeVirt's `virt-handler` only, as [`Kind::Deployment`].
+    DaemonSet,
 }
 
 impl Kind {
-    pub const COUNT: usize = 20;
+    pub const COUNT: usize = 22;
     pub const ALL: [Kind; Kind::COUNT] = [
         Kind::Node,
         Kind::StorageClass,
@@ -83,6 +88,8 @@ impl Kind {
         Kind::LimitRange,
         Kind::DataSource,
         Kind::VirtualMachine,
+        Kind::Deployment,
+        Kind::DaemonSet,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -107,6 +114,8 @@ impl Kind {
             Kind::LimitRange => "LimitRange",
             Kind::DataSource => "DataSource",
             Kind::VirtualMachine => "VirtualMachine",
+            Kind::Deployment => "Deployment",
+            Kind::DaemonSet => "DaemonSet",
         }
     }
 
@@ -125,6 +134,7 @@ impl Kind {
             Kind::PriorityClass => "scheduling.k8s.io",
             Kind::StorageProfile | Kind::DataVolume | Kind::DataSource => "cdi.kubevirt.io",
             Kind::KubeVirt | Kind::VirtualMachine => "kubevirt.io",
+            Kind::Deployment | Kind::DaemonSet => "apps",
             Kind::NetworkAttachmentDefinition => "k8s.cni.cncf.io",
             Kind::VirtualMachineInstancetype
             | Kind::VirtualMachineClusterInstancetype
@@ -142,6 +152,8 @@ impl Kind {
                 | Kind::LimitRange
                 | Kind::DataSource
                 | Kind::VirtualMachine
+                | Kind::Deployment
+                | Kind::DaemonSet
                 | Kind::ConfigMap
                 | Kind::ServiceAccount
                 | Kind::PersistentVolumeClaim
@@ -150,6 +162,19 @@ impl Kind {
                 | Kind::VirtualMachineInstancetype
                 | Kind::VirtualMachinePreference
         )
+    }
+
+    /// The one object name the view reads of a kind, where it reads one only: KubeVirt's
+    /// components, whose readiness is the diagnosis's, not every workload of the cluster. The
+    /// live view lists and watches them with the field selector `metadata.name=NAME`, which is
+    /// what lets deploy/'s ClusterRole grant them by `resourceNames`; a snapshot's other
+    /// objects of the kind are skipped.
+    pub fn only_named(self) -> Option<&'static str> {
+        match self {
+            Kind::Deployment => Some(VIRT_CONTROLLER),
+            Kind::DaemonSet => Some(VIRT_HANDLER),
+            _ => None,
+        }
     }
 
     /// The kind an object is, from its `apiVersion` and `kind` (any version of the group).
@@ -166,6 +191,11 @@ impl fmt::Display for Kind {
         f.write_str(self.as_str())
     }
 }
+
+/// KubeVirt's controller Deployment, in the KubeVirt CR's namespace.
+pub const VIRT_CONTROLLER: &str = "virt-controller";
+/// KubeVirt's node agent DaemonSet, in the KubeVirt CR's namespace.
+pub const VIRT_HANDLER: &str = "virt-handler";
 
 /// A set of kinds, as a bit mask.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -295,6 +325,8 @@ pub struct ClusterView {
     limit_ranges: Table<LimitRangeInfo>,
     datasources: Table<DataSourceInfo>,
     vms: Table<VmClaims>,
+    deployments: Table<Readiness>,
+    daemonsets: Table<Readiness>,
     nodes: Arc<NodeIndex>,
 }
 
@@ -338,6 +370,8 @@ impl ClusterView {
             Kind::LimitRange => self.limit_ranges.get(namespace, name).is_some(),
             Kind::DataSource => self.datasources.get(namespace, name).is_some(),
             Kind::VirtualMachine => self.vms.get(namespace, name).is_some(),
+            Kind::Deployment => self.deployments.get(namespace, name).is_some(),
+            Kind::DaemonSet => self.daemonsets.get(namespace, name).is_some(),
             _ => self.names[kind as usize].get(namespace, name).is_some(),
         };
         Lookup::known(self.is_known(kind), found.then_some(()))
@@ -434,6 +468,17 @@ impl ClusterView {
             .then(|| self.vms.in_namespace(namespace))
     }
 
+    /// The readiness of KubeVirt's component of `kind` ([`Kind::only_named`]) in `namespace`;
+    /// `Unknown` for a kind the view does not read that way.
+    pub fn readiness(&self, kind: Kind, namespace: &str) -> Lookup<Readiness> {
+        let (table, name) = match (kind, kind.only_named()) {
+            (Kind::Deployment, Some(name)) => (&self.deployments, name),
+            (Kind::DaemonSet, Some(name)) => (&self.daemonsets, name),
+            _ => return Lookup::Unknown,
+        };
+        Lookup::known(self.is_known(kind), table.get(namespace, name).copied())
+    }
+
     /// The node index; `None` when Nodes are unknown.
     pub fn nodes(&self) -> Option<&NodeIndex> {
         self.is_known(Kind::Node).then_some(self.nodes.as_ref())
@@ -464,6 +509,8 @@ impl ClusterView {
             Kind::LimitRange => self.limit_ranges.len(),
             Kind::DataSource => self.datasources.len(),
             Kind::VirtualMachine => self.vms.len(),
+            Kind::Deployment => self.deployments.len(),
+            Kind::DaemonSet => self.daemonsets.len(),
             _ => self.names[kind as usize].len(),
         }
     }
@@ -538,6 +585,9 @@ impl ViewBuilder {
     /// Adds or replaces one object of `kind`.
     pub fn apply(&mut self, kind: Kind, meta: MetaRef<'_>, entry: Entry) {
         self.view.known.insert(kind);
+        if kind.only_named().is_some_and(|only| only != meta.name) {
+            return;
+        }
         let namespace = namespace_of(kind, meta.namespace);
         let name = meta.name;
         let view = &mut self.view;
@@ -560,6 +610,10 @@ impl ViewBuilder {
             Entry::LimitRange(info) => view.limit_ranges.insert(namespace, name, info),
             Entry::DataSource(info) => view.datasources.insert(namespace, name, info),
             Entry::VirtualMachine(info) => view.vms.insert(namespace, name, info),
+            Entry::Readiness(info) if kind == Kind::DaemonSet => {
+                view.daemonsets.insert(namespace, name, info)
+            }
+            Entry::Readiness(info) => view.deployments.insert(namespace, name, info),
         }
     }
 
@@ -585,6 +639,8 @@ impl ViewBuilder {
             Kind::LimitRange => drop(view.limit_ranges.remove(namespace, name)),
             Kind::DataSource => drop(view.datasources.remove(namespace, name)),
             Kind::VirtualMachine => drop(view.vms.remove(namespace, name)),
+            Kind::Deployment => drop(view.deployments.remove(namespace, name)),
+            Kind::DaemonSet => drop(view.daemonsets.remove(namespace, name)),
             _ => drop(view.names[kind as usize].remove(namespace, name)),
         }
     }
@@ -610,6 +666,8 @@ impl ViewBuilder {
             Kind::LimitRange => view.limit_ranges = from.limit_ranges.clone(),
             Kind::DataSource => view.datasources = from.datasources.clone(),
             Kind::VirtualMachine => view.vms = from.vms.clone(),
+            Kind::Deployment => view.deployments = from.deployments.clone(),
+            Kind::DaemonSet => view.daemonsets = from.daemonsets.clone(),
             _ => view.names[kind as usize] = from.names[kind as usize].clone(),
         }
         if from.known.contains(kind) {
@@ -832,6 +890,58 @@ mod tests {
         for secret in [value, "hunter2", "last-applied"] {
             assert!(!held.contains(secret), "{secret} in {held}");
         }
+    }
+
+    #[test]
+    fn kubevirts_components_are_read_by_name_only() {
+        let mut builder = ViewBuilder::new();
+        builder
+            .add(
+                Kind::Deployment,
+                &json!({"metadata": {"name": "virt-controller", "namespace": "kubevirt"},
+                    "spec": {"replicas": 2}, "status": {"readyReplicas": 1}}),
+            )
+            .unwrap();
+        builder
+            .add(
+                Kind::Deployment,
+                &json!({"metadata": {"name": "web", "namespace": "kubevirt"}, "status": {}}),
+            )
+            .unwrap();
+        builder
+            .add(
+                Kind::DaemonSet,
+                &json!({"metadata": {"name": "virt-handler", "namespace": "kubevirt"}}),
+            )
+            .unwrap();
+        let view = builder.build();
+        assert_eq!(
+            view.count(Kind::Deployment),
+            1,
+            "other Deployments are not kept"
+        );
+        assert_eq!(
+            view.readiness(Kind::Deployment, "kubevirt"),
+            Lookup::Present(Readiness {
+                counts: Some(ReadyCounts {
+                    ready: 1,
+                    desired: 2
+                })
+            })
+        );
+        assert_eq!(
+            view.readiness(Kind::DaemonSet, "kubevirt"),
+            Lookup::Present(Readiness { counts: None }),
+            "no status written yet: nothing known"
+        );
+        assert_eq!(view.readiness(Kind::Deployment, "other"), Lookup::Absent);
+        assert_eq!(view.readiness(Kind::Secret, "kubevirt"), Lookup::Unknown);
+        assert_eq!(
+            ViewBuilder::new()
+                .build()
+                .readiness(Kind::DaemonSet, "kubevirt"),
+            Lookup::Unknown
+        );
     }
 
     #[test]

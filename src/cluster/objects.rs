@@ -22,6 +22,7 @@
 //! | LimitRange | `spec.limits`: type, max, min, default, defaultRequest |
 //! | DataSource | its Ready condition |
 //! | VirtualMachine | the claims it mounts (and whether shareable), whether it starts |
+//! | Deployment `virt-controller`, DaemonSet `virt-handler` (no other name is read) | how many pods are ready of how many wanted ([`Readiness`]) |
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -110,6 +111,8 @@ pub enum Entry {
     LimitRange(LimitRangeInfo),
     DataSource(DataSourceInfo),
     VirtualMachine(VmClaims),
+    /// A KubeVirt component's Deployment or DaemonSet.
+    Readiness(Readiness),
 }
 
 /// How a kind is read off the wire and what it leaves in the view.
@@ -673,6 +676,89 @@ impl Body for VirtualMachineBody {
     }
 }
 
+/// How many of a KubeVirt component's pods are ready, of how many its controller wants: the
+/// Deployment `virt-controller` (`spec.replicas`, `status.readyReplicas`) or the DaemonSet
+/// `virt-handler` (`status.desiredNumberScheduled`, `status.numberReady`). `None` before the
+/// workload's controller has written a status: nothing is known yet.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readiness {
+    pub counts: Option<ReadyCounts>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyCounts {
+    pub ready: u32,
+    pub desired: u32,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DeploymentBody {
+    #[serde(default)]
+    metadata: Meta,
+    #[serde(default)]
+    spec: DeploymentSpec,
+    status: Option<DeploymentStatus>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct DeploymentSpec {
+    replicas: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeploymentStatus {
+    /// `omitempty`: absent is zero.
+    ready_replicas: Option<u32>,
+}
+
+impl Body for DeploymentBody {
+    const METADATA_ONLY: bool = false;
+    fn meta(&self) -> MetaRef<'_> {
+        self.metadata.as_ref()
+    }
+    fn into_entry(self) -> Entry {
+        Entry::Readiness(Readiness {
+            counts: self.status.map(|status| ReadyCounts {
+                ready: status.ready_replicas.unwrap_or(0),
+                // The API server defaults an unset `replicas` to 1.
+                desired: self.spec.replicas.unwrap_or(1),
+            }),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DaemonSetBody {
+    #[serde(default)]
+    metadata: Meta,
+    status: Option<DaemonSetStatus>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DaemonSetStatus {
+    desired_number_scheduled: Option<u32>,
+    number_ready: Option<u32>,
+}
+
+impl Body for DaemonSetBody {
+    const METADATA_ONLY: bool = false;
+    fn meta(&self) -> MetaRef<'_> {
+        self.metadata.as_ref()
+    }
+    fn into_entry(self) -> Entry {
+        Entry::Readiness(Readiness {
+            counts: self.status.and_then(|status| {
+                Some(ReadyCounts {
+                    ready: status.number_ready.unwrap_or(0),
+                    desired: status.desired_number_scheduled?,
+                })
+            }),
+        })
+    }
+}
+
 /// Does something with the wire type of a kind. The kind → type choice is made once, in
 /// [`visit_kind`], for every source.
 pub trait KindVisitor {
@@ -694,6 +780,8 @@ pub fn visit_kind<V: KindVisitor>(kind: Kind, visitor: V) -> V::Output {
         Kind::LimitRange => visitor.visit::<LimitRangeBody>(kind),
         Kind::DataSource => visitor.visit::<DataSourceBody>(kind),
         Kind::VirtualMachine => visitor.visit::<VirtualMachineBody>(kind),
+        Kind::Deployment => visitor.visit::<DeploymentBody>(kind),
+        Kind::DaemonSet => visitor.visit::<DaemonSetBody>(kind),
         Kind::Secret
         | Kind::ConfigMap
         | Kind::ServiceAccount
@@ -832,6 +920,46 @@ mod tests {
         };
         assert_eq!(info.messages, vec!["PVC dv Pending".to_string()]);
         assert!(!info.deleting);
+    }
+
+    #[test]
+    fn kubevirts_components_keep_their_ready_counts() {
+        let counts = |kind: Kind, object: serde_json::Value| match entry_of(kind, object) {
+            Entry::Readiness(readiness) => readiness.counts.map(|c| (c.ready, c.desired)),
+            other => panic!("{other:?}"),
+        };
+        // readyReplicas is omitted when zero; replicas defaults to 1.
+        assert_eq!(
+            counts(
+                Kind::Deployment,
+                json!({"metadata": {"name": "virt-controller"}, "status": {"replicas": 1}})
+            ),
+            Some((0, 1))
+        );
+        assert_eq!(
+            counts(
+                Kind::Deployment,
+                json!({"metadata": {"name": "virt-controller"}, "spec": {"replicas": 2},
+                    "status": {"readyReplicas": 2}})
+            ),
+            Some((2, 2))
+        );
+        assert_eq!(
+            counts(
+                Kind::DaemonSet,
+                json!({"metadata": {"name": "virt-handler"},
+                    "status": {"desiredNumberScheduled": 3, "numberReady": 1}})
+            ),
+            Some((1, 3))
+        );
+        assert_eq!(
+            counts(
+                Kind::DaemonSet,
+                json!({"metadata": {"name": "virt-handler"}})
+            ),
+            None,
+            "no status: nothing known"
+        );
     }
 
     fn entry_of(kind: Kind, object: serde_json::Value) -> Entry {

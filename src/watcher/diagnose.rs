@@ -1,7 +1,8 @@
 //! Why a VM is stuck, in one line: what holds a deleted VM (its finalizers), what the rules
-//! find on it (spec and cluster), and what KubeVirt and CDI already say (the VM's conditions,
-//! its DataVolumes' phase, its PVCs' phase). Pure: the VM object and the cluster view in, a
-//! [`Diagnosis`] out.
+//! find on it (spec and cluster), its DataVolumes and PVCs being deleted, what KubeVirt and
+//! CDI already say (the VM's conditions, its DataVolumes' phase, its PVCs' phase), and, when
+//! the VM has no cause of its own, KubeVirt's health. Pure: the VM object and the cluster view
+//! in, a [`Diagnosis`] out.
 
 use jiff::SignedDuration;
 use serde_json::Value;
@@ -11,7 +12,9 @@ use crate::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity, one_line};
 use crate::model::VirtualMachine;
 use crate::rules::{RuleId, evaluate};
 
+use super::health::{self, Health};
 use super::state::{UnhealthyStatus, VmKey};
+use super::storage::{self, Deleting};
 use super::terminating;
 
 /// KubeVirt's runbook for the alert.
@@ -61,8 +64,11 @@ pub struct Diagnosis {
     pub cause: Cause,
     /// Every finding of the rules, errors first.
     pub findings: Vec<Finding>,
-    /// What KubeVirt and CDI say: condition messages, DataVolume and PVC phases.
+    /// What KubeVirt and CDI say: condition messages, DataVolume and PVC phases, claims being
+    /// deleted.
     pub evidence: Vec<String>,
+    /// KubeVirt's health, where the view knows it: shown whether or not it is the cause.
+    pub kubevirt: Option<Health>,
     /// The runbook step to follow next.
     pub next_step: String,
 }
@@ -213,41 +219,30 @@ fn condition_evidence(object: &Value) -> Vec<String> {
         .collect()
 }
 
-/// What the view says of the VM's DataVolumes and PVCs that are not ready.
-fn storage_evidence(vm: &VirtualMachine, namespace: &str, view: &ClusterView) -> Vec<String> {
-    let mut evidence = Vec::new();
-    for volume in &vm.template_spec().volumes {
-        let datavolume = volume.data_volume.as_ref().and_then(|d| d.name.as_deref());
-        let claim = volume
-            .persistent_volume_claim
-            .as_ref()
-            .and_then(|c| c.claim_name.as_deref());
-        if let Some(name) = datavolume
-            && let crate::cluster::Lookup::Present(info) = view.datavolume(namespace, name)
-            && info.phase.as_deref() != Some("Succeeded")
-            && info.phase.is_some()
-        {
-            let phase = info.phase.as_deref().unwrap_or("without a phase");
-            let mut line = format!("DataVolume {name} is {phase}");
-            if !info.messages.is_empty() {
-                line.push_str(": ");
-                line.push_str(&info.messages.join("; "));
-            }
-            evidence.push(one_line(&line, 200));
-        }
-        // A DataVolume's PVC has the DataVolume's name.
-        if let Some(name) = claim.or(datavolume)
-            && let crate::cluster::Lookup::Present(pvc) = view.pvc(namespace, name)
-            && let Some(phase) = pvc.phase.as_deref()
-            && phase != "Bound"
-        {
-            evidence.push(format!("PVC {name} is {phase}"));
-        }
-    }
-    evidence
+/// The cause found first, with the step that goes with it.
+type Found = (Cause, String);
+
+fn found_by(finding: &Finding, status: Option<UnhealthyStatus>, key: &VmKey) -> Found {
+    (Cause::of(finding), next_step(status, key))
 }
 
-/// Diagnoses one VM object (as the API server returns it) against the cluster view.
+/// A cause that is what the cluster says: its text is its subject.
+fn said(text: String, next_step: String) -> Found {
+    (
+        Cause {
+            rule: None,
+            subject: Some(text.clone()),
+            text,
+        },
+        next_step,
+    )
+}
+
+/// Diagnoses one VM object (as the API server returns it) against the cluster view. The cause
+/// is the first of: what holds a deleted VM; a VM that does not read; an error finding that
+/// explains the status; a claim being deleted, for a status that waits for it; what the VM's
+/// conditions and claims say; any other error finding; KubeVirt not healthy; a warning that
+/// explains the status.
 pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
     let printable_status = object
         .pointer("/status/printableStatus")
@@ -257,70 +252,84 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
     let status = UnhealthyStatus::parse(&printable_status);
     let key = VmKey::of(object).unwrap_or_else(|| VmKey::new(DEFAULT_NAMESPACE, "<unnamed>"));
     let mut evidence = condition_evidence(object);
-    let (findings, cause) = match VirtualMachine::from_value(object) {
+    let mut deleting: Vec<Deleting> = Vec::new();
+    let (findings, unreadable) = match VirtualMachine::from_value(object) {
         Err(error) => {
             let text = one_line(
                 &format!("the VM does not read as kubevirt.io/v1: {error}"),
                 200,
             );
-            (
-                Vec::new(),
-                Some(Cause {
-                    rule: None,
-                    subject: Some(text.clone()),
-                    text,
-                }),
-            )
+            (Vec::new(), Some(said(text, next_step(status, &key))))
         }
         Ok(vm) => {
             let reference = ObjectRef::virtual_machine(&vm, None, DEFAULT_NAMESPACE);
             let mut findings = evaluate(&vm, &reference, view).findings;
             findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
             if let Some(view) = view {
-                evidence.extend(storage_evidence(&vm, &key.namespace, view));
+                evidence.extend(storage::evidence(&vm, &key.namespace, view));
+                deleting = storage::deleting(&vm, &key.namespace, view);
             }
             (findings, None)
         }
     };
-    let as_cause = Cause::of;
+    let kubevirt = view.and_then(health::of);
     let errors = || findings.iter().filter(|f| f.severity == Severity::Error);
     // A deleted VM is kept by its finalizers, whatever else is wrong with it (and whatever
     // status virt-controller last wrote).
-    let held = terminating::held(object);
-    let held_cause = held.as_ref().map(|held| Cause {
-        rule: None,
-        text: held.text(),
-        subject: Some(held.subject()),
+    let held = terminating::held(object).map(|held| {
+        let held = held.waiting_for(deleting.clone());
+        let cause = Cause {
+            rule: None,
+            text: held.text(),
+            subject: Some(held.subject()),
+        };
+        (cause, held.next_step(&key))
     });
-    let cause = held_cause
-        .or(cause)
-        .or_else(|| errors().find(|f| explains(status, f.rule)).map(as_cause))
+    let (cause, next_step) = held
+        .or(unreadable)
         .or_else(|| {
-            evidence.first().map(|text| Cause {
-                rule: None,
-                text: text.clone(),
-                subject: Some(text.clone()),
-            })
+            errors()
+                .find(|f| explains(status, f.rule))
+                .map(|f| found_by(f, status, &key))
         })
-        .or_else(|| errors().next().map(as_cause))
+        .or_else(|| {
+            (storage::deletion_explains(status) && !deleting.is_empty())
+                .then(|| said(storage::describe(&deleting), storage::next_steps(&deleting)))
+        })
+        .or_else(|| {
+            evidence
+                .first()
+                .map(|text| said(text.clone(), next_step(status, &key)))
+        })
+        .or_else(|| errors().next().map(|f| found_by(f, status, &key)))
+        .or_else(|| {
+            let health = kubevirt.as_ref()?;
+            Some(said(health.subject()?, health.next_step()))
+        })
         .or_else(|| {
             findings
                 .iter()
                 .find(|f| explains(status, f.rule))
-                .map(as_cause)
+                .map(|f| found_by(f, status, &key))
         })
-        .unwrap_or_else(|| Cause {
-            rule: None,
-            text: NO_CAUSE.to_string(),
-            subject: None,
+        .unwrap_or_else(|| {
+            (
+                Cause {
+                    rule: None,
+                    text: NO_CAUSE.to_string(),
+                    subject: None,
+                },
+                next_step(status, &key),
+            )
         });
     Diagnosis {
-        next_step: held.map_or_else(|| next_step(status, &key), |held| held.next_step(&key)),
+        next_step,
         key,
         printable_status,
         cause,
         findings,
         evidence,
+        kubevirt,
     }
 }
 
@@ -575,6 +584,188 @@ mod tests {
         assert_eq!(
             diagnose(&object, Some(&view)).cause.rule,
             Some(RuleId::NodeSelectorUnsatisfiable)
+        );
+    }
+
+    /// A view whose KubeVirt CR is not Available and whose virt-controller has no ready
+    /// replica; it knows Nodes (`worker-1`, schedulable).
+    fn degraded_kubevirt() -> ViewBuilder {
+        let mut builder = ViewBuilder::new();
+        for (kind, object) in [
+            (
+                Kind::KubeVirt,
+                json!({"metadata": {"name": "kubevirt", "namespace": "kubevirt"},
+                    "status": {"conditions": [
+                        {"type": "Available", "status": "False", "reason": "DeploymentInProgress",
+                         "message": "Deploying version v1.6.0 with registry quay.io/kubevirt"}]}}),
+            ),
+            (
+                Kind::Deployment,
+                json!({"metadata": {"name": "virt-controller", "namespace": "kubevirt"},
+                    "spec": {"replicas": 2}, "status": {"replicas": 2}}),
+            ),
+            (
+                Kind::Node,
+                json!({"metadata": {"name": "worker-1", "labels": {"kubevirt.io/schedulable": "true"}},
+                    "status": {"allocatable": {"cpu": "8", "memory": "32Gi"},
+                               "conditions": [{"type": "Ready", "status": "True"}]}}),
+            ),
+        ] {
+            builder.add(kind, &object).unwrap();
+        }
+        builder
+    }
+
+    #[test]
+    fn a_clean_vm_on_a_kubevirt_that_is_down_is_stuck_on_kubevirt() {
+        let view = degraded_kubevirt().build();
+        let object = vm("Starting", bootable(json!({})), json!([]));
+        let diagnosis = diagnose(&object, Some(&view));
+        assert_eq!(diagnosis.cause.rule, None);
+        assert_eq!(
+            diagnosis.cause.text,
+            "KubeVirt is not healthy: virt-controller has 0 of 2 replicas ready; the KubeVirt CR kubevirt/kubevirt is Available=False (DeploymentInProgress: Deploying version v1.6.0 with registry quay.io/kubevirt)"
+        );
+        assert_eq!(
+            diagnosis.cause.subject.as_deref(),
+            Some(diagnosis.cause.text.as_str())
+        );
+        assert!(
+            diagnosis.next_step.contains("VirtControllerDown")
+                && diagnosis.next_step.contains("kubectl -n kubevirt"),
+            "{}",
+            diagnosis.next_step
+        );
+        // Without the view's KubeVirt, nothing is found.
+        assert_eq!(diagnose(&object, None).cause.text, NO_CAUSE);
+    }
+
+    #[test]
+    fn a_vm_with_its_own_cause_keeps_it_and_kubevirt_is_still_shown() {
+        let view = degraded_kubevirt().build();
+        let object = vm(
+            "ErrorUnschedulable",
+            bootable(json!({"nodeSelector": {"gpu": "a100"}})),
+            json!([]),
+        );
+        let diagnosis = diagnose(&object, Some(&view));
+        assert_eq!(
+            diagnosis.cause.rule,
+            Some(RuleId::NodeSelectorUnsatisfiable)
+        );
+        assert!(diagnosis.next_step.contains("describe pod"));
+        let kubevirt = diagnosis.kubevirt.expect("KubeVirt's health is kept");
+        assert!(
+            kubevirt
+                .subject()
+                .is_some_and(|s| s.contains("virt-controller has 0 of 2")),
+            "{kubevirt:?}"
+        );
+        // The VM's own conditions are its cause too, before KubeVirt.
+        let object = vm(
+            "Starting",
+            bootable(json!({})),
+            json!([{"type": "Failure", "status": "True", "reason": "FailedCreate",
+                    "message": "pods \"virt-launcher-vm1-abcde\" is forbidden: exceeded quota"}]),
+        );
+        assert!(
+            diagnose(&object, Some(&view))
+                .cause
+                .text
+                .starts_with("Failure (FailedCreate)")
+        );
+    }
+
+    #[test]
+    fn a_claim_being_deleted_is_the_cause_of_a_vm_waiting_for_it() {
+        let mut builder = ViewBuilder::new();
+        builder
+            .add(
+                Kind::PersistentVolumeClaim,
+                &json!({"metadata": {"name": "db-data", "namespace": "ns",
+                    "deletionTimestamp": "2026-11-26T02:00:00Z",
+                    "finalizers": ["kubernetes.io/pvc-protection"]},
+                    "status": {"phase": "Bound"}}),
+            )
+            .unwrap();
+        let view = builder.build();
+        let volumes = json!({"volumes": [
+            {"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": "db-data"}}]});
+        let object = vm(
+            "Provisioning",
+            bootable(volumes.clone()),
+            json!([{"type": "DataVolumesReady", "status": "False", "reason": "x",
+                    "message": "not ready"}]),
+        );
+        let diagnosis = diagnose(&object, Some(&view));
+        assert_eq!(diagnosis.cause.rule, None);
+        assert_eq!(diagnosis.cause.text, "PVC ns/db-data is being deleted");
+        assert!(
+            diagnosis
+                .next_step
+                .starts_with("see what holds PVC db-data")
+                && diagnosis.next_step.contains("does not come back"),
+            "{}",
+            diagnosis.next_step
+        );
+        assert!(
+            diagnosis
+                .evidence
+                .contains(&"PVC ns/db-data is being deleted".to_string()),
+            "{:?}",
+            diagnosis.evidence
+        );
+        // A status that does not wait for claims keeps what its conditions say.
+        let object = vm(
+            "CrashLoopBackOff",
+            bootable(volumes),
+            json!([{"type": "Failure", "status": "True", "reason": "Crash", "message": "qemu died"}]),
+        );
+        assert!(
+            diagnose(&object, Some(&view))
+                .cause
+                .text
+                .starts_with("Failure (Crash)")
+        );
+    }
+
+    #[test]
+    fn a_vm_deleted_in_the_foreground_waits_for_its_datavolume_being_deleted() {
+        let mut builder = ViewBuilder::new();
+        builder
+            .add(
+                Kind::DataVolume,
+                &json!({"metadata": {"name": "root-dv", "namespace": "ns",
+                    "deletionTimestamp": "2026-11-26T02:00:00Z"},
+                    "status": {"phase": "Succeeded"}}),
+            )
+            .unwrap();
+        let view = builder.build();
+        let mut object = vm(
+            "Terminating",
+            json!({"domain": {"devices": {}, "memory": {"guest": "1Gi"}},
+                   "volumes": [{"name": "root", "dataVolume": {"name": "root-dv"}}]}),
+            json!([]),
+        );
+        object["spec"]["dataVolumeTemplates"] = json!([{"metadata": {"name": "root-dv"}}]);
+        object["metadata"]["deletionTimestamp"] = json!("2026-11-26T02:00:00Z");
+        object["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
+        let diagnosis = diagnose(&object, Some(&view));
+        assert!(
+            diagnosis
+                .cause
+                .text
+                .ends_with("; DataVolume ns/root-dv is being deleted"),
+            "{}",
+            diagnosis.cause.text
+        );
+        assert!(
+            diagnosis
+                .next_step
+                .starts_with("see what holds DataVolume root-dv"),
+            "{}",
+            diagnosis.next_step
         );
     }
 

@@ -17,6 +17,7 @@ use crate::rules::RuleId;
 use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose, human_duration, unknown_kinds};
 use super::escalation::{ADVICE, Escalation, Thresholds, escalations};
 use super::groups::{Member, group};
+use super::health;
 use super::state::{Tracker, UnhealthyStatus, VmKey, VmObservation};
 
 /// One unhealthy VM with no VMI, as the tracker sees it at `as_of`.
@@ -84,6 +85,9 @@ pub struct FleetOptions {
 pub struct FleetReport {
     pub stuck: usize,
     pub unhealthy: usize,
+    /// What is wrong with KubeVirt itself, when something is (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubevirt: Option<String>,
     pub groups: Vec<GroupReport>,
     #[serde(skip)]
     pub listed: usize,
@@ -220,6 +224,7 @@ pub fn report(
     FleetReport {
         stuck: assessed.iter().filter(|a| a.stuck).count(),
         unhealthy: assessed.len(),
+        kubevirt: view.and_then(health::of).and_then(|h| h.subject()),
         groups,
         listed: observations.len(),
         options,
@@ -254,6 +259,12 @@ impl FleetReport {
                 self.stuck,
                 plural(self.groups.len(), "cause", "causes"),
             );
+        }
+        // KubeVirt's own trouble comes first, unless a group says it already.
+        if let Some(kubevirt) = &self.kubevirt
+            && !self.groups.iter().any(|g| g.cause == *kubevirt)
+        {
+            let _ = writeln!(text, "{kubevirt}");
         }
         if let Some(count) = self.several {
             let _ = writeln!(text, "ESCALATE: {count} VMs stuck at once. {ADVICE}");

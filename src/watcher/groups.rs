@@ -129,6 +129,7 @@ pub(crate) mod tests {
             },
             findings: Vec::new(),
             evidence: Vec::new(),
+            kubevirt: None,
             next_step: format!("look at {name}"),
         }
     }

@@ -5,6 +5,8 @@
 //! - [`state`]: which VMs are stuck, a pure state machine over watch events and the time;
 //! - [`diagnose`]: why, from the rules and from what KubeVirt and CDI say;
 //! - [`terminating`]: what holds a deleted VM (its finalizers and their owners);
+//! - [`storage`]: the VM's DataVolumes and PVCs not ready or being deleted;
+//! - [`health`]: KubeVirt's own health (its CR's conditions, virt-controller, virt-handler);
 //! - [`groups`]: VMs stuck for one cause are one problem;
 //! - [`escalation`]: when several stuck VMs call for the cluster administrator;
 //! - [`fleet`]: every unhealthy VM of a listed cluster, grouped (`diagnose --all`);
@@ -17,10 +19,12 @@ pub mod diagnose;
 pub mod escalation;
 pub mod fleet;
 pub mod groups;
+pub mod health;
 pub mod leader;
 pub mod object;
 pub mod run;
 pub mod state;
+pub mod storage;
 pub mod terminating;
 
 pub use diagnose::{Diagnosis, diagnose};

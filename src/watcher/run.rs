@@ -399,7 +399,7 @@ impl Watcher {
             ("name".to_string(), key.name.clone()),
             ("status".to_string(), status.to_string()),
         ]);
-        let annotations = BTreeMap::from([
+        let mut annotations = BTreeMap::from([
             (
                 "summary".to_string(),
                 format!("Virtual machine in {status} state for more than {threshold}"),
@@ -425,6 +425,10 @@ impl Watcher {
             ("next_step".to_string(), raised.diagnosis.next_step.clone()),
             ("runbook_url".to_string(), RUNBOOK_URL.to_string()),
         ]);
+        // KubeVirt's own trouble, whether or not it is this VM's cause.
+        if let Some(kubevirt) = raised.diagnosis.kubevirt.as_ref().and_then(|h| h.subject()) {
+            annotations.insert("kubevirt".to_string(), kubevirt);
+        }
         Alert {
             labels,
             annotations,

@@ -1,10 +1,13 @@
 //! What holds a deleted VM: its `metadata.deletionTimestamp` is set, so nothing but its remaining
-//! finalizers keeps it in the API, and each finalizer has an owner that must remove it. Pure:
-//! the VM object in, a [`Held`] out.
+//! finalizers keeps it in the API, and each finalizer has an owner that must remove it. Under
+//! foreground deletion the garbage collector waits for what the VM owns: its template
+//! DataVolumes (and their PVCs), which may be held in turn. Pure: the VM object in, a
+//! [`Held`] out.
 
 use serde_json::Value;
 
 use super::state::VmKey;
+use super::storage::{self, Deleting};
 
 /// Who removes a finalizer, as far as KubeVirt's and Kubernetes' sources say.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -56,6 +59,9 @@ pub struct Held {
     pub deleted_at: String,
     /// In the object's order, with their owners.
     pub finalizers: Vec<(String, Owner)>,
+    /// What the VM owns that is being deleted, which the garbage collector waits for under
+    /// `foregroundDeletion` (see [`Held::waiting_for`]).
+    waiting: Vec<Deleting>,
 }
 
 /// The finalizers that hold `object`; `None` unless it has a deletionTimestamp and finalizers
@@ -73,21 +79,41 @@ pub fn held(object: &Value) -> Option<Held> {
     (!finalizers.is_empty()).then_some(Held {
         deleted_at,
         finalizers,
+        waiting: Vec::new(),
     })
 }
 
 impl Held {
+    /// Notes the VM's claims being deleted (from [`storage::deleting`]) that hold it: under
+    /// `foregroundDeletion`, the ones it owns (its dataVolumeTemplates' DataVolumes and their
+    /// PVCs, created with `blockOwnerDeletion`). Other finalizers do not wait for them.
+    pub fn waiting_for(mut self, deleting: Vec<Deleting>) -> Self {
+        if self
+            .finalizers
+            .iter()
+            .any(|(_, owner)| *owner == Owner::ForegroundDeletion)
+        {
+            self.waiting = deleting.into_iter().filter(|d| d.from_template).collect();
+        }
+        self
+    }
+
     /// What holds the VM, the same for every VM held alike (no time, no name): the group's
     /// subject.
     pub fn subject(&self) -> String {
         let each = |(name, owner): &(String, Owner)| format!("{name} ({})", owner.holder());
-        match self.finalizers.as_slice() {
+        let held = match self.finalizers.as_slice() {
             [one] => format!("held by finalizer {}", each(one)),
             many => format!(
                 "held by {} finalizers: {}",
                 many.len(),
                 many.iter().map(each).collect::<Vec<_>>().join(", ")
             ),
+        };
+        if self.waiting.is_empty() {
+            held
+        } else {
+            format!("{held}; {}", storage::describe(&self.waiting))
         }
     }
 
@@ -115,6 +141,12 @@ impl Held {
                 Owner::SnapshotInProgress => format!(
                     "find the VirtualMachineSnapshot in progress and let it finish or delete it: kubectl -n {ns} get vmsnapshot"
                 ),
+                Owner::ForegroundDeletion if !self.waiting.is_empty() => self
+                    .waiting
+                    .iter()
+                    .map(Deleting::what_holds)
+                    .collect::<Vec<_>>()
+                    .join("; then "),
                 Owner::ForegroundDeletion => format!(
                     "list what the VM still owns (deleted first): kubectl -n {ns} get vmi,dv,pvc,pods -o custom-columns=KIND:.kind,NAME:.metadata.name,OWNER:.metadata.ownerReferences[*].name | grep -w {name}"
                 ),
@@ -173,6 +205,47 @@ mod tests {
             "the index of the finalizer named: {next}"
         );
         assert!(steps[2].contains("get vmsnapshot"), "{next}");
+    }
+
+    fn deleting(name: &str, from_template: bool) -> Deleting {
+        Deleting {
+            kind: storage::ClaimKind::DataVolume,
+            namespace: "ns".into(),
+            name: name.into(),
+            from_template,
+        }
+    }
+
+    #[test]
+    fn foreground_deletion_waits_for_what_the_vm_owns_being_deleted() {
+        let object = vm(json!({"name": "a", "namespace": "ns",
+            "deletionTimestamp": "2026-11-25T10:00:00Z",
+            "finalizers": ["foregroundDeletion"]}));
+        let foreground = held(&object)
+            .unwrap()
+            .waiting_for(vec![deleting("root", true), deleting("shared", false)]);
+        assert_eq!(
+            foreground.subject(),
+            "held by finalizer foregroundDeletion (the garbage collector, until the VM's dependents are deleted); DataVolume ns/root is being deleted",
+            "a volume the VM does not own does not hold it"
+        );
+        let next = foreground.next_step(&VmKey::new("ns", "a"));
+        assert!(
+            next.starts_with("see what holds DataVolume root: kubectl -n ns get dv root"),
+            "{next}"
+        );
+        // virt-controller's finalizer does not wait for volumes.
+        let object = vm(json!({"name": "a", "namespace": "ns",
+            "deletionTimestamp": "2026-11-25T10:00:00Z",
+            "finalizers": ["kubevirt.io/virtualMachineControllerFinalize"]}));
+        let controller = held(&object)
+            .unwrap()
+            .waiting_for(vec![deleting("root", true)]);
+        assert!(
+            !controller.subject().contains("being deleted"),
+            "{}",
+            controller.subject()
+        );
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! A loopback stand-in for the Kubernetes API server: serves lists (full or
-//! PartialObjectMetadata, as the Accept header asks), newline-delimited watch streams fed by
-//! the test, and 404 for kinds whose CRD is "not installed". It records every request, with
-//! its method and JSON body; a POST, PUT or PATCH (an Event, say) is answered by echoing the
+//! PartialObjectMetadata, as the Accept header asks; a `metadata.name` field selector filters
+//! them), newline-delimited watch streams fed by the test, and 404 for kinds whose CRD is "not
+//! installed". It records every request, with its method and JSON body; a POST, PUT or PATCH (an Event, say) is answered by echoing the
 //! body back, as the API server answers a create with the stored object.
 
 #![allow(dead_code)]
@@ -229,6 +229,12 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
             .find_map(|p| p.strip_prefix(name)?.strip_prefix('='))
             .and_then(|v| v.parse::<usize>().ok())
     };
+    // `fieldSelector=metadata.name=NAME`, the one field selector the process sends.
+    let only_name: Option<String> = query
+        .split('&')
+        .find_map(|p| p.strip_prefix("fieldSelector="))
+        .map(|v| v.replace("%3D", "=").replace("%3d", "="))
+        .and_then(|v| v.strip_prefix("metadata.name=").map(str::to_string));
     let offset = param("continue").unwrap_or(0);
     let (items, next) = {
         let objects = shared.objects.lock().unwrap();
@@ -241,6 +247,9 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
                 namespace
                     .as_ref()
                     .is_none_or(|ns| o["metadata"]["namespace"] == **ns)
+                    && only_name
+                        .as_ref()
+                        .is_none_or(|name| o["metadata"]["name"] == **name)
             })
             .collect();
         let end = param("limit").map_or(all.len(), |limit| (offset + limit).min(all.len()));
