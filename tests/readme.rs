@@ -146,14 +146,15 @@ fn watch_section_diagnoses_the_shipped_stuck_vm() {
     }
 }
 
-#[test]
-fn watch_section_shows_what_diagnose_all_prints() {
+/// Runs the `cargo run --release -- …` line of the watch section that starts with `prefix` and
+/// checks that the output block right after it is what the command prints.
+fn assert_watch_example_prints_what_readme_shows(prefix: &str, exit_code: i32) {
     let text = readme();
     let shown = section(&text, "watch");
     let command = shown
         .lines()
-        .find(|l| l.starts_with("cargo run --release -- diagnose --all"))
-        .expect("the diagnose --all example");
+        .find(|l| l.starts_with(prefix))
+        .unwrap_or_else(|| panic!("README's watch section runs {prefix}"));
     let args: Vec<&str> = command
         .strip_prefix("cargo run --release -- ")
         .unwrap()
@@ -161,7 +162,7 @@ fn watch_section_shows_what_diagnose_all_prints() {
         .collect();
     let output = binary().args(&args).output().expect("runs");
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "some stuck: {stdout}");
+    assert_eq!(output.status.code(), Some(exit_code), "{command}: {stdout}");
     // Every line, as shown (the fixture is read at a fixed --as-of).
     let block_start = shown.find(command).unwrap();
     let after = &shown[block_start..];
@@ -169,7 +170,20 @@ fn watch_section_shows_what_diagnose_all_prints() {
     let closed = after.find("```\n").unwrap() + 4;
     let open = after[closed..].find("```\n").unwrap() + closed + 4;
     let close = after[open..].find("```").unwrap() + open;
-    assert_eq!(&after[open..close], stdout, "README shows what it prints");
+    assert_eq!(&after[open..close], stdout, "README shows what {command} prints");
+}
+
+#[test]
+fn watch_section_shows_what_diagnose_all_prints() {
+    assert_watch_example_prints_what_readme_shows("cargo run --release -- diagnose --all", 1);
+}
+
+#[test]
+fn watch_section_shows_a_vm_stuck_on_kubevirt() {
+    assert_watch_example_prints_what_readme_shows(
+        "cargo run --release -- diagnose prod/web-1 --cluster-state tests/fixtures/diagnose/kubevirt-degraded.yaml",
+        1,
+    );
 }
 
 /// The node templates README shows for cluster-autoscaler and Karpenter are a valid policy.
