@@ -91,7 +91,7 @@ impl ClusterCoverage {
             known: known.iter().collect(),
             unknown: Kind::ALL
                 .into_iter()
-                .filter(|k| !known.contains(*k))
+                .filter(|k| !known.contains(*k) && k.only_named().is_none())
                 .collect(),
             skipped_rules,
         }

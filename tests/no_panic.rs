@@ -104,7 +104,7 @@ items:
     name: worker-1
     labels: {kubevirt.io/schedulable: "true", zone: a, cpu-model.node.kubevirt.io/Haswell: "true"}
   status:
-    allocatable: {cpu: "16", memory: 64Gi, nvidia.com/GA102GL_A10: "2", example.com/dev: "1"}
+    allocatable: {cpu: "16", memory: 64Gi, nvidia.com/GA102GL_A10: "2", example.com/dev: "1", devices.kubevirt.io/kvm: 1k}
     conditions: [{type: Ready, status: "True"}]
 - apiVersion: v1
   kind: Node
@@ -114,7 +114,7 @@ items:
   spec:
     taints: [{key: nvidia.com/gpu, value: present, effect: NoSchedule}]
   status:
-    allocatable: {cpu: "32", memory: 128Gi, nvidia.com/GA102GL_A10: "1", example.com/dev: "2"}
+    allocatable: {cpu: "32", memory: 128Gi, nvidia.com/GA102GL_A10: "1", example.com/dev: "2", devices.kubevirt.io/kvm: 1k}
     conditions: [{type: Ready, status: "True"}]
 - apiVersion: v1
   kind: Node
@@ -147,6 +147,39 @@ items:
 - {apiVersion: instancetype.kubevirt.io/v1beta1, kind: VirtualMachineClusterInstancetype, metadata: {name: u1.medium}}
 - {apiVersion: instancetype.kubevirt.io/v1beta1, kind: VirtualMachinePreference, metadata: {name: mine, namespace: default}}
 - {apiVersion: instancetype.kubevirt.io/v1beta1, kind: VirtualMachineClusterPreference, metadata: {name: fedora}}
+- apiVersion: kubevirt.io/v1
+  kind: KubeVirt
+  metadata: {name: kubevirt, namespace: kubevirt}
+  spec:
+    configuration:
+      permittedHostDevices:
+        pciHostDevices:
+        - {pciVendorSelector: "10DE:2236", resourceName: nvidia.com/GA102GL_A10}
+        - {pciVendorSelector: "1AF4:1041", resourceName: example.com/dev}
+  status:
+    observedKubeVirtVersion: v1.6.2
+    conditions: [{type: Available, status: "True"}]
+- apiVersion: v1
+  kind: ResourceQuota
+  metadata: {name: compute, namespace: default}
+  status:
+    hard: {requests.cpu: "64", requests.memory: 256Gi, limits.memory: 512Gi, pods: "100"}
+    used: {requests.cpu: "4", requests.memory: 8Gi, limits.memory: 16Gi, pods: "3"}
+- apiVersion: v1
+  kind: LimitRange
+  metadata: {name: limits, namespace: default}
+  spec:
+    limits: [{type: Container, max: {cpu: "16", memory: 64Gi}}]
+- apiVersion: cdi.kubevirt.io/v1beta1
+  kind: DataSource
+  metadata: {name: fedora, namespace: default}
+  status: {conditions: [{type: Ready, status: "True"}]}
+- apiVersion: kubevirt.io/v1
+  kind: VirtualMachine
+  metadata: {name: other, namespace: default}
+  spec:
+    runStrategy: Always
+    template: {spec: {volumes: [{name: data, persistentVolumeClaim: {claimName: other-pvc}}]}}
 "#;
 
 fn parse_cluster(text: &str) -> snapshot::Snapshot {
@@ -1085,7 +1118,11 @@ fn base_vm_is_clean_in_the_cluster() {
         .map(|(_, f)| (f.rule, f.path.clone()))
         .collect();
     assert!(findings.is_empty(), "{findings:?}");
-    assert!(report.coverage.skipped_rules.is_empty());
+    assert!(
+        report.coverage.skipped_rules.is_empty(),
+        "{:?}",
+        report.coverage.skipped_rules
+    );
 }
 
 proptest! {
