@@ -170,7 +170,11 @@ fn assert_watch_example_prints_what_readme_shows(prefix: &str, exit_code: i32) {
     let closed = after.find("```\n").unwrap() + 4;
     let open = after[closed..].find("```\n").unwrap() + closed + 4;
     let close = after[open..].find("```").unwrap() + open;
-    assert_eq!(&after[open..close], stdout, "README shows what {command} prints");
+    assert_eq!(
+        &after[open..close],
+        stdout,
+        "README shows what {command} prints"
+    );
 }
 
 #[test]

@@ -8,9 +8,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckFn, access, boot, datasource, image, kubevirt, limit_range, migration, network, node_features,
-    quota, references, resources,
-    run_strategy, scheduling, storage, volumes,
+    CheckFn, access, boot, datasource, image, kubevirt, limit_range, migration, network,
+    node_features, quota, references, resources, run_strategy, scheduling, storage, volumes,
 };
 use crate::cluster::Kind;
 use crate::finding::Severity;

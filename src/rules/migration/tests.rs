@@ -145,10 +145,7 @@ fn a_datavolume_template_counts_with_its_own_access_modes() {
             "spec.template.spec.volumes[0].dataVolume.name".into()
         )]
     );
-    assert_eq!(
-        migration(with_template(json!(["ReadWriteMany"]))),
-        vec![]
-    );
+    assert_eq!(migration(with_template(json!(["ReadWriteMany"]))), vec![]);
     // No access modes: the StorageProfile picks them; unknown here.
     assert_eq!(migration(with_template(json!([]))), vec![]);
 }
