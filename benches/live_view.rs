@@ -4,7 +4,8 @@
 //! `data` and, as `kubectl apply` leaves it, in the last-applied annotation.
 //!
 //! Prints, for 1,000 and for 100,000 Secrets: time until /readyz says the view is synced, the
-//! server's resident memory, its CPU time per Secret change (1,000 changes at 100/s, the idle
+//! server's resident memory, its CPU time per Secret change (1,000 changes at 100/s, or one every
+//! `LIVE_VIEW_CHANGE_INTERVAL_US` µs; the idle
 //! CPU of as long subtracted), how long until the view holds a new Secret (from the watch event),
 //! and how many copies of Secret values the process's memory holds (read from
 //! /proc/PID/mem: the server runs as the same user).
@@ -173,6 +174,14 @@ fn gauge(metrics: &str, name: &str, kind: &str) -> Option<i64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The pause between Secret changes: 10 ms (100/s), or `LIVE_VIEW_CHANGE_INTERVAL_US`.
+fn change_interval() -> Duration {
+    std::env::var("LIVE_VIEW_CHANGE_INTERVAL_US")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_millis(10), Duration::from_micros)
+}
+
 fn wait_for(what: &str, limit: Duration, mut done: impl FnMut() -> bool) -> Duration {
     let started = Instant::now();
     while !done() {
@@ -296,7 +305,8 @@ fn run(secrets: usize) {
     let hwm = status_kib(pid, "VmHWM:");
 
     // Idle CPU over the span the changes take, to subtract.
-    let span = Duration::from_millis(CHANGES as u64 * 10 + 1000);
+    let interval = change_interval();
+    let span = interval * CHANGES as u32 + Duration::from_millis(1000);
     let idle_before = cpu_seconds(pid);
     std::thread::sleep(span);
     let idle = cpu_seconds(pid) - idle_before;
@@ -304,7 +314,7 @@ fn run(secrets: usize) {
     for change in 0..CHANGES {
         let i = change * (secrets / CHANGES).max(1) % secrets;
         fake.send("/api/v1/secrets", "MODIFIED", secret(i, 1 + change));
-        std::thread::sleep(Duration::from_millis(10));
+        std::thread::sleep(interval);
     }
     std::thread::sleep(Duration::from_millis(1000));
     let busy = cpu_seconds(pid) - before;
