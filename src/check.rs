@@ -1,11 +1,14 @@
 //! `check`: parsed documents in, a report out. Pure apart from what the caller reads.
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
 use crate::cluster::{ClusterView, Kind};
 use crate::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity};
 use crate::manifest::{Document, InputError, Parsed, Source};
 use crate::model::VirtualMachine;
+use crate::policy::RuleSetting;
 use crate::rules::{self, Evaluation, REGISTRY, RuleId, Scope};
 
 /// Settings that change how objects are read, not which rules run.
@@ -15,6 +18,10 @@ pub struct CheckOptions {
     pub default_namespace: String,
     /// The cluster to check against; without it only the spec rules run.
     pub cluster: Option<std::sync::Arc<crate::cluster::ClusterView>>,
+    /// The webhook's per-rule settings (`check --config`): `off` drops a rule's findings,
+    /// `deny` reports them as errors, `warn` as warnings, as the webhook would act on them in
+    /// an enforcing namespace.
+    pub rules: BTreeMap<RuleId, RuleSetting>,
 }
 
 impl Default for CheckOptions {
@@ -22,8 +29,28 @@ impl Default for CheckOptions {
         CheckOptions {
             default_namespace: DEFAULT_NAMESPACE.to_string(),
             cluster: None,
+            rules: BTreeMap::new(),
         }
     }
+}
+
+/// `findings` as the policy's per-rule settings leave them.
+fn apply_rule_settings(findings: &mut Vec<Finding>, settings: &BTreeMap<RuleId, RuleSetting>) {
+    if settings.is_empty() {
+        return;
+    }
+    findings.retain_mut(|finding| match settings.get(&finding.rule) {
+        Some(RuleSetting::Off) => false,
+        Some(RuleSetting::Deny) => {
+            finding.severity = Severity::Error;
+            true
+        }
+        Some(RuleSetting::Warn) => {
+            finding.severity = Severity::Warning;
+            true
+        }
+        None => true,
+    });
 }
 
 /// A checked VirtualMachine.
@@ -176,7 +203,8 @@ pub fn check_document(document: Document, options: &CheckOptions) -> CheckedDocu
     let outcome = match VirtualMachine::from_value(&document.value) {
         Ok(vm) => {
             let object = ObjectRef::virtual_machine(&vm, None, &options.default_namespace);
-            let evaluation = rules::evaluate(&vm, &object, options.cluster.as_deref());
+            let mut evaluation = rules::evaluate(&vm, &object, options.cluster.as_deref());
+            apply_rule_settings(&mut evaluation.findings, &options.rules);
             Outcome::Vm(Box::new(VmReport {
                 source: document.source,
                 object,

@@ -71,6 +71,11 @@ pub struct CheckArgs {
     /// Largest input file read, in bytes.
     #[arg(long, default_value_t = manifest::DEFAULT_MAX_INPUT_BYTES)]
     pub max_input_bytes: u64,
+    /// The webhook's policy file: its `nodeTemplates` join the cluster's nodes and its per-rule
+    /// `rules` settings apply (`off` drops, `deny` makes an error, `warn` a warning), so that
+    /// a pipeline fails on what the webhook would deny. `mode` is the webhook's alone.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -167,6 +172,16 @@ pub fn run_check(args: &CheckArgs) -> io::Result<Exit> {
     };
     let stderr = io::stderr();
     let mut err = stderr.lock();
+    let policy = match &args.config {
+        Some(path) => match crate::policy::Policy::load(path) {
+            Ok(policy) => policy,
+            Err(error) => {
+                writeln!(err, "error: {error}")?;
+                return Ok(Exit::InputError);
+            }
+        },
+        None => crate::policy::Policy::default(),
+    };
     let (cluster, cluster_errors, notes) = match load_cluster(&args.cluster, read) {
         Ok(loaded) => loaded,
         Err(error) => {
@@ -179,7 +194,9 @@ pub fn run_check(args: &CheckArgs) -> io::Result<Exit> {
     }
     let options = CheckOptions {
         default_namespace: args.namespace.clone(),
-        cluster: cluster.map(std::sync::Arc::new),
+        cluster: cluster
+            .map(|view| std::sync::Arc::new(view.with_node_templates(&policy.node_templates))),
+        rules: policy.rules,
     };
     let parsed = cluster_errors.into_iter().map(Err).chain(
         args.paths

@@ -1414,3 +1414,124 @@ fn every_bad_input_at_once_still_reports_the_good_vm() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// --config: the webhook's policy file
+
+/// One ready node in zone a: a VM that asks for the `gpu` pool has nowhere to go.
+const ONE_NODE: &str = "\
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Node
+  metadata: {name: worker-1, labels: {kubevirt.io/schedulable: \"true\", zone: a}}
+  status:
+    allocatable: {cpu: \"16\", memory: 64Gi, devices.kubevirt.io/kvm: 1k}
+    conditions: [{type: Ready, status: \"True\"}]
+";
+
+fn gpu_pool_vm(name: &str) -> String {
+    clean_vm(name).replace(
+        "      domain:\n",
+        "      nodeSelector: {pool: gpu}\n      domain:\n",
+    )
+}
+
+#[test]
+fn config_node_templates_count_as_nodes_an_autoscaler_can_add() {
+    let dir = tempdir();
+    write(dir.path(), "cluster.yaml", ONE_NODE);
+    write(dir.path(), "vm.yaml", gpu_pool_vm("trainer"));
+    let check = ["check", "--cluster-state", "cluster.yaml", "vm.yaml"];
+    let without = run(dir.path(), &check);
+    assert_eq!(without.code, 1, "{without:?}");
+    assert!(
+        without.stdout.contains("node-selector-unsatisfiable"),
+        "{without:?}"
+    );
+    write(
+        dir.path(),
+        "policy.yaml",
+        "nodeTemplates:\n- name: gpu-pool\n  labels: {pool: gpu}\n  allocatable: {cpu: \"32\", memory: 128Gi, devices.kubevirt.io/kvm: 1k}\n",
+    );
+    let with = run(
+        dir.path(),
+        &[&check[..], &["--config", "policy.yaml"]].concat(),
+    );
+    assert_eq!(with.code, 0, "{with:?}");
+    assert!(
+        !with.stdout.contains("node-selector-unsatisfiable"),
+        "{with:?}"
+    );
+}
+
+#[test]
+fn config_rule_settings_apply_as_the_webhook_enforces_them() {
+    let dir = tempdir();
+    write(dir.path(), "broken.yaml", broken_vm("broken"));
+    write(dir.path(), "legacy.yaml", legacy_vm("legacy"));
+    // off: the rule's finding is gone.
+    write(
+        dir.path(),
+        "off.yaml",
+        "rules:\n  disk-without-volume: off\n",
+    );
+    let off = run(
+        dir.path(),
+        &["check", "--config", "off.yaml", "broken.yaml"],
+    );
+    assert_eq!(off.code, 0, "{off:?}");
+    assert!(!off.stdout.contains("disk-without-volume"), "{off:?}");
+    // warn: still reported, as a warning.
+    write(
+        dir.path(),
+        "warn.yaml",
+        "rules:\n  disk-without-volume: warn\n",
+    );
+    let warned = run(
+        dir.path(),
+        &["check", "--config", "warn.yaml", "broken.yaml"],
+    );
+    assert_eq!(warned.code, 0, "{warned:?}");
+    assert!(
+        warned.stdout.contains("warning disk-without-volume"),
+        "{warned:?}"
+    );
+    // deny: a warning rule the webhook would deny on fails the pipeline.
+    write(
+        dir.path(),
+        "deny.yaml",
+        "rules:\n  running-deprecated: deny\n",
+    );
+    let denied = run(
+        dir.path(),
+        &["check", "--config", "deny.yaml", "legacy.yaml"],
+    );
+    assert_eq!(denied.code, 1, "{denied:?}");
+    assert!(
+        denied.stdout.contains("error running-deprecated"),
+        "{denied:?}"
+    );
+}
+
+#[test]
+fn a_bad_config_is_an_error_naming_the_file_and_field() {
+    let dir = tempdir();
+    write(dir.path(), "vm.yaml", clean_vm("fine"));
+    write(dir.path(), "policy.yaml", "rules:\n  no-such-rule: off\n");
+    let bad = run(dir.path(), &["check", "--config", "policy.yaml", "vm.yaml"]);
+    assert_eq!(bad.code, 2, "{bad:?}");
+    let errors = bad.errors();
+    assert_eq!(errors.len(), 1, "{bad:?}");
+    assert!(
+        errors[0].starts_with("policy.yaml: ") && errors[0].contains("no-such-rule"),
+        "{bad:?}"
+    );
+    let missing = run(dir.path(), &["check", "--config", "absent.yaml", "vm.yaml"]);
+    assert_eq!(missing.code, 2, "{missing:?}");
+    assert!(
+        missing.errors()[0].starts_with("absent.yaml: cannot read"),
+        "{missing:?}"
+    );
+}

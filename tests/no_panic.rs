@@ -215,6 +215,7 @@ fn run_pipeline(document: &Value, view: Option<Arc<ClusterView>>) {
         let options = CheckOptions {
             default_namespace: "default".to_string(),
             cluster,
+            ..CheckOptions::default()
         };
         let report = check_all(parsed.clone(), &options);
         assert_eq!(report.documents.len(), 1);
@@ -1100,6 +1101,7 @@ fn base_vm_is_clean_in_the_cluster() {
     let options = CheckOptions {
         default_namespace: "default".to_string(),
         cluster: Some(cluster()),
+        ..CheckOptions::default()
     };
     let report = check_all(
         vec![Ok(Document {
@@ -1207,6 +1209,7 @@ fn check_bytes(bytes: &[u8]) {
         CheckOptions {
             default_namespace: "default".to_string(),
             cluster: Some(cluster()),
+            ..CheckOptions::default()
         },
     ] {
         let report = check_all(parsed.clone(), &options);
