@@ -7,9 +7,12 @@
 //! the VM could otherwise land on (`Placement::schedulable`) and says nothing when that set is
 //! empty: an earlier stage has its own finding.
 //!
-//! `devices.kubevirt.io/kvm` and `hugepages-<size>` are listed by every node that runs a kubelet
-//! and virt-handler, at 0 when the node has none. A node that does not list the resource at all
-//! (a hand-written snapshot, an autoscaler node template) is given the benefit of the doubt.
+//! `hugepages-<size>` is listed by every node that runs a kubelet, at 0 when the node has none;
+//! `devices.kubevirt.io/kvm` by every node where virt-handler's device plugin has registered,
+//! with its devices in capacity and only the healthy ones (none without `/dev/kvm`) in
+//! allocatable. A node that does not list the resource at all (a hand-written snapshot, an
+//! autoscaler node template), or lists the device at 0 capacity (the plugin has not registered
+//! since the kubelet restarted), is given the benefit of the doubt.
 
 use super::{Emitter, VmContext};
 use crate::cluster::kubevirt::{CPU_MANAGER_GATE, GateSetting};
@@ -40,8 +43,8 @@ fn placement_path(cx: &VmContext<'_>) -> String {
 }
 
 /// `kvm-unavailable`: the launcher asks for one `devices.kubevirt.io/kvm` (`mshv` with the
-/// hyperv-direct hypervisor, KubeVirt ≥ 1.8) unless the CR turns on software emulation; a node
-/// without `/dev/kvm` lists it at 0.
+/// hyperv-direct hypervisor, KubeVirt ≥ 1.8) unless the CR turns on software emulation; on a
+/// node without `/dev/kvm` the plugin registers its devices unhealthy (`generic_device.go`).
 pub fn kvm_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(config) = cx.kubevirt().and_then(KubeVirt::configuration) else {
         return;
@@ -55,7 +58,11 @@ pub fn kvm_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some((nodes, set)) = candidates(cx) else {
         return;
     };
-    if !nodes.with_resource(set, device).is_clear() || !every_node_lists(nodes, set, device) {
+    if !nodes.with_resource(set, device).is_clear()
+        || !set
+            .ones()
+            .all(|i| nodes.node(i).no_healthy_devices.iter().any(|d| d == device))
+    {
         return;
     }
     out.emit(
@@ -172,8 +179,33 @@ mod tests {
         })
     }
 
+    /// The kubelet's `devices.kubevirt.io/kvm` as virt-handler's device plugin leaves it: 1,000
+    /// devices registered, `amount` of them healthy (all or none).
     fn kvm(amount: &'static str) -> impl Fn(&mut Value) {
-        move |node| node["status"]["allocatable"]["devices.kubevirt.io/kvm"] = json!(amount)
+        move |node| {
+            node["status"]["capacity"]["devices.kubevirt.io/kvm"] = json!("1k");
+            node["status"]["allocatable"]["devices.kubevirt.io/kvm"] = json!(amount);
+        }
+    }
+
+    #[test]
+    fn kvm_unavailable_leaves_a_node_whose_plugin_has_not_registered_unknown() {
+        // After a reboot the kubelet lists the resource from its checkpoint at 0 capacity and
+        // 0 allocatable until virt-handler's device plugin registers again: not yet known.
+        let cr = || Some(kubevirt_cr("v1.6.2", json!({})));
+        let restarted = |node: &mut Value| {
+            node["status"]["capacity"]["devices.kubevirt.io/kvm"] = json!("0");
+            node["status"]["allocatable"]["devices.kubevirt.io/kvm"] = json!("0");
+        };
+        assert_eq!(fired_in(valid_vm(), &cluster_with(cr(), restarted)), vec![]);
+        // A node listing allocatable 0 and no capacity (a hand-written snapshot): unknown too.
+        let allocatable_only = |node: &mut Value| {
+            node["status"]["allocatable"]["devices.kubevirt.io/kvm"] = json!("0");
+        };
+        assert_eq!(
+            fired_in(valid_vm(), &cluster_with(cr(), allocatable_only)),
+            vec![]
+        );
     }
 
     #[test]
@@ -223,7 +255,7 @@ mod tests {
             )
         };
         let mshv_nodes = |node: &mut Value| {
-            node["status"]["allocatable"]["devices.kubevirt.io/kvm"] = json!("0");
+            kvm("0")(node);
             node["status"]["allocatable"]["devices.kubevirt.io/mshv"] = json!("1k");
         };
         // hyperv-direct asks for mshv, which the nodes have.
