@@ -174,6 +174,7 @@ impl Hypervisor {
 pub const CONFIGURABLE_HYPERVISOR_GATE: &str = "ConfigurableHypervisor";
 pub const AUTO_RESOURCE_LIMITS_GATE: &str = "AutoResourceLimitsGate";
 pub const CPU_MANAGER_GATE: &str = "CPUManager";
+pub const GPUS_WITH_DRA_GATE: &str = "GPUsWithDRA";
 
 impl Configuration {
     pub fn feature_gate(&self, name: &str) -> GateSetting {
@@ -266,6 +267,10 @@ const AUTO_LIMITS_INTRODUCED: KubeVirtVersion = KubeVirtVersion::release(1, 1, 0
 const AUTO_LIMITS_GA: KubeVirtVersion = KubeVirtVersion::release(1, 5, 0);
 /// The release whose launcher selects `kubevirt.io/cpumanager` instead of `cpumanager`.
 const NAMESPACED_CPU_MANAGER_LABEL: KubeVirtVersion = KubeVirtVersion::release(1, 8, 0);
+/// The releases whose virt-controller checks no GPU against `permittedHostDevices` while the
+/// GPUsWithDRA gate is on (from its first release to the one before 1.9).
+const GPUS_WITH_DRA_INTRODUCED: KubeVirtVersion = KubeVirtVersion::release(1, 6, 0);
+const GPUS_WITH_DRA_CLAIMS_ONLY: KubeVirtVersion = KubeVirtVersion::release(1, 9, 0);
 
 impl KubeVirt {
     /// Reads the CR from its JSON object.
@@ -311,6 +316,23 @@ impl KubeVirt {
         } else {
             Some(false)
         }
+    }
+
+    /// Whether virt-controller may skip every GPU when it checks `permittedHostDevices`:
+    /// v1.6–v1.8 do while the GPUsWithDRA gate (Alpha) is listed (`if
+    /// !config.GPUsWithDRAGateEnabled()` around the GPU loop of `validatePermittedHostDevices`);
+    /// v1.9 skips only GPUs with a `claimRequest`, and before 1.6 there is no gate. True when
+    /// the gate is listed and the version is unknown.
+    pub fn may_skip_gpu_permission_check(&self) -> bool {
+        let listed = self
+            .configuration()
+            .is_some_and(|c| c.feature_gate(GPUS_WITH_DRA_GATE) == GateSetting::Enabled);
+        let Some(version) = self.version.as_ref() else {
+            return listed;
+        };
+        listed
+            && version.at_least(&GPUS_WITH_DRA_INTRODUCED) != Some(false)
+            && version.at_least(&GPUS_WITH_DRA_CLAIMS_ONLY) != Some(true)
     }
 
     /// The node label the launcher of a dedicated-CPU VM selects on (`=true`): virt-handler

@@ -108,6 +108,11 @@ pub struct NodeInfo {
     pub unschedulable: bool,
     pub ready: bool,
     pub allocatable: BTreeMap<String, ParsedQuantity>,
+    /// Device-plugin resources whose plugin has registered devices, none of them healthy: the
+    /// kubelet counts unhealthy devices in capacity, not in allocatable (virt-handler's KVM
+    /// plugin on a node without `/dev/kvm`). A resource at 0 capacity is not here: its plugin
+    /// has not registered (yet), which says nothing about the device.
+    pub no_healthy_devices: Vec<String>,
 }
 
 /// A Node as read off the wire (see [`super::objects`]).
@@ -154,6 +159,8 @@ struct NodeStatus {
     #[serde(default)]
     allocatable: BTreeMap<String, QuantityText>,
     #[serde(default)]
+    capacity: BTreeMap<String, QuantityText>,
+    #[serde(default)]
     conditions: Vec<NodeCondition>,
 }
 
@@ -190,6 +197,19 @@ impl From<NodeBody> for NodeInfo {
             .allocatable
             .iter()
             .filter_map(|(name, q)| q.parse().ok().map(|v| (name.clone(), v)))
+            .collect::<BTreeMap<_, _>>();
+        let above_zero = |q: &QuantityText| q.parse().is_ok_and(|v| v > ParsedQuantity::ZERO);
+        let no_healthy_devices = node
+            .status
+            .capacity
+            .iter()
+            .filter(|(name, q)| {
+                above_zero(q)
+                    && allocatable
+                        .get(name.as_str())
+                        .is_none_or(|v| *v == ParsedQuantity::ZERO)
+            })
+            .map(|(name, _)| name.clone())
             .collect();
         let ready = node
             .status
@@ -203,6 +223,7 @@ impl From<NodeBody> for NodeInfo {
             unschedulable: node.spec.unschedulable,
             ready,
             allocatable,
+            no_healthy_devices,
         }
     }
 }
@@ -280,6 +301,7 @@ impl From<&NodeTemplate> for NodeInfo {
             },
             status: NodeStatus {
                 allocatable: template.allocatable.clone(),
+                capacity: BTreeMap::new(),
                 conditions: vec![NodeCondition {
                     type_: "Ready".to_string(),
                     status: "True".to_string(),
@@ -696,6 +718,7 @@ impl NodeIndex {
                     .map(|(k, v)| k.len() + v.len() + 48)
                     .sum::<usize>()
                     + n.allocatable.len() * 64
+                    + n.no_healthy_devices.len() * 48
                     + n.name.len()
                     + 128
             })

@@ -12,7 +12,7 @@
 //! |---|---|
 //! | Secret, ConfigMap, ServiceAccount, PriorityClass, NetworkAttachmentDefinition, instancetypes and preferences | namespace, name |
 //! | Namespace | the `virt-preflight.io/mode` label |
-//! | Node | labels, NoSchedule/NoExecute taints, `spec.unschedulable`, Ready, allocatable ([`NodeInfo`]) |
+//! | Node | labels, NoSchedule/NoExecute taints, `spec.unschedulable`, Ready, allocatable, device resources with no healthy device ([`NodeInfo`]) |
 //! | StorageClass | the two default-class annotations |
 //! | StorageProfile | `status.claimPropertySets` (access and volume modes) |
 //! | PersistentVolumeClaim | `spec.storageClassName`, `spec.accessModes`, `status.phase`, being deleted |

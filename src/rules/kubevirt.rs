@@ -1,7 +1,6 @@
 //! What the KubeVirt CR's configuration allows a VM.
 
 use super::{Emitter, VmContext};
-use crate::cluster::KubeVirt;
 
 /// `host-device-not-permitted`: when the CR sets `permittedHostDevices` (even empty), every GPU
 /// and host device `deviceName` must be a `resourceName` under `pciHostDevices`,
@@ -9,16 +8,23 @@ use crate::cluster::KubeVirt;
 /// (`validatePermittedHostDevices` in `renderresources.go`, every release v1.0–v1.9): virt-api
 /// stores the VM, virt-controller refuses to render the launcher pod ("GPU X is not permitted
 /// in permittedHostDevices configuration") and the VM stays stuck. DRA devices (`claimRequest`)
-/// are checked by DRA instead and are exempt here.
+/// are checked by DRA instead and are exempt here, and so are all GPUs where v1.6–v1.8 skip
+/// them (the GPUsWithDRA gate).
 pub fn host_device_not_permitted(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
-    let Some(permitted) = cx
-        .kubevirt()
-        .and_then(KubeVirt::configuration)
+    let Some(kubevirt) = cx.kubevirt() else {
+        return;
+    };
+    let Some(permitted) = kubevirt
+        .configuration()
         .and_then(|c| c.permitted_host_devices.as_ref())
     else {
         return;
     };
+    let skip_gpus = kubevirt.may_skip_gpu_permission_check();
     for device in cx.plugin_devices() {
+        if skip_gpus && device.list == "gpus" {
+            continue;
+        }
         if !permitted.permits(device.name) {
             out.emit(
                 device.path(),
@@ -106,6 +112,45 @@ mod tests {
             "{}",
             found[0].message
         );
+    }
+
+    #[test]
+    fn gpus_go_unchecked_with_the_dra_gate_from_1_6_to_1_8() {
+        // v1.6–v1.8 skip the GPU loop entirely when GPUsWithDRA is listed.
+        let at = |version: &str| {
+            base_cluster_with(|items| {
+                items.push(kubevirt_cr(
+                    version,
+                    json!({"permittedHostDevices": {},
+                           "developerConfiguration": {"featureGates": ["GPUsWithDRA"]}}),
+                ));
+            })
+        };
+        let gpu = vec![(
+            HostDeviceNotPermitted,
+            "spec.template.spec.domain.devices.gpus[0].deviceName".to_string(),
+        )];
+        for version in ["v1.6.2", "v1.8.4", "v1.9.0-rc.1"] {
+            assert_eq!(
+                fired_in(with_devices(dra_device()), &at(version)),
+                vec![],
+                "{version}"
+            );
+        }
+        // Before 1.6 the gate does not exist; since 1.9 it skips only GPUs with a claimRequest.
+        for version in ["v1.5.3", "v1.9.0"] {
+            assert_eq!(
+                fired_in(with_devices(dra_device()), &at(version)),
+                gpu,
+                "{version}"
+            );
+        }
+        // Host devices are still checked.
+        let qat = json!({"name": "qat", "deviceName": "intel.com/qat"});
+        assert!(fired_in(with_devices(qat), &at("v1.6.2")).contains(&(
+            HostDeviceNotPermitted,
+            "spec.template.spec.domain.devices.hostDevices[0].deviceName".to_string()
+        )));
     }
 
     #[test]

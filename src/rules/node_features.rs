@@ -7,9 +7,12 @@
 //! the VM could otherwise land on (`Placement::schedulable`) and says nothing when that set is
 //! empty: an earlier stage has its own finding.
 //!
-//! `devices.kubevirt.io/kvm` and `hugepages-<size>` are listed by every node that runs a kubelet
-//! and virt-handler, at 0 when the node has none. A node that does not list the resource at all
-//! (a hand-written snapshot, an autoscaler node template) is given the benefit of the doubt.
+//! `hugepages-<size>` is listed by every node that runs a kubelet, at 0 when the node has none;
+//! `devices.kubevirt.io/kvm` by every node where virt-handler's device plugin has registered,
+//! with its devices in capacity and only the healthy ones (none without `/dev/kvm`) in
+//! allocatable. A node that does not list the resource at all (a hand-written snapshot, an
+//! autoscaler node template), or lists the device at 0 capacity (the plugin has not registered
+//! since the kubelet restarted), is given the benefit of the doubt.
 
 use super::{Emitter, VmContext};
 use crate::cluster::kubevirt::{CPU_MANAGER_GATE, GateSetting};
@@ -40,8 +43,8 @@ fn placement_path(cx: &VmContext<'_>) -> String {
 }
 
 /// `kvm-unavailable`: the launcher asks for one `devices.kubevirt.io/kvm` (`mshv` with the
-/// hyperv-direct hypervisor, KubeVirt ≥ 1.8) unless the CR turns on software emulation; a node
-/// without `/dev/kvm` lists it at 0.
+/// hyperv-direct hypervisor, KubeVirt ≥ 1.8) unless the CR turns on software emulation; on a
+/// node without `/dev/kvm` the plugin registers its devices unhealthy (`generic_device.go`).
 pub fn kvm_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(config) = cx.kubevirt().and_then(KubeVirt::configuration) else {
         return;
@@ -55,7 +58,11 @@ pub fn kvm_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some((nodes, set)) = candidates(cx) else {
         return;
     };
-    if !nodes.with_resource(set, device).is_clear() || !every_node_lists(nodes, set, device) {
+    if !nodes.with_resource(set, device).is_clear()
+        || !set
+            .ones()
+            .all(|i| nodes.node(i).no_healthy_devices.iter().any(|d| d == device))
+    {
         return;
     }
     out.emit(
@@ -69,8 +76,9 @@ pub fn kvm_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 
 /// `dedicated-cpu-unavailable`: virt-controller adds `<label>=true` to the launcher's
 /// nodeSelector for dedicated CPUs (`nodeselectorrenderer.go`); virt-handler sets it only with
-/// the CPUManager gate on a node whose kubelet runs the static CPU manager. The label depends
-/// on KubeVirt's version, so an unknown version reports nothing.
+/// the CPUManager gate on a node whose kubelet runs the static CPU manager, `false` elsewhere
+/// (`heartbeat.go`). The label depends on KubeVirt's version, so an unknown version reports
+/// nothing; so does a matching node without the label.
 pub fn dedicated_cpu_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let dedicated = cx
         .spec
@@ -93,6 +101,11 @@ pub fn dedicated_cpu_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     };
     let selector: Labels = [(label.into(), "true".into())].into_iter().collect();
     if !nodes.matching_selector(&selector).is_disjoint(set) {
+        return;
+    }
+    // virt-handler writes the label, true or false, on every node it runs on: a node without it
+    // (an autoscaler node template, a node not yet labelled) may still turn out to have it.
+    if !set.ones().all(|i| nodes.node(i).labels.contains_key(label)) {
         return;
     }
     let gate_on = kubevirt
@@ -166,8 +179,33 @@ mod tests {
         })
     }
 
+    /// The kubelet's `devices.kubevirt.io/kvm` as virt-handler's device plugin leaves it: 1,000
+    /// devices registered, `amount` of them healthy (all or none).
     fn kvm(amount: &'static str) -> impl Fn(&mut Value) {
-        move |node| node["status"]["allocatable"]["devices.kubevirt.io/kvm"] = json!(amount)
+        move |node| {
+            node["status"]["capacity"]["devices.kubevirt.io/kvm"] = json!("1k");
+            node["status"]["allocatable"]["devices.kubevirt.io/kvm"] = json!(amount);
+        }
+    }
+
+    #[test]
+    fn kvm_unavailable_leaves_a_node_whose_plugin_has_not_registered_unknown() {
+        // After a reboot the kubelet lists the resource from its checkpoint at 0 capacity and
+        // 0 allocatable until virt-handler's device plugin registers again: not yet known.
+        let cr = || Some(kubevirt_cr("v1.6.2", json!({})));
+        let restarted = |node: &mut Value| {
+            node["status"]["capacity"]["devices.kubevirt.io/kvm"] = json!("0");
+            node["status"]["allocatable"]["devices.kubevirt.io/kvm"] = json!("0");
+        };
+        assert_eq!(fired_in(valid_vm(), &cluster_with(cr(), restarted)), vec![]);
+        // A node listing allocatable 0 and no capacity (a hand-written snapshot): unknown too.
+        let allocatable_only = |node: &mut Value| {
+            node["status"]["allocatable"]["devices.kubevirt.io/kvm"] = json!("0");
+        };
+        assert_eq!(
+            fired_in(valid_vm(), &cluster_with(cr(), allocatable_only)),
+            vec![]
+        );
     }
 
     #[test]
@@ -217,7 +255,7 @@ mod tests {
             )
         };
         let mshv_nodes = |node: &mut Value| {
-            node["status"]["allocatable"]["devices.kubevirt.io/kvm"] = json!("0");
+            kvm("0")(node);
             node["status"]["allocatable"]["devices.kubevirt.io/mshv"] = json!("1k");
         };
         // hyperv-direct asks for mshv, which the nodes have.
@@ -240,51 +278,84 @@ mod tests {
         })
     }
 
-    fn labelled(key: &'static str) -> impl Fn(&mut Value) {
-        move |node| node["metadata"]["labels"][key] = json!("true")
+    const PATH: &str = "spec.template.spec.domain.cpu.dedicatedCpuPlacement";
+
+    #[test]
+    fn dedicated_cpu_unavailable_leaves_a_node_without_the_label_unknown() {
+        // virt-handler writes the label (true or false) on every node it runs on; a node without
+        // it (an autoscaler node template, a node virt-handler has not labelled yet) may get it.
+        let template = crate::cluster::nodes::NodeTemplate {
+            name: "pinned-pool".into(),
+            labels: Default::default(),
+            taints: vec![],
+            allocatable: [("cpu", "16"), ("memory", "64Gi")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), crate::model::QuantityText::new(v)))
+                .collect(),
+        };
+        let cr = || Some(kubevirt_cr("v1.7.4", json!({})));
+        let with_template =
+            cluster_with(cr(), cpu_manager("false", None)).with_node_templates(&[template]);
+        assert_eq!(fired_in(dedicated(), &with_template), vec![]);
+        // The twin: without the template every node says false.
+        assert_eq!(
+            fired_in(dedicated(), &cluster_with(cr(), cpu_manager("false", None))),
+            vec![(DedicatedCpuUnavailable, PATH.into())]
+        );
     }
 
-    const PATH: &str = "spec.template.spec.domain.cpu.dedicatedCpuPlacement";
+    /// A node labelled by virt-handler: `cpumanager` (and, since 1.8, `kubevirt.io/cpumanager`)
+    /// as given.
+    fn cpu_manager(old: &'static str, new: Option<&'static str>) -> impl Fn(&mut Value) {
+        move |node| {
+            node["metadata"]["labels"]["cpumanager"] = json!(old);
+            if let Some(new) = new {
+                node["metadata"]["labels"]["kubevirt.io/cpumanager"] = json!(new);
+            }
+        }
+    }
 
     #[test]
     fn dedicated_cpu_unavailable_reads_the_label_of_the_release() {
         let at = |version: &str| Some(kubevirt_cr(version, json!({})));
-        // 1.8 selects kubevirt.io/cpumanager; a node with only the old label does not do.
+        // 1.8 selects kubevirt.io/cpumanager, not the old label.
+        let only_old = cpu_manager("true", Some("false"));
         assert_eq!(
-            fired_in(
-                dedicated(),
-                &cluster_with(at("v1.8.1"), labelled("cpumanager"))
-            ),
+            fired_in(dedicated(), &cluster_with(at("v1.8.1"), &only_old)),
             vec![(DedicatedCpuUnavailable, PATH.into())]
         );
+        let only_new = cpu_manager("false", Some("true"));
         assert_eq!(
-            fired_in(
-                dedicated(),
-                &cluster_with(at("v1.8.1"), labelled("kubevirt.io/cpumanager"))
-            ),
+            fired_in(dedicated(), &cluster_with(at("v1.8.1"), &only_new)),
             vec![]
         );
         // Before 1.8 the launcher selects cpumanager=true.
         assert_eq!(
+            fired_in(dedicated(), &cluster_with(at("v1.7.4"), &only_old)),
+            vec![]
+        );
+        assert_eq!(
+            fired_in(dedicated(), &cluster_with(at("v1.7.4"), &only_new)),
+            vec![(DedicatedCpuUnavailable, PATH.into())]
+        );
+        // A 1.8 cluster whose nodes virt-handler 1.8 has not labelled yet: unknown.
+        assert_eq!(
             fired_in(
                 dedicated(),
-                &cluster_with(at("v1.7.4"), labelled("cpumanager"))
+                &cluster_with(at("v1.8.1"), cpu_manager("false", None))
             ),
             vec![]
         );
-        assert_eq!(
-            fired_in(dedicated(), &cluster_with(at("v1.7.4"), |_| ())),
-            vec![(DedicatedCpuUnavailable, PATH.into())]
-        );
         // A build that straddles 1.8 (its rc) or no CR: the label is unknown.
+        let none = cpu_manager("false", Some("false"));
         assert_eq!(
-            fired_in(dedicated(), &cluster_with(at("v1.8.0-rc.1"), |_| ())),
+            fired_in(dedicated(), &cluster_with(at("v1.8.0-rc.1"), &none)),
             vec![]
         );
-        assert_eq!(fired_in(dedicated(), &cluster_with(None, |_| ())), vec![]);
+        assert_eq!(fired_in(dedicated(), &cluster_with(None, &none)), vec![]);
         // Shared CPUs need no label.
         assert_eq!(
-            fired_in(valid_vm(), &cluster_with(at("v1.7.4"), |_| ())),
+            fired_in(valid_vm(), &cluster_with(at("v1.7.4"), &none)),
             vec![]
         );
     }
@@ -292,7 +363,10 @@ mod tests {
     #[test]
     fn dedicated_cpu_unavailable_says_what_to_turn_on() {
         let message = |configuration: Value| {
-            let view = cluster_with(Some(kubevirt_cr("v1.8.1", configuration)), |_| ());
+            let view = cluster_with(
+                Some(kubevirt_cr("v1.8.1", configuration)),
+                cpu_manager("false", Some("false")),
+            );
             findings_in(dedicated(), &view)[0].message.clone()
         };
         assert_eq!(

@@ -411,7 +411,8 @@ mod tests {
         assert!(diagnosis.next_step.contains("describe pod"));
     }
 
-    /// One node listing `kvm` devices and a KubeVirt CR with `configuration`.
+    /// One node with 1,000 `kvm` devices, `kvm` of them healthy, and a KubeVirt CR with
+    /// `configuration`.
     fn kubevirt_view(kvm: &str, configuration: Value) -> ClusterView {
         let mut builder = ViewBuilder::new();
         builder
@@ -419,6 +420,7 @@ mod tests {
                 Kind::Node,
                 &json!({"metadata": {"name": "worker-1", "labels": {"kubevirt.io/schedulable": "true"}},
                     "status": {"allocatable": {"cpu": "8", "memory": "32Gi", "devices.kubevirt.io/kvm": kvm},
+                               "capacity": {"cpu": "8", "memory": "32Gi", "devices.kubevirt.io/kvm": "1k"},
                                "conditions": [{"type": "Ready", "status": "True"}]}}),
             )
             .unwrap();
