@@ -6,6 +6,7 @@
 //! never starts. It looks the DataSource up in `sourceRef.namespace`, or the DataVolume's own
 //! namespace when that is empty (`getSourceRefOp`, `populateSourceIfSourceRef`).
 
+use super::storage::existing_data_volume;
 use super::{Emitter, VmContext};
 use crate::cluster::{ClusterView, Kind, Lookup, ObjectKey};
 use crate::model::SourceRef;
@@ -58,19 +59,10 @@ fn data_source_refs<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = DataSourceRe
         })
 }
 
-/// KubeVirt creates a template's DataVolume only when none of its name exists in the VM's
-/// namespace (`handleDataVolumes`, `pkg/virt-controller/watch/vm/vm.go`); an existing one is
-/// used as it is and the template's `sourceRef` is never read. Such a DataVolume (not being
-/// deleted), or DataVolumes unknown, leaves the DataSource out of it.
+/// An existing DataVolume of the template's name is used as it is and its `sourceRef` never
+/// read ([`existing_data_volume`]); DataVolumes unknown leave that open: no finding either way.
 fn created_already(cx: &VmContext<'_>, view: &ClusterView, source: &DataSourceRef<'_>) -> bool {
-    let Some(name) = source.data_volume else {
-        return false;
-    };
-    match view.datavolume(cx.namespace, name) {
-        Lookup::Present(info) => !info.deleting,
-        Lookup::Absent => false,
-        Lookup::Unknown => true,
-    }
+    !existing_data_volume(cx, view, source.template).is_absent()
 }
 
 /// A template's `sourceRef` names a DataSource that does not exist. Emitted as a missing
