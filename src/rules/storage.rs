@@ -261,7 +261,12 @@ pub fn no_default_storage_class(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 pub fn storage_profile_incomplete(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
     for storage in template_storage(cx) {
-        if !storage.storage_api || !storage.spec.access_modes.is_empty() {
+        if !storage.storage_api
+            || !storage.spec.access_modes.is_empty()
+            || existing_data_volume(cx, view, storage.template)
+                .present()
+                .is_some()
+        {
             continue;
         }
         let class = match storage.spec.storage_class_name.as_deref() {
@@ -504,6 +509,22 @@ mod tests {
                 "spec.dataVolumeTemplates[0].spec.storage.storageClassName".into()
             )]
         );
+    }
+
+    #[test]
+    fn an_existing_data_volume_needs_no_profile() {
+        let empty_profile = base_cluster_with(|items| {
+            items.retain(|i| i["kind"] != "StorageProfile");
+            items.push(
+                json!({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "StorageProfile",
+                "metadata": {"name": "standard"}, "status": {}}),
+            );
+        });
+        let vm = with_data(
+            json!({"name": "data", "dataVolume": {"name": "existing-dv"}}),
+            json!([{"metadata": {"name": "existing-dv"}, "spec": {"storage": {"resources": size()}, "source": {"blank": {}}}}]),
+        );
+        assert_eq!(fired_in(vm, &empty_profile), vec![]);
     }
 
     #[test]
