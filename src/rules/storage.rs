@@ -512,22 +512,6 @@ mod tests {
     }
 
     #[test]
-    fn an_existing_data_volume_needs_no_profile() {
-        let empty_profile = base_cluster_with(|items| {
-            items.retain(|i| i["kind"] != "StorageProfile");
-            items.push(
-                json!({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "StorageProfile",
-                "metadata": {"name": "standard"}, "status": {}}),
-            );
-        });
-        let vm = with_data(
-            json!({"name": "data", "dataVolume": {"name": "existing-dv"}}),
-            json!([{"metadata": {"name": "existing-dv"}, "spec": {"storage": {"resources": size()}, "source": {"blank": {}}}}]),
-        );
-        assert_eq!(fired_in(vm, &empty_profile), vec![]);
-    }
-
-    #[test]
     fn storage_profile_incomplete() {
         let empty_profile = base_cluster_with(|items| {
             items.retain(|i| i["kind"] != "StorageProfile");
@@ -549,6 +533,12 @@ mod tests {
         assert_eq!(fired_in(broken.clone(), &cluster(BASE_CLUSTER)), vec![]);
         let unknown = base_cluster_with(|items| without_kind(items, "StorageProfile"));
         assert_eq!(fired_in(broken, &unknown), vec![]);
+        // KubeVirt uses the existing DataVolume `existing-dv` as it is: no profile is read.
+        let existing = with_data(
+            json!({"name": "data", "dataVolume": {"name": "existing-dv"}}),
+            json!([{"metadata": {"name": "existing-dv"}, "spec": {"storage": {"resources": size()}, "source": {"blank": {}}}}]),
+        );
+        assert_eq!(fired_in(existing, &empty_profile), vec![]);
     }
 
     #[test]
