@@ -1,7 +1,7 @@
 //! Access modes: whether the storage can give what a DataVolume template asks for, and whether
 //! a single-writer claim is already another VM's.
 
-use super::storage::{claims, data_volumes, template_storage};
+use super::storage::{claims, data_volumes, existing_data_volume, template_storage};
 use super::{Emitter, VmContext};
 use crate::cluster::{ClaimPropertySet, ClusterView, Lookup};
 
@@ -19,7 +19,11 @@ pub fn access_mode_unsupported(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
     for storage in template_storage(cx) {
         let modes = &storage.spec.access_modes;
-        if modes.is_empty() {
+        if modes.is_empty()
+            || existing_data_volume(cx, view, storage.template)
+                .present()
+                .is_some()
+        {
             continue;
         }
         let Some(class) = class_of(
@@ -283,6 +287,20 @@ mod tests {
         );
         let unknown = base_cluster_with(|items| without_kind(items, "StorageProfile"));
         assert_eq!(of(AccessModeUnsupported, rwx, &unknown), vec![]);
+    }
+
+    #[test]
+    fn a_template_whose_data_volume_exists_asks_for_nothing() {
+        // KubeVirt uses the existing DataVolume `existing-dv` (base cluster) as it is.
+        let rwo_only =
+            profile(json!([{"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem"}]));
+        let vm = valid_vm_with(|vm| {
+            vm["spec"]["dataVolumeTemplates"] = json!([{"metadata": {"name": "existing-dv"}, "spec": {
+                "source": {"blank": {}}, "storage": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "1Gi"}}}}}]);
+            spec(vm)["volumes"][0] =
+                json!({"name": "rootdisk", "dataVolume": {"name": "existing-dv"}});
+        });
+        assert_eq!(of(AccessModeUnsupported, vm, &rwo_only), vec![]);
     }
 
     #[test]

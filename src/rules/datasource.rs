@@ -6,8 +6,9 @@
 //! never starts. It looks the DataSource up in `sourceRef.namespace`, or the DataVolume's own
 //! namespace when that is empty (`getSourceRefOp`, `populateSourceIfSourceRef`).
 
+use super::storage::existing_data_volume;
 use super::{Emitter, VmContext};
-use crate::cluster::{Kind, Lookup, ObjectKey};
+use crate::cluster::{ClusterView, Kind, Lookup, ObjectKey};
 use crate::model::SourceRef;
 
 /// The only kind of `sourceRef` CDI supports.
@@ -16,6 +17,8 @@ const DATA_SOURCE: &str = "DataSource";
 /// A template's `sourceRef` to a DataSource.
 struct DataSourceRef<'a> {
     template: usize,
+    /// The template's `metadata.name`: the DataVolume KubeVirt creates from it.
+    data_volume: Option<&'a str>,
     namespace: &'a str,
     name: &'a str,
 }
@@ -46,6 +49,7 @@ fn data_source_refs<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = DataSourceRe
             // CDI rejects any other kind (and a missing one) itself.
             (kind.as_deref() == Some(DATA_SOURCE)).then_some(DataSourceRef {
                 template,
+                data_volume: t.metadata.name.as_deref().filter(|n| !n.is_empty()),
                 namespace: written
                     .as_deref()
                     .filter(|n| !n.is_empty())
@@ -55,6 +59,12 @@ fn data_source_refs<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = DataSourceRe
         })
 }
 
+/// An existing DataVolume of the template's name is used as it is and its `sourceRef` never
+/// read ([`existing_data_volume`]); DataVolumes unknown leave that open: no finding either way.
+fn created_already(cx: &VmContext<'_>, view: &ClusterView, source: &DataSourceRef<'_>) -> bool {
+    !existing_data_volume(cx, view, source.template).is_absent()
+}
+
 /// A template's `sourceRef` names a DataSource that does not exist. Emitted as a missing
 /// object, so that the webhook asks the API server before it denies. KubeVirt's own admission
 /// looks a DataSource up only to infer an instancetype or preference from a volume
@@ -62,9 +72,24 @@ fn data_source_refs<'a>(cx: &VmContext<'a>) -> impl Iterator<Item = DataSourceRe
 pub fn datasource_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
     for source in data_source_refs(cx) {
+        if created_already(cx, view, &source) {
+            continue;
+        }
         if view.datasource(source.namespace, source.name).is_absent() {
+            // The DataVolume too: if the API server has it, the DataSource does not matter.
+            let looked_for = std::iter::once(ObjectKey::new(
+                Kind::DataSource,
+                source.namespace,
+                source.name,
+            ))
+            .chain(
+                source
+                    .data_volume
+                    .map(|dv| ObjectKey::new(Kind::DataVolume, cx.namespace, dv)),
+            )
+            .collect();
             out.emit_missing(
-                vec![ObjectKey::new(Kind::DataSource, source.namespace, source.name)],
+                looked_for,
                 source.path(),
                 format!(
                     "DataSource {:?} does not exist in namespace {}: the DataVolume would wait; create it or fix sourceRef",
@@ -81,6 +106,9 @@ pub fn datasource_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 pub fn datasource_not_ready(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
     for source in data_source_refs(cx) {
+        if created_already(cx, view, &source) {
+            continue;
+        }
         let Lookup::Present(info) = view.datasource(source.namespace, source.name) else {
             continue;
         };
@@ -164,10 +192,17 @@ mod tests {
             .find(|f| f.rule == DatasourceNotFound)
             .unwrap()
             .missing;
-        assert_eq!(missing.len(), 1);
+        // The DataVolume too: if the API server has it, KubeVirt uses it and the finding goes.
+        let missing: Vec<_> = missing
+            .iter()
+            .map(|key| (key.kind, key.namespace.as_str(), key.name.as_str()))
+            .collect();
         assert_eq!(
-            (missing[0].namespace.as_str(), missing[0].name.as_str()),
-            ("default", "fedora")
+            missing,
+            vec![
+                (crate::cluster::Kind::DataSource, "default", "fedora"),
+                (crate::cluster::Kind::DataVolume, "default", "root-dv")
+            ]
         );
         // An empty namespace is the VM's too.
         let empty =
@@ -178,6 +213,36 @@ mod tests {
         // Another kind is CDI's own error.
         let other = with_source_ref(json!({"kind": "PersistentVolumeClaim", "name": "fedora"}));
         assert_eq!(of(DatasourceNotFound, other, &golden), vec![]);
+    }
+
+    #[test]
+    fn a_data_volume_that_already_exists_is_used_as_it_is() {
+        // KubeVirt creates a template's DataVolume only when none of that name exists
+        // (`handleDataVolumes`): an existing one (a VM re-created over its orphaned disk, or
+        // created long ago from a DataSource deleted since) never reads the sourceRef again.
+        let created = |deleting: bool| {
+            base_cluster_with(|items| {
+                let mut dv = json!({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataVolume",
+                    "metadata": {"name": "root-dv", "namespace": "default"},
+                    "status": {"phase": "Succeeded"}});
+                if deleting {
+                    dv["metadata"]["deletionTimestamp"] = json!("2026-11-29T12:00:00Z");
+                    dv["metadata"]["finalizers"] = json!(["kubernetes.io/pvc-protection"]);
+                }
+                items.push(dv);
+                items.push(data_source("default", "stale", Some(("False", "NotFound"))));
+            })
+        };
+        for name in ["fedora", "stale"] {
+            let vm = with_source_ref(json!({"kind": "DataSource", "name": name}));
+            assert_eq!(fired_in(vm, &created(false)), vec![], "{name}");
+        }
+        // A DataVolume being deleted is created again from the template: the DataSource counts.
+        let vm = with_source_ref(json!({"kind": "DataSource", "name": "fedora"}));
+        assert_eq!(
+            of(DatasourceNotFound, vm, &created(true)),
+            vec![(DatasourceNotFound, PATH.into())]
+        );
     }
 
     #[test]

@@ -39,8 +39,8 @@ impl Scope {
 /// The compute container's request or limit (as KubeVirt computes it, from
 /// [`crate::launcher`]) is above the `max` of a LimitRange item of type Container or Pod, or
 /// below the `min` of one of type Container. A max is compared with `at_least`, a min with
-/// `at_most` (`Bound::below`), so a VM that some possible KubeVirt would size within the range
-/// is not reported. A limit KubeVirt may or may not set is left out: without one, LimitRanger
+/// `at_most`, both at LimitRanger's precision (millis rounded up), so a VM that some possible
+/// KubeVirt would size within the range is not reported. A limit KubeVirt may or may not set is left out: without one, LimitRanger
 /// gives the default, which the API server keeps within min and max. Pod minimums are left
 /// out: the pod's sum includes support containers whose size the KubeVirt CR may change
 /// (`supportContainerResources`), so no upper bound of it is known. KubeVirt's own admission
@@ -94,23 +94,44 @@ pub fn limit_range_exceeded(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 /// The request (first) or the certain limit that is above `max`: (is the limit, its bound).
 fn above(pod: &LauncherRequest, resource: &str, max: &ParsedQuantity) -> Option<(bool, Bound)> {
     let figure = figure(pod, resource)?;
-    if figure.request.exceeds(max) {
+    let exceeds = |amount: &Bound| enforced(&amount.at_least, max).is_some_and(|(a, m)| a > m);
+    if exceeds(&figure.request) {
         return Some((false, figure.request));
     }
     certain_limit(figure.limit)
-        .filter(|limit| limit.exceeds(max))
+        .filter(exceeds)
         .map(|limit| (true, limit))
 }
 
 /// The request (first) or the certain limit that is below `min`.
 fn below(pod: &LauncherRequest, resource: &str, min: &ParsedQuantity) -> Option<(bool, Bound)> {
     let figure = figure(pod, resource)?;
-    if figure.request.below(min) {
+    let below = |amount: &Bound| {
+        amount
+            .at_most
+            .and_then(|most| enforced(&most, min))
+            .is_some_and(|(a, m)| a < m)
+    };
+    if below(&figure.request) {
         return Some((false, figure.request));
     }
     certain_limit(figure.limit)
-        .filter(|limit| limit.below(min))
+        .filter(below)
         .map(|limit| (true, limit))
+}
+
+/// `amount` and the LimitRange's `bound` as LimitRanger compares them
+/// (`requestLimitEnforcedValues`, `plugin/pkg/admission/limitranger/admission.go`): in millis,
+/// each rounded up (333333334n is 334m), or in whole units when one is beyond an int64 of
+/// millis. `None` when one cannot be compared (negative, too large).
+fn enforced(amount: &ParsedQuantity, bound: &ParsedQuantity) -> Option<(u128, u128)> {
+    const MAX_MILLI_VALUE: u128 = (i64::MAX / 1000) as u128;
+    let (amount_units, bound_units) = (amount.ceil_scaled(0)?, bound.ceil_scaled(0)?);
+    if amount_units <= MAX_MILLI_VALUE && bound_units <= MAX_MILLI_VALUE {
+        Some((amount.ceil_scaled(-3)?, bound.ceil_scaled(-3)?))
+    } else {
+        Some((amount_units, bound_units))
+    }
 }
 
 #[cfg(test)]
@@ -221,6 +242,49 @@ mod tests {
             fired_here(two_gi(), &unknown_kubevirt),
             Vec::<String>::new()
         );
+    }
+
+    #[test]
+    fn limit_ranger_compares_millis_rounded_up() {
+        // 1 vCPU at cpuAllocationRatio 3 asks for 333333334n, which LimitRanger reads as 334m
+        // (`requestLimitEnforcedValues`): within a 334m min, and within a 333333333n max.
+        let third = |items: Value| {
+            base_cluster_with(|all| {
+                all.push(kubevirt_cr(
+                    "v1.6.2",
+                    json!({"developerConfiguration": {"cpuAllocationRatio": 3}}),
+                ));
+                all.push(json!({"apiVersion": "v1", "kind": "LimitRange",
+                    "metadata": {"name": "limits", "namespace": "default"},
+                    "spec": {"limits": items}}));
+            })
+        };
+        let vm = valid_vm_with(|vm| {
+            spec(vm)["domain"]["cpu"] = json!({"cores": 1});
+            spec(vm)["domain"]["resources"] = json!({"requests": {"memory": "1Gi"}});
+        });
+        let cpu = "spec.template.spec.domain.resources.requests.cpu".to_string();
+        for fits in [
+            json!([{"type": "Container", "min": {"cpu": "334m"}}]),
+            json!([{"type": "Container", "max": {"cpu": "333333333n"}}]),
+        ] {
+            assert_eq!(
+                fired_here(vm.clone(), &third(fits.clone())),
+                Vec::<String>::new(),
+                "{fits}"
+            );
+        }
+        // The twins a milli away are outside.
+        for outside in [
+            json!([{"type": "Container", "min": {"cpu": "335m"}}]),
+            json!([{"type": "Container", "max": {"cpu": "333m"}}]),
+        ] {
+            assert_eq!(
+                fired_here(vm.clone(), &third(outside.clone())),
+                vec![cpu.clone()],
+                "{outside}"
+            );
+        }
     }
 
     #[test]

@@ -91,13 +91,16 @@ fn demand(cx: &VmContext<'_>, pod: Option<&LauncherRequest>, key: &str) -> Optio
 }
 
 /// `requests.X` / `limits.X` (and `cpu`, `memory`, `ephemeral-storage`, which quotas read as
-/// requests) as (resource, is a limit).
+/// requests) as (resource, is a limit). Quota admission counts limits of these three only
+/// (`podResources` in `pkg/quota/v1/evaluator/core/pods.go`): an extended resource's
+/// `limits.<name>` is accepted in `hard` and never counted.
 fn resource_of(key: &str) -> Option<(&str, bool)> {
+    const COMPUTE: [&str; 3] = ["cpu", "memory", "ephemeral-storage"];
     if let Some(resource) = key.strip_prefix("requests.") {
         Some((resource, false))
     } else if let Some(resource) = key.strip_prefix("limits.") {
-        Some((resource, true))
-    } else if matches!(key, "cpu" | "memory" | "ephemeral-storage") {
+        COMPUTE.contains(&resource).then_some((resource, true))
+    } else if COMPUTE.contains(&key) {
         Some((key, false))
     } else {
         None
@@ -481,6 +484,45 @@ mod tests {
                     "spec.template.spec.domain.resources.requests.memory".into()
                 ),
             ]
+        );
+    }
+
+    #[test]
+    fn quotas_track_extended_resources_by_request_only() {
+        // Quota admission counts a device plugin's resource as `requests.<name>` only
+        // (`isExtendedResourceNameForQuota`); a `limits.<name>` key is accepted in `hard` but
+        // nothing counts against it, so a running VM with the GPU is not over it.
+        let gpu_vm = || {
+            valid_vm_with(|vm| {
+                spec(vm)["domain"]["devices"]["gpus"] =
+                    json!([{"name": "gpu1", "deviceName": "nvidia.com/A10"}]);
+            })
+        };
+        let with_hard = |key: &str| {
+            view_with(
+                "v1.6.2",
+                vec![
+                    vm_object("testvm", "Always"),
+                    quota("gpus", json!({key: "0"}), json!({})),
+                ],
+            )
+        };
+        assert_eq!(
+            only(
+                ResourceQuotaExceeded,
+                fired_in(gpu_vm(), &with_hard("limits.nvidia.com/A10"))
+            ),
+            vec![]
+        );
+        assert_eq!(
+            only(
+                ResourceQuotaExceeded,
+                fired_in(gpu_vm(), &with_hard("requests.nvidia.com/A10"))
+            ),
+            vec![(
+                ResourceQuotaExceeded,
+                "spec.template.spec.domain.devices.gpus[0].deviceName".into()
+            )]
         );
     }
 

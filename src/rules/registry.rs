@@ -523,7 +523,7 @@ pub static REGISTRY: &[RuleInfo] = &[
     cluster_rule(
         DatasourceNotFound,
         "datasource-not-found",
-        &[Kind::DataSource],
+        &[Kind::DataSource, Kind::DataVolume],
         "a DataVolume template's sourceRef names a DataSource that does not exist",
         datasource::datasource_not_found,
     ),
@@ -532,7 +532,7 @@ pub static REGISTRY: &[RuleInfo] = &[
         ..cluster_rule(
             DatasourceNotReady,
             "datasource-not-ready",
-            &[Kind::DataSource],
+            &[Kind::DataSource, Kind::DataVolume],
             "the DataSource a DataVolume template clones is not Ready",
             datasource::datasource_not_ready,
         )

@@ -3,7 +3,7 @@
 
 use super::small_set::SmallSet;
 use super::{Emitter, VmContext};
-use crate::cluster::{Kind, Lookup, ObjectKey};
+use crate::cluster::{ClusterView, Kind, Lookup, ObjectKey};
 use crate::model::{StorageSpec, TEMPLATE_SPEC};
 
 /// A claim a volume names: `persistentVolumeClaim`, `ephemeral` or `dataVolume`.
@@ -114,6 +114,33 @@ pub(super) fn template_storage<'a>(
         })
 }
 
+/// Whether the DataVolume of template `index` exists already: KubeVirt creates a template's
+/// DataVolume only when none of its name exists in the VM's namespace (`handleDataVolumes`,
+/// `pkg/virt-controller/watch/vm/vm.go`) and uses an existing one as it is, never reading the
+/// template's source, class or modes. One being deleted counts as absent (it is created again);
+/// `Unknown` when DataVolumes are unknown.
+pub(super) fn existing_data_volume(
+    cx: &VmContext<'_>,
+    view: &ClusterView,
+    index: usize,
+) -> Lookup<()> {
+    let name = cx
+        .vm
+        .spec
+        .data_volume_templates
+        .get(index)
+        .and_then(|t| t.metadata.name.as_deref())
+        .filter(|n| !n.is_empty());
+    let Some(name) = name else {
+        return Lookup::Absent;
+    };
+    match view.datavolume(cx.namespace, name) {
+        Lookup::Present(info) if !info.deleting => Lookup::Present(()),
+        Lookup::Present(_) | Lookup::Absent => Lookup::Absent,
+        Lookup::Unknown => Lookup::Unknown,
+    }
+}
+
 pub fn pvc_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
     let templates = template_names(cx);
@@ -172,6 +199,12 @@ pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         else {
             continue;
         };
+        if existing_data_volume(cx, view, storage.template)
+            .present()
+            .is_some()
+        {
+            continue;
+        }
         if view.storage_class(class).is_absent() {
             out.emit_missing(
                 vec![ObjectKey::new(Kind::StorageClass, "", class)],
@@ -212,7 +245,11 @@ pub fn no_default_storage_class(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     }
     for storage in template_storage(cx) {
         // An explicit "" asks for no class (static binding), not for the default.
-        if storage.spec.storage_class_name.is_none() {
+        if storage.spec.storage_class_name.is_none()
+            && existing_data_volume(cx, view, storage.template)
+                .present()
+                .is_none()
+        {
             out.emit(
                 storage.path(""),
                 "no storageClassName and the cluster has no default StorageClass: name one",
@@ -224,7 +261,12 @@ pub fn no_default_storage_class(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 pub fn storage_profile_incomplete(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
     for storage in template_storage(cx) {
-        if !storage.storage_api || !storage.spec.access_modes.is_empty() {
+        if !storage.storage_api
+            || !storage.spec.access_modes.is_empty()
+            || existing_data_volume(cx, view, storage.template)
+                .present()
+                .is_some()
+        {
             continue;
         }
         let class = match storage.spec.storage_class_name.as_deref() {
@@ -435,6 +477,41 @@ mod tests {
     }
 
     #[test]
+    fn a_template_whose_data_volume_exists_is_not_created_again() {
+        // KubeVirt uses an existing DataVolume of the template's name as it is
+        // (`handleDataVolumes`): the class it was created with, since deleted or no longer the
+        // default, does not matter to a VM re-created over it (or one that runs on it).
+        let existing = |storage: Value| {
+            with_data(
+                json!({"name": "data", "dataVolume": {"name": "existing-dv"}}),
+                json!([{"metadata": {"name": "existing-dv"}, "spec": {"storage": storage, "source": {"blank": {}}}}]),
+            )
+        };
+        let no_default = base_cluster_with(|items| {
+            items.retain(|i| i["kind"] != "StorageClass");
+            items.push(json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "standard"}}));
+        });
+        let gone = existing(json!({"storageClassName": "gold", "resources": size()}));
+        let unnamed = existing(json!({"resources": size(), "accessModes": ["ReadWriteOnce"]}));
+        assert_eq!(fired_in(gone.clone(), &cluster(BASE_CLUSTER)), vec![]);
+        assert_eq!(fired_in(unnamed, &no_default), vec![]);
+        // Being deleted, it is created again from the template.
+        let deleting = base_cluster_with(|items| {
+            for item in items.iter_mut().filter(|i| i["kind"] == "DataVolume") {
+                item["metadata"]["deletionTimestamp"] = json!("2026-11-29T12:00:00Z");
+                item["metadata"]["finalizers"] = json!(["kubernetes.io/pvc-protection"]);
+            }
+        });
+        assert_eq!(
+            fired_in(gone, &deleting),
+            vec![(
+                StorageClassNotFound,
+                "spec.dataVolumeTemplates[0].spec.storage.storageClassName".into()
+            )]
+        );
+    }
+
+    #[test]
     fn storage_profile_incomplete() {
         let empty_profile = base_cluster_with(|items| {
             items.retain(|i| i["kind"] != "StorageProfile");
@@ -456,6 +533,12 @@ mod tests {
         assert_eq!(fired_in(broken.clone(), &cluster(BASE_CLUSTER)), vec![]);
         let unknown = base_cluster_with(|items| without_kind(items, "StorageProfile"));
         assert_eq!(fired_in(broken, &unknown), vec![]);
+        // KubeVirt uses the existing DataVolume `existing-dv` as it is: no profile is read.
+        let existing = with_data(
+            json!({"name": "data", "dataVolume": {"name": "existing-dv"}}),
+            json!([{"metadata": {"name": "existing-dv"}, "spec": {"storage": {"resources": size()}, "source": {"blank": {}}}}]),
+        );
+        assert_eq!(fired_in(existing, &empty_profile), vec![]);
     }
 
     #[test]
