@@ -130,6 +130,8 @@ fn view(nodes: usize) -> ClusterView {
         (
             Kind::ResourceQuota,
             json!({"metadata": {"name": "compute", "namespace": "ns-7"},
+                "spec": {"hard": {"requests.cpu": "64", "requests.memory": "256Gi", "limits.memory": "512Gi", "pods": "100",
+                    "count/virtualmachines.kubevirt.io": "50", "requests.nvidia.com/GA102GL_A10": "4"}},
                 "status": {"hard": {"requests.cpu": "64", "requests.memory": "256Gi", "limits.memory": "512Gi", "pods": "100",
                     "count/virtualmachines.kubevirt.io": "50", "requests.nvidia.com/GA102GL_A10": "4"},
                 "used": {"requests.cpu": "8", "requests.memory": "32Gi", "limits.memory": "64Gi", "pods": "9",

@@ -162,6 +162,8 @@ items:
 - apiVersion: v1
   kind: ResourceQuota
   metadata: {name: compute, namespace: default}
+  spec:
+    hard: {requests.cpu: "64", requests.memory: 256Gi, limits.memory: 512Gi, pods: "100"}
   status:
     hard: {requests.cpu: "64", requests.memory: 256Gi, limits.memory: 512Gi, pods: "100"}
     used: {requests.cpu: "4", requests.memory: 8Gi, limits.memory: 16Gi, pods: "3"}

@@ -18,7 +18,7 @@
 //! | PersistentVolumeClaim | `spec.storageClassName`, `spec.accessModes`, `status.phase`, being deleted |
 //! | DataVolume | `status.phase`, messages of conditions that are not True, being deleted |
 //! | KubeVirt | the version it runs, the configuration that changes what a VM needs, its conditions ([`super::kubevirt`]) |
-//! | ResourceQuota | `status.hard`, `status.used`, whether it is scoped |
+//! | ResourceQuota | `status.hard`, `status.used`, whether it is scoped, whether `spec.hard` is `status.hard` |
 //! | LimitRange | `spec.limits`: type, max, min, default, defaultRequest |
 //! | DataSource | its Ready condition |
 //! | VirtualMachine | the claims it mounts (and whether shareable), whether it starts |
@@ -377,6 +377,10 @@ pub struct QuotaInfo {
     /// It has `scopes` or a `scopeSelector`: it counts only some pods, and which ones the view
     /// cannot always tell, so rules leave it out.
     pub scoped: bool,
+    /// `status.hard` is `spec.hard`: the quota controller has caught up with the last edit. Until
+    /// it has (a quota raised in the same sync as the VM, a new quota), what the API server will
+    /// enforce by the time the VM's pod is created is not known, so rules leave it out.
+    pub settled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -392,6 +396,8 @@ pub struct QuotaBody {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct QuotaSpec {
+    #[serde(default)]
+    hard: BTreeMap<String, QuantityText>,
     #[serde(default)]
     scopes: Vec<String>,
     #[serde(default, deserialize_with = "present")]
@@ -412,8 +418,10 @@ impl Body for QuotaBody {
         self.metadata.as_ref()
     }
     fn into_entry(self) -> Entry {
+        let hard = parsed(self.status.hard);
         Entry::ResourceQuota(QuotaInfo {
-            hard: parsed(self.status.hard),
+            settled: parsed(self.spec.hard) == hard,
+            hard,
             used: parsed(self.status.used),
             scoped: !self.spec.scopes.is_empty() || self.spec.scope_selector,
         })

@@ -222,10 +222,14 @@ impl<'a> VmContext<'a> {
             .get_or_init(|| {
                 let view = self.cluster;
                 // KubeVirt adds automatic limits when any quota of the namespace (scoped or
-                // not) sets `limits.<resource>` (`doesVMIRequireAutoResourceLimits`).
+                // not) sets `limits.<resource>` in its spec (`doesVMIRequireAutoResourceLimits`);
+                // the view has the status, the same once the quota controller has caught up.
                 let quota_sets = |key: &str| {
-                    view.and_then(|v| v.resource_quotas(self.namespace))
-                        .map(|mut quotas| quotas.any(|(_, quota)| quota.hard.contains_key(key)))
+                    let quotas: Vec<_> = view?.resource_quotas(self.namespace)?.collect();
+                    if quotas.iter().any(|(_, quota)| !quota.settled) {
+                        return None;
+                    }
+                    Some(quotas.iter().any(|(_, quota)| quota.hard.contains_key(key)))
                 };
                 launcher::request(&LauncherInput {
                     vm: self.vm,

@@ -125,6 +125,7 @@ fn count_path(cx: &VmContext<'_>, key: &str) -> String {
 ///
 /// A VM the view holds under its own name that starts may have its pod counted in
 /// `status.used` already: it is compared with `status.hard` alone, and never for the VM count.
+/// A quota whose `status.hard` is not its `spec.hard` yet (just created or edited) is left out.
 pub fn resource_quota_exceeded(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(view) = cx.cluster else { return };
     let Some(quotas) = view.resource_quotas(cx.namespace) else {
@@ -132,7 +133,7 @@ pub fn resource_quota_exceeded(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     };
     let standing = standing(cx, view);
     let pod = cx.launcher();
-    for (name, quota) in quotas.filter(|(_, quota)| !quota.scoped) {
+    for (name, quota) in quotas.filter(|(_, quota)| !quota.scoped && quota.settled) {
         for (key, hard) in &quota.hard {
             let Some(demand) = demand(cx, pod, key) else {
                 continue;
@@ -239,7 +240,9 @@ pub fn resource_quota_needs_limits(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     ) else {
         return;
     };
-    let quotas: Vec<_> = quotas.filter(|(_, quota)| !quota.scoped).collect();
+    let quotas: Vec<_> = quotas
+        .filter(|(_, quota)| !quota.scoped && quota.settled)
+        .collect();
     let ranges: Vec<_> = ranges.collect();
     for (resource, key, limit) in [
         ("cpu", "limits.cpu", pod.cpu.limit),
@@ -549,6 +552,57 @@ mod tests {
         );
         assert_eq!(
             only(ResourceQuotaExceeded, fired_in(small_vm(), &limits("4Gi"))),
+            vec![]
+        );
+    }
+
+    /// A quota edited in the same sync as the VM (raised, or new and not yet counted): the
+    /// quota controller has not copied `spec.hard` to `status.hard`, and what admission will
+    /// enforce when the VM's pod is created is not known yet.
+    #[test]
+    fn a_quota_the_controller_has_not_caught_up_with_is_left_out() {
+        let full = |spec_hard: Value, status: Value| {
+            view_with(
+                "v1.6.2",
+                vec![json!({"apiVersion": "v1", "kind": "ResourceQuota",
+                    "metadata": {"name": "compute", "namespace": "default"},
+                    "spec": {"hard": spec_hard}, "status": status})],
+            )
+        };
+        let counted =
+            json!({"hard": {"requests.memory": "8Gi"}, "used": {"requests.memory": "7.5Gi"}});
+        // Settled (the same amount, written another way): the finding stands.
+        assert_eq!(
+            only(
+                ResourceQuotaExceeded,
+                fired_in(
+                    small_vm(),
+                    &full(json!({"requests.memory": "8192Mi"}), counted.clone())
+                )
+            )
+            .len(),
+            1
+        );
+        // Raised to 16Gi a moment ago: the status still says 8Gi.
+        assert_eq!(
+            only(
+                ResourceQuotaExceeded,
+                fired_in(
+                    small_vm(),
+                    &full(json!({"requests.memory": "16Gi"}), counted)
+                )
+            ),
+            vec![]
+        );
+        // Created a moment ago: no status yet.
+        assert_eq!(
+            only(
+                ResourceQuotaExceeded,
+                fired_in(
+                    small_vm(),
+                    &full(json!({"requests.memory": "1Gi"}), json!({}))
+                )
+            ),
             vec![]
         );
     }
