@@ -16,7 +16,7 @@
 
 use super::{Emitter, VmContext};
 use crate::cluster::kubevirt::{CPU_MANAGER_GATE, GateSetting};
-use crate::cluster::{KubeVirt, NodeIndex, NodeSet};
+use crate::cluster::{Kind, KubeVirt, Lookup, NodeIndex, NodeSet};
 use crate::model::{Labels, TEMPLATE_SPEC};
 
 /// The nodes of `set` the rule may judge, with the index; `None` when Nodes are unknown or no
@@ -55,6 +55,9 @@ pub fn kvm_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(device) = config.hypervisor().device_resource() else {
         return; // a hypervisor this tool does not know
     };
+    if virt_handler_restarting(cx) {
+        return;
+    }
     let Some((nodes, set)) = candidates(cx) else {
         return;
     };
@@ -72,6 +75,22 @@ pub fn kvm_unavailable(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             set.count_ones(..)
         ),
     );
+}
+
+/// Some virt-handler pod is not ready: a crashed or restarting one leaves its node's devices
+/// at 0 allocatable (the kubelet keeps them registered, unhealthy, for minutes), which looks
+/// like a node without `/dev/kvm` until it is back. Where the view cannot read the DaemonSet,
+/// nothing is known either way and the nodes speak alone.
+fn virt_handler_restarting(cx: &VmContext<'_>) -> bool {
+    let (Some(view), Some(kubevirt)) = (cx.cluster, cx.kubevirt()) else {
+        return false;
+    };
+    match view.readiness(Kind::DaemonSet, &kubevirt.namespace) {
+        Lookup::Present(readiness) => readiness
+            .counts
+            .is_none_or(|counts| counts.ready < counts.desired),
+        Lookup::Absent | Lookup::Unknown => false,
+    }
 }
 
 /// `dedicated-cpu-unavailable`: virt-controller adds `<label>=true` to the launcher's
@@ -205,6 +224,26 @@ mod tests {
         assert_eq!(
             fired_in(valid_vm(), &cluster_with(cr(), allocatable_only)),
             vec![]
+        );
+    }
+
+    #[test]
+    fn kvm_unavailable_waits_while_virt_handler_is_not_ready() {
+        let with_handler = |ready: u32| {
+            base_cluster_with(|items| {
+                for item in items.iter_mut().filter(|i| i["kind"] == "Node") {
+                    kvm("0")(item);
+                }
+                items.push(kubevirt_cr("v1.6.2", json!({})));
+                items.push(json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+                    "metadata": {"name": "virt-handler", "namespace": "kubevirt"},
+                    "status": {"desiredNumberScheduled": 3, "numberReady": ready}}));
+            })
+        };
+        assert_eq!(fired_in(valid_vm(), &with_handler(2)), vec![]);
+        assert_eq!(
+            fired_in(valid_vm(), &with_handler(3)),
+            vec![(KvmUnavailable, "spec.template.spec".into())]
         );
     }
 
