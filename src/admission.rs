@@ -71,16 +71,16 @@ impl Resource for ReviewObject {
     type Scope = NamespaceResourceScope;
 
     fn kind(_: &()) -> Cow<'_, str> {
-        "VirtualMachine".into()
+        crate::model::VM_KIND.into()
     }
     fn group(_: &()) -> Cow<'_, str> {
-        "kubevirt.io".into()
+        crate::model::KUBEVIRT_GROUP.into()
     }
     fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
+        crate::model::KUBEVIRT_VERSION.into()
     }
     fn plural(_: &()) -> Cow<'_, str> {
-        "virtualmachines".into()
+        crate::model::VM_PLURAL.into()
     }
 
     fn meta(&self) -> &ObjectMeta {

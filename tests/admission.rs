@@ -31,25 +31,6 @@ use virt_preflight::policy::Policy;
 use virt_preflight::rules::REGISTRY;
 use virt_preflight::server::{self, AppState};
 
-/// A response, read to the end.
-#[derive(Debug)]
-struct Reply {
-    status: StatusCode,
-    content_type: String,
-    body: Bytes,
-}
-
-impl Reply {
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.text()))
-    }
-}
-
 /// The webhook as `serve --cluster-state FILE [--config FILE]` builds it, without the
 /// listener: the same router, state and metrics.
 struct App {
@@ -139,28 +120,7 @@ impl App {
         let uid = new_uid();
         let body = serde_json::to_vec(&request.to_json(&uid)).expect("serialise the review");
         let reply = self.post_validate(Some("application/json"), body).await;
-        assert_eq!(
-            reply.status,
-            StatusCode::OK,
-            "{request:?}: {}",
-            reply.text()
-        );
-        assert!(
-            reply.content_type.starts_with("application/json"),
-            "content type {:?}",
-            reply.content_type
-        );
-        let review = reply.json();
-        assert_eq!(review["apiVersion"], "admission.k8s.io/v1", "{review}");
-        assert_eq!(review["kind"], "AdmissionReview", "{review}");
-        let response = review["response"].clone();
-        assert_eq!(
-            response["uid"],
-            uid.as_str(),
-            "the request uid is echoed: {review}"
-        );
-        assert!(response["allowed"].is_boolean(), "{review}");
-        response
+        reply.review_response(request, &uid)
     }
 
     async fn metrics(&self) -> Metrics {

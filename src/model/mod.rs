@@ -23,6 +23,13 @@ pub use quantity::{ParsedQuantity, QuantityError, QuantityText};
 /// `spec.template.spec`, as written in paths.
 pub const TEMPLATE_SPEC: &str = "spec.template.spec";
 
+/// KubeVirt's API group and version, and the VirtualMachine's kind and resource in it: what
+/// the webhook reviews and the watcher watches (kube-rs's `Resource` for both).
+pub const KUBEVIRT_GROUP: &str = "kubevirt.io";
+pub const KUBEVIRT_VERSION: &str = "v1";
+pub const VM_KIND: &str = "VirtualMachine";
+pub const VM_PLURAL: &str = "virtualmachines";
+
 /// Labels as the model holds them (a nodeSelector): short strings are stored inline.
 pub type Labels = BTreeMap<CompactString, CompactString>;
 

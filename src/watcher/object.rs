@@ -17,9 +17,13 @@ use serde_json::{Map, Value};
 /// A `kubevirt.io/v1` kind for kube-rs's dynamic APIs.
 pub fn kubevirt_resource(kind: &str, plural: &str) -> ApiResource {
     ApiResource {
-        group: "kubevirt.io".into(),
-        version: "v1".into(),
-        api_version: "kubevirt.io/v1".into(),
+        group: crate::model::KUBEVIRT_GROUP.into(),
+        version: crate::model::KUBEVIRT_VERSION.into(),
+        api_version: format!(
+            "{}/{}",
+            crate::model::KUBEVIRT_GROUP,
+            crate::model::KUBEVIRT_VERSION
+        ),
         kind: kind.into(),
         plural: plural.into(),
     }
@@ -158,16 +162,16 @@ impl Resource for WatchedVm {
     type Scope = NamespaceResourceScope;
 
     fn kind(_: &()) -> Cow<'_, str> {
-        "VirtualMachine".into()
+        crate::model::VM_KIND.into()
     }
     fn group(_: &()) -> Cow<'_, str> {
-        "kubevirt.io".into()
+        crate::model::KUBEVIRT_GROUP.into()
     }
     fn version(_: &()) -> Cow<'_, str> {
-        "v1".into()
+        crate::model::KUBEVIRT_VERSION.into()
     }
     fn plural(_: &()) -> Cow<'_, str> {
-        "virtualmachines".into()
+        crate::model::VM_PLURAL.into()
     }
     fn meta(&self) -> &ObjectMeta {
         &self.meta

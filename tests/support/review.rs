@@ -8,12 +8,57 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::body::Bytes;
+use axum::http::StatusCode;
 use serde_json::{Value, json};
 use virt_preflight::cluster::ClusterView;
 use virt_preflight::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef};
 use virt_preflight::manifest::{self, ReadOptions};
 use virt_preflight::model::VirtualMachine;
 use virt_preflight::rules::{self, REGISTRY, RuleInfo, Scope};
+
+/// What the webhook answered to one HTTP request, read to the end.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: StatusCode,
+    pub content_type: String,
+    pub body: Bytes,
+}
+
+impl Reply {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", self.text()))
+    }
+
+    /// The `response` of the AdmissionReview this reply holds, after checking the envelope
+    /// and that the request's uid came back.
+    pub fn review_response(&self, request: &ReviewRequest, uid: &str) -> Value {
+        let reply = self;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{request:?}: {}",
+            reply.text()
+        );
+        assert!(
+            reply.content_type.starts_with("application/json"),
+            "content type {:?}",
+            reply.content_type
+        );
+        let review = reply.json();
+        assert_eq!(review["apiVersion"], "admission.k8s.io/v1", "{review}");
+        assert_eq!(review["kind"], "AdmissionReview", "{review}");
+        let response = review["response"].clone();
+        assert_eq!(response["uid"], uid, "the request uid is echoed: {review}");
+        assert!(response["allowed"].is_boolean(), "{review}");
+        response
+    }
+}
 
 /// The API server's limits on warnings (apiserver `endpoints/filters/warning.go`): past 4,096
 /// characters in all, each is cut to 256.
