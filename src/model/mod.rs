@@ -121,6 +121,14 @@ fn locate<E: std::fmt::Display>(
     }
 }
 
+/// `null` as an empty map, as Go's JSON decoding and the API server read it (`annotations:
+/// null` is valid metadata: kubectl and the API server drop it; a review never carries it).
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<CompactString, CompactString>, D::Error> {
+    Ok(Option::deserialize(deserializer)?.unwrap_or_default())
+}
+
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
@@ -129,7 +137,7 @@ pub struct ObjectMeta {
     pub namespace: Option<CompactString>,
     pub uid: Option<CompactString>,
     // No labels: no rule reads them, and each map read per request costs allocations.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub annotations: BTreeMap<CompactString, CompactString>,
     pub deletion_timestamp: Option<CompactString>,
 }
@@ -836,6 +844,21 @@ mod tests {
             "spec.template.spec.domain.devices.disks[1].bootOrder"
         );
         assert!(err.message.contains("invalid type"), "{}", err.message);
+    }
+
+    #[test]
+    fn null_annotations_are_none_as_the_api_server_reads_them() {
+        let doc = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "a", "annotations": null}});
+        let vm = VirtualMachine::from_value(&doc).expect("null annotations are valid metadata");
+        assert!(vm.metadata.annotations.is_empty());
+        // A wrong type is still named.
+        let doc = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": "a", "annotations": ["x"]}});
+        assert_eq!(
+            VirtualMachine::from_value(&doc).unwrap_err().path,
+            "metadata.annotations"
+        );
     }
 
     #[test]
