@@ -22,6 +22,7 @@
 mod compute;
 mod era;
 mod instancetype;
+mod support;
 mod vm;
 
 use compact_str::CompactString;
@@ -151,7 +152,17 @@ pub struct LauncherRequest {
     pub devices: Vec<DeviceRequest>,
     /// The overhead KubeVirt adds to the memory request (for messages).
     pub memory_overhead: Bound,
+    /// The whole pod as the scheduler adds it up: the compute container and KubeVirt's support
+    /// containers (guest console log, one per containerDisk).
+    pub pod: PodRequest,
     pub unknowns: Unknowns,
+}
+
+/// The launcher pod's request as the scheduler counts it (containers and native sidecars).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodRequest {
+    pub cpu: Bound,
+    pub memory: Bound,
 }
 
 /// The launcher pod's compute container for this VM, as KubeVirt would render it. `None` when
@@ -217,15 +228,18 @@ pub fn request(input: &LauncherInput<'_>) -> Option<LauncherRequest> {
         at_least: quantity(value, 0),
         at_most: Some(quantity(value, 0)),
     };
+    let cpu = Resource {
+        request: bound(folded.cpu_request, -9, unbounded),
+        limit: limit(folded.cpu_limit, -9, unbounded),
+    };
+    let memory = Resource {
+        request: bound(folded.memory_request, 0, unbounded),
+        limit: limit(folded.memory_limit, 0, unbounded || ratio_unknown),
+    };
+    let pod = pod_request(input.vm, configuration, formulas, &folded, unbounded);
     Some(LauncherRequest {
-        cpu: Resource {
-            request: bound(folded.cpu_request, -9, unbounded),
-            limit: limit(folded.cpu_limit, -9, unbounded),
-        },
-        memory: Resource {
-            request: bound(folded.memory_request, 0, unbounded),
-            limit: limit(folded.memory_limit, 0, unbounded || ratio_unknown),
-        },
+        cpu,
+        memory,
         ephemeral_storage: Resource {
             request: exact(ephemeral_request),
             limit: vm.ephemeral_limit.map_or(Limit::Absent, |l| {
@@ -241,6 +255,7 @@ pub fn request(input: &LauncherInput<'_>) -> Option<LauncherRequest> {
             .map(|(resource, count)| DeviceRequest { resource, count })
             .collect(),
         memory_overhead: bound(folded.overhead, 0, unbounded),
+        pod,
         unknowns: Unknowns {
             version: formulas.len() > 1,
             configuration: configuration.is_none(),
@@ -248,6 +263,69 @@ pub fn request(input: &LauncherInput<'_>) -> Option<LauncherRequest> {
             architecture: arm64 == Tri::Unknown,
         },
     })
+}
+
+/// The whole pod: the compute container and KubeVirt's support containers. Known for the v1.6
+/// line (seen on v1.6.6's real pods); for another or an unknown release the compute container
+/// is the lower bound and nothing bounds it from above.
+fn pod_request(
+    vm: &VirtualMachine,
+    configuration: Option<&Configuration>,
+    formulas: &[era::Formula],
+    folded: &Folded,
+    unbounded: bool,
+) -> PodRequest {
+    let observed = matches!(formulas, [only] if (only.since.0, only.since.1) == (1, 6));
+    if !observed {
+        return PodRequest {
+            cpu: Bound {
+                at_least: quantity(folded.cpu_request.low, -9),
+                at_most: None,
+            },
+            memory: Bound {
+                at_least: quantity(folded.memory_request.low, 0),
+                at_most: None,
+            },
+        };
+    }
+    // Guaranteed QoS: every figure's request equals its limit, in every scenario.
+    let pinned = |request: Range, limit: LimitRange| {
+        limit.kind == LimitKind::Set && limit.range.low == request.low && limit.range.high == request.high
+    };
+    let guaranteed = match (
+        pinned(folded.cpu_request, folded.cpu_limit),
+        pinned(folded.memory_request, folded.memory_limit),
+    ) {
+        (true, true) if folded.cpu_request.low == folded.cpu_request.high => vm::Tri::Yes,
+        (true, true) => vm::Tri::Unknown,
+        _ if folded.cpu_limit.kind == LimitKind::Absent
+            || folded.memory_limit.kind == LimitKind::Absent =>
+        {
+            vm::Tri::No
+        }
+        _ => vm::Tri::Unknown,
+    };
+    let console = support::console_log(vm, configuration);
+    let mut low: Option<(u128, u128)> = None;
+    let mut high = (0, 0);
+    for &g in guaranteed.cases() {
+        for &c in console.cases() {
+            let (cpu, memory) = support::request(vm, g, c);
+            low = Some(low.map_or((cpu, memory), |(lc, lm)| (lc.min(cpu), lm.min(memory))));
+            high = (high.0.max(cpu), high.1.max(memory));
+        }
+    }
+    let (low_cpu, low_memory) = low.unwrap_or_default();
+    PodRequest {
+        cpu: Bound {
+            at_least: quantity(folded.cpu_request.low + low_cpu, -9),
+            at_most: (!unbounded).then(|| quantity(folded.cpu_request.high + high.0, -9)),
+        },
+        memory: Bound {
+            at_least: quantity(folded.memory_request.low + low_memory, 0),
+            at_most: (!unbounded).then(|| quantity(folded.memory_request.high + high.1, 0)),
+        },
+    }
 }
 
 /// `value × 10^exponent` as a quantity (bytes: 0; nanocores: −9).

@@ -23,6 +23,7 @@ pub mod model;
 pub mod policy;
 pub mod report;
 pub mod rules;
+pub mod schema;
 pub mod server;
 pub mod tls;
 pub mod watcher;

@@ -77,6 +77,9 @@ pub struct Configuration {
     pub network_bindings: BTreeMap<CompactString, NetworkBinding>,
     /// `network.defaultNetworkInterface` (default bridge).
     pub default_network_interface: DefaultNetworkInterface,
+    /// `virtualMachineOptions.disableSerialConsoleLog` is set: launcher pods get no
+    /// guest-console-log sidecar unless the VM asks for one.
+    pub serial_console_log_disabled: bool,
 }
 
 /// The binding of the pod interface KubeVirt adds to a VM that names no interface and no
@@ -408,8 +411,15 @@ struct RawConfiguration {
     #[serde(rename = "autoCPULimitNamespaceLabelSelector")]
     auto_cpu_limit_namespace_label_selector: Option<LabelSelector>,
     network: Option<RawNetwork>,
+    virtual_machine_options: Option<RawVmOptions>,
     /// Read only to tell whether KubeVirt accepts the configuration.
     image_pull_policy: Option<CompactString>,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct RawVmOptions {
+    disable_serial_console_log: Option<Present>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -614,6 +624,9 @@ impl Configuration {
             auto_cpu_limit_selector: raw.auto_cpu_limit_namespace_label_selector,
             network_bindings,
             default_network_interface,
+            serial_console_log_disabled: raw
+                .virtual_machine_options
+                .is_some_and(|o| o.disable_serial_console_log.is_some()),
         })
     }
 }

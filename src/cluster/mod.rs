@@ -22,6 +22,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::launcher::InstancetypeSpec;
+
 pub use kubevirt::KubeVirt;
 pub use nodes::{NodeIndex, NodeInfo, NodeSet};
 use objects::{Body, KindVisitor, visit_kind};
@@ -324,6 +326,9 @@ pub struct ClusterView {
     quotas: Table<QuotaInfo>,
     limit_ranges: Table<LimitRangeInfo>,
     datasources: Table<DataSourceInfo>,
+    /// Instancetype specs: namespaced ones under their namespace, cluster ones under `""`.
+    instancetypes: Table<Option<Arc<InstancetypeSpec>>>,
+    cluster_instancetypes: Table<Option<Arc<InstancetypeSpec>>>,
     vms: Table<VmClaims>,
     deployments: Table<Readiness>,
     daemonsets: Table<Readiness>,
@@ -369,6 +374,10 @@ impl ClusterView {
             Kind::ResourceQuota => self.quotas.get(namespace, name).is_some(),
             Kind::LimitRange => self.limit_ranges.get(namespace, name).is_some(),
             Kind::DataSource => self.datasources.get(namespace, name).is_some(),
+            Kind::VirtualMachineInstancetype => self.instancetypes.get(namespace, name).is_some(),
+            Kind::VirtualMachineClusterInstancetype => {
+                self.cluster_instancetypes.get(namespace, name).is_some()
+            }
             Kind::VirtualMachine => self.vms.get(namespace, name).is_some(),
             Kind::Deployment => self.deployments.get(namespace, name).is_some(),
             Kind::DaemonSet => self.daemonsets.get(namespace, name).is_some(),
@@ -420,6 +429,25 @@ impl ClusterView {
         Lookup::known(
             self.is_known(Kind::StorageProfile),
             self.storage_profiles.get("", storage_class),
+        )
+    }
+
+    /// An instancetype's spec: `Present(None)` when it exists but its spec does not read.
+    pub fn instancetype(
+        &self,
+        kind: Kind,
+        namespace: &str,
+        name: &str,
+    ) -> Lookup<Option<&InstancetypeSpec>> {
+        let table = match kind {
+            Kind::VirtualMachineInstancetype => &self.instancetypes,
+            Kind::VirtualMachineClusterInstancetype => &self.cluster_instancetypes,
+            _ => return Lookup::Unknown,
+        };
+        let namespace = namespace_of(kind, Some(namespace));
+        Lookup::known(
+            self.is_known(kind),
+            table.get(namespace, name).map(|spec| spec.as_deref()),
         )
     }
 
@@ -508,6 +536,8 @@ impl ClusterView {
             Kind::ResourceQuota => self.quotas.len(),
             Kind::LimitRange => self.limit_ranges.len(),
             Kind::DataSource => self.datasources.len(),
+            Kind::VirtualMachineInstancetype => self.instancetypes.len(),
+            Kind::VirtualMachineClusterInstancetype => self.cluster_instancetypes.len(),
             Kind::VirtualMachine => self.vms.len(),
             Kind::Deployment => self.deployments.len(),
             Kind::DaemonSet => self.daemonsets.len(),
@@ -609,6 +639,10 @@ impl ViewBuilder {
             Entry::ResourceQuota(info) => view.quotas.insert(namespace, name, info),
             Entry::LimitRange(info) => view.limit_ranges.insert(namespace, name, info),
             Entry::DataSource(info) => view.datasources.insert(namespace, name, info),
+            Entry::Instancetype(spec) if kind == Kind::VirtualMachineInstancetype => {
+                view.instancetypes.insert(namespace, name, spec)
+            }
+            Entry::Instancetype(spec) => view.cluster_instancetypes.insert(namespace, name, spec),
             Entry::VirtualMachine(info) => view.vms.insert(namespace, name, info),
             Entry::Readiness(info) if kind == Kind::DaemonSet => {
                 view.daemonsets.insert(namespace, name, info)
@@ -638,6 +672,10 @@ impl ViewBuilder {
             Kind::ResourceQuota => drop(view.quotas.remove(namespace, name)),
             Kind::LimitRange => drop(view.limit_ranges.remove(namespace, name)),
             Kind::DataSource => drop(view.datasources.remove(namespace, name)),
+            Kind::VirtualMachineInstancetype => drop(view.instancetypes.remove(namespace, name)),
+            Kind::VirtualMachineClusterInstancetype => {
+                drop(view.cluster_instancetypes.remove(namespace, name))
+            }
             Kind::VirtualMachine => drop(view.vms.remove(namespace, name)),
             Kind::Deployment => drop(view.deployments.remove(namespace, name)),
             Kind::DaemonSet => drop(view.daemonsets.remove(namespace, name)),
@@ -665,6 +703,10 @@ impl ViewBuilder {
             Kind::ResourceQuota => view.quotas = from.quotas.clone(),
             Kind::LimitRange => view.limit_ranges = from.limit_ranges.clone(),
             Kind::DataSource => view.datasources = from.datasources.clone(),
+            Kind::VirtualMachineInstancetype => view.instancetypes = from.instancetypes.clone(),
+            Kind::VirtualMachineClusterInstancetype => {
+                view.cluster_instancetypes = from.cluster_instancetypes.clone()
+            }
             Kind::VirtualMachine => view.vms = from.vms.clone(),
             Kind::Deployment => view.deployments = from.deployments.clone(),
             Kind::DaemonSet => view.daemonsets = from.daemonsets.clone(),

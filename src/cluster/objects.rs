@@ -10,7 +10,8 @@
 //!
 //! | kind | kept |
 //! |---|---|
-//! | Secret, ConfigMap, ServiceAccount, PriorityClass, NetworkAttachmentDefinition, instancetypes and preferences | namespace, name |
+//! | Secret, ConfigMap, ServiceAccount, PriorityClass, NetworkAttachmentDefinition, preferences | namespace, name |
+//! | VirtualMachineInstancetype, VirtualMachineClusterInstancetype | the spec the launcher's figures read ([`InstancetypeSpec`]) |
 //! | Namespace | the `virt-preflight.io/mode` label |
 //! | Node | labels, NoSchedule/NoExecute taints, `spec.unschedulable`, Ready, allocatable, device resources with no healthy device ([`NodeInfo`]) |
 //! | StorageClass | the two default-class annotations |
@@ -39,6 +40,7 @@ use super::Kind;
 use super::kubevirt::{KubeVirt, RawKubeVirt};
 use super::nodes::NodeInfo;
 use super::table::Name;
+use crate::launcher::InstancetypeSpec;
 use crate::model::{ParsedQuantity, QuantityText};
 
 /// The metadata every kind keeps, as read off the wire. `L` and `A` are what is read of the
@@ -110,6 +112,8 @@ pub enum Entry {
     ResourceQuota(QuotaInfo),
     LimitRange(LimitRangeInfo),
     DataSource(DataSourceInfo),
+    /// An instancetype's spec; `None` when it does not read as one (its figures are unknown).
+    Instancetype(Option<Arc<InstancetypeSpec>>),
     VirtualMachine(VmClaims),
     /// A KubeVirt component's Deployment or DaemonSet.
     Readiness(Readiness),
@@ -122,6 +126,28 @@ pub trait Body: DeserializeOwned + Clone + Debug + Send + Sync + 'static {
     const METADATA_ONLY: bool;
     fn meta(&self) -> MetaRef<'_>;
     fn into_entry(self) -> Entry;
+}
+
+/// An instancetype (either kind): the launcher's memory and CPUs come from its spec.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InstancetypeBody {
+    #[serde(default)]
+    metadata: Meta,
+    /// Read as a tree and typed in [`Body::into_entry`], so that a spec this version does not
+    /// read leaves the instancetype known to exist, with unknown figures.
+    #[serde(default)]
+    spec: serde_json::Value,
+}
+
+impl Body for InstancetypeBody {
+    const METADATA_ONLY: bool = false;
+    fn meta(&self) -> MetaRef<'_> {
+        self.metadata.as_ref()
+    }
+    fn into_entry(self) -> Entry {
+        let spec = InstancetypeSpec::from_object(&serde_json::json!({"spec": self.spec}));
+        Entry::Instancetype(spec.ok().map(Arc::new))
+    }
 }
 
 /// Kinds whose existence is all the rules need.
@@ -787,6 +813,9 @@ pub fn visit_kind<V: KindVisitor>(kind: Kind, visitor: V) -> V::Output {
         Kind::ResourceQuota => visitor.visit::<QuotaBody>(kind),
         Kind::LimitRange => visitor.visit::<LimitRangeBody>(kind),
         Kind::DataSource => visitor.visit::<DataSourceBody>(kind),
+        Kind::VirtualMachineInstancetype | Kind::VirtualMachineClusterInstancetype => {
+            visitor.visit::<InstancetypeBody>(kind)
+        }
         Kind::VirtualMachine => visitor.visit::<VirtualMachineBody>(kind),
         Kind::Deployment => visitor.visit::<DeploymentBody>(kind),
         Kind::DaemonSet => visitor.visit::<DaemonSetBody>(kind),
@@ -795,8 +824,6 @@ pub fn visit_kind<V: KindVisitor>(kind: Kind, visitor: V) -> V::Output {
         | Kind::ServiceAccount
         | Kind::PriorityClass
         | Kind::NetworkAttachmentDefinition
-        | Kind::VirtualMachineInstancetype
-        | Kind::VirtualMachineClusterInstancetype
         | Kind::VirtualMachinePreference
         | Kind::VirtualMachineClusterPreference => visitor.visit::<NameOnly>(kind),
     }

@@ -151,10 +151,14 @@ const V1_5_3: Formula = Formula {
     ..V1_5_1
 };
 
-/// Video 32Mi (commit 314fd5cfe8); IO-thread CPUs.
+/// Video 32Mi (commit 314fd5cfe8); IO-thread CPUs. Page tables only from a written request:
+/// v1.6.6's real launcher pods (tests/differential.rs) show v1.7's commits backported; taken
+/// from v1.6.0 so that an earlier v1.6 patch, if it still counted the defaulted request, is
+/// under-, never over-estimated.
 const V1_6_0: Formula = Formula {
     since: (1, 6, 0),
     video: 32 * MI,
+    page_tables_from_default: false,
     io_thread_cpus: true,
     emulator_parity: EmulatorParity::TotalAndPool,
     ..V1_5_3
@@ -163,7 +167,6 @@ const V1_6_0: Formula = Formula {
 const V1_7_0: Formula = Formula {
     since: (1, 7, 0),
     snp: true,
-    page_tables_from_default: false,
     ..V1_6_0
 };
 

@@ -297,6 +297,10 @@ pub struct Devices {
     pub autoattach_graphics_device: Option<bool>,
     /// `false` stops KubeVirt from adding its default pod interface to a VM that names none.
     pub autoattach_pod_interface: Option<bool>,
+    /// `false`: no serial console, so no console log sidecar in the launcher pod.
+    pub autoattach_serial_console: Option<bool>,
+    /// Overrides the KubeVirt CR's `disableSerialConsoleLog` for this VM.
+    pub log_serial_console: Option<bool>,
     pub tpm: Option<Tpm>,
 }
 
@@ -689,6 +693,8 @@ pub struct ContainerDiskSource {
 #[serde(rename_all = "camelCase")]
 pub struct DataVolumeSource {
     pub name: Option<CompactString>,
+    /// A hotplug volume: KubeVirt starts the VM without it and attaches it once it exists.
+    pub hotpluggable: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

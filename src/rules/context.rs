@@ -6,8 +6,8 @@ use std::cell::OnceCell;
 use foldhash::{HashMap, HashMapExt};
 
 use super::small_set::{SCAN_UP_TO, SmallSet};
-use crate::cluster::{ClusterView, KubeVirt, NodeSet};
-use crate::launcher::{self, LauncherInput, LauncherRequest, NamespaceFacts};
+use crate::cluster::{ClusterView, Kind, KubeVirt, NodeSet};
+use crate::launcher::{self, InstancetypeSpec, LauncherInput, LauncherRequest, NamespaceFacts};
 use crate::model::{TEMPLATE_SPEC, VirtualMachine, VmiSpec, Volume};
 
 /// Where a disk of the effective list comes from.
@@ -89,6 +89,10 @@ pub struct VmContext<'a> {
     /// are too many to scan.
     volumes_by_name: Option<HashMap<&'a str, &'a Volume>>,
     pub disks: Vec<EffectiveDisk<'a>>,
+    /// The manifest as written, where the caller has it (`check`): what the manifest rules
+    /// read, since the model keeps only the fields the other rules need. The webhook has
+    /// none: there the API server and virt-api judge the same in the same admission chain.
+    pub manifest: Option<&'a serde_json::Value>,
     placement: OnceCell<Option<Placement<'a>>>,
     launcher: OnceCell<Option<LauncherRequest>>,
 }
@@ -145,9 +149,16 @@ impl<'a> VmContext<'a> {
             spec,
             volumes_by_name,
             disks,
+            manifest: None,
             placement: OnceCell::new(),
             launcher: OnceCell::new(),
         }
+    }
+
+    /// The same context with the manifest as written, for the manifest rules.
+    pub fn with_manifest(mut self, manifest: &'a serde_json::Value) -> Self {
+        self.manifest = Some(manifest);
+        self
     }
 
     /// The VM's GPUs and host devices that a device plugin serves, in the order KubeVirt
@@ -234,8 +245,8 @@ impl<'a> VmContext<'a> {
                 launcher::request(&LauncherInput {
                     vm: self.vm,
                     kubevirt: self.kubevirt(),
-                    // The view keeps no instancetype specs: the launcher widens its bounds.
-                    instancetype: None,
+                    // Not in the view (or unreadable): the launcher widens its bounds.
+                    instancetype: self.instancetype(),
                     namespace: NamespaceFacts {
                         quota_limits_cpu: quota_sets("limits.cpu"),
                         quota_limits_memory: quota_sets("limits.memory"),
@@ -246,6 +257,19 @@ impl<'a> VmContext<'a> {
                 })
             })
             .as_ref()
+    }
+
+    /// The spec of the instancetype the VM names, where the view has it.
+    pub fn instancetype(&self) -> Option<&'a InstancetypeSpec> {
+        let view = self.cluster?;
+        let matcher = self.vm.spec.instancetype.as_ref()?;
+        let name = matcher.name.as_deref().filter(|n| !n.is_empty())?;
+        let kind = super::references::matcher_kind(
+            matcher.kind.as_deref(),
+            Kind::VirtualMachineInstancetype,
+            Kind::VirtualMachineClusterInstancetype,
+        )?;
+        view.instancetype(kind, self.namespace, name).present()?
     }
 
     /// The first volume of this name.

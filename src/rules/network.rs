@@ -42,6 +42,30 @@ pub fn network_without_interface(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     }
 }
 
+/// An interface's `binding: {name}` names a plugin the KubeVirt CR does not register
+/// (`spec.configuration.network.binding`): virt-controller cannot render the launcher pod
+/// ("couldn't find configuration for network binding") and the VM stays Starting.
+pub fn network_binding_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let Some(config) = cx.kubevirt().and_then(|kubevirt| kubevirt.configuration()) else {
+        return;
+    };
+    for (index, interface) in cx.spec.domain.devices.interfaces.iter().enumerate() {
+        let Some(binding) = interface.binding.as_ref() else {
+            continue;
+        };
+        if !config.network_bindings.contains_key(binding.name.as_str()) {
+            out.emit(
+                format!("{TEMPLATE_SPEC}.domain.devices.interfaces[{index}].binding.name"),
+                format!(
+                    "network binding plugin {:?} is not registered in the KubeVirt CR \
+                     (spec.configuration.network.binding): register it or fix the name",
+                    binding.name
+                ),
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::rules::RuleId::*;

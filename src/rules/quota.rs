@@ -76,11 +76,14 @@ fn demand(cx: &VmContext<'_>, pod: Option<&LauncherRequest>, key: &str) -> Optio
         }),
         _ => {
             let (resource, limit) = resource_of(key)?;
-            let figure = figure(pod?, resource)?;
-            let bound = if limit {
-                certain_limit(figure.limit)?
-            } else {
-                figure.request
+            let pod = pod?;
+            let figure = figure(pod, resource)?;
+            let bound = match (limit, resource) {
+                (true, _) => certain_limit(figure.limit)?,
+                // Quota counts the whole pod: KubeVirt's support containers too.
+                (false, "cpu") => pod.pod.cpu,
+                (false, "memory") => pod.pod.memory,
+                (false, _) => figure.request,
             };
             Some(Demand {
                 amount: bound.at_least,

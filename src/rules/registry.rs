@@ -8,7 +8,8 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckFn, access, boot, datasource, image, kubevirt, limit_range, migration, network,
+    CheckFn, access, boot, datasource, image, kubevirt, kubevirt_admission, limit_range,
+    migration, network,
     node_features, quota, references, resources, run_strategy, scheduling, storage, volumes,
 };
 use crate::cluster::Kind;
@@ -39,6 +40,16 @@ pub enum RuleId {
     QuantityInvalid,
     ImageReferenceInvalid,
     ImageTagLatest,
+    SchemaInvalid,
+    RunStrategyMissing,
+    FeatureGateDisabled,
+    CloudInitInvalid,
+    DeviceInvalid,
+    FirmwareInvalid,
+    NetworkInvalid,
+    NameInvalid,
+    SchedulingInvalid,
+    CpuMemoryInvalid,
     SecretNotFound,
     ConfigmapNotFound,
     PvcNotFound,
@@ -59,6 +70,7 @@ pub enum RuleId {
     HostDeviceNotPermitted,
     EvictionNotMigratable,
     NetworkAttachmentNotFound,
+    NetworkBindingNotFound,
     InstancetypeNotFound,
     PriorityClassNotFound,
     ServiceAccountNotFound,
@@ -113,6 +125,9 @@ pub enum Scope {
     Spec,
     /// The manifest and a view of the cluster.
     Cluster,
+    /// The manifest as written (`check`): what the API server's schema and virt-api refuse
+    /// before a VM is stored. The webhook leaves these to them: they run in the same chain.
+    Manifest,
 }
 
 impl Scope {
@@ -120,6 +135,7 @@ impl Scope {
         match self {
             Scope::Spec => "spec",
             Scope::Cluster => "cluster",
+            Scope::Manifest => "manifest",
         }
     }
 }
@@ -153,6 +169,23 @@ const fn spec_rule(
         name,
         severity,
         scope: Scope::Spec,
+        description,
+        needs: &[],
+        check,
+    }
+}
+
+const fn manifest_rule(
+    id: RuleId,
+    name: &'static str,
+    description: &'static str,
+    check: CheckFn,
+) -> RuleInfo {
+    RuleInfo {
+        id,
+        name,
+        severity: Error,
+        scope: Scope::Manifest,
         description,
         needs: &[],
         check,
@@ -255,8 +288,8 @@ pub static REGISTRY: &[RuleInfo] = &[
     spec_rule(
         BootOrderNonBootable,
         "boot-order-non-bootable",
-        Error,
-        "the lowest bootOrder is on a disk whose volume cannot hold an OS",
+        Warning,
+        "the lowest bootOrder is on a disk whose volume cannot hold an OS (KubeVirt runs the VM; its guest finds nothing to boot)",
         boot::boot_order_non_bootable,
     ),
     spec_rule(
@@ -269,8 +302,8 @@ pub static REGISTRY: &[RuleInfo] = &[
     spec_rule(
         NoBootableDisk,
         "no-bootable-disk",
-        Error,
-        "no disk is backed by a bootable source and no interface has a bootOrder",
+        Warning,
+        "no disk is backed by a bootable source and no interface has a bootOrder (KubeVirt runs the VM; its guest finds nothing to boot)",
         boot::no_bootable_disk,
     ),
     spec_rule(
@@ -328,6 +361,66 @@ pub static REGISTRY: &[RuleInfo] = &[
         Warning,
         "a containerDisk image is untagged or :latest and not pulled Always",
         image::image_tag_latest,
+    ),
+    manifest_rule(
+        SchemaInvalid,
+        "schema-invalid",
+        "the manifest does not fit KubeVirt's CRD schema (unknown or misplaced field, wrong type, value outside an enum, missing required field)",
+        kubevirt_admission::schema_invalid,
+    ),
+    manifest_rule(
+        RunStrategyMissing,
+        "run-strategy-missing",
+        "neither spec.runStrategy nor spec.running is set (KubeVirt v1.6 refuses it; a warning where the release is not known to be v1.6)",
+        kubevirt_admission::run_strategy_missing,
+    ),
+    manifest_rule(
+        FeatureGateDisabled,
+        "feature-gate-disabled",
+        "a field needs a feature gate the KubeVirt CR does not turn on (video, VSOCK, hostDisk, host devices, ...); a warning without the CR",
+        kubevirt_admission::feature_gate_disabled,
+    ),
+    manifest_rule(
+        CloudInitInvalid,
+        "cloud-init-invalid",
+        "a cloud-init volume has more than one user-data or network-data source, none, inline user data over 2048 bytes, or invalid base64",
+        kubevirt_admission::cloud_init_invalid,
+    ),
+    manifest_rule(
+        DeviceInvalid,
+        "device-invalid",
+        "a disk, interface, input or sound device that virt-api refuses (several targets, a bus or model it does not support, a malformed MAC, ...)",
+        kubevirt_admission::device_invalid,
+    ),
+    manifest_rule(
+        FirmwareInvalid,
+        "firmware-invalid",
+        "firmware virt-api refuses: EFI secure boot without SMM, BIOS and EFI together, ACPI without a table, kernel boot without an image",
+        kubevirt_admission::firmware_invalid,
+    ),
+    manifest_rule(
+        NetworkInvalid,
+        "network-invalid",
+        "networks virt-api refuses: two interfaces on the pod network, masquerade off the pod network, an empty multus networkName, ...",
+        kubevirt_admission::network_invalid,
+    ),
+    manifest_rule(
+        NameInvalid,
+        "name-invalid",
+        "a disk name that is not an RFC 1123 label, or a hostname that is not a DNS label",
+        kubevirt_admission::name_invalid,
+    ),
+    manifest_rule(
+        SchedulingInvalid,
+        "scheduling-invalid",
+        "affinity, topology spread or eviction strategy that virt-api refuses (no node selector terms, In without values, maxSkew 0, ...)",
+        kubevirt_admission::scheduling_invalid,
+    ),
+    manifest_rule(
+        CpuMemoryInvalid,
+        "cpu-memory-invalid",
+        "a CPU or memory layout virt-api refuses: sockets above maxSockets, dedicated CPUs without equal whole requests and limits, hugepages that do not divide memory, ...",
+        kubevirt_admission::cpu_memory_invalid,
     ),
     cluster_rule(
         SecretNotFound,
@@ -474,6 +567,13 @@ pub static REGISTRY: &[RuleInfo] = &[
         &[Kind::NetworkAttachmentDefinition],
         "a multus networkName names no NetworkAttachmentDefinition",
         references::network_attachment_not_found,
+    ),
+    cluster_rule(
+        NetworkBindingNotFound,
+        "network-binding-not-found",
+        &[Kind::KubeVirt],
+        "an interface's binding plugin is not registered in the KubeVirt CR (virt-controller cannot render the launcher pod)",
+        network::network_binding_not_found,
     ),
     cluster_rule(
         InstancetypeNotFound,

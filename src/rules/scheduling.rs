@@ -147,8 +147,9 @@ pub fn resources_exceed_capacity(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         return;
     };
     let positive = |q: ParsedQuantity| (q > ParsedQuantity::ZERO).then_some(q);
-    let cpu = positive(launcher.cpu.request.at_least);
-    let memory = positive(launcher.memory.request.at_least);
+    // The whole pod, as the scheduler adds it up (KubeVirt's support containers included).
+    let cpu = positive(launcher.pod.cpu.at_least);
+    let memory = positive(launcher.pod.memory.at_least);
     if cpu.is_none() && memory.is_none() {
         return;
     }

@@ -173,17 +173,34 @@ pub fn datavolume_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             .iter()
             .all(|kind| view.exists(*kind, cx.namespace, volume.name).is_absent())
         {
-            out.emit_missing(
+            let hotplug = cx.spec.volumes[volume.volume]
+                .data_volume
+                .as_ref()
+                .and_then(|d| d.hotpluggable)
+                == Some(true);
+            let message = if hotplug {
+                format!(
+                    "hotplug DataVolume {:?} does not exist: KubeVirt starts the VM without it",
+                    volume.name
+                )
+            } else {
+                format!(
+                    "DataVolume {:?} is neither a dataVolumeTemplate nor an existing DataVolume or PVC",
+                    volume.name
+                )
+            };
+            let finding = out.emit_missing(
                 looked_for
                     .iter()
                     .map(|kind| ObjectKey::new(*kind, cx.namespace, volume.name))
                     .collect(),
                 volume.path(),
-                format!(
-                    "DataVolume {:?} is neither a dataVolumeTemplate nor an existing DataVolume or PVC",
-                    volume.name
-                ),
+                message,
             );
+            // Not a stuck VM: the volume is attached when it appears.
+            if hotplug {
+                finding.severity = crate::finding::Severity::Warning;
+            }
         }
     }
 }

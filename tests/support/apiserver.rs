@@ -83,9 +83,17 @@ impl ApiServer {
     }
 
     fn start(script: &Path) -> Result<ApiServer, String> {
+        let server = ApiServer::start_bare(script, "apiserver")?;
+        server.install_crds()?;
+        Ok(server)
+    }
+
+    /// A server with nothing installed, its run directory named after `purpose` (the control
+    /// plane installs KubeVirt's and CDI's real CRDs in place of the fixtures').
+    pub fn start_bare(script: &Path, purpose: &str) -> Result<ApiServer, String> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
-        let prefix = format!("apiserver-{}-", env!("CARGO_CRATE_NAME"));
+        let prefix = format!("{purpose}-{}-", env!("CARGO_CRATE_NAME"));
         remove_dead_runs(tmp, &prefix);
         let run_dir = tmp.join(format!("{prefix}{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&run_dir);
@@ -105,7 +113,6 @@ impl ApiServer {
             dir,
             run_dir,
         };
-        server.install_crds()?;
         Ok(server)
     }
 
