@@ -203,12 +203,8 @@ pub fn check_document(document: Document, options: &CheckOptions) -> CheckedDocu
     let outcome = match VirtualMachine::from_value(&document.value) {
         Ok(vm) => {
             let object = ObjectRef::virtual_machine(&vm, None, &options.default_namespace);
-            let mut evaluation = rules::evaluate_manifest(
-                &vm,
-                &document.value,
-                &object,
-                options.cluster.as_deref(),
-            );
+            let mut evaluation =
+                rules::evaluate_manifest(&vm, &document.value, &object, options.cluster.as_deref());
             apply_rule_settings(&mut evaluation.findings, &options.rules);
             Outcome::Vm(Box::new(VmReport {
                 source: document.source,

@@ -289,15 +289,17 @@ pub fn rules_table(format: RulesFormat) -> String {
             text
         }
         RulesFormat::Markdown => {
-            let mut text =
-                String::from("| ID | severity | scope | fires when |\n|---|---|---|---|\n");
+            let mut text = String::from(
+                "| ID | severity | scope | fires when | KubeVirt's outcome |\n|---|---|---|---|---|\n",
+            );
             for r in REGISTRY {
                 text.push_str(&format!(
-                    "| `{}` | {} | {} | {} |\n",
+                    "| `{}` | {} | {} | {} | {} |\n",
                     r.name,
                     r.severity.as_str(),
                     r.scope.as_str(),
-                    r.description
+                    r.description,
+                    crate::rules::Outcome::of(r.id).as_str()
                 ));
             }
             text

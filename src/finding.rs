@@ -117,6 +117,19 @@ pub struct Finding {
     /// them.
     #[serde(skip)]
     pub missing: Vec<ObjectKey>,
+    /// What the rule assumed for data the view lacks (the release, the feature gates, the
+    /// KubeVirt configuration): such a finding is a warning, never a denial.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assumption: Option<String>,
+}
+
+impl Finding {
+    /// Marks the finding as made on `assumption`, which makes it a warning.
+    pub fn assuming(&mut self, assumption: &str) -> &mut Self {
+        self.severity = Severity::Warning;
+        self.assumption = Some(assumption.to_string());
+        self
+    }
 }
 
 /// The one-line form every output that is not a table uses (the webhook's denial message and
@@ -190,6 +203,7 @@ mod tests {
             message: "PVC \"data\" does not exist: create it".into(),
             fix: None,
             missing: Vec::new(),
+            assumption: None,
         };
         assert_eq!(
             finding.to_string(),

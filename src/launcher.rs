@@ -290,7 +290,9 @@ fn pod_request(
     }
     // Guaranteed QoS: every figure's request equals its limit, in every scenario.
     let pinned = |request: Range, limit: LimitRange| {
-        limit.kind == LimitKind::Set && limit.range.low == request.low && limit.range.high == request.high
+        limit.kind == LimitKind::Set
+            && limit.range.low == request.low
+            && limit.range.high == request.high
     };
     let guaranteed = match (
         pinned(folded.cpu_request, folded.cpu_limit),

@@ -627,7 +627,7 @@ fn sarif_is_2_1_0_with_rule_metadata() {
         assert_eq!(rule["defaultConfiguration"]["level"], entry["severity"]);
         assert!(matches!(
             rule["properties"]["scope"].as_str(),
-            Some("spec" | "cluster")
+            Some("spec" | "cluster" | "manifest")
         ));
     }
 
@@ -972,7 +972,7 @@ items:
         clean_vm("creds").replace(
             "      volumes:\n",
             &format!(
-                "      accessCredentials:\n      - sshPublicKey: {{source: {{secret: {{secretName: {secret}}}}}}}\n      volumes:\n"
+                "      accessCredentials:\n      - sshPublicKey: {{source: {{secret: {{secretName: {secret}}}}}, propagationMethod: {{qemuGuestAgent: {{users: [fedora]}}}}}}\n      volumes:\n"
             ),
         )
     };

@@ -276,6 +276,18 @@ const GPUS_WITH_DRA_INTRODUCED: KubeVirtVersion = KubeVirtVersion::release(1, 6,
 const GPUS_WITH_DRA_CLAIMS_ONLY: KubeVirtVersion = KubeVirtVersion::release(1, 9, 0);
 
 impl KubeVirt {
+    /// A KubeVirt of unknown release with its default configuration: what a rule assumes,
+    /// and says it assumes, where the view has no CR.
+    pub fn defaults() -> &'static KubeVirt {
+        static DEFAULTS: std::sync::OnceLock<KubeVirt> = std::sync::OnceLock::new();
+        DEFAULTS.get_or_init(|| {
+            // A fixed, valid document: reading it cannot fail; were it to, no CR is no worse.
+            RawKubeVirt::deserialize(serde_json::json!({"spec": {"configuration": {}}}))
+                .unwrap_or_default()
+                .into()
+        })
+    }
+
     /// Reads the CR from its JSON object.
     pub fn from_value(value: &Value) -> Result<Self, KubeVirtError> {
         let raw: RawKubeVirt = serde_path_to_error::deserialize(value).map_err(located)?;

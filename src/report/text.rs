@@ -59,6 +59,20 @@ pub fn write(report: &CheckReport, out: &mut dyn Write) -> io::Result<()> {
             coverage.skipped_rules.len()
         )?;
     }
+    // Unknown is never silent: the rules that judged on an assumption say which.
+    let mut assumed: Vec<String> = report
+        .findings()
+        .filter_map(|(_, f)| Some(format!("{} ({})", f.rule, f.assumption.as_deref()?)))
+        .collect();
+    assumed.sort();
+    assumed.dedup();
+    if !assumed.is_empty() {
+        writeln!(
+            out,
+            "rules that judged on assumptions: {}",
+            assumed.join("; ")
+        )?;
+    }
     let summary = report.summary();
     write!(
         out,

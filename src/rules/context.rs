@@ -95,6 +95,7 @@ pub struct VmContext<'a> {
     pub manifest: Option<&'a serde_json::Value>,
     placement: OnceCell<Option<Placement<'a>>>,
     launcher: OnceCell<Option<LauncherRequest>>,
+    launcher_by_defaults: OnceCell<Option<LauncherRequest>>,
 }
 
 impl<'a> VmContext<'a> {
@@ -152,6 +153,7 @@ impl<'a> VmContext<'a> {
             manifest: None,
             placement: OnceCell::new(),
             launcher: OnceCell::new(),
+            launcher_by_defaults: OnceCell::new(),
         }
     }
 
@@ -230,33 +232,47 @@ impl<'a> VmContext<'a> {
     /// and shared by the capacity, quota and LimitRange rules.
     pub fn launcher(&self) -> Option<&LauncherRequest> {
         self.launcher
-            .get_or_init(|| {
-                let view = self.cluster;
-                // KubeVirt adds automatic limits when any quota of the namespace (scoped or
-                // not) sets `limits.<resource>` in its spec (`doesVMIRequireAutoResourceLimits`);
-                // the view has the status, the same once the quota controller has caught up.
-                let quota_sets = |key: &str| {
-                    let quotas: Vec<_> = view?.resource_quotas(self.namespace)?.collect();
-                    if quotas.iter().any(|(_, quota)| !quota.settled) {
-                        return None;
-                    }
-                    Some(quotas.iter().any(|(_, quota)| quota.hard.contains_key(key)))
-                };
-                launcher::request(&LauncherInput {
-                    vm: self.vm,
-                    kubevirt: self.kubevirt(),
-                    // Not in the view (or unreadable): the launcher widens its bounds.
-                    instancetype: self.instancetype(),
-                    namespace: NamespaceFacts {
-                        quota_limits_cpu: quota_sets("limits.cpu"),
-                        quota_limits_memory: quota_sets("limits.memory"),
-                        // The view keeps no namespace labels (the memory-limit ratio, the CPU
-                        // limit selector): unknown, so the bounds widen.
-                        labels: None,
-                    },
-                })
-            })
+            .get_or_init(|| self.compute_launcher(self.kubevirt()))
             .as_ref()
+    }
+
+    /// The launcher pod as a KubeVirt with its default configuration would render it, for a
+    /// view without a KubeVirt CR: what a rule that cannot decide judges by, and warns on,
+    /// naming the assumption. `None` where the view has a CR ([`VmContext::launcher`] decides).
+    pub fn launcher_by_defaults(&self) -> Option<&LauncherRequest> {
+        if self.kubevirt().is_some() {
+            return None;
+        }
+        self.launcher_by_defaults
+            .get_or_init(|| self.compute_launcher(Some(KubeVirt::defaults())))
+            .as_ref()
+    }
+
+    fn compute_launcher(&self, kubevirt: Option<&KubeVirt>) -> Option<LauncherRequest> {
+        let view = self.cluster;
+        // KubeVirt adds automatic limits when any quota of the namespace (scoped or not) sets
+        // `limits.<resource>` in its spec (`doesVMIRequireAutoResourceLimits`); the view has
+        // the status, the same once the quota controller has caught up.
+        let quota_sets = |key: &str| {
+            let quotas: Vec<_> = view?.resource_quotas(self.namespace)?.collect();
+            if quotas.iter().any(|(_, quota)| !quota.settled) {
+                return None;
+            }
+            Some(quotas.iter().any(|(_, quota)| quota.hard.contains_key(key)))
+        };
+        launcher::request(&LauncherInput {
+            vm: self.vm,
+            kubevirt,
+            // Not in the view (or unreadable): the launcher widens its bounds.
+            instancetype: self.instancetype(),
+            namespace: NamespaceFacts {
+                quota_limits_cpu: quota_sets("limits.cpu"),
+                quota_limits_memory: quota_sets("limits.memory"),
+                // The view keeps no namespace labels (the memory-limit ratio, the CPU limit
+                // selector): unknown, so the bounds widen.
+                labels: None,
+            },
+        })
     }
 
     /// The spec of the instancetype the VM names, where the view has it.

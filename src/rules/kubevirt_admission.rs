@@ -14,7 +14,6 @@ use serde_json::Value;
 
 use super::{Emitter, VmContext, virt_api};
 use crate::cluster::kubevirt::{GateSetting, KubeVirt};
-use crate::finding::Severity;
 
 /// The release whose schema and admission these rules mirror.
 pub const MIRRORED_RELEASE: (u32, u32) = (1, 6);
@@ -29,17 +28,21 @@ enum Target<'a> {
     Unknown,
 }
 
-fn target<'a>(cx: &VmContext<'a>) -> Target<'a> {
-    let Some(kubevirt) = cx.cluster.and_then(|view| view.kubevirt().present()) else {
-        return Target::Unknown;
-    };
-    let mirrored = kubevirt.version.as_ref().is_some_and(|version| {
+/// Whether the CR's KubeVirt is certainly of the mirrored minor release.
+pub fn is_mirrored_release(kubevirt: &KubeVirt) -> bool {
+    kubevirt.version.as_ref().is_some_and(|version| {
         let (low, high) = version.release_range();
         [low, high]
             .iter()
             .all(|v| (v.major(), v.minor()) == MIRRORED_RELEASE)
-    });
-    if mirrored {
+    })
+}
+
+fn target<'a>(cx: &VmContext<'a>) -> Target<'a> {
+    let Some(kubevirt) = cx.cluster.and_then(|view| view.kubevirt().present()) else {
+        return Target::Unknown;
+    };
+    if is_mirrored_release(kubevirt) {
         Target::Mirrored(kubevirt)
     } else {
         Target::Other(kubevirt)
@@ -80,7 +83,7 @@ pub fn run_strategy_missing(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     };
     let finding = out.emit("spec.runStrategy", message);
     if !certain {
-        finding.severity = Severity::Warning;
+        finding.assuming("KubeVirt v1.6 (the release is not known)");
     }
 }
 
@@ -89,31 +92,48 @@ pub fn run_strategy_missing(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 pub fn feature_gate_disabled(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(manifest) = cx.manifest else { return };
     let target = target(cx);
-    for gated in gated_fields(manifest) {
-        let (severity, note) = match &target {
+    let default_architecture = match &target {
+        Target::Mirrored(kubevirt) | Target::Other(kubevirt) => {
+            kubevirt.default_architecture.as_deref()
+        }
+        Target::Unknown => None,
+    };
+    for gated in gated_fields(manifest, default_architecture.unwrap_or("amd64")) {
+        let (assumption, note) = match &target {
             Target::Mirrored(kubevirt) => match kubevirt.configuration() {
                 Some(config) if config.feature_gate(gated.gate) == GateSetting::Enabled => {
                     continue;
                 }
-                Some(_) => (Severity::Error, "is off in the KubeVirt CR"),
-                None => (Severity::Warning, "may be off (the KubeVirt CR is unreadable)"),
+                Some(_) => (None, "is off in the KubeVirt CR"),
+                None => (
+                    Some("the gate is off (the KubeVirt CR's configuration is unreadable)"),
+                    "may be off (the KubeVirt CR is unreadable)",
+                ),
             },
             Target::Other(kubevirt) => match kubevirt.configuration() {
                 Some(config) if config.feature_gate(gated.gate) == GateSetting::Enabled => {
                     continue;
                 }
                 _ => (
-                    Severity::Warning,
+                    Some("v1.6's gates (the cluster runs another release)"),
                     "is off in the KubeVirt CR (gates differ by release; checked on v1.6)",
                 ),
             },
-            Target::Unknown => (Severity::Warning, "is off by default (assumed: no KubeVirt CR)"),
+            Target::Unknown => (
+                Some("KubeVirt's default feature gates (no KubeVirt CR in the view)"),
+                "is off by default (assumed: no KubeVirt CR)",
+            ),
         };
         let finding = out.emit(
             gated.path,
-            format!("{} needs the {} feature gate, which {note}", gated.what, gated.gate),
+            format!(
+                "{} needs the {} feature gate, which {note}",
+                gated.what, gated.gate
+            ),
         );
-        finding.severity = severity;
+        if let Some(assumption) = assumption {
+            finding.assuming(assumption);
+        }
     }
 }
 
@@ -125,8 +145,9 @@ struct Gated {
     gate: &'static str,
 }
 
-/// The gated fields of the manifest (KubeVirt v1.6's VMI admission, `vmi-create-admitter.go`).
-fn gated_fields(vm: &Value) -> Vec<Gated> {
+/// The gated fields of the manifest (KubeVirt v1.6's VMI admission, `vmi-create-admitter.go`);
+/// `default_architecture` is the cluster's (amd64 where it is not known).
+fn gated_fields(vm: &Value, default_architecture: &str) -> Vec<Gated> {
     const T: &str = "spec.template.spec";
     let spec = &vm["spec"]["template"]["spec"];
     let devices = &spec["domain"]["devices"];
@@ -135,10 +156,18 @@ fn gated_fields(vm: &Value) -> Vec<Gated> {
         found.push(Gated { path, what, gate });
     };
     if devices.get("video").is_some_and(|v| !v.is_null()) {
-        gate(format!("{T}.domain.devices.video"), "a video device", "VideoConfig");
+        gate(
+            format!("{T}.domain.devices.video"),
+            "a video device",
+            "VideoConfig",
+        );
     }
     if devices["autoattachVSOCK"] == Value::Bool(true) {
-        gate(format!("{T}.domain.devices.autoattachVSOCK"), "VSOCK", "VSOCK");
+        gate(
+            format!("{T}.domain.devices.autoattachVSOCK"),
+            "VSOCK",
+            "VSOCK",
+        );
     }
     if devices.get("downwardMetrics").is_some_and(|v| !v.is_null()) {
         gate(
@@ -147,13 +176,32 @@ fn gated_fields(vm: &Value) -> Vec<Gated> {
             "DownwardMetrics",
         );
     }
-    if devices["hostDevices"].as_array().is_some_and(|d| !d.is_empty()) {
-        gate(format!("{T}.domain.devices.hostDevices"), "host devices", "HostDevices");
+    if devices["hostDevices"]
+        .as_array()
+        .is_some_and(|d| !d.is_empty())
+    {
+        gate(
+            format!("{T}.domain.devices.hostDevices"),
+            "host devices",
+            "HostDevices",
+        );
     }
-    if devices["panicDevices"].as_array().is_some_and(|d| !d.is_empty()) {
-        gate(format!("{T}.domain.devices.panicDevices"), "panic devices", "PanicDevices");
+    if devices["panicDevices"]
+        .as_array()
+        .is_some_and(|d| !d.is_empty())
+    {
+        gate(
+            format!("{T}.domain.devices.panicDevices"),
+            "panic devices",
+            "PanicDevices",
+        );
     }
-    for (i, disk) in devices["disks"].as_array().into_iter().flatten().enumerate() {
+    for (i, disk) in devices["disks"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         if disk["lun"]["reservation"] == Value::Bool(true) {
             gate(
                 format!("{T}.domain.devices.disks[{i}].lun.reservation"),
@@ -181,7 +229,12 @@ fn gated_fields(vm: &Value) -> Vec<Gated> {
                     .any(|kind| v.get(*kind).is_some_and(|s| !s.is_null()))
         })
     };
-    for (i, fs) in devices["filesystems"].as_array().into_iter().flatten().enumerate() {
+    for (i, fs) in devices["filesystems"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
         if fs.get("virtiofs").is_some_and(|v| !v.is_null())
             && fs["name"].as_str().is_some_and(is_config_volume)
         {
@@ -201,8 +254,22 @@ fn gated_fields(vm: &Value) -> Vec<Gated> {
             );
         }
         if volume.get("hostDisk").is_some_and(|v| !v.is_null()) {
-            gate(format!("{T}.volumes[{i}].hostDisk"), "a hostDisk volume", "HostDisk");
+            gate(
+                format!("{T}.volumes[{i}].hostDisk"),
+                "a hostDisk volume",
+                "HostDisk",
+            );
         }
+    }
+    if spec["architecture"]
+        .as_str()
+        .is_some_and(|arch| !arch.is_empty() && arch != default_architecture)
+    {
+        gate(
+            format!("{T}.architecture"),
+            "an architecture other than the cluster's default",
+            "MultiArchitecture",
+        );
     }
     let annotations = &vm["spec"]["template"]["metadata"]["annotations"];
     if annotations.get("hooks.kubevirt.io/hookSidecars").is_some() {
@@ -222,11 +289,23 @@ fn gated_fields(vm: &Value) -> Vec<Gated> {
     found
 }
 
-/// Runs one of virt-api's mirrored checks.
+/// Runs one of virt-api's mirrored checks. A field the schema already refuses is reported
+/// once, by `schema-invalid` (the API server refuses it before virt-api would).
 fn mirror(cx: &VmContext<'_>, out: &mut Emitter<'_>, check: fn(&Value) -> Vec<virt_api::Refusal>) {
     let Some(manifest) = cx.manifest else { return };
-    for refusal in check(manifest) {
-        out.emit(refusal.path, refusal.message);
+    let refusals = check(manifest);
+    if refusals.is_empty() {
+        return;
+    }
+    let schema: Vec<String> = crate::schema::kubevirt_v1_6_6()
+        .validate(manifest)
+        .into_iter()
+        .map(|violation| violation.path)
+        .collect();
+    for refusal in refusals {
+        if !schema.contains(&refusal.path) {
+            out.emit(refusal.path, refusal.message);
+        }
     }
 }
 
@@ -252,6 +331,60 @@ pub fn name_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 
 pub fn scheduling_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     mirror(cx, out, virt_api::scheduling);
+    mirror(cx, out, operator_enums);
+}
+
+/// Operators outside the enums of virt-api's OpenAPI validation ("in body should be one of"):
+/// tolerations and required node affinity terms.
+fn operator_enums(vm: &Value) -> Vec<virt_api::Refusal> {
+    const T: &str = "spec.template.spec";
+    const TOLERATION: [&str; 2] = ["Equal", "Exists"];
+    const SELECTOR: [&str; 6] = ["DoesNotExist", "Exists", "Gt", "In", "Lt", "NotIn"];
+    let spec = &vm["spec"]["template"]["spec"];
+    let mut found = Vec::new();
+    let mut check = |path: String, value: &Value, allowed: &[&str]| {
+        if let Some(op) = value
+            .as_str()
+            .filter(|op| !op.is_empty() && !allowed.contains(op))
+        {
+            found.push(virt_api::Refusal {
+                message: format!(
+                    "operator {op:?} is not one of {}: virt-api refuses it",
+                    allowed.join(", ")
+                ),
+                path,
+            });
+        }
+    };
+    for (i, toleration) in spec["tolerations"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        check(
+            format!("{T}.tolerations[{i}].operator"),
+            &toleration["operator"],
+            &TOLERATION,
+        );
+    }
+    let terms = &spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    for (i, term) in terms.as_array().into_iter().flatten().enumerate() {
+        for field in ["matchExpressions", "matchFields"] {
+            for (j, expression) in term[field].as_array().into_iter().flatten().enumerate() {
+                check(
+                    format!(
+                        "{T}.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.\
+                         nodeSelectorTerms[{i}].{field}[{j}].operator"
+                    ),
+                    &expression["operator"],
+                    &SELECTOR,
+                );
+            }
+        }
+    }
+    found
 }
 
 pub fn cpu_memory_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
@@ -262,6 +395,7 @@ pub fn cpu_memory_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 mod tests {
     use super::super::testing::*;
     use super::*;
+    use crate::finding::Severity;
     use crate::rules::RuleId;
     use serde_json::json;
 
@@ -301,7 +435,10 @@ mod tests {
                 .unwrap()
                 .push(json!({"name": "h", "hostDisk": {"path": "/x", "type": "Disk"}}));
         });
-        let gates: Vec<&str> = gated_fields(&value).iter().map(|g| g.gate).collect();
+        let gates: Vec<&str> = gated_fields(&value, "amd64")
+            .iter()
+            .map(|g| g.gate)
+            .collect();
         assert_eq!(gates, ["VideoConfig", "HostDisk"]);
         let found = manifest_findings(value);
         assert!(
@@ -310,7 +447,19 @@ mod tests {
                 .all(|f| f.rule == RuleId::FeatureGateDisabled && f.severity == Severity::Warning),
             "{found:?}"
         );
-        assert_eq!(gated_fields(&valid_vm()), []);
+        assert_eq!(gated_fields(&valid_vm(), "amd64"), []);
+    }
+
+    #[test]
+    fn operators_outside_the_enums_are_refused() {
+        let value = valid_vm_with(|vm| {
+            spec(vm)["tolerations"] = json!([{"key": "a", "operator": "equal"},
+                {"key": "b", "operator": "Exists"}]);
+        });
+        let found = operator_enums(&value);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].path, "spec.template.spec.tolerations[0].operator");
+        assert_eq!(operator_enums(&valid_vm()), []);
     }
 
     #[test]

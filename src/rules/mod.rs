@@ -30,7 +30,7 @@ mod volumes;
 use std::collections::BTreeSet;
 
 pub use context::{DiskOrigin, EffectiveDisk, Placement, PluginDevice, VmContext};
-pub use registry::{REGISTRY, RuleId, RuleInfo, Scope, UnknownRuleId};
+pub use registry::{Outcome, REGISTRY, RuleId, RuleInfo, Scope, UnknownRuleId};
 
 use crate::cluster::{ClusterView, ObjectKey};
 use crate::finding::{Finding, MAX_MESSAGE_CHARS, ObjectRef, Severity, one_line};
@@ -61,6 +61,7 @@ impl Emitter<'_> {
             message: one_line(message.as_ref(), MAX_MESSAGE_CHARS),
             fix: None,
             missing: Vec::new(),
+            assumption: None,
         });
         self.findings.last_mut().expect("just pushed")
     }
@@ -190,6 +191,16 @@ pub fn evaluate_in(context: &VmContext<'_>, object: &ObjectRef) -> Evaluation {
                 }
             }
         }
+    }
+    // One finding a field: where a rule of its own names what is wrong with it (a quantity,
+    // a name), the schema's generic refusal of the same field is left out.
+    if findings.iter().any(|f| f.rule == RuleId::SchemaInvalid) {
+        let named: Vec<String> = findings
+            .iter()
+            .filter(|f| f.rule != RuleId::SchemaInvalid)
+            .map(|f| f.path.clone())
+            .collect();
+        findings.retain(|f| f.rule != RuleId::SchemaInvalid || !named.contains(&f.path));
     }
     Evaluation {
         findings,

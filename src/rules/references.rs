@@ -200,7 +200,11 @@ pub fn network_attachment_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 }
 
 /// The kind a matcher names: its `kind`, case-insensitively, or the cluster-wide default.
-pub(super) fn matcher_kind(kind: Option<&str>, namespaced: Kind, cluster_wide: Kind) -> Option<Kind> {
+pub(super) fn matcher_kind(
+    kind: Option<&str>,
+    namespaced: Kind,
+    cluster_wide: Kind,
+) -> Option<Kind> {
     match kind.map(str::to_ascii_lowercase).as_deref() {
         None | Some("") => Some(cluster_wide),
         Some(k) if k == namespaced.as_str().to_ascii_lowercase() => Some(namespaced),

@@ -8,9 +8,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use super::{
-    CheckFn, access, boot, datasource, image, kubevirt, kubevirt_admission, limit_range,
-    migration, network,
-    node_features, quota, references, resources, run_strategy, scheduling, storage, volumes,
+    CheckFn, access, boot, datasource, image, kubevirt, kubevirt_admission, limit_range, migration,
+    network, node_features, quota, references, resources, run_strategy, scheduling, storage,
+    volumes,
 };
 use crate::cluster::Kind;
 use crate::finding::Severity;
@@ -136,6 +136,119 @@ impl Scope {
             Scope::Spec => "spec",
             Scope::Cluster => "cluster",
             Scope::Manifest => "manifest",
+        }
+    }
+}
+
+/// What KubeVirt does with a VM that breaks a rule: the outcome the rule predicts, checked
+/// against the real KubeVirt by `tests/differential.rs` where the test control plane shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    /// `kubectl apply` fails: the API server's schema or virt-api refuses the VM.
+    Refused,
+    /// `ErrorUnschedulable`: the scheduler finds no node (`PodScheduled=False`).
+    Unschedulable,
+    /// `ErrorPvcNotFound`: a claim the VM mounts does not exist.
+    PvcNotFound,
+    /// `Starting` with `Synchronized=False FailedCreate`: the launcher pod cannot be rendered
+    /// or is refused by the API server (quota, LimitRange, PriorityClass, ServiceAccount).
+    LauncherRefused,
+    /// `Stopped` with `Failure=True FailedCreate`: virt-controller cannot create the VMI or
+    /// the VM's DataVolumes.
+    CreateFailed,
+    /// `Stopped` with `Failure=True FailedFindInstancetype` (or `FailedFindPreference`).
+    InstancetypeMissing,
+    /// The launcher pod is bound; the kubelet then fails it (a mount, an image, OOM).
+    Kubelet,
+    /// `Provisioning`: CDI cannot provision a DataVolume.
+    Cdi,
+    /// KubeVirt runs the VM; its guest finds nothing to boot.
+    Guest,
+    /// KubeVirt runs the VM: the finding is advice (deprecated, fragile, blocks a drain).
+    Advisory,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Refused => "refused at apply",
+            Outcome::Unschedulable => "ErrorUnschedulable",
+            Outcome::PvcNotFound => "ErrorPvcNotFound",
+            Outcome::LauncherRefused => "Starting, Synchronized=False FailedCreate",
+            Outcome::CreateFailed => "Stopped, Failure=True FailedCreate",
+            Outcome::InstancetypeMissing => "Stopped, Failure=True FailedFindInstancetype",
+            Outcome::Kubelet => "pod bound; the kubelet fails it",
+            Outcome::Cdi => "Provisioning (CDI)",
+            Outcome::Guest => "runs; the guest cannot boot",
+            Outcome::Advisory => "runs (advice)",
+        }
+    }
+
+    /// What each rule predicts (exhaustive, so a new rule must say).
+    pub fn of(rule: RuleId) -> Outcome {
+        use Outcome::*;
+        match rule {
+            RuleId::RunStrategyConflict
+            | RuleId::RunStrategyInvalid
+            | RuleId::DiskWithoutVolume
+            | RuleId::CdromWithoutVolume
+            | RuleId::DatavolumeTemplateUnused
+            | RuleId::DuplicateName
+            | RuleId::VolumeSourceInvalid
+            | RuleId::BootOrderInvalid
+            | RuleId::BootOrderDuplicate
+            | RuleId::InterfaceWithoutNetwork
+            | RuleId::NetworkWithoutInterface
+            | RuleId::RequestsExceedLimits
+            | RuleId::QuantityInvalid
+            | RuleId::SchemaInvalid
+            | RuleId::RunStrategyMissing
+            | RuleId::FeatureGateDisabled
+            | RuleId::CloudInitInvalid
+            | RuleId::DeviceInvalid
+            | RuleId::FirmwareInvalid
+            | RuleId::NetworkInvalid
+            | RuleId::NameInvalid
+            | RuleId::SchedulingInvalid
+            | RuleId::CpuMemoryInvalid => Refused,
+            RuleId::BootOrderNonBootable | RuleId::BootOrderMissing | RuleId::NoBootableDisk => {
+                Guest
+            }
+            RuleId::RunningDeprecated | RuleId::ImageTagLatest | RuleId::EvictionNotMigratable => {
+                Advisory
+            }
+            RuleId::MemoryMissing | RuleId::DatasourceNotFound => CreateFailed,
+            RuleId::GuestMemoryExceedsLimit
+            | RuleId::ImageReferenceInvalid
+            | RuleId::SecretNotFound
+            | RuleId::ConfigmapNotFound
+            | RuleId::PvcLost
+            | RuleId::PvcInUse => Kubelet,
+            RuleId::PvcNotFound | RuleId::DatavolumeNotFound => PvcNotFound,
+            RuleId::StorageClassNotFound
+            | RuleId::NoDefaultStorageClass
+            | RuleId::StorageProfileIncomplete
+            | RuleId::DatasourceNotReady
+            | RuleId::AccessModeUnsupported => Cdi,
+            RuleId::NodeSelectorUnsatisfiable
+            | RuleId::TaintsNotTolerated
+            | RuleId::NoSchedulableNode
+            | RuleId::ResourcesExceedCapacity
+            | RuleId::CpuModelUnavailable
+            | RuleId::DeviceUnavailable
+            | RuleId::KvmUnavailable
+            | RuleId::DedicatedCpuUnavailable
+            | RuleId::HugepagesUnavailable => Unschedulable,
+            RuleId::HostDeviceNotPermitted
+            | RuleId::NetworkAttachmentNotFound
+            | RuleId::NetworkBindingNotFound
+            | RuleId::PriorityClassNotFound
+            | RuleId::ServiceAccountNotFound
+            | RuleId::ResourceQuotaExceeded
+            | RuleId::ResourceQuotaNeedsLimits
+            | RuleId::LimitRangeExceeded => LauncherRefused,
+            RuleId::InstancetypeNotFound => InstancetypeMissing,
         }
     }
 }

@@ -146,18 +146,46 @@ pub fn resources_exceed_capacity(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(launcher) = cx.launcher() else {
         return;
     };
+    if let Some((field, message)) = capacity_shortfall(cx, launcher, &placement, nodes) {
+        out.emit(
+            format!("{TEMPLATE_SPEC}.domain.resources.requests.{field}"),
+            message,
+        );
+        return;
+    }
+    // No KubeVirt CR in the view: the bound above leaves out what its configuration decides
+    // (guest-derived memory, ratio-derived CPUs). Judged by KubeVirt's defaults, it warns.
+    if let Some(assumed) = cx.launcher_by_defaults()
+        && let Some((field, message)) = capacity_shortfall(cx, assumed, &placement, nodes)
+    {
+        out.emit(
+            format!("{TEMPLATE_SPEC}.domain.resources.requests.{field}"),
+            format!("{message} (assumed KubeVirt defaults: no KubeVirt CR)"),
+        )
+        .assuming("KubeVirt's default configuration (no KubeVirt CR in the view)");
+    }
+}
+
+/// Which of CPU and memory no matching node has room for, and what to say; `None` when some
+/// node fits the pod.
+fn capacity_shortfall(
+    cx: &VmContext<'_>,
+    launcher: &crate::launcher::LauncherRequest,
+    placement: &super::Placement<'_>,
+    nodes: &crate::cluster::NodeIndex,
+) -> Option<(&'static str, String)> {
     let positive = |q: ParsedQuantity| (q > ParsedQuantity::ZERO).then_some(q);
     // The whole pod, as the scheduler adds it up (KubeVirt's support containers included).
     let cpu = positive(launcher.pod.cpu.at_least);
     let memory = positive(launcher.pod.memory.at_least);
     if cpu.is_none() && memory.is_none() {
-        return;
+        return None;
     }
     if nodes
         .first_fitting(&placement.schedulable, cpu, memory)
         .is_some()
     {
-        return;
+        return None;
     }
     let (largest_cpu, largest_memory) = nodes.largest(&placement.schedulable);
     let above = |want: Option<ParsedQuantity>, have: Option<ParsedQuantity>| {
@@ -171,7 +199,7 @@ pub fn resources_exceed_capacity(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
         .filter(|_| with_overhead)
         .map(|o| format!(" ({} KubeVirt overhead)", memory_text(o)))
         .unwrap_or_default();
-    let (field, message) = if let Some((want, have)) = above(memory, largest_memory) {
+    Some(if let Some((want, have)) = above(memory, largest_memory) {
         (
             "memory",
             format!(
@@ -201,11 +229,7 @@ pub fn resources_exceed_capacity(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
                 show(memory, memory_text)
             ),
         )
-    };
-    out.emit(
-        format!("{TEMPLATE_SPEC}.domain.resources.requests.{field}"),
-        message,
-    );
+    })
 }
 
 /// CPU modes that are not a named model.
@@ -461,8 +485,12 @@ mod tests {
         };
         assert_eq!(fired_in(guest_only(), &with_overcommit(100)).len(), 1);
         assert_eq!(fired_in(guest_only(), &with_overcommit(200)), vec![]);
-        // Without the CR the overcommit is unknown: the guest alone proves nothing.
-        assert_eq!(fired_in(guest_only(), &view), vec![]);
+        // Without the CR the overcommit is unknown: judged by KubeVirt's defaults (100 %), it
+        // is a warning that names the assumption, never a denial.
+        let assumed = findings_in(guest_only(), &view);
+        assert_eq!(assumed.len(), 1, "{assumed:?}");
+        assert_eq!(assumed[0].severity, crate::finding::Severity::Warning);
+        assert!(assumed[0].assumption.is_some(), "{assumed:?}");
     }
 
     #[test]

@@ -243,6 +243,9 @@ pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             continue;
         };
         if pvc.phase.as_deref() == Some("Pending") && view.storage_class(class).is_absent() {
+            // A claim binds to a pre-created PersistentVolume of the same class name without
+            // any StorageClass object (static provisioning; seen on the real control plane in
+            // tests/differential.rs). The view reads no PersistentVolumes: it cannot tell.
             out.emit_missing(
                 vec![ObjectKey::new(Kind::StorageClass, "", class)],
                 claim.path(),
@@ -250,6 +253,9 @@ pub fn storage_class_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
                     "PVC {:?} is Pending on StorageClass {class:?}, which does not exist",
                     claim.name
                 ),
+            )
+            .assuming(
+                "no PersistentVolume of that class will bind it (PersistentVolumes are not read)",
             );
         }
     }
@@ -454,6 +460,7 @@ mod tests {
             json!({"name": "data", "persistentVolumeClaim": {"claimName": "stuck"}}),
             json!([]),
         );
+        let found = findings_in(stuck.clone(), &view);
         assert_eq!(
             fired_in(stuck, &view),
             vec![(
@@ -461,6 +468,9 @@ mod tests {
                 "spec.template.spec.volumes[2].persistentVolumeClaim.claimName".into()
             )]
         );
+        // A pre-created PersistentVolume of that class may still bind it: a warning.
+        assert_eq!(found[0].severity, crate::finding::Severity::Warning);
+        assert!(found[0].assumption.is_some());
         let bound = with_data(
             json!({"name": "data", "persistentVolumeClaim": {"claimName": "bound"}}),
             json!([]),

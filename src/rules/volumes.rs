@@ -2,6 +2,7 @@
 
 use super::small_set::SmallSet;
 use super::{Emitter, VmContext};
+use crate::cluster::kubevirt::GateSetting;
 use crate::model::TEMPLATE_SPEC;
 
 pub fn disk_without_volume(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
@@ -31,18 +32,31 @@ pub fn disk_without_volume(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 }
 
 pub fn cdrom_without_volume(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    // Without the gate virt-api refuses an empty CD-ROM; only the cluster's KubeVirt CR says
+    // whether it is on, so without one this stays a warning.
+    let gate_off = cx
+        .kubevirt()
+        .filter(|kubevirt| super::kubevirt_admission::is_mirrored_release(kubevirt))
+        .and_then(|kubevirt| kubevirt.configuration())
+        .is_some_and(|config| config.feature_gate(HOTPLUG_GATE) != GateSetting::Enabled);
     for (index, disk) in cx.spec.domain.devices.disks.iter().enumerate() {
         if disk.is_cdrom() && cx.volume(&disk.name).is_none() {
-            out.emit(
+            let finding = out.emit(
                 format!("{TEMPLATE_SPEC}.domain.devices.disks[{index}].name"),
                 format!(
-                    "cdrom {:?} names no volume: an empty CD-ROM needs the DeclarativeHotplugVolumes gate",
+                    "cdrom {:?} names no volume: an empty CD-ROM needs the {HOTPLUG_GATE} gate",
                     disk.name
                 ),
             );
+            if gate_off {
+                finding.severity = crate::finding::Severity::Error;
+            }
         }
     }
 }
+
+/// The feature gate that lets a VM declare an empty CD-ROM.
+const HOTPLUG_GATE: &str = "DeclarativeHotplugVolumes";
 
 /// KubeVirt matches a template by a `dataVolume` volume, or a `persistentVolumeClaim` volume
 /// of the same claim name (its admitter accepts both).

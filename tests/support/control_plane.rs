@@ -148,9 +148,9 @@ impl ControlPlane {
                     let name = node["metadata"]["name"].as_str().unwrap_or_default();
                     names.contains(&name)
                         && node["spec"]["taints"].as_array().is_some_and(|taints| {
-                            taints.iter().any(|t| {
-                                t["key"].as_str() == Some("node.kubernetes.io/not-ready")
-                            })
+                            taints
+                                .iter()
+                                .any(|t| t["key"].as_str() == Some("node.kubernetes.io/not-ready"))
                         })
                 });
                 (!pending).then_some(())
@@ -226,8 +226,11 @@ impl NodeSpec {
 
     /// An extended resource with this capacity and allocatable.
     pub fn resource(mut self, name: &str, capacity: &str, allocatable: &str) -> NodeSpec {
-        self.resources
-            .push((name.to_string(), capacity.to_string(), allocatable.to_string()));
+        self.resources.push((
+            name.to_string(),
+            capacity.to_string(),
+            allocatable.to_string(),
+        ));
         self
     }
 

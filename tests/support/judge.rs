@@ -140,6 +140,18 @@ pub fn check_offline(name: &str, vm: &Value, options: &CheckOptions) -> Verdict 
     verdict
 }
 
+/// A cluster view of these objects, as `check --cluster-state` reads a snapshot of them.
+pub fn view_of(objects: &[Value]) -> virt_preflight::cluster::ClusterView {
+    let file: Arc<str> = Arc::from("snapshot.json");
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    let snapshot = virt_preflight::cluster::snapshot::from_documents(manifest::parse_text(
+        &file,
+        &list.to_string(),
+    ));
+    assert!(snapshot.errors.is_empty(), "{:?}", snapshot.errors);
+    snapshot.view
+}
+
 /// `virt-preflight check --kubeconfig` (the binary, against the live control plane) on VMs;
 /// the verdict of each, by namespace and name.
 pub fn check_live(plane: &ControlPlane, vms: &[Value]) -> BTreeMap<(String, String), Verdict> {
@@ -156,8 +168,14 @@ pub fn check_live(plane: &ControlPlane, vms: &[Value]) -> BTreeMap<(String, Stri
         let path = dir.join(format!("{i:03}.json"));
         std::fs::write(&path, vm.to_string()).expect("write a VM for check");
         names.push((
-            vm["metadata"]["namespace"].as_str().unwrap_or_default().to_string(),
-            vm["metadata"]["name"].as_str().unwrap_or_default().to_string(),
+            vm["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            vm["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         ));
     }
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
@@ -179,8 +197,14 @@ pub fn check_live(plane: &ControlPlane, vms: &[Value]) -> BTreeMap<(String, Stri
         .collect();
     for finding in report["findings"].as_array().into_iter().flatten() {
         let key = (
-            finding["object"]["namespace"].as_str().unwrap_or_default().to_string(),
-            finding["object"]["name"].as_str().unwrap_or_default().to_string(),
+            finding["object"]["namespace"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
+            finding["object"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string(),
         );
         let rule = finding["rule"].as_str().unwrap_or_default().to_string();
         let verdict = verdicts.entry(key).or_default();
@@ -229,7 +253,11 @@ impl fmt::Display for Runtime {
 const OUTCOME_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Watches the VMs `names` of `namespace` (already created) until KubeVirt has decided each.
-pub fn outcomes(plane: &ControlPlane, namespace: &str, names: &[String]) -> BTreeMap<String, Runtime> {
+pub fn outcomes(
+    plane: &ControlPlane,
+    namespace: &str,
+    names: &[String],
+) -> BTreeMap<String, Runtime> {
     let started = Instant::now();
     let mut decided: BTreeMap<String, Runtime> = BTreeMap::new();
     loop {
@@ -283,7 +311,9 @@ fn outcome_of(vm: &Value, pods: &Value, grace_over: bool) -> Result<Runtime, Str
     let name = vm["metadata"]["name"].as_str().unwrap_or_default();
     let bound = pods["items"].as_array().into_iter().flatten().any(|pod| {
         pod["metadata"]["labels"]["vm.kubevirt.io/name"] == name
-            && pod["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty())
+            && pod["spec"]["nodeName"]
+                .as_str()
+                .is_some_and(|n| !n.is_empty())
     });
     if bound {
         return Ok(Runtime::Bound);
@@ -294,9 +324,10 @@ fn outcome_of(vm: &Value, pods: &Value, grace_over: bool) -> Result<Runtime, Str
         .to_string();
     let conditions = vm["status"]["conditions"].as_array();
     let condition = |kind: &str, status: &str| {
-        conditions.into_iter().flatten().find(|c| {
-            c["type"] == kind && c["status"] == status
-        })
+        conditions
+            .into_iter()
+            .flatten()
+            .find(|c| c["type"] == kind && c["status"] == status)
     };
     let words = |c: &Value| {
         let reason = c["reason"].as_str().unwrap_or_default();
@@ -306,7 +337,11 @@ fn outcome_of(vm: &Value, pods: &Value, grace_over: bool) -> Result<Runtime, Str
             .map(stable_word)
             .collect::<Vec<_>>()
             .join(" ");
-        format!("{status}: {}={} {reason}: {message}", c["type"].as_str().unwrap_or(""), c["status"].as_str().unwrap_or(""))
+        format!(
+            "{status}: {}={} {reason}: {message}",
+            c["type"].as_str().unwrap_or(""),
+            c["status"].as_str().unwrap_or("")
+        )
     };
     if let Some(c) = condition("Failure", "True") {
         return Ok(Runtime::Failed(words(c)));
@@ -339,14 +374,22 @@ fn stable_word(word: &str) -> String {
         .find(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         .map_or(word.len(), |end| start + end);
     let name = &word[start..name_end];
-    match name.rsplit_once('-') {
+    // generateName keeps at most 58 characters of the stem and appends 5 random ones.
+    let stem = match name.rsplit_once('-') {
+        _ if name.len() == 63 => &name[..58],
         Some((stem, suffix))
             if suffix.len() == 5 && suffix.chars().all(|c| c.is_ascii_alphanumeric()) =>
         {
-            format!("{}{stem}-XXXXX{}", &word[..start], &word[name_end..])
+            stem
         }
-        _ => word.to_string(),
-    }
+        _ => return word.to_string(),
+    };
+    let separator = if name.len() == 63 { "" } else { "-" };
+    format!(
+        "{}{stem}{separator}XXXXX{}",
+        &word[..start],
+        &word[name_end..]
+    )
 }
 
 /// Creates `objects` (a VM and what it needs) for real.
