@@ -1048,13 +1048,13 @@ fn launcher_cases() -> Vec<(&'static str, Value)> {
         }),
         launcher_case("two-container-disks", |vm| {
             memory(vm, "guest", "1Gi");
-            spec(vm)["domain"]["devices"]["disks"]
-                .as_array_mut()
-                .map(|disks| disks.push(json!({"name": "tools", "disk": {"bus": "virtio"}})));
-            spec(vm)["volumes"].as_array_mut().map(|volumes| {
+            if let Some(disks) = spec(vm)["domain"]["devices"]["disks"].as_array_mut() {
+                disks.push(json!({"name": "tools", "disk": {"bus": "virtio"}}));
+            }
+            if let Some(volumes) = spec(vm)["volumes"].as_array_mut() {
                 volumes.push(json!({"name": "tools", "containerDisk": {
-                    "image": "quay.io/containerdisks/centos-stream:9"}}))
-            });
+                    "image": "quay.io/containerdisks/centos-stream:9"}}));
+            }
         }),
         launcher_case("io-threads-auto", |vm| {
             memory(vm, "guest", "1Gi");

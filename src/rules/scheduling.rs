@@ -146,7 +146,7 @@ pub fn resources_exceed_capacity(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     let Some(launcher) = cx.launcher() else {
         return;
     };
-    if let Some((field, message)) = capacity_shortfall(cx, launcher, &placement, nodes) {
+    if let Some((field, message)) = capacity_shortfall(cx, launcher, placement, nodes) {
         out.emit(
             format!("{TEMPLATE_SPEC}.domain.resources.requests.{field}"),
             message,
@@ -156,7 +156,7 @@ pub fn resources_exceed_capacity(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
     // No KubeVirt CR in the view: the bound above leaves out what its configuration decides
     // (guest-derived memory, ratio-derived CPUs). Judged by KubeVirt's defaults, it warns.
     if let Some(assumed) = cx.launcher_by_defaults()
-        && let Some((field, message)) = capacity_shortfall(cx, assumed, &placement, nodes)
+        && let Some((field, message)) = capacity_shortfall(cx, assumed, placement, nodes)
     {
         out.emit(
             format!("{TEMPLATE_SPEC}.domain.resources.requests.{field}"),
