@@ -85,7 +85,8 @@ fn base_vm() -> Value {
                         ]}]
                     }}},
                     "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
-                    "accessCredentials": [{"sshPublicKey": {"source": {"secret": {"secretName": "user-data"}}}}],
+                    "accessCredentials": [{"sshPublicKey": {"source": {"secret": {"secretName": "user-data"}},
+                        "propagationMethod": {"qemuGuestAgent": {"users": ["fedora"]}}}}],
                     "priorityClassName": "vm-high"
                 }
             }
@@ -152,6 +153,8 @@ items:
   metadata: {name: kubevirt, namespace: kubevirt}
   spec:
     configuration:
+      developerConfiguration:
+        featureGates: [HostDevices, EnableVirtioFsConfigVolumes]
       permittedHostDevices:
         pciHostDevices:
         - {pciVendorSelector: "10DE:2236", resourceName: nvidia.com/GA102GL_A10}
