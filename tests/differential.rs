@@ -899,6 +899,16 @@ fn kubevirt_runtime_and_check_agree() {
         }
     }
 
+    // Once KubeVirt has spoken, `diagnose` must name the same rule as the cause.
+    let diagnosed: BTreeMap<String, String> = cases
+        .iter()
+        .map(|case| {
+            let namespace = namespace_of(case.name, "b");
+            let cause = judge::diagnosed_cause(plane, &namespace, case.name);
+            (namespace, cause)
+        })
+        .collect();
+
     let exceptions: BTreeMap<&str, &str> = RUNTIME_EXCEPTIONS.iter().copied().collect();
     let mut table = String::from(
         "# Runtime: what KubeVirt v1.6.6 does with a VM created for real, and what \
@@ -907,8 +917,10 @@ fn kubevirt_runtime_and_check_agree() {
          edit. Each rule's broken VM must reach a KubeVirt error and get an error of that rule; \
          its clean twin must get its launcher pod bound and no error. No kubelet, virt-handler \
          or CDI controller runs: what only they show is a named exception.\n\n\
-         | rule | broken VM | KubeVirt (broken) | check (broken) | KubeVirt (twin) | check (twin) | verdict |\n\
-         |---|---|---|---|---|---|---|\n",
+         `diagnose` (broken) is the rule `virt-preflight diagnose NS/NAME --kubeconfig` names as \
+         the broken VM's cause once KubeVirt has given its outcome.\n\n\
+         | rule | broken VM | KubeVirt (broken) | check (broken) | diagnose (broken) | KubeVirt (twin) | check (twin) | verdict |\n\
+         |---|---|---|---|---|---|---|---|\n",
     );
     let mut disagreements = Vec::new();
     for case in &cases {
@@ -920,8 +932,11 @@ fn kubevirt_runtime_and_check_agree() {
         let none = Verdict::default();
         let broken_verdict = verdicts.get(&broken_ns).unwrap_or(&none);
         let fixed_verdict = verdicts.get(&fixed_ns).unwrap_or(&none);
-        let broken_agrees =
-            matches!(broken_outcome, Runtime::Failed(_)) && broken_verdict.has_error(case.rule);
+        let unknown = String::from("(not run)");
+        let diagnosis = diagnosed.get(&broken_ns).unwrap_or(&unknown);
+        let broken_agrees = matches!(broken_outcome, Runtime::Failed(_))
+            && broken_verdict.has_error(case.rule)
+            && diagnosis == case.rule;
         // A halted twin has no pod: KubeVirt leaving it without an error is its clean outcome.
         let fixed_runs = match case.fixed.vm["spec"]["runStrategy"].as_str() {
             Some("Halted") => matches!(fixed_outcome, Runtime::Stopped | Runtime::Provisioning),
@@ -943,19 +958,20 @@ fn kubevirt_runtime_and_check_agree() {
             }
             (false, _) => {
                 disagreements.push(format!(
-                    "{}: broken: KubeVirt {broken_outcome}, check {broken_verdict}; \
-                     twin: KubeVirt {fixed_outcome}, check {fixed_verdict}",
+                    "{}: broken: KubeVirt {broken_outcome}, check {broken_verdict}, \
+                     diagnose {diagnosis}; twin: KubeVirt {fixed_outcome}, check {fixed_verdict}",
                     case.name
                 ));
                 "**DISAGREE**".to_string()
             }
         };
         table.push_str(&format!(
-            "| `{}` | {} | {} | {} | {} | {} | {} |\n",
+            "| `{}` | {} | {} | {} | {} | {} | {} | {} |\n",
             case.name,
             case.what,
             broken_outcome,
             broken_verdict,
+            diagnosis,
             fixed_outcome,
             fixed_verdict,
             verdict

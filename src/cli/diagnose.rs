@@ -15,7 +15,7 @@ use crate::manifest::{self, Document, InputError, ReadOptions};
 use crate::watcher::diagnose::{RUNBOOK_URL, diagnose, human_duration, unknown_kinds};
 use crate::watcher::fleet::{self, FleetOptions};
 use crate::watcher::object::kubevirt_resource;
-use crate::watcher::{VmKey, VmObservation};
+use crate::watcher::{VmKey, VmObservation, kubevirt_says};
 
 /// Output formats of `diagnose --all`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -310,6 +310,7 @@ fn diagnose_one(
             |since| format!(" for {}", human_duration(as_of.duration_since(since))),
         )
     };
+    let kubevirt_failed = kubevirt_says::said(object).is_some();
     let (how_long, verdict) = match (&assessed, observation.status, vmi) {
         (Some(a), _, _) => (
             if a.dated {
@@ -323,6 +324,13 @@ fn diagnose_one(
                 format!("no VMI: unhealthy, not yet stuck (threshold {threshold})")
             },
         ),
+        // `Stopped` with `Failure=True`: virt-controller cannot start it, and no alert of
+        // KubeVirt's counts the status.
+        (None, None, _) if kubevirt_failed => (
+            dated_for(observation.since),
+            "KubeVirt reports a failure to start it, in a status no KubeVirt alert counts"
+                .to_string(),
+        ),
         (None, None, _) => (
             dated_for(observation.since),
             "not an unhealthy status: not stuck".to_string(),
@@ -334,7 +342,7 @@ fn diagnose_one(
     };
     let mut text = String::new();
     let _ = writeln!(text, "VirtualMachine {key}: {status}{how_long}; {verdict}");
-    if observation.status.is_some() {
+    if observation.status.is_some() || kubevirt_failed {
         let _ = writeln!(text, "cause: {}", diagnosis.cause.text);
     }
     if !diagnosis.findings.is_empty() {

@@ -287,8 +287,33 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
         };
         (cause, held.next_step(&key))
     });
+    // KubeVirt's own words come first: they are its outcome. Where a rule predicts them and
+    // found the VM, that finding is the cause (it says what to change); else KubeVirt is
+    // quoted under the rule that predicts it, or under none.
+    let kubevirt_said = super::kubevirt_says::said(object).map(|said| {
+        let confirmed = said
+            .rules
+            .iter()
+            .find_map(|rule| findings.iter().find(|f| f.rule == *rule));
+        match confirmed {
+            // KubeVirt's words stay in the evidence, beside it.
+            Some(finding) => found_by(finding, status, &key),
+            None => (
+                Cause {
+                    rule: said.rules.first().copied(),
+                    text: match said.rules.first() {
+                        Some(rule) => format!("[{rule}] KubeVirt: {}", said.words),
+                        None => said.words.clone(),
+                    },
+                    subject: Some(said.words.clone()),
+                },
+                next_step(status, &key),
+            ),
+        }
+    });
     let (cause, next_step) = held
         .or(unreadable)
+        .or(kubevirt_said)
         .or_else(|| {
             errors()
                 .find(|f| explains(status, f.rule))
@@ -672,11 +697,14 @@ mod tests {
             json!([{"type": "Failure", "status": "True", "reason": "FailedCreate",
                     "message": "pods \"virt-launcher-vm1-abcde\" is forbidden: exceeded quota"}]),
         );
+        // KubeVirt's words name the rule that predicts them, and are quoted.
+        let cause = diagnose(&object, Some(&view)).cause;
+        assert_eq!(cause.rule, Some(RuleId::ResourceQuotaExceeded));
         assert!(
-            diagnose(&object, Some(&view))
-                .cause
+            cause
                 .text
-                .starts_with("Failure (FailedCreate)")
+                .starts_with("[resource-quota-exceeded] KubeVirt: Failure (FailedCreate)"),
+            "{cause:?}"
         );
     }
 

@@ -4,6 +4,7 @@
 //! - [`object`]: the VM as read off the wire, slim;
 //! - [`state`]: which VMs are stuck, a pure state machine over watch events and the time;
 //! - [`diagnose`]: why, from the rules and from what KubeVirt and CDI say;
+//! - [`kubevirt_says`]: KubeVirt's own conditions, mapped to the rules that predict them;
 //! - [`terminating`]: what holds a deleted VM (its finalizers and their owners);
 //! - [`storage`]: the VM's DataVolumes and PVCs not ready or being deleted;
 //! - [`health`]: KubeVirt's own health (its CR's conditions, virt-controller, virt-handler);
@@ -20,6 +21,7 @@ pub mod escalation;
 pub mod fleet;
 pub mod groups;
 pub mod health;
+pub mod kubevirt_says;
 pub mod leader;
 pub mod object;
 pub mod run;

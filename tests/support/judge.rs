@@ -220,6 +220,27 @@ pub fn check_live(plane: &ControlPlane, vms: &[Value]) -> BTreeMap<(String, Stri
     verdicts
 }
 
+/// The rule `virt-preflight diagnose NAMESPACE/NAME --kubeconfig` names as the VM's cause
+/// (`cause: [rule-id] ...`), or its cause line when it names none.
+pub fn diagnosed_cause(plane: &ControlPlane, namespace: &str, name: &str) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
+        .args(["diagnose", &format!("{namespace}/{name}"), "--kubeconfig"])
+        .arg(&plane.api.kubeconfig)
+        .output()
+        .expect("run virt-preflight diagnose");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let Some(cause) = stdout.lines().find_map(|l| l.strip_prefix("cause: ")) else {
+        return format!(
+            "no cause line: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    };
+    match cause.strip_prefix('[').and_then(|c| c.split_once(']')) {
+        Some((rule, _)) => rule.to_string(),
+        None => "(no rule)".to_string(),
+    }
+}
+
 /// Where KubeVirt got with a VM created for real.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Runtime {

@@ -1,0 +1,289 @@
+//! What KubeVirt itself says is wrong with a VM, read from its conditions and mapped to the
+//! rule that predicts it: the scheduler's `PodScheduled=False` message, virt-controller's
+//! `Synchronized=False` and `Failure=True` reasons. The diagnosis puts this first: it is
+//! KubeVirt's outcome, not our reading of it; the rules then add what KubeVirt does not say
+//! (which label is missing, which object to create).
+//!
+//! The words matched are KubeVirt's and Kubernetes' own, as the real v1.6.6 control plane wrote
+//! them (`docs/differential/runtime.md`).
+
+use serde_json::Value;
+
+use crate::finding::one_line;
+use crate::rules::RuleId;
+
+/// One thing KubeVirt says: the rules that predict it (the first is the default when none of
+/// them found anything) and KubeVirt's words, on one line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Said {
+    pub rules: Vec<RuleId>,
+    /// `Failure (FailedCreate): ...`, as the condition says it.
+    pub words: String,
+}
+
+/// The scheduler's per-node reasons, and the rules that predict each.
+const SCHEDULER_REASONS: &[(&str, &[RuleId])] = &[
+    (
+        "Insufficient devices.kubevirt.io/kvm",
+        &[RuleId::KvmUnavailable],
+    ),
+    (
+        "Insufficient devices.kubevirt.io/mshv",
+        &[RuleId::KvmUnavailable],
+    ),
+    ("Insufficient hugepages-", &[RuleId::HugepagesUnavailable]),
+    ("Insufficient memory", &[RuleId::ResourcesExceedCapacity]),
+    ("Insufficient cpu", &[RuleId::ResourcesExceedCapacity]),
+    ("Insufficient ", &[RuleId::DeviceUnavailable]),
+    ("untolerated taint", &[RuleId::TaintsNotTolerated]),
+    ("were unschedulable", &[RuleId::NoSchedulableNode]),
+    // KubeVirt's own selectors (CPU model, CPU manager, schedulable) fail the same way as the
+    // VM's: which one, the rules say.
+    (
+        "didn't match Pod's node affinity/selector",
+        &[
+            RuleId::NodeSelectorUnsatisfiable,
+            RuleId::CpuModelUnavailable,
+            RuleId::DedicatedCpuUnavailable,
+            RuleId::NoSchedulableNode,
+        ],
+    ),
+];
+
+/// virt-controller's and the API server's words in a `Synchronized=False` or `Failure=True`
+/// message, and the rules that predict them.
+const CONTROLLER_WORDS: &[(&str, &[RuleId])] = &[
+    ("exceeded quota", &[RuleId::ResourceQuotaExceeded]),
+    ("must specify limits", &[RuleId::ResourceQuotaNeedsLimits]),
+    (
+        "must be less than or equal to",
+        &[RuleId::LimitRangeExceeded],
+    ),
+    ("maximum memory usage per", &[RuleId::LimitRangeExceeded]),
+    ("maximum cpu usage per", &[RuleId::LimitRangeExceeded]),
+    ("minimum memory usage per", &[RuleId::LimitRangeExceeded]),
+    (
+        "no PriorityClass with name",
+        &[RuleId::PriorityClassNotFound],
+    ),
+    (
+        "error looking up service account",
+        &[RuleId::ServiceAccountNotFound],
+    ),
+    (
+        "failed to locate network attachment definition",
+        &[RuleId::NetworkAttachmentNotFound],
+    ),
+    (
+        "couldn't find configuration for network bind",
+        &[RuleId::NetworkBindingNotFound],
+    ),
+    ("datasources.cdi.kubevirt.io", &[RuleId::DatasourceNotFound]),
+    ("no memory requested", &[RuleId::MemoryMissing]),
+    ("is not permitted", &[RuleId::HostDeviceNotPermitted]),
+];
+
+/// What the VM's conditions say, most telling first: `Failure=True`, then
+/// `Synchronized=False`, then `PodScheduled=False`. `None` when they say nothing is wrong.
+pub fn said(vm: &Value) -> Option<Said> {
+    let conditions = vm.pointer("/status/conditions")?.as_array()?;
+    let find = |kind: &str, status: &str| {
+        conditions
+            .iter()
+            .find(|c| c["type"] == kind && c["status"] == status)
+    };
+    let text = |c: &Value, field: &str| c[field].as_str().unwrap_or("").trim().to_string();
+    let (condition, rules) = if let Some(c) = find("Failure", "True") {
+        let reason = text(c, "reason");
+        let rules = match reason.as_str() {
+            "FailedFindInstancetype" | "FailedFindPreference" => {
+                vec![RuleId::InstancetypeNotFound]
+            }
+            _ => by_words(&text(c, "message"), CONTROLLER_WORDS),
+        };
+        (c, rules)
+    } else if let Some(c) = find("Synchronized", "False") {
+        let rules = match text(c, "reason").as_str() {
+            "FailedPvcNotFound" => vec![RuleId::PvcNotFound, RuleId::DatavolumeNotFound],
+            _ => by_words(&text(c, "message"), CONTROLLER_WORDS),
+        };
+        (c, rules)
+    } else if let Some(c) = find("PodScheduled", "False") {
+        (c, scheduler_rules(&text(c, "message")))
+    } else {
+        return None;
+    };
+    let (kind, reason, message) = (
+        text(condition, "type"),
+        text(condition, "reason"),
+        text(condition, "message"),
+    );
+    let words = if reason.is_empty() {
+        format!("{kind}: {message}")
+    } else {
+        format!("{kind} ({reason}): {message}")
+    };
+    Some(Said {
+        rules,
+        words: one_line(&words, 200),
+    })
+}
+
+/// The rules of every phrase `message` contains, in the table's order, each once.
+fn by_words(message: &str, table: &[(&str, &[RuleId])]) -> Vec<RuleId> {
+    let mut rules = Vec::new();
+    for (words, predicted) in table {
+        if message.contains(words) {
+            for rule in *predicted {
+                if !rules.contains(rule) {
+                    rules.push(*rule);
+                }
+            }
+        }
+    }
+    rules
+}
+
+/// The scheduler's message, `0/5 nodes are available: 1 Insufficient memory, 4 node(s) ...`,
+/// read reason by reason, the reason of the most nodes first. Preemption's own sentence is
+/// not a reason.
+fn scheduler_rules(message: &str) -> Vec<RuleId> {
+    let body = message.split(" preemption:").next().unwrap_or(message);
+    let Some((_, reasons)) = body.split_once("are available: ") else {
+        return Vec::new();
+    };
+    let mut counted: Vec<(u64, &str)> = reasons
+        .trim_end_matches('.')
+        .split(", ")
+        .filter_map(|reason| {
+            let (count, text) = reason.trim().split_once(' ')?;
+            Some((count.parse().ok()?, text))
+        })
+        .collect();
+    counted.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut rules = Vec::new();
+    for (_, text) in counted {
+        // A reason is the first row that applies ("Insufficient memory" is no device).
+        let row = SCHEDULER_REASONS
+            .iter()
+            .find(|(words, _)| text.contains(words));
+        for rule in row.map(|(_, predicted)| *predicted).unwrap_or_default() {
+            if !rules.contains(rule) {
+                rules.push(*rule);
+            }
+        }
+    }
+    rules
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vm(conditions: Value) -> Value {
+        json!({"status": {"conditions": conditions}})
+    }
+
+    /// Messages as the real KubeVirt v1.6.6 control plane wrote them.
+    #[test]
+    fn scheduler_reasons_map_to_the_rules_that_predict_them() {
+        let unschedulable = |message: &str| {
+            said(&vm(json!([{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": message}])))
+            .map(|s| s.rules)
+        };
+        assert_eq!(
+            unschedulable(
+                "0/5 nodes are available: 1 Insufficient devices.kubevirt.io/kvm, 1 node(s) had \
+                 untolerated taint {dedicated: db}, 4 Insufficient memory. preemption: 0/5 nodes \
+                 are available: 1 Preemption is not helpful for scheduling, 4 No preemption \
+                 victims found for incoming pod."
+            ),
+            Some(vec![
+                RuleId::ResourcesExceedCapacity,
+                RuleId::KvmUnavailable,
+                RuleId::TaintsNotTolerated
+            ])
+        );
+        assert_eq!(
+            unschedulable(
+                "0/5 nodes are available: 1 Insufficient devices.kubevirt.io/kvm, 1 node(s) had \
+                 untolerated taint {dedicated: db}, 4 Insufficient hugepages-1Gi."
+            )
+            .and_then(|r| r.first().copied()),
+            Some(RuleId::HugepagesUnavailable)
+        );
+        assert_eq!(
+            unschedulable(
+                "0/5 nodes are available: 1 node(s) had untolerated taint {dedicated: db}, 4 \
+                 node(s) didn't match Pod's node affinity/selector."
+            )
+            .and_then(|r| r.first().copied()),
+            Some(RuleId::NodeSelectorUnsatisfiable)
+        );
+    }
+
+    #[test]
+    fn controller_reasons_map_to_the_rules_that_predict_them() {
+        let synchronized = |reason: &str, message: &str| {
+            said(&vm(json!([{"type": "Synchronized", "status": "False",
+                "reason": reason, "message": message}])))
+            .and_then(|s| s.rules.first().copied())
+        };
+        assert_eq!(
+            synchronized(
+                "FailedCreate",
+                "failed to create virtual machine pod: pods \"virt-launcher-x-abcde\" is \
+                 forbidden: exceeded quota: vms, requested: requests.memory=1392857344"
+            ),
+            Some(RuleId::ResourceQuotaExceeded)
+        );
+        assert_eq!(
+            synchronized(
+                "FailedCreate",
+                "failed to create virtual machine pod: Pod \"virt-launcher-x\" is invalid: \
+                 spec.containers[0].resources.requests: Invalid value: \"1294Mi\": must be less \
+                 than or equal to memory limit of 1Gi"
+            ),
+            Some(RuleId::LimitRangeExceeded)
+        );
+        assert_eq!(
+            synchronized("FailedPvcNotFound", "PVC ns/data does not exist"),
+            Some(RuleId::PvcNotFound)
+        );
+        assert_eq!(
+            synchronized(
+                "FailedCreate",
+                "failed to render launch manifest: couldn't find configuration for network \
+                 bindining: managedtap-typo"
+            ),
+            Some(RuleId::NetworkBindingNotFound)
+        );
+        let failure = said(&vm(json!([{"type": "Failure", "status": "True",
+            "reason": "FailedFindInstancetype",
+            "message": "virtualmachineinstancetypes.instancetype.kubevirt.io \"small\" not found"}])))
+        .unwrap();
+        assert_eq!(failure.rules, vec![RuleId::InstancetypeNotFound]);
+        assert!(
+            failure
+                .words
+                .starts_with("Failure (FailedFindInstancetype): ")
+        );
+    }
+
+    #[test]
+    fn words_no_rule_predicts_are_quoted_without_one() {
+        let found = said(&vm(json!([{"type": "Failure", "status": "True",
+            "reason": "FailedCreate",
+            "message": "not authorized to create DataVolume: insufficient permissions"}])))
+        .unwrap();
+        assert_eq!(found.rules, vec![]);
+        assert!(found.words.contains("not authorized"));
+        assert_eq!(
+            said(&vm(json!([{"type": "Ready", "status": "False"}]))),
+            None
+        );
+        assert_eq!(said(&json!({})), None);
+    }
+}
