@@ -160,7 +160,7 @@ fn scheduler_rules(message: &str) -> Vec<RuleId> {
             Some((count.parse().ok()?, text))
         })
         .collect();
-    counted.sort_by(|a, b| b.0.cmp(&a.0));
+    counted.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
     let mut rules = Vec::new();
     for (_, text) in counted {
         // A reason is the first row that applies ("Insufficient memory" is no device).
