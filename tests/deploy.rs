@@ -649,7 +649,10 @@ fn the_ca_bundle_overlay_of_certs_readme_renders_and_sets_the_ca_bundle() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("certs/README.md")).expect("certs/README.md");
     // Three levels below the crate, as certs/out/overlay is, so that its path to the base holds.
-    let dir = tempfile::tempdir_in(root.join("target")).expect("a directory under target/");
+    // `target/` is ignored by git; it may not exist where CARGO_TARGET_DIR points elsewhere.
+    let parent = root.join("target");
+    std::fs::create_dir_all(&parent).expect("the crate's target/ directory");
+    let dir = tempfile::tempdir_in(&parent).expect("a directory under target/");
     let overlay = dir.path().join("overlay");
     std::fs::create_dir(&overlay).expect("the overlay directory");
     let kustomization = heredoc(&readme, "certs/out/overlay/kustomization.yaml");
