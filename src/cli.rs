@@ -147,6 +147,53 @@ pub fn load_cluster(
     Ok((Some(listed.view), Vec::new(), listed.notes))
 }
 
+/// `view` with the API server's answers to the clone-permission questions of these VMs. A
+/// cluster that cannot be asked leaves them unknown (the rule then stays silent).
+fn ask_clone_grants(
+    args: &ClusterArgs,
+    view: ClusterView,
+    documents: &[manifest::Parsed],
+    default_namespace: &str,
+) -> ClusterView {
+    let mut questions: Vec<crate::cluster::CloneGrant> = Vec::new();
+    for document in documents
+        .iter()
+        .flatten()
+        .filter(|d| d.is_virtual_machine())
+    {
+        let Ok(vm) = crate::model::VirtualMachine::from_value(&document.value) else {
+            continue;
+        };
+        let namespace =
+            crate::finding::vm_namespace(None, vm.metadata.namespace.as_deref(), default_namespace);
+        for question in crate::rules::clone_questions(&vm, namespace, &view) {
+            if !questions.contains(&question) {
+                questions.push(question);
+            }
+        }
+    }
+    if questions.is_empty() {
+        return view;
+    }
+    let answers = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| {
+            runtime.block_on(async {
+                let client = kube_client(args).await?;
+                anyhow::Ok(live::ask_clone_grants(client, questions).await)
+            })
+        });
+    match answers {
+        Ok(answers) => view.with_clone_grants(answers),
+        Err(error) => {
+            tracing::warn!(error = %format!("{error:#}"), "cannot ask about clone permissions");
+            view
+        }
+    }
+}
+
 /// Outcome of a whole run: the exit code follows from the report.
 pub fn exit_for(report: &CheckReport, fail_on: Severity) -> Exit {
     if report.input_errors().next().is_some() {
@@ -192,17 +239,25 @@ pub fn run_check(args: &CheckArgs) -> io::Result<Exit> {
     for note in notes {
         writeln!(err, "note: {note}")?;
     }
+    let documents: Vec<manifest::Parsed> = args
+        .paths
+        .iter()
+        .flat_map(|path| manifest::read_path(path, read))
+        .collect();
+    // What no watch or snapshot says (CDI's clone permissions) is asked of a live cluster.
+    let cluster = match cluster {
+        Some(view) if args.cluster.wants_live() && args.cluster.cluster_state.is_empty() => Some(
+            ask_clone_grants(&args.cluster, view, &documents, &args.namespace),
+        ),
+        other => other,
+    };
     let options = CheckOptions {
         default_namespace: args.namespace.clone(),
         cluster: cluster
             .map(|view| std::sync::Arc::new(view.with_node_templates(&policy.node_templates))),
         rules: policy.rules,
     };
-    let parsed = cluster_errors.into_iter().map(Err).chain(
-        args.paths
-            .iter()
-            .flat_map(|path| manifest::read_path(path, read)),
-    );
+    let parsed = cluster_errors.into_iter().map(Err).chain(documents);
     let report = check_all(parsed, &options);
 
     for input_error in report.input_errors() {

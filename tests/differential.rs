@@ -68,6 +68,18 @@ fn plane() -> Option<&'static ControlPlane> {
                 "provisioner": "kubernetes.io/no-provisioner"}),
             ],
         );
+        // A namespace of golden images, cloned from other namespaces.
+        plane.namespace(IMAGES);
+        let images: Vec<Value> = golden_image(IMAGES)
+            .into_iter()
+            .map(|mut object| {
+                if object["kind"] != "PersistentVolume" {
+                    object["metadata"]["namespace"] = json!(IMAGES);
+                }
+                object
+            })
+            .collect();
+        judge::create(plane, &images);
         // One binding plugin, for the network-binding-not-found case.
         plane.configure_kubevirt(&json!({"network": {"binding": {
             "managedtap": {"domainAttachmentType": "managedTap"}}}}));
@@ -532,6 +544,25 @@ fn halted_with_template(vm: &mut Value, source: &str) {
     spec(vm)["volumes"] = json!([{"name": "root", "dataVolume": {"name": "root"}}]);
 }
 
+/// The namespace of the golden images other namespaces clone (clone-not-authorized).
+const IMAGES: &str = "judge-images";
+
+/// What lets `namespace`'s default ServiceAccount clone from [`IMAGES`]: CDI's
+/// `datavolumes/source` there.
+fn clone_permission(namespace: &str) -> Vec<Value> {
+    vec![
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+            "metadata": {"name": format!("clone-from-{namespace}"), "namespace": IMAGES},
+            "rules": [{"apiGroups": ["cdi.kubevirt.io"], "resources": ["datavolumes/source"],
+                "verbs": ["create"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+            "metadata": {"name": format!("clone-from-{namespace}"), "namespace": IMAGES},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                "name": format!("clone-from-{namespace}")},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": namespace}]}),
+    ]
+}
+
 /// A DataSource `fedora` on a bound golden-image claim of the same namespace (a clone within
 /// a namespace needs no cross-namespace authorization).
 fn golden_image(namespace: &str) -> Vec<Value> {
@@ -789,6 +820,21 @@ fn runtime_cases() -> Vec<RuntimeCase> {
         )
         .with_fixed(golden_image("judge-rt-datasource-not-found-f")),
         case(
+            "clone-not-authorized",
+            "a halted VM cloning the golden image of another namespace, where its ServiceAccount may not clone",
+            |vm| {
+                halted_with_template(vm, "fedora");
+                vm["spec"]["dataVolumeTemplates"][0]["spec"]["sourceRef"]["namespace"] =
+                    json!(IMAGES);
+            },
+            |vm| {
+                halted_with_template(vm, "fedora");
+                vm["spec"]["dataVolumeTemplates"][0]["spec"]["sourceRef"]["namespace"] =
+                    json!(IMAGES);
+            },
+        )
+        .with_fixed(clone_permission("judge-rt-clone-not-authorized-f")),
+        case(
             "memory-missing",
             "no memory anywhere (virt-api refuses the VMI virt-controller creates)",
             |vm| spec(vm)["domain"]["resources"] = json!({}),
@@ -815,7 +861,11 @@ fn kubevirt_runtime_and_check_agree() {
                 .iter()
                 .map(|object| {
                     let mut object = object.clone();
-                    if object["kind"] != "PersistentVolume" {
+                    // Into the side's namespace, unless the object names its own (or is a
+                    // PersistentVolume, which has none).
+                    if object["kind"] != "PersistentVolume"
+                        && object["metadata"]["namespace"].is_null()
+                    {
                         object["metadata"]["namespace"] = json!(namespace);
                     }
                     object

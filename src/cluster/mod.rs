@@ -17,6 +17,7 @@ pub mod objects;
 pub mod snapshot;
 pub mod table;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -330,9 +331,21 @@ pub struct ClusterView {
     instancetypes: Table<Option<Arc<InstancetypeSpec>>>,
     cluster_instancetypes: Table<Option<Arc<InstancetypeSpec>>>,
     vms: Table<VmClaims>,
+    /// Answers to "may this ServiceAccount clone from that namespace" (CDI's
+    /// `datavolumes/source`), where someone asked the API server: no watch can say it.
+    clone_grants: Arc<BTreeMap<CloneGrant, bool>>,
     deployments: Table<Readiness>,
     daemonsets: Table<Readiness>,
     nodes: Arc<NodeIndex>,
+}
+
+/// A ServiceAccount (namespace, name) cloning from a source namespace: what CDI authorizes
+/// with a SubjectAccessReview for `create datavolumes/source` there.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct CloneGrant {
+    pub account_namespace: String,
+    pub account: String,
+    pub source_namespace: String,
 }
 
 /// The namespace an object of `kind` is filed under: cluster-scoped kinds under `""`, and a
@@ -449,6 +462,23 @@ impl ClusterView {
             self.is_known(kind),
             table.get(namespace, name).map(|spec| spec.as_deref()),
         )
+    }
+
+    /// Whether the ServiceAccount may clone from the source namespace; `None` when nobody
+    /// asked the API server (a watch cannot tell).
+    pub fn clone_allowed(&self, grant: &CloneGrant) -> Option<bool> {
+        self.clone_grants.get(grant).copied()
+    }
+
+    /// The same view with these answers about clone permissions added.
+    pub fn with_clone_grants(
+        mut self,
+        grants: impl IntoIterator<Item = (CloneGrant, bool)>,
+    ) -> Self {
+        let mut all = (*self.clone_grants).clone();
+        all.extend(grants);
+        self.clone_grants = Arc::new(all);
+        self
     }
 
     /// The KubeVirt CR (one per cluster, in whatever namespace KubeVirt was installed).

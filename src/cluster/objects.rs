@@ -529,6 +529,9 @@ pub struct DataSourceInfo {
     pub ready: Option<bool>,
     /// Its reason or message, for what a finding says.
     pub reason: Option<String>,
+    /// The namespace of the PVC it points at (`spec.source.pvc`; `None` for another kind of
+    /// source): cloning from another namespace needs CDI's clone permission there.
+    pub source_namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -536,7 +539,25 @@ pub struct DataSourceBody {
     #[serde(default)]
     metadata: Meta,
     #[serde(default)]
+    spec: DataSourceSpec,
+    #[serde(default)]
     status: DataSourceStatus,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct DataSourceSpec {
+    #[serde(default)]
+    source: DataSourceSource,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct DataSourceSource {
+    pvc: Option<DataSourcePvc>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+struct DataSourcePvc {
+    namespace: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -563,6 +584,13 @@ impl Body for DataSourceBody {
         self.metadata.as_ref()
     }
     fn into_entry(self) -> Entry {
+        // A PVC source without a namespace is in the DataSource's own.
+        let own = self.metadata.namespace.clone();
+        let source_namespace = self
+            .spec
+            .source
+            .pvc
+            .and_then(|pvc| pvc.namespace.filter(|ns| !ns.is_empty()).or(own));
         let ready = self
             .status
             .conditions
@@ -580,6 +608,7 @@ impl Body for DataSourceBody {
                     .map(|text| text.trim().to_string())
                     .find(|text| !text.is_empty())
             }),
+            source_namespace,
         })
     }
 }

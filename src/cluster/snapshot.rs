@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use super::{ClusterView, Kind, ViewBuilder};
+use super::{CloneGrant, ClusterView, Kind, ViewBuilder};
 use crate::manifest::{self, Document, InputError, Parsed, ReadOptions};
 
 /// A view read from snapshot files, and what else the files held.
@@ -52,8 +52,55 @@ pub fn from_documents(documents: impl IntoIterator<Item = Parsed>) -> Snapshot {
             None => snapshot.other.push(document),
         }
     }
-    snapshot.view = builder.build();
+    // Answers no watch gives: what `kubectl create -f review.yaml -o yaml` printed for a
+    // SubjectAccessReview of CDI's clone permission.
+    let mut grants = Vec::new();
     snapshot
+        .other
+        .retain(|document| match clone_grant(document) {
+            Some(grant) => {
+                grants.push(grant);
+                false
+            }
+            None => true,
+        });
+    snapshot.view = builder.build().with_clone_grants(grants);
+    snapshot
+}
+
+/// A SubjectAccessReview answered by the API server, when it asks whether a ServiceAccount may
+/// `create datavolumes/source` (cdi.kubevirt.io) in a namespace.
+fn clone_grant(document: &Document) -> Option<(CloneGrant, bool)> {
+    let value = &document.value;
+    if document.kind() != Some("SubjectAccessReview")
+        || document.api_version() != Some("authorization.k8s.io/v1")
+    {
+        return None;
+    }
+    let spec = &value["spec"];
+    let attributes = &spec["resourceAttributes"];
+    let clone = attributes["verb"] == "create"
+        && attributes["group"] == "cdi.kubevirt.io"
+        && attributes["resource"] == "datavolumes"
+        && attributes["subresource"] == "source";
+    let (account_namespace, account) = spec["user"]
+        .as_str()?
+        .strip_prefix("system:serviceaccount:")?
+        .split_once(':')?;
+    let allowed = value["status"]["allowed"].as_bool()?;
+    clone.then(|| {
+        (
+            CloneGrant {
+                account_namespace: account_namespace.to_string(),
+                account: account.to_string(),
+                source_namespace: attributes["namespace"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            },
+            allowed,
+        )
+    })
 }
 
 #[cfg(test)]

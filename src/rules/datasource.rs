@@ -8,7 +8,7 @@
 
 use super::storage::existing_data_volume;
 use super::{Emitter, VmContext};
-use crate::cluster::{ClusterView, Kind, Lookup, ObjectKey};
+use crate::cluster::{CloneGrant, ClusterView, Kind, Lookup, ObjectKey};
 use crate::model::SourceRef;
 
 /// The only kind of `sourceRef` CDI supports.
@@ -98,6 +98,81 @@ pub fn datasource_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             );
         }
     }
+}
+
+/// The DataSource's PVC is in another namespace, and the ServiceAccount virt-controller
+/// authorizes the clone as (the VM's `serviceAccount` volume, else `default`) may not
+/// `create datavolumes/source` there: virt-controller refuses to create the DataVolume
+/// (`Failure=True FailedCreate: not authorized to create DataVolume`), whatever the run
+/// strategy. Only an answer of the API server's (`check --kubeconfig` asks it; a snapshot may
+/// carry SubjectAccessReviews) reports; without one the rule is silent.
+pub fn clone_not_authorized(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
+    let Some(view) = cx.cluster else { return };
+    for (source, grant) in cross_namespace_clones(cx, view) {
+        if view.clone_allowed(&grant) == Some(false) {
+            let source_namespace = &grant.source_namespace;
+            out.emit(
+                source.path(),
+                format!(
+                    "ServiceAccount {}/{} may not clone from namespace {source_namespace} \
+                     (create datavolumes/source): grant it there",
+                    grant.account_namespace, grant.account
+                ),
+            );
+        }
+    }
+}
+
+/// The clones of the VM's DataVolume templates from another namespace, each with the grant
+/// CDI asks for.
+fn cross_namespace_clones<'a>(
+    cx: &VmContext<'a>,
+    view: &ClusterView,
+) -> Vec<(DataSourceRef<'a>, CloneGrant)> {
+    data_source_refs(cx)
+        .filter(|source| !created_already(cx, view, source))
+        .filter_map(|source| {
+            let Lookup::Present(info) = view.datasource(source.namespace, source.name) else {
+                return None;
+            };
+            let source_namespace = info.source_namespace.as_deref()?;
+            // A clone within the namespace needs no grant.
+            (source_namespace != cx.namespace).then(|| {
+                let grant = CloneGrant {
+                    account_namespace: cx.namespace.to_string(),
+                    account: clone_account(cx).to_string(),
+                    source_namespace: source_namespace.to_string(),
+                };
+                (source, grant)
+            })
+        })
+        .collect()
+}
+
+/// What the API server must be asked (by the caller: rules do no I/O) for
+/// `clone-not-authorized` to judge this VM: the grants it does not know yet.
+pub fn clone_questions(cx: &VmContext<'_>) -> Vec<CloneGrant> {
+    let Some(view) = cx.cluster else {
+        return Vec::new();
+    };
+    cross_namespace_clones(cx, view)
+        .into_iter()
+        .map(|(_, grant)| grant)
+        .filter(|grant| view.clone_allowed(grant).is_none())
+        .collect()
+}
+
+/// The ServiceAccount virt-controller checks a VM's clones as: its `serviceAccount` volume's
+/// (the last one), else `default` (`authorizeDataVolume`).
+fn clone_account<'a>(cx: &VmContext<'a>) -> &'a str {
+    cx.spec
+        .volumes
+        .iter()
+        .filter_map(|v| v.service_account.as_ref())
+        .filter_map(|sa| sa.service_account_name.as_deref())
+        .filter(|name| !name.is_empty())
+        .last()
+        .unwrap_or("default")
 }
 
 /// The DataSource exists but its `Ready` condition is False (its source PVC or snapshot is not

@@ -129,6 +129,16 @@ pub fn evaluate_manifest(
     evaluate_in(&context, object)
 }
 
+/// The questions about clone permissions the API server must answer before the
+/// `clone-not-authorized` rule can judge this VM (a caller with a client asks them).
+pub fn clone_questions(
+    vm: &VirtualMachine,
+    namespace: &str,
+    cluster: &ClusterView,
+) -> Vec<crate::cluster::CloneGrant> {
+    datasource::clone_questions(&VmContext::new(vm, namespace, Some(cluster)))
+}
+
 /// Runs the rules once on a typical VM so that lazily built state (the image-reference
 /// regex) is ready before the first real request: a webhook's first answer should be as fast
 /// as its thousandth.

@@ -79,6 +79,7 @@ pub enum RuleId {
     LimitRangeExceeded,
     DatasourceNotFound,
     DatasourceNotReady,
+    CloneNotAuthorized,
     AccessModeUnsupported,
     PvcInUse,
 }
@@ -218,7 +219,9 @@ impl Outcome {
             RuleId::RunningDeprecated | RuleId::ImageTagLatest | RuleId::EvictionNotMigratable => {
                 Advisory
             }
-            RuleId::MemoryMissing | RuleId::DatasourceNotFound => CreateFailed,
+            RuleId::MemoryMissing | RuleId::DatasourceNotFound | RuleId::CloneNotAuthorized => {
+                CreateFailed
+            }
             RuleId::GuestMemoryExceedsLimit
             | RuleId::ImageReferenceInvalid
             | RuleId::SecretNotFound
@@ -750,6 +753,13 @@ pub static REGISTRY: &[RuleInfo] = &[
             datasource::datasource_not_ready,
         )
     },
+    cluster_rule(
+        CloneNotAuthorized,
+        "clone-not-authorized",
+        &[Kind::DataSource, Kind::DataVolume],
+        "a DataVolume template clones from another namespace where the VM's ServiceAccount may not create datavolumes/source (asked of the API server)",
+        datasource::clone_not_authorized,
+    ),
     RuleInfo {
         severity: Warning,
         ..cluster_rule(

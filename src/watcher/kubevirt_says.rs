@@ -79,6 +79,10 @@ const CONTROLLER_WORDS: &[(&str, &[RuleId])] = &[
         &[RuleId::NetworkBindingNotFound],
     ),
     ("datasources.cdi.kubevirt.io", &[RuleId::DatasourceNotFound]),
+    (
+        "not authorized to create DataVolume",
+        &[RuleId::CloneNotAuthorized],
+    ),
     ("no memory requested", &[RuleId::MemoryMissing]),
     ("is not permitted", &[RuleId::HostDeviceNotPermitted]),
 ];
@@ -276,10 +280,10 @@ mod tests {
     fn words_no_rule_predicts_are_quoted_without_one() {
         let found = said(&vm(json!([{"type": "Failure", "status": "True",
             "reason": "FailedCreate",
-            "message": "not authorized to create DataVolume: insufficient permissions"}])))
+            "message": "Failure while starting VMI: virt-launcher crashed"}])))
         .unwrap();
         assert_eq!(found.rules, vec![]);
-        assert!(found.words.contains("not authorized"));
+        assert!(found.words.contains("virt-launcher crashed"));
         assert_eq!(
             said(&vm(json!([{"type": "Ready", "status": "False"}]))),
             None
