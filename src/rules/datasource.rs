@@ -168,10 +168,10 @@ fn clone_account<'a>(cx: &VmContext<'a>) -> &'a str {
     cx.spec
         .volumes
         .iter()
+        .rev()
         .filter_map(|v| v.service_account.as_ref())
         .filter_map(|sa| sa.service_account_name.as_deref())
-        .filter(|name| !name.is_empty())
-        .last()
+        .find(|name| !name.is_empty())
         .unwrap_or("default")
 }
 
