@@ -1431,3 +1431,62 @@ fn measure_launchers(
     }
     measured
 }
+
+/// `schemas/kubevirt.io_virtualmachines-v1.6.6.json` is the `openAPIV3Schema` of version `v1` of
+/// the VirtualMachine CRD the control plane installs (KubeVirt v1.6.6's own), with every
+/// `description` removed and nothing else changed: what `check` validates against is what the
+/// API server validates against.
+#[test]
+fn the_shipped_schema_is_kubevirts_crd_schema() {
+    let Some(dir) = std::env::var_os(control_plane::CONTROL_PLANE_DIR_VAR) else {
+        eprintln!(
+            "skipped: {} is not set (it names ../shared/kube-control-plane)",
+            control_plane::CONTROL_PLANE_DIR_VAR
+        );
+        return;
+    };
+    let crds = Path::new(&dir).join("kubevirt-crds.yaml");
+    let options = virt_preflight::manifest::ReadOptions {
+        max_input_bytes: 64 << 20,
+    };
+    let crd = virt_preflight::manifest::read_file(&crds, options)
+        .into_iter()
+        .filter_map(Result::ok)
+        .find(|d| d.value["metadata"]["name"] == "virtualmachines.kubevirt.io")
+        .unwrap_or_else(|| panic!("{} has no VirtualMachine CRD", crds.display()));
+    let version = crd.value["spec"]["versions"]
+        .as_array()
+        .and_then(|versions| versions.iter().find(|v| v["name"] == "v1"))
+        .expect("the CRD serves v1");
+    let mut schema = version["schema"]["openAPIV3Schema"].clone();
+    strip_descriptions(&mut schema);
+    let shipped: Value = serde_json::from_str(include_str!(
+        "../schemas/kubevirt.io_virtualmachines-v1.6.6.json"
+    ))
+    .expect("the shipped schema is JSON");
+    assert!(
+        shipped == schema,
+        "the shipped schema differs from the CRD's"
+    );
+}
+
+/// Removes every `description` keyword (a property named `description` is kept: it sits under
+/// `properties`, as a key of that map, not as a keyword of a schema).
+fn strip_descriptions(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            map.remove("description");
+            for (key, value) in map.iter_mut() {
+                if key == "properties" {
+                    if let Value::Object(properties) = value {
+                        properties.values_mut().for_each(strip_descriptions);
+                    }
+                } else {
+                    strip_descriptions(value);
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(strip_descriptions),
+        _ => {}
+    }
+}
