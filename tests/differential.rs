@@ -117,6 +117,14 @@ fn nodes() -> Vec<NodeSpec> {
                 .label("pool", "nokvm")
                 .resource("devices.kubevirt.io/kvm", "1k", "0"),
         ),
+        // Two PCI devices' device plugins, of which the KubeVirt CR permits one
+        // (host-device-not-permitted, device-unavailable).
+        without_cpu_manager(
+            NodeSpec::new("judge-devices", "16", "32Gi")
+                .label("pool", "devices")
+                .resource(PERMITTED_DEVICE, "2", "2")
+                .resource(FORBIDDEN_DEVICE, "2", "2"),
+        ),
     ]
 }
 
@@ -544,6 +552,41 @@ fn halted_with_template(vm: &mut Value, source: &str) {
     spec(vm)["volumes"] = json!([{"name": "root", "dataVolume": {"name": "root"}}]);
 }
 
+/// The device plugin resource the KubeVirt CR permits as a PCI host device, and one it does not.
+const PERMITTED_DEVICE: &str = "example.com/nic-a";
+const FORBIDDEN_DEVICE: &str = "example.com/nic-b";
+
+/// The KubeVirt configuration of the host-device cases: the HostDevices gate and one
+/// permitted device. Only while they run: the admission comparison judges by the defaults.
+fn host_device_configuration(on: bool) -> Value {
+    if on {
+        json!({"developerConfiguration": {"featureGates": ["HostDevices"]},
+            "permittedHostDevices": {"pciHostDevices": [
+                {"pciVendorSelector": "8086:1572", "resourceName": PERMITTED_DEVICE}]}})
+    } else {
+        json!({"developerConfiguration": {"featureGates": []}, "permittedHostDevices": null})
+    }
+}
+
+/// Sets the host-device configuration and waits until virt-api judges by it (a VM with a host
+/// device is admitted with the gate on, refused without).
+fn configure_host_devices(plane: &ControlPlane, on: bool) {
+    plane.configure_kubevirt(&host_device_configuration(on));
+    let mut probe = runtime_vm("host-device-probe");
+    probe["metadata"]["namespace"] = json!("default");
+    spec(&mut probe)["domain"]["devices"]["hostDevices"] =
+        json!([{"name": "nic", "deviceName": PERMITTED_DEVICE}]);
+    apiserver::eventually(
+        "virt-api judges host devices by the new configuration",
+        std::time::Duration::from_secs(60),
+        || ((judge::dry_run(plane, &probe) == Admission::Admitted) == on).then_some(()),
+    );
+}
+
+fn host_device(vm: &mut Value, device: &str) {
+    spec(vm)["domain"]["devices"]["hostDevices"] = json!([{"name": "nic", "deviceName": device}]);
+}
+
 /// The namespace of the golden images other namespaces clone (clone-not-authorized).
 const IMAGES: &str = "judge-images";
 
@@ -617,8 +660,8 @@ fn runtime_cases() -> Vec<RuntimeCase> {
     vec![
         case(
             "node-selector-unsatisfiable",
-            "nodeSelector pool=gpu, which no Node has",
-            |vm| select(vm, "gpu"),
+            "nodeSelector pool=nowhere, which no Node has",
+            |vm| select(vm, "nowhere"),
             |vm| select(vm, "general"),
         ),
         case(
@@ -835,6 +878,30 @@ fn runtime_cases() -> Vec<RuntimeCase> {
         )
         .with_fixed(clone_permission("judge-rt-clone-not-authorized-f")),
         case(
+            "host-device-not-permitted",
+            "a host device the node offers but the KubeVirt CR does not permit",
+            |vm| {
+                select(vm, "devices");
+                host_device(vm, FORBIDDEN_DEVICE);
+            },
+            |vm| {
+                select(vm, "devices");
+                host_device(vm, PERMITTED_DEVICE);
+            },
+        ),
+        case(
+            "device-unavailable",
+            "a permitted host device on a pool whose nodes have none",
+            |vm| {
+                select(vm, "general");
+                host_device(vm, PERMITTED_DEVICE);
+            },
+            |vm| {
+                select(vm, "devices");
+                host_device(vm, PERMITTED_DEVICE);
+            },
+        ),
+        case(
             "memory-missing",
             "no memory anywhere (virt-api refuses the VMI virt-controller creates)",
             |vm| spec(vm)["domain"]["resources"] = json!({}),
@@ -849,6 +916,7 @@ fn kubevirt_runtime_and_check_agree() {
     let Some(plane) = plane() else {
         return;
     };
+    configure_host_devices(plane, true);
     let cases = runtime_cases();
     let namespace_of = |name: &str, side: &str| format!("judge-rt-{name}-{side}");
     let mut vms = Vec::new();
@@ -958,6 +1026,7 @@ fn kubevirt_runtime_and_check_agree() {
             (namespace, cause)
         })
         .collect();
+    configure_host_devices(plane, false);
 
     let exceptions: BTreeMap<&str, &str> = RUNTIME_EXCEPTIONS.iter().copied().collect();
     let mut table = String::from(
