@@ -666,3 +666,34 @@ fn the_ca_bundle_overlay_of_certs_readme_renders_and_sets_the_ca_bundle() {
     assert_eq!(webhook["webhooks"][0]["clientConfig"]["caBundle"], "Q0E=");
     assert_eq!(one(&rendered, "Deployment"), one(base(), "Deployment"));
 }
+
+/// deploy/overlays/least-privilege is the base less every access to Secrets: the ClusterRole
+/// names them nowhere, and every other object and rule is the base's.
+#[test]
+fn the_least_privilege_overlay_grants_no_secret_and_changes_nothing_else() {
+    let overlay = kustomize("deploy/overlays/least-privilege");
+    let role = one(&overlay, "ClusterRole");
+    let rules = role["rules"].as_array().expect("rules");
+    assert!(
+        rules.iter().all(|rule| rule["resources"]
+            .as_array()
+            .is_none_or(|resources| !resources.iter().any(|r| r == "secrets"))),
+        "{role}"
+    );
+    let mut base_role = one(base(), "ClusterRole").clone();
+    let resources = base_role["rules"][0]["resources"]
+        .as_array_mut()
+        .expect("the base's first rule lists resources");
+    let before = resources.len();
+    resources.retain(|r| r != "secrets");
+    assert_eq!(resources.len(), before - 1, "the base reads Secrets");
+    assert_eq!(*role, base_role);
+    let others = |documents: &[Value]| -> Vec<Value> {
+        documents
+            .iter()
+            .filter(|d| d["kind"] != "ClusterRole")
+            .cloned()
+            .collect()
+    };
+    assert_eq!(others(&overlay), others(base()));
+}
