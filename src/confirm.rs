@@ -19,9 +19,6 @@ use crate::cluster::ObjectKey;
 use crate::cluster::live::api_resource;
 use crate::cluster::objects::{NameOnly, Wire};
 
-/// The default time one review may spend asking.
-pub const DEFAULT_BUDGET: Duration = Duration::from_millis(250);
-
 /// What the API server said of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Confirmation {

@@ -265,9 +265,6 @@ pub enum ConditionStatus {
     Unknown,
 }
 
-/// First release with the AutoResourceLimits feature gate, and the one where it went GA.
-const AUTO_LIMITS_INTRODUCED: KubeVirtVersion = KubeVirtVersion::release(1, 1, 0);
-const AUTO_LIMITS_GA: KubeVirtVersion = KubeVirtVersion::release(1, 5, 0);
 /// The release whose launcher selects `kubevirt.io/cpumanager` instead of `cpumanager`.
 const NAMESPACED_CPU_MANAGER_LABEL: KubeVirtVersion = KubeVirtVersion::release(1, 8, 0);
 /// The releases whose virt-controller checks no GPU against `permittedHostDevices` while the
@@ -306,31 +303,6 @@ impl KubeVirt {
     /// KubeVirt keeps an earlier one we cannot see.
     pub fn configuration(&self) -> Option<&Configuration> {
         self.configuration.as_ref()
-    }
-
-    /// Whether KubeVirt adds CPU and memory limits to launchers in namespaces whose
-    /// ResourceQuota sets `limits.cpu` / `limits.memory`: GA (always) since 1.5, with the
-    /// AutoResourceLimitsGate in 1.1–1.4, never before. `None` when the version or the
-    /// configuration is unknown.
-    pub fn auto_resource_limits(&self) -> Option<bool> {
-        let version = self.version.as_ref()?;
-        let ga = version.at_least(&AUTO_LIMITS_GA);
-        if ga == Some(true) {
-            return Some(true);
-        }
-        // Before GA the gate decides, so a build that straddles GA is known when it is listed.
-        if version.at_least(&AUTO_LIMITS_INTRODUCED)? {
-            let gate = self
-                .configuration()?
-                .feature_gate(AUTO_RESOURCE_LIMITS_GATE);
-            match (gate == GateSetting::Enabled, ga) {
-                (true, _) => Some(true),
-                (false, Some(false)) => Some(false),
-                (false, _) => None,
-            }
-        } else {
-            Some(false)
-        }
     }
 
     /// Whether virt-controller may skip every GPU when it checks `permittedHostDevices`:

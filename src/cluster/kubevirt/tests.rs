@@ -217,35 +217,8 @@ fn a_version_that_is_no_release_number_is_unknown() {
     for text in ["latest", "sha256:0123", "", "devel"] {
         let cr = kv(json!({"status": {"observedKubeVirtVersion": text}}));
         assert_eq!(cr.version, None, "{text}");
-        assert_eq!(cr.auto_resource_limits(), None);
         assert_eq!(cr.cpu_manager_label(), None);
     }
-}
-
-#[test]
-fn auto_resource_limits_by_release_and_gate() {
-    let at = |version: &str, gates: Value| {
-        kv(json!({
-            "spec": {"configuration": {"developerConfiguration": {"featureGates": gates}}},
-            "status": {"observedKubeVirtVersion": version}
-        }))
-        .auto_resource_limits()
-    };
-    let gate = json!(["AutoResourceLimitsGate"]);
-    assert_eq!(at("v1.5.0", json!([])), Some(true));
-    assert_eq!(at("v1.9.0", json!([])), Some(true));
-    assert_eq!(at("v1.4.1", json!([])), Some(false));
-    assert_eq!(at("v1.4.1", gate.clone()), Some(true));
-    assert_eq!(at("v1.1.0", gate.clone()), Some(true));
-    assert_eq!(at("v1.0.1", gate.clone()), Some(false));
-    // An rc of 1.5.0 may predate the graduation: with the gate it is on either way.
-    assert_eq!(at("v1.5.0-rc.0", json!([])), None);
-    assert_eq!(at("v1.5.0-rc.0", gate), Some(true));
-    let refused = kv(json!({
-        "spec": {"configuration": {"developerConfiguration": {"memoryOvercommit": -1}}},
-        "status": {"observedKubeVirtVersion": "v1.3.0"}
-    }));
-    assert_eq!(refused.auto_resource_limits(), None);
 }
 
 #[test]
