@@ -311,6 +311,10 @@ impl fmt::Display for ObjectKey {
 /// an `Arc`, so a clone is cheap and a changed object copies only its own path.
 #[derive(Debug, Clone, Default)]
 pub struct ClusterView {
+    /// Which picture this is: every view a builder hands out (and every view derived from
+    /// one) gets a number never given before, so a consumer can tell "changed" without
+    /// comparing contents or addresses (an address is reused once a view is dropped).
+    generation: u64,
     known: KindSet,
     /// Kinds whose watch failed since its last good event: their data may be behind.
     stale: KindSet,
@@ -358,7 +362,19 @@ fn namespace_of(kind: Kind, namespace: Option<&str>) -> &str {
     namespace.filter(|ns| !ns.is_empty()).unwrap_or("default")
 }
 
+/// The next [`ClusterView::generation`]: process-wide, so that no two views share one.
+fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+}
+
 impl ClusterView {
+    /// Which picture this is: equal for clones of one view, different for any two views built
+    /// or derived apart (0 only for `ClusterView::default()`).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn known(&self) -> KindSet {
         self.known
     }
@@ -478,6 +494,7 @@ impl ClusterView {
         let mut all = (*self.clone_grants).clone();
         all.extend(grants);
         self.clone_grants = Arc::new(all);
+        self.generation = next_generation();
         self
     }
 
@@ -549,6 +566,7 @@ impl ClusterView {
             let listed = self.nodes.nodes().cloned();
             let added = templates.iter().map(|t| Arc::new(NodeInfo::from(t)));
             self.nodes = Arc::new(NodeIndex::new(listed.chain(added)));
+            self.generation = next_generation();
         }
         self
     }
@@ -822,7 +840,9 @@ impl ViewBuilder {
             self.view.nodes = Arc::new(NodeIndex::new(nodes.chain(self.templates.clone())));
             self.nodes_changed = false;
         }
-        self.view.clone()
+        let mut view = self.view.clone();
+        view.generation = next_generation();
+        view
     }
 
     /// The view, for a builder that is done.
@@ -835,6 +855,18 @@ impl ViewBuilder {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn every_view_handed_out_has_a_generation_of_its_own() {
+        let mut builder = ViewBuilder::new();
+        let first = builder.view();
+        let again = builder.view();
+        assert_ne!(first.generation(), again.generation());
+        assert_eq!(first.clone().generation(), first.generation());
+        let derived = first.clone().with_clone_grants([]);
+        assert_ne!(derived.generation(), first.generation());
+        assert_eq!(ClusterView::default().generation(), 0);
+    }
 
     #[test]
     fn kinds_are_recognised_by_group_not_version() {

@@ -89,8 +89,9 @@ pub struct Watcher {
     /// Whether the cluster view has settled: until then nothing is raised, so that the first
     /// diagnosis (and the Event that carries it) sees the cluster.
     view_ready: bool,
-    /// The view the raised VMs were last diagnosed with (its address).
-    diagnosed_with: usize,
+    /// The generation of the view the raised VMs were last diagnosed with (not its address:
+    /// a later view may be allocated where a dropped one was).
+    diagnosed_with: u64,
     /// Resolved alerts, sent once more with the next resend in case the first POST was lost.
     recently_resolved: Vec<Alert>,
     /// VMs whose alert ended because their status changed: the alert for the new status
@@ -207,8 +208,7 @@ impl Watcher {
         let due = self
             .last_resend
             .is_none_or(|last| now.duration_since(last) >= resend);
-        let view_address = std::ptr::from_ref(view) as usize;
-        if due || view_address != self.diagnosed_with {
+        if due || view.generation() != self.diagnosed_with {
             // The cause may have changed (a Secret created, a node added, the VM edited):
             // diagnose the VM as it is now, against the view as it is now.
             let current: HashMap<VmKey, StuckVm> = self
@@ -224,7 +224,7 @@ impl Watcher {
                 }
                 raised.diagnosis = diagnose(&raised.stuck.object, Some(view));
             }
-            self.diagnosed_with = view_address;
+            self.diagnosed_with = view.generation();
             if !due {
                 // A new cause may join or split a group: post what that changes now.
                 let changed = self.escalate(now, false);
@@ -713,6 +713,25 @@ mod tests {
         assert!(
             !text.contains("rule=\"none\""),
             "the old series is gone: {text}"
+        );
+    }
+
+    #[test]
+    fn two_views_published_between_ticks_at_one_address_are_told_apart() {
+        let metrics = Arc::new(Metrics::new());
+        let mut watcher = leading(&metrics);
+        // One place for the view, as a loop that reads the latest one into a variable has:
+        // the second view sits where the first was.
+        let mut view = ViewBuilder::new().view();
+        synced(&mut watcher, &view);
+        watcher.on_tick(now(), &view);
+        assert!(metrics.encode().contains("rule=\"none\""));
+        view = nodes();
+        watcher.on_tick(now(), &view);
+        let text = metrics.encode();
+        assert!(
+            text.contains("rule=\"node-selector-unsatisfiable\""),
+            "the second view was diagnosed: {text}"
         );
     }
 
