@@ -535,6 +535,12 @@ fn bound_claim(name: &str, namespace: &str) -> Vec<Value> {
     ]
 }
 
+/// The VM sized by the namespaced instancetype `name` alone.
+fn sized_by(vm: &mut Value, name: &str) {
+    spec(vm)["domain"]["resources"] = json!({});
+    vm["spec"]["instancetype"] = json!({"kind": "VirtualMachineInstancetype", "name": name});
+}
+
 /// A namespaced instancetype of one vCPU and `memory`.
 fn sized_instancetype(name: &str, memory: &str) -> Value {
     json!({"apiVersion": "instancetype.kubevirt.io/v1beta1",
@@ -765,16 +771,8 @@ fn runtime_cases() -> Vec<RuntimeCase> {
         case(
             "instancetype-not-found",
             "spec.instancetype names no VirtualMachineInstancetype",
-            |vm| {
-                spec(vm)["domain"]["resources"] = json!({});
-                vm["spec"]["instancetype"] =
-                    json!({"kind": "VirtualMachineInstancetype", "name": "small"});
-            },
-            |vm| {
-                spec(vm)["domain"]["resources"] = json!({});
-                vm["spec"]["instancetype"] =
-                    json!({"kind": "VirtualMachineInstancetype", "name": "small"});
-            },
+            |vm| sized_by(vm, "small"),
+            |vm| sized_by(vm, "small"),
         )
         .with_fixed(vec![instancetype]),
         case(
@@ -841,16 +839,8 @@ fn runtime_cases() -> Vec<RuntimeCase> {
         case(
             "resources-exceed-capacity",
             "an instancetype of 64Gi; the Nodes have 32Gi",
-            |vm| {
-                spec(vm)["domain"]["resources"] = json!({});
-                vm["spec"]["instancetype"] =
-                    json!({"kind": "VirtualMachineInstancetype", "name": "huge"});
-            },
-            |vm| {
-                spec(vm)["domain"]["resources"] = json!({});
-                vm["spec"]["instancetype"] =
-                    json!({"kind": "VirtualMachineInstancetype", "name": "huge"});
-            },
+            |vm| sized_by(vm, "huge"),
+            |vm| sized_by(vm, "huge"),
         )
         .named("resources-exceed-capacity-instancetype")
         .with_broken(vec![sized_instancetype("huge", "64Gi")])
@@ -910,6 +900,26 @@ fn runtime_cases() -> Vec<RuntimeCase> {
     ]
 }
 
+/// Waits until every object of `resource` in `namespace` is as `done` wants it.
+fn settled(
+    plane: &ControlPlane,
+    namespace: &str,
+    resource: &str,
+    what: &str,
+    done: impl Fn(&Value) -> bool,
+) {
+    apiserver::eventually(
+        &format!("the {resource} of {namespace} {what}"),
+        std::time::Duration::from_secs(60),
+        || {
+            let listed = plane
+                .kubectl(&["-n", namespace, "get", resource, "-o", "json"])
+                .json();
+            listed["items"].as_array()?.iter().all(&done).then_some(())
+        },
+    );
+}
+
 #[test]
 fn kubevirt_runtime_and_check_agree() {
     let _serial = serial();
@@ -948,52 +958,24 @@ fn kubevirt_runtime_and_check_agree() {
             vms.push(vm);
         }
     }
-    // Quotas are judged on their status, which the controller-manager fills in.
+    // The controller-manager settles what the rules read: quotas get their status, claims on
+    // pre-created volumes are bound. The table shows the cluster once it has, not a race.
     for case in &cases {
         for side in ["b", "f"] {
             let namespace = namespace_of(case.name, side);
-            apiserver::eventually(
-                &format!("the quotas of {namespace} have a status"),
-                std::time::Duration::from_secs(60),
-                || {
-                    let quotas = plane
-                        .kubectl(&["-n", &namespace, "get", "resourcequotas", "-o", "json"])
-                        .json();
-                    quotas["items"]
-                        .as_array()?
-                        .iter()
-                        .all(|q| q["status"]["hard"].is_object())
-                        .then_some(())
-                },
+            settled(
+                plane,
+                &namespace,
+                "resourcequotas",
+                "have a status",
+                |quota| quota["status"]["hard"].is_object(),
             );
-        }
-    }
-
-    // Claims on their pre-created volumes are bound by the controller-manager: the table
-    // shows the cluster once it has settled, not a race with that controller.
-    for case in &cases {
-        for side in ["b", "f"] {
-            let namespace = namespace_of(case.name, side);
-            apiserver::eventually(
-                &format!("the claims of {namespace} are bound"),
-                std::time::Duration::from_secs(60),
-                || {
-                    let claims = plane
-                        .kubectl(&[
-                            "-n",
-                            &namespace,
-                            "get",
-                            "persistentvolumeclaims",
-                            "-o",
-                            "json",
-                        ])
-                        .json();
-                    claims["items"]
-                        .as_array()?
-                        .iter()
-                        .all(|c| c["status"]["phase"] == "Bound")
-                        .then_some(())
-                },
+            settled(
+                plane,
+                &namespace,
+                "persistentvolumeclaims",
+                "are bound",
+                |claim| claim["status"]["phase"] == "Bound",
             );
         }
     }
@@ -1196,10 +1178,7 @@ fn launcher_cases() -> Vec<(&'static str, Value)> {
             spec(vm)["domain"]["ioThreadsPolicy"] = json!("auto");
             spec(vm)["domain"]["devices"]["disks"][0]["dedicatedIOThread"] = json!(true);
         }),
-        launcher_case("instancetype-4gi", |vm| {
-            vm["spec"]["instancetype"] =
-                json!({"kind": "VirtualMachineInstancetype", "name": "medium"});
-        }),
+        launcher_case("instancetype-4gi", |vm| sized_by(vm, "medium")),
     ]
 }
 
@@ -1287,8 +1266,7 @@ fn launcher_requests_equal_the_real_launcher_pods() {
     let mut disagreements = Vec::new();
     let mut cases = launcher_cases();
     cases.push(launcher_case("instancetype-overcommit-25", |vm| {
-        vm["spec"]["instancetype"] =
-            json!({"kind": "VirtualMachineInstancetype", "name": "overcommitted"});
+        sized_by(vm, "overcommitted")
     }));
     measure_launchers(
         plane,

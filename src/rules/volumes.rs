@@ -32,13 +32,6 @@ pub fn disk_without_volume(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 }
 
 pub fn cdrom_without_volume(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
-    // Without the gate virt-api refuses an empty CD-ROM; only the cluster's KubeVirt CR says
-    // whether it is on, so without one this stays a warning.
-    let gate_off = cx
-        .kubevirt()
-        .filter(|kubevirt| super::kubevirt_admission::is_mirrored_release(kubevirt))
-        .and_then(|kubevirt| kubevirt.configuration())
-        .is_some_and(|config| config.feature_gate(HOTPLUG_GATE) != GateSetting::Enabled);
     for (index, disk) in cx.spec.domain.devices.disks.iter().enumerate() {
         if disk.is_cdrom() && cx.volume(&disk.name).is_none() {
             let finding = out.emit(
@@ -48,11 +41,20 @@ pub fn cdrom_without_volume(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
                     disk.name
                 ),
             );
-            if gate_off {
+            if hotplug_gate_off(cx) {
                 finding.severity = crate::finding::Severity::Error;
             }
         }
     }
+}
+
+/// Without the gate virt-api refuses an empty CD-ROM; only the cluster's KubeVirt CR (of the
+/// release whose admission was checked) says whether it is on, so without one this warns.
+fn hotplug_gate_off(cx: &VmContext<'_>) -> bool {
+    cx.kubevirt()
+        .filter(|kubevirt| super::kubevirt_admission::is_mirrored_release(kubevirt))
+        .and_then(|kubevirt| kubevirt.configuration())
+        .is_some_and(|config| config.feature_gate(HOTPLUG_GATE) != GateSetting::Enabled)
 }
 
 /// The feature gate that lets a VM declare an empty CD-ROM.

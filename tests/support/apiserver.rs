@@ -53,17 +53,27 @@ pub fn manifest_dir() -> &'static Path {
 /// The directory holding `start.sh`, or `None` (with the reason printed) when the variable is
 /// unset. Set but wrong is a failure, not a skip.
 pub fn start_script() -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os(APISERVER_DIR_VAR) else {
+    script_from_env(
+        APISERVER_DIR_VAR,
+        "a kube-apiserver for tests, e.g. ../shared/kube-apiserver",
+    )
+}
+
+/// `start.sh` in the directory the variable `var` names (`what` says what it starts, for the
+/// skip message), or `None`, with the reason printed, when it is unset. Set but holding no
+/// `start.sh` is a failure: CI must never pass by skipping.
+pub fn script_from_env(var: &str, what: &str) -> Option<PathBuf> {
+    let Some(dir) = std::env::var_os(var) else {
         eprintln!(
-            "skipped: {APISERVER_DIR_VAR} is not set (it names the directory holding start.sh of a \
-             kube-apiserver for tests, e.g. ../shared/kube-apiserver; .ci/run sets it)"
+            "skipped: {var} is not set (it names the directory holding start.sh of {what}; \
+             .ci/run sets it)"
         );
         return None;
     };
     let script = PathBuf::from(&dir).join("start.sh");
     assert!(
         script.is_file(),
-        "{APISERVER_DIR_VAR} is set to {} but it holds no start.sh",
+        "{var} is set to {} but it holds no start.sh",
         PathBuf::from(dir).display()
     );
     Some(script)

@@ -38,21 +38,10 @@ pub struct ControlPlane {
 
 /// `start.sh` of the control plane, or `None` with the reason printed.
 fn start_script() -> Option<PathBuf> {
-    let Some(dir) = std::env::var_os(CONTROL_PLANE_DIR_VAR) else {
-        eprintln!(
-            "skipped: {CONTROL_PLANE_DIR_VAR} is not set (it names the directory holding start.sh \
-             of a KubeVirt control plane for tests, e.g. ../shared/kube-control-plane; .ci/run \
-             sets it)"
-        );
-        return None;
-    };
-    let script = PathBuf::from(&dir).join("start.sh");
-    assert!(
-        script.is_file(),
-        "{CONTROL_PLANE_DIR_VAR} is set to {} but it holds no start.sh",
-        PathBuf::from(dir).display()
-    );
-    Some(script)
+    apiserver::script_from_env(
+        CONTROL_PLANE_DIR_VAR,
+        "a KubeVirt control plane for tests, e.g. ../shared/kube-control-plane",
+    )
 }
 
 impl ControlPlane {
