@@ -432,12 +432,34 @@ impl EscalationArgs {
     }
 }
 
+/// How long each stuck alert's condition must hold, shared by the watcher and `diagnose`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StuckAfterArgs {
+    /// How long a VM must be unhealthy with no VMI (KubeVirt's
+    /// VirtualMachineStuckInUnhealthyState: 10m), or should run and not reach a node
+    /// (VirtualMachineStuckBeforeNode), to be stuck.
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub stuck_after: std::time::Duration,
+    /// How long a VM must be unhealthy with its VMI on a node to be stuck (KubeVirt's
+    /// VirtualMachineStuckOnNode: 5m).
+    #[arg(long, default_value = "5m", value_parser = parse_duration)]
+    pub stuck_on_node_after: std::time::Duration,
+}
+
+impl StuckAfterArgs {
+    pub fn thresholds(&self) -> crate::watcher::StuckAfter {
+        crate::watcher::StuckAfter {
+            unhealthy: self.stuck_after,
+            on_node: self.stuck_on_node_after,
+        }
+    }
+}
+
 /// The watcher's flags, shared by `watch` and `serve --watch`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WatcherArgs {
-    /// How long a VM must be unhealthy with no VMI to be stuck (KubeVirt's alert: 10m).
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
-    pub stuck_after: std::time::Duration,
+    #[command(flatten)]
+    pub stuck_after: StuckAfterArgs,
     /// Post alerts to this Alertmanager (its root URL, e.g. http://alertmanager:9093).
     #[arg(long, value_name = "URL")]
     pub alertmanager_url: Option<String>,
@@ -487,7 +509,7 @@ impl WatcherArgs {
             None => None,
         };
         let options = WatcherOptions {
-            stuck_after: self.stuck_after,
+            stuck_after: self.stuck_after.thresholds(),
             resend: self
                 .alertmanager_resend
                 .max(std::time::Duration::from_secs(1)),

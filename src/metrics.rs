@@ -160,10 +160,14 @@ pub struct KindLabels {
 /// A stuck VM, with the rule and the one-line cause of its diagnosis.
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StuckLabels {
+    /// The alert it is stuck under (`VirtualMachineStuckOnNode`, …).
+    pub alert: String,
     pub namespace: String,
     pub name: String,
     /// KubeVirt's `status` label: the printable status lower-cased.
     pub status: String,
+    /// The node of `VirtualMachineStuckOnNode`; empty (no label, to Prometheus) otherwise.
+    pub node: String,
     /// The rule ID of the cause, or `none`.
     pub rule: String,
     pub cause: String,
@@ -179,9 +183,11 @@ pub struct CauseLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VmStatusLabels {
+    pub alert: String,
     pub namespace: String,
     pub name: String,
     pub status: String,
+    pub node: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -286,7 +292,7 @@ impl Metrics {
         let vm_stuck = Family::<StuckLabels, Gauge>::default();
         registry.register(
             "vm_stuck",
-            "1 while a VirtualMachine has been unhealthy with no VMI for --stuck-after, with the diagnosed cause",
+            "1 while a VirtualMachine has been under a stuck alert for its threshold (--stuck-after, --stuck-on-node-after), with the alert and the diagnosed cause",
             vm_stuck.clone(),
         );
         let vms_stuck = Family::<CauseLabels, Gauge>::default();
@@ -298,7 +304,7 @@ impl Metrics {
         let vm_unhealthy_since = Family::<VmStatusLabels, Gauge>::default();
         registry.register(
             "vm_unhealthy_since_timestamp_seconds",
-            "Unix time since which a VirtualMachine with no VMI has been in an unhealthy status",
+            "Unix time since which a VirtualMachine has been under a stuck alert's condition (stuck or not yet)",
             vm_unhealthy_since.clone(),
         );
         let watcher_leader = Gauge::default();

@@ -127,9 +127,11 @@ fn exported() -> BTreeSet<String> {
     metrics
         .vm_stuck
         .get_or_create(&StuckLabels {
+            alert: "VirtualMachineStuckInUnhealthyState".into(),
             namespace: ns.clone(),
             name: name.clone(),
             status: status.clone(),
+            node: String::new(),
             rule: "none".into(),
             cause: String::new(),
         })
@@ -144,9 +146,11 @@ fn exported() -> BTreeSet<String> {
     metrics
         .vm_unhealthy_since
         .get_or_create(&VmStatusLabels {
+            alert: "VirtualMachineStuckInUnhealthyState".into(),
             namespace: ns,
             name,
             status,
+            node: String::new(),
         })
         .set(0);
     metrics

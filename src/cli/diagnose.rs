@@ -3,19 +3,22 @@
 //! `--cluster-state` files or the live cluster; what unhealthy, stuck and "since" mean is the
 //! watcher's tracker ([`fleet::assess`]).
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::time::Duration;
 
 use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{Event, Pod};
 use serde_json::Value;
 
-use super::{ClusterArgs, EscalationArgs, kube_client, parse_duration};
+use super::{ClusterArgs, EscalationArgs, StuckAfterArgs, kube_client};
 use crate::cluster::{ClusterView, live, snapshot};
 use crate::manifest::{self, Document, InputError, ReadOptions};
-use crate::watcher::diagnose::{RUNBOOK_URL, diagnose, human_duration, unknown_kinds};
+use crate::watcher::diagnose::{diagnose, human_duration, unknown_kinds};
 use crate::watcher::fleet::{self, FleetOptions};
-use crate::watcher::object::kubevirt_resource;
-use crate::watcher::{VmKey, VmObservation, kubevirt_says};
+use crate::watcher::launcher_pod::LauncherPod;
+use crate::watcher::object::{WatchedVm, WatchedVmi, kubevirt_resource};
+use crate::watcher::run::read_launcher;
+use crate::watcher::{StuckAlert, VmKey, VmObservation, VmiFacts};
 
 /// Output formats of `diagnose --all`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,9 +45,8 @@ pub struct DiagnoseArgs {
     /// Output format of --all.
     #[arg(short, long, value_enum, default_value_t = DiagnoseFormat::Text)]
     pub output: DiagnoseFormat,
-    /// Unhealthy for this long with no VMI is stuck.
-    #[arg(long, default_value = "10m", value_parser = parse_duration)]
-    pub stuck_after: Duration,
+    #[command(flatten)]
+    pub stuck_after: StuckAfterArgs,
     /// Diagnose as of this time (RFC 3339, e.g. when the --cluster-state files were taken)
     /// [default: now].
     #[arg(long, value_name = "TIMESTAMP")]
@@ -61,10 +63,12 @@ pub struct DiagnoseOutcome {
     pub text: String,
 }
 
-/// The VMs (whole objects), the names of the VMIs that exist and the cluster view.
+/// The VMs (whole objects), their VMIs, the launcher pods of the VMs that have a VMI and the
+/// cluster view.
 struct Listing {
     vms: Vec<Value>,
-    vmis: Vec<VmKey>,
+    vmis: Vec<(VmKey, VmiFacts)>,
+    launchers: HashMap<VmKey, LauncherPod>,
     view: ClusterView,
 }
 
@@ -88,6 +92,72 @@ fn is_vmi(document: &Document) -> bool {
         && document
             .api_version()
             .is_some_and(|v| v.starts_with("kubevirt.io/"))
+}
+
+/// A core/v1 object of a snapshot in its k8s-openapi type, or an error naming the document.
+fn core_object<T: serde::de::DeserializeOwned>(document: &Document) -> anyhow::Result<T> {
+    serde_json::from_value(document.value.clone()).map_err(|e| {
+        let kind = document.kind().unwrap_or_default();
+        InputError::in_document(
+            &document.source,
+            None,
+            format!("a {kind} that does not read: {e}"),
+        )
+        .into()
+    })
+}
+
+/// The launcher pods of a snapshot (`kubectl get pods -l kubevirt.io=virt-launcher`) with
+/// their Events (`kubectl get events`), by VM: the newest pod of each.
+fn launchers_of(
+    documents: &[Document],
+    wanted: &Wanted,
+) -> anyhow::Result<HashMap<VmKey, LauncherPod>> {
+    let core = |d: &&Document, kind: &str| d.kind() == Some(kind) && d.api_version() == Some("v1");
+    let mut events: Vec<Event> = Vec::new();
+    for document in documents.iter().filter(|d| core(d, "Event")) {
+        events.push(core_object(document)?);
+    }
+    let mut pods: HashMap<VmKey, Pod> = HashMap::new();
+    for document in documents.iter().filter(|d| core(d, "Pod")) {
+        let pod: Pod = core_object(document)?;
+        let Some(vm) = pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(crate::watcher::run::LAUNCHER_LABEL))
+        else {
+            continue;
+        };
+        let key = VmKey::new(pod.metadata.namespace.as_deref().unwrap_or("default"), vm);
+        if !wanted.wants(&key) {
+            continue;
+        }
+        let created = |p: &Pod| p.metadata.creation_timestamp.as_ref().map(|t| t.0);
+        if pods
+            .get(&key)
+            .is_none_or(|other| created(other) <= created(&pod))
+        {
+            pods.insert(key, pod);
+        }
+    }
+    Ok(pods
+        .into_iter()
+        .map(|(key, pod)| {
+            let name = pod.metadata.name.as_deref();
+            let own: Vec<Event> = events
+                .iter()
+                .filter(|e| {
+                    e.involved_object.kind.as_deref() == Some("Pod")
+                        && e.involved_object.name.as_deref() == name
+                        && e.involved_object.namespace.as_deref() == Some(key.namespace.as_str())
+                })
+                .cloned()
+                .collect();
+            let launcher = LauncherPod::read(&pod, &own);
+            (key, launcher)
+        })
+        .collect())
 }
 
 /// From `--cluster-state` files, read once: the VMs, their VMIs and the view.
@@ -121,13 +191,22 @@ fn from_files(args: &ClusterArgs, wanted: &Wanted) -> anyhow::Result<Listing> {
         if vm {
             vms.push(document.value.clone());
         } else {
-            vmis.push(key);
+            let vmi = WatchedVmi::from_value(&document.value).map_err(|e| {
+                InputError::in_document(
+                    &document.source,
+                    Some("status".into()),
+                    format!("a VirtualMachineInstance that does not read: {e}"),
+                )
+            })?;
+            vmis.push((key, vmi.facts));
         }
     }
+    let launchers = launchers_of(&documents, wanted)?;
     let snapshot = snapshot::from_documents(documents.into_iter().map(Ok));
     Ok(Listing {
         vms,
         vmis,
+        launchers,
         view: snapshot.view,
     })
 }
@@ -149,13 +228,17 @@ where
     }
 }
 
-/// From the live cluster: the VMs wanted, their VMIs (metadata only) and one list of the view.
-async fn from_cluster(args: &ClusterArgs, wanted: &Wanted<'_>) -> anyhow::Result<Listing> {
+/// From the live cluster: the VMs wanted, their VMIs (name, phase and node), the launcher
+/// pods of the VMs under a stuck alert with a VMI, and one list of the view.
+async fn from_cluster(
+    args: &ClusterArgs,
+    wanted: &Wanted<'_>,
+    stuck_after: crate::watcher::StuckAfter,
+    as_of: Timestamp,
+) -> anyhow::Result<Listing> {
     use kube::api::{Api, DynamicObject};
-    use kube::core::PartialObjectMeta;
     let client = kube_client(args).await?;
     let vm_resource = kubevirt_resource("VirtualMachine", "virtualmachines");
-    let vmi_resource = kubevirt_resource("VirtualMachineInstance", "virtualmachineinstances");
     let (vms, vmis) = match wanted {
         Wanted::One(key) => {
             let vms =
@@ -164,33 +247,20 @@ async fn from_cluster(args: &ClusterArgs, wanted: &Wanted<'_>) -> anyhow::Result
                 .get_opt(&key.name)
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("VirtualMachine {key} not found"))?;
-            let vmis = Api::<DynamicObject>::namespaced_with(
-                client.clone(),
-                &key.namespace,
-                &vmi_resource,
-            );
-            let vmi = vmis
-                .get_metadata_opt(&key.name)
-                .await?
-                .map(|_| (*key).clone());
+            let vmi = Api::<WatchedVmi>::namespaced(client.clone(), &key.namespace)
+                .get_opt(&key.name)
+                .await?;
             (vec![serde_json::to_value(vm)?], vmi.into_iter().collect())
         }
         Wanted::All(namespace) => {
             let (vms, vmis) = match namespace {
                 Some(ns) => (
                     Api::<DynamicObject>::namespaced_with(client.clone(), ns, &vm_resource),
-                    Api::<PartialObjectMeta<DynamicObject>>::namespaced_with(
-                        client.clone(),
-                        ns,
-                        &vmi_resource,
-                    ),
+                    Api::<WatchedVmi>::namespaced(client.clone(), ns),
                 ),
                 None => (
                     Api::<DynamicObject>::all_with(client.clone(), &vm_resource),
-                    Api::<PartialObjectMeta<DynamicObject>>::all_with(
-                        client.clone(),
-                        &vmi_resource,
-                    ),
+                    Api::<WatchedVmi>::all(client.clone()),
                 ),
             };
             let vms = list_all(vms)
@@ -198,21 +268,35 @@ async fn from_cluster(args: &ClusterArgs, wanted: &Wanted<'_>) -> anyhow::Result
                 .into_iter()
                 .map(serde_json::to_value)
                 .collect::<Result<Vec<_>, _>>()?;
-            // Only the VMIs' names matter: their metadata is enough.
-            let vmis = list_all(vmis)
-                .await?
-                .iter()
-                .filter_map(|vmi| {
-                    let meta = &vmi.metadata;
-                    Some(VmKey::new(
-                        meta.namespace.as_deref().unwrap_or("default"),
-                        meta.name.as_deref()?,
-                    ))
-                })
-                .collect();
-            (vms, vmis)
+            (vms, list_all(vmis).await?)
         }
     };
+    let vmis: Vec<(VmKey, VmiFacts)> = vmis
+        .into_iter()
+        .filter_map(|vmi| Some((vmi.key()?, vmi.facts)))
+        .collect();
+    // The pods of the VMs under an alert with a VMI, as the watcher reads them.
+    let observations: Vec<VmObservation> = vms
+        .iter()
+        .filter_map(|vm| VmObservation::from_object(vm).ok())
+        .collect();
+    let mut launchers = HashMap::new();
+    let with_vmi: std::collections::HashSet<&VmKey> = vmis.iter().map(|(k, _)| k).collect();
+    for assessed in fleet::assess(&observations, &vmis, stuck_after, as_of) {
+        if !with_vmi.contains(&assessed.key) {
+            continue;
+        }
+        match read_launcher(&client, &assessed.key).await {
+            Ok(Some(pod)) => {
+                launchers.insert(assessed.key, pod);
+            }
+            Ok(None) => {}
+            Err(err) => eprintln!(
+                "note: the launcher pod of {} was not read: {err}",
+                assessed.key
+            ),
+        }
+    }
     let listed = live::list_once(client).await;
     for note in &listed.notes {
         eprintln!("note: {note}");
@@ -220,11 +304,12 @@ async fn from_cluster(args: &ClusterArgs, wanted: &Wanted<'_>) -> anyhow::Result
     Ok(Listing {
         vms,
         vmis,
+        launchers,
         view: listed.view,
     })
 }
 
-fn listing(args: &DiagnoseArgs, wanted: &Wanted) -> anyhow::Result<Listing> {
+fn listing(args: &DiagnoseArgs, wanted: &Wanted, as_of: Timestamp) -> anyhow::Result<Listing> {
     if !args.cluster.cluster_state.is_empty() {
         return from_files(&args.cluster, wanted);
     }
@@ -236,7 +321,12 @@ fn listing(args: &DiagnoseArgs, wanted: &Wanted) -> anyhow::Result<Listing> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(from_cluster(&args.cluster, wanted))
+        .block_on(from_cluster(
+            &args.cluster,
+            wanted,
+            args.stuck_after.thresholds(),
+            as_of,
+        ))
 }
 
 /// Diagnoses one VM, or with `--all` every unhealthy one.
@@ -253,13 +343,19 @@ pub fn run_diagnose(args: &DiagnoseArgs) -> anyhow::Result<DiagnoseOutcome> {
 }
 
 fn diagnose_all(args: &DiagnoseArgs, as_of: Timestamp) -> anyhow::Result<DiagnoseOutcome> {
-    let listing = listing(args, &Wanted::All(args.namespace.as_deref()))?;
+    let listing = listing(args, &Wanted::All(args.namespace.as_deref()), as_of)?;
     let options = FleetOptions {
-        stuck_after: args.stuck_after,
+        stuck_after: args.stuck_after.thresholds(),
         thresholds: args.escalation.thresholds(),
         as_of,
     };
-    let report = fleet::report(&listing.vms, &listing.vmis, Some(&listing.view), options);
+    let report = fleet::report(
+        &listing.vms,
+        &listing.vmis,
+        &listing.launchers,
+        Some(&listing.view),
+        options,
+    );
     let text = match args.output {
         DiagnoseFormat::Text => report.text(),
         DiagnoseFormat::Json => serde_json::to_string_pretty(&report)? + "\n",
@@ -281,24 +377,31 @@ fn diagnose_one(
         }
         _ => anyhow::bail!("{target:?}: give the VM as NAMESPACE/NAME"),
     };
-    let listing = listing(args, &Wanted::One(&key))?;
+    let listing = listing(args, &Wanted::One(&key), as_of)?;
     let object = listing.vms.first().ok_or_else(|| {
         anyhow::anyhow!(
             "VirtualMachine {key} is not in the cluster state files (add `kubectl get vm,vmi -A -o yaml` to them)"
         )
     })?;
     let observation = VmObservation::from_object(object)?;
-    let diagnosis = diagnose(object, Some(&listing.view));
-    let vmi = !listing.vmis.is_empty();
+    let watched = WatchedVm::from_value(object)?;
+    let record = watched.record(&observation.key);
+    let vmi = listing.vmis.first().map(|(_, facts)| facts);
+    let diagnosis = diagnose(
+        &record,
+        vmi,
+        listing.launchers.get(&key),
+        Some(&listing.view),
+    );
+    let stuck_after = args.stuck_after.thresholds();
     let assessed = fleet::assess(
         std::slice::from_ref(&observation),
         &listing.vmis,
-        args.stuck_after,
+        stuck_after,
         as_of,
     )
     .into_iter()
     .next();
-    let threshold = human_duration(jiff::SignedDuration::try_from(args.stuck_after)?);
     let status = if diagnosis.printable_status.is_empty() {
         "no printableStatus"
     } else {
@@ -310,39 +413,50 @@ fn diagnose_one(
             |since| format!(" for {}", human_duration(as_of.duration_since(since))),
         )
     };
-    let kubevirt_failed = kubevirt_says::said(object).is_some();
-    let (how_long, verdict) = match (&assessed, observation.status, vmi) {
-        (Some(a), _, _) => (
-            if a.dated {
-                dated_for(Some(a.since))
+    let where_ = match vmi {
+        None => "no VMI".to_string(),
+        Some(vmi) => match (vmi.phase_name(), &vmi.node) {
+            ("", _) => "VMI without a phase".to_string(),
+            (phase, Some(node)) => format!("VMI {phase} on node {node}"),
+            (phase, None) => format!("VMI {phase}"),
+        },
+    };
+    let (how_long, verdict) = match &assessed {
+        Some(a) => {
+            let threshold =
+                human_duration(jiff::SignedDuration::try_from(stuck_after.of(a.alert))?);
+            let whose = if a.alert.is_kubevirts() {
+                "KubeVirt's"
             } else {
-                " (no condition dates it: counted from now)".to_string()
-            },
-            if a.stuck {
-                format!("no VMI: STUCK (threshold {threshold})")
-            } else {
-                format!("no VMI: unhealthy, not yet stuck (threshold {threshold})")
-            },
-        ),
-        // `Stopped` with `Failure=True`: virt-controller cannot start it, and no alert of
-        // KubeVirt's counts the status.
-        (None, None, _) if kubevirt_failed => (
-            dated_for(observation.since),
-            "KubeVirt reports a failure to start it, in a status no KubeVirt alert counts"
-                .to_string(),
-        ),
-        (None, None, _) => (
-            dated_for(observation.since),
-            "not an unhealthy status: not stuck".to_string(),
-        ),
-        (None, Some(_), _) => (
-            dated_for(observation.since),
-            "its VMI exists: not stuck (KubeVirt's alert ignores it)".to_string(),
+                "virt-preflight's"
+            };
+            (
+                if a.dated {
+                    dated_for(Some(a.since))
+                } else {
+                    " (no condition dates it: counted from now)".to_string()
+                },
+                if a.stuck {
+                    format!(
+                        "{where_}: STUCK under {whose} {} (threshold {threshold})",
+                        a.alert
+                    )
+                } else {
+                    format!(
+                        "{where_}: under {whose} {}, not yet stuck (threshold {threshold})",
+                        a.alert
+                    )
+                },
+            )
+        }
+        None => (
+            dated_for(observation.facts.since),
+            format!("{where_}: no stuck alert holds"),
         ),
     };
     let mut text = String::new();
     let _ = writeln!(text, "VirtualMachine {key}: {status}{how_long}; {verdict}");
-    if observation.status.is_some() || kubevirt_failed {
+    if assessed.is_some() || observation.facts.failure || observation.facts.not_synchronized {
         let _ = writeln!(text, "cause: {}", diagnosis.cause.text);
     }
     if !diagnosis.findings.is_empty() {
@@ -371,7 +485,11 @@ fn diagnose_one(
         let _ = writeln!(text, "not checked (kinds unknown): {}", unknown.join(", "));
     }
     let _ = writeln!(text, "next: {}", diagnosis.next_step);
-    let _ = writeln!(text, "runbook: {RUNBOOK_URL}");
+    let runbook = assessed
+        .as_ref()
+        .map_or(StuckAlert::UnhealthyState, |a| a.alert)
+        .runbook_url();
+    let _ = writeln!(text, "runbook: {runbook}");
     Ok(DiagnoseOutcome {
         stuck: assessed.is_some_and(|a| a.stuck),
         text,

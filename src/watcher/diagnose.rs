@@ -5,15 +5,16 @@
 //! in, a [`Diagnosis`] out.
 
 use jiff::SignedDuration;
-use serde_json::Value;
 
 use crate::cluster::{ClusterView, Kind};
 use crate::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity, one_line};
-use crate::model::VirtualMachine;
 use crate::rules::{RuleId, evaluate};
 
 use super::health::{self, Health};
-use super::state::{UnhealthyStatus, VmKey};
+use super::kubevirt_says;
+use super::launcher_pod::LauncherPod;
+use super::record::{Condition, ConditionStatus, VmRecord, VmiFacts};
+use super::state::{VmKey, VmStatus};
 use super::storage::{self, Deleting};
 use super::terminating;
 
@@ -110,7 +111,7 @@ pub fn unknown_kinds(view: &ClusterView) -> Vec<Kind> {
 }
 
 /// The rules whose findings explain a status best.
-fn explains(status: Option<UnhealthyStatus>, rule: RuleId) -> bool {
+fn explains(status: Option<VmStatus>, rule: RuleId) -> bool {
     use RuleId::*;
     const SCHEDULING: &[RuleId] = &[
         NodeSelectorUnsatisfiable,
@@ -138,93 +139,118 @@ fn explains(status: Option<UnhealthyStatus>, rule: RuleId) -> bool {
         return false;
     }
     match status {
-        Some(UnhealthyStatus::ErrorUnschedulable) => SCHEDULING.contains(&rule),
-        Some(UnhealthyStatus::ErrorPvcNotFound | UnhealthyStatus::DataVolumeError) => {
-            STORAGE.contains(&rule)
-        }
-        Some(UnhealthyStatus::Provisioning) => STORAGE.contains(&rule),
-        Some(UnhealthyStatus::ErrImagePull | UnhealthyStatus::ImagePullBackOff) => {
-            IMAGE.contains(&rule)
-        }
+        Some(VmStatus::ErrorUnschedulable) => SCHEDULING.contains(&rule),
+        Some(VmStatus::ErrorPvcNotFound | VmStatus::DataVolumeError) => STORAGE.contains(&rule),
+        Some(VmStatus::Provisioning) => STORAGE.contains(&rule),
+        Some(VmStatus::ErrImagePull | VmStatus::ImagePullBackOff) => IMAGE.contains(&rule),
         // Starting, CrashLoopBackOff, Unknown, Terminating: anything may explain them.
         _ => true,
     }
 }
 
 /// The runbook step for a status, with the commands to run.
-pub fn next_step(status: Option<UnhealthyStatus>, key: &VmKey) -> String {
+pub fn next_step(status: Option<VmStatus>, key: &VmKey) -> String {
     let (ns, name) = (&key.namespace, &key.name);
     let pods = format!("kubectl -n {ns} get pods -l vm.kubevirt.io/name={name}");
     match status {
-        Some(UnhealthyStatus::Provisioning) => format!(
+        Some(VmStatus::Provisioning) => format!(
             "check the VM's DataVolumes and PVCs and the CDI importer pods: kubectl -n {ns} get dv,pvc; kubectl -n {ns} describe dv"
         ),
-        Some(UnhealthyStatus::Starting) => format!(
+        Some(VmStatus::Starting) => format!(
             "check the virt-launcher pod and its events: {pods}; kubectl -n {ns} describe pod -l vm.kubevirt.io/name={name}"
         ),
-        Some(UnhealthyStatus::Terminating) => format!(
+        Some(VmStatus::Terminating) => format!(
             "check for finalizers and a launcher pod stuck terminating: kubectl -n {ns} get vm {name} -o jsonpath='{{.metadata.finalizers}}'; {pods}"
         ),
-        Some(UnhealthyStatus::CrashLoopBackOff) => format!(
+        Some(VmStatus::CrashLoopBackOff) => format!(
             "read the launcher's logs: kubectl -n {ns} logs -l vm.kubevirt.io/name={name} -c compute --previous"
         ),
-        Some(UnhealthyStatus::Unknown) => format!(
+        Some(VmStatus::Unknown) => format!(
             "check the node the VM ran on and virt-handler there: {pods} -o wide; kubectl -n kubevirt get pods -l kubevirt.io=virt-handler -o wide"
         ),
-        Some(UnhealthyStatus::ErrorUnschedulable) => format!(
+        Some(VmStatus::ErrorUnschedulable) => format!(
             "read the launcher pod's scheduling events: kubectl -n {ns} describe pod -l vm.kubevirt.io/name={name}; compare with kubectl get nodes --show-labels"
         ),
-        Some(UnhealthyStatus::ErrImagePull | UnhealthyStatus::ImagePullBackOff) => format!(
+        Some(VmStatus::ErrImagePull | VmStatus::ImagePullBackOff) => format!(
             "check the containerDisk image name, tag and pull secret: kubectl -n {ns} describe pod -l vm.kubevirt.io/name={name}"
         ),
-        Some(UnhealthyStatus::ErrorPvcNotFound) => {
+        Some(VmStatus::ErrorPvcNotFound) => {
             format!("create the missing PVC or correct claimName: kubectl -n {ns} get pvc")
         }
-        Some(UnhealthyStatus::DataVolumeError) => format!(
+        Some(VmStatus::DataVolumeError) => format!(
             "read the DataVolume's conditions and the importer's logs: kubectl -n {ns} describe dv"
         ),
-        None => format!("see the runbook: {RUNBOOK_URL}"),
+        Some(VmStatus::Stopped) => format!(
+            "read why virt-controller cannot start it: kubectl -n {ns} describe vm {name} (its Failure condition and events)"
+        ),
+        Some(VmStatus::Stopping) => format!(
+            "check the launcher pod and the node it runs on: {pods} -o wide; kubectl -n {ns} describe pod -l vm.kubevirt.io/name={name}"
+        ),
+        Some(VmStatus::WaitingForVolumeBinding) => format!(
+            "check the VM's PVCs and their StorageClass's provisioner: kubectl -n {ns} get pvc; kubectl -n {ns} describe pvc"
+        ),
+        _ => format!("see the runbook: {RUNBOOK_URL}"),
     }
 }
 
 /// What the VM's conditions say went wrong: a True Failure, or a False Synchronized,
 /// PodScheduled, DataVolumesReady or StorageReady, with its reason and message. (Ready=False
 /// only repeats that the VM is not running.)
-fn condition_evidence(object: &Value) -> Vec<String> {
-    let conditions = object
-        .pointer("/status/conditions")
-        .and_then(Value::as_array)
-        .map(Vec::as_slice)
-        .unwrap_or_default();
+fn condition_evidence(conditions: &[Condition]) -> Vec<String> {
     conditions
         .iter()
-        .filter_map(|condition| {
-            let text = |field: &str| condition.get(field).and_then(Value::as_str).unwrap_or("");
-            let (kind, status) = (text("type"), text("status"));
-            let telling = match kind {
-                "Failure" => status == "True",
+        .filter(|c| {
+            let telling = match c.kind.as_str() {
+                "Failure" => c.status == ConditionStatus::True,
                 "Synchronized" | "PodScheduled" | "DataVolumesReady" | "StorageReady" => {
-                    status == "False"
+                    c.status == ConditionStatus::False
                 }
                 _ => false,
             };
-            let message = text("message").trim();
-            (telling && !message.is_empty()).then(|| {
-                let reason = text("reason");
-                if reason.is_empty() {
-                    one_line(&format!("{kind}: {message}"), 200)
-                } else {
-                    one_line(&format!("{kind} ({reason}): {message}"), 200)
-                }
-            })
+            telling && !c.message.trim().is_empty()
         })
+        .map(kubevirt_says::words)
         .collect()
+}
+
+/// Where the VMI is, and what its node and launcher pod say.
+fn placement_evidence(
+    vmi: Option<&VmiFacts>,
+    launcher: Option<&LauncherPod>,
+    view: Option<&ClusterView>,
+) -> (Vec<String>, Option<String>) {
+    let mut evidence = Vec::new();
+    let Some(vmi) = vmi else {
+        return (evidence, None);
+    };
+    let phase = match vmi.phase_name() {
+        "" => "no phase yet",
+        phase => phase,
+    };
+    evidence.push(match &vmi.node {
+        Some(node) => format!("VMI {phase} on node {node}"),
+        None => format!("VMI {phase}"),
+    });
+    if let Some(pod) = launcher {
+        evidence.push(pod.summary());
+        evidence.extend(pod.said().map(|said| said.words));
+    }
+    // A VMI on a node that is not Ready: its kubelet and virt-handler cannot act.
+    let node_down = vmi.node.as_deref().and_then(|node| {
+        let info = view?.nodes()?.by_name(node)?;
+        (!info.ready).then(|| {
+            format!(
+                "node {node} is not Ready: its kubelet and virt-handler cannot run or stop the VM"
+            )
+        })
+    });
+    (evidence, node_down)
 }
 
 /// The cause found first, with the step that goes with it.
 type Found = (Cause, String);
 
-fn found_by(finding: &Finding, status: Option<UnhealthyStatus>, key: &VmKey) -> Found {
+fn found_by(finding: &Finding, status: Option<VmStatus>, key: &VmKey) -> Found {
     (Cause::of(finding), next_step(status, key))
 }
 
@@ -240,22 +266,27 @@ fn said(text: String, next_step: String) -> Found {
     )
 }
 
-/// Diagnoses one VM object (as the API server returns it) against the cluster view. The cause
-/// is the first of: what holds a deleted VM; a VM that does not read; an error finding that
-/// explains the status; a claim being deleted, for a status that waits for it; what the VM's
-/// conditions and claims say; any other error finding; KubeVirt not healthy; a warning that
-/// explains the status.
-pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
-    let printable_status = object
-        .pointer("/status/printableStatus")
-        .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
-    let status = UnhealthyStatus::parse(&printable_status);
-    let key = VmKey::of(object).unwrap_or_else(|| VmKey::new(DEFAULT_NAMESPACE, "<unnamed>"));
-    let mut evidence = condition_evidence(object);
+/// Diagnoses one VM (as the watcher read it), with its VMI and launcher pod where known,
+/// against the cluster view. The cause is the first of: what holds a deleted VM; a VM that
+/// does not read; what KubeVirt says (its conditions), else what the launcher pod says (the
+/// kubelet's reasons and Events), each confirmed by a rule's finding where one predicts it;
+/// the VMI's node not Ready; an error finding that explains the status; a claim being deleted,
+/// for a status that waits for it; what the VM's conditions and claims say; any other error
+/// finding; KubeVirt not healthy; a warning that explains the status.
+pub fn diagnose(
+    record: &VmRecord,
+    vmi: Option<&VmiFacts>,
+    launcher: Option<&LauncherPod>,
+    view: Option<&ClusterView>,
+) -> Diagnosis {
+    let printable_status = record.printable_status.clone();
+    let status = VmStatus::parse(&printable_status);
+    let key = record.key.clone();
+    let mut evidence = condition_evidence(&record.conditions);
+    let (placed, node_down) = placement_evidence(vmi, launcher, view);
+    evidence.extend(placed);
     let mut deleting: Vec<Deleting> = Vec::new();
-    let (findings, unreadable) = match VirtualMachine::from_value(object) {
+    let (findings, unreadable) = match &record.vm {
         Err(error) => {
             let text = one_line(
                 &format!("the VM does not read as kubevirt.io/v1: {error}"),
@@ -264,12 +295,12 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
             (Vec::new(), Some(said(text, next_step(status, &key))))
         }
         Ok(vm) => {
-            let reference = ObjectRef::virtual_machine(&vm, None, DEFAULT_NAMESPACE);
-            let mut findings = evaluate(&vm, &reference, view).findings;
+            let reference = ObjectRef::virtual_machine(vm, None, DEFAULT_NAMESPACE);
+            let mut findings = evaluate(vm, &reference, view).findings;
             findings.sort_by_key(|f| std::cmp::Reverse(f.severity));
             if let Some(view) = view {
-                evidence.extend(storage::evidence(&vm, &key.namespace, view));
-                deleting = storage::deleting(&vm, &key.namespace, view);
+                evidence.extend(storage::evidence(vm, &key.namespace, view));
+                deleting = storage::deleting(vm, &key.namespace, view);
             }
             (findings, None)
         }
@@ -278,7 +309,7 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
     let errors = || findings.iter().filter(|f| f.severity == Severity::Error);
     // A deleted VM is kept by its finalizers, whatever else is wrong with it (and whatever
     // status virt-controller last wrote).
-    let held = terminating::held(object).map(|held| {
+    let held = terminating::held(record).map(|held| {
         let held = held.waiting_for(deleting.clone());
         let cause = Cause {
             rule: None,
@@ -290,30 +321,40 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
     // KubeVirt's own words come first: they are its outcome. Where a rule predicts them and
     // found the VM, that finding is the cause (it says what to change); else KubeVirt is
     // quoted under the rule that predicts it, or under none.
-    let kubevirt_said = super::kubevirt_says::said(object).map(|said| {
-        let confirmed = said
-            .rules
-            .iter()
-            .find_map(|rule| findings.iter().find(|f| f.rule == *rule));
-        match confirmed {
-            // KubeVirt's words stay in the evidence, beside it.
-            Some(finding) => found_by(finding, status, &key),
-            None => (
-                Cause {
-                    rule: said.rules.first().copied(),
-                    text: match said.rules.first() {
-                        Some(rule) => format!("[{rule}] KubeVirt: {}", said.words),
-                        None => said.words.clone(),
+    let kubevirt_said = kubevirt_says::said(&record.conditions)
+        .or_else(|| launcher.and_then(LauncherPod::said))
+        .map(|said| {
+            let confirmed = said
+                .rules
+                .iter()
+                .find_map(|rule| findings.iter().find(|f| f.rule == *rule));
+            match confirmed {
+                // KubeVirt's words stay in the evidence, beside it.
+                Some(finding) => found_by(finding, status, &key),
+                None => (
+                    Cause {
+                        rule: said.rules.first().copied(),
+                        text: match said.rules.first() {
+                            Some(rule) => format!("[{rule}] {}: {}", said.by, said.words),
+                            None => said.words.clone(),
+                        },
+                        subject: Some(said.words.clone()),
                     },
-                    subject: Some(said.words.clone()),
-                },
-                next_step(status, &key),
-            ),
-        }
+                    next_step(status, &key),
+                ),
+            }
+        });
+    let node_down = node_down.map(|text| {
+        let step = format!(
+            "check the node and virt-handler there: kubectl describe node {}; kubectl -n kubevirt get pods -l kubevirt.io=virt-handler -o wide",
+            vmi.and_then(|v| v.node.as_deref()).unwrap_or_default()
+        );
+        said(text, step)
     });
     let (cause, next_step) = held
         .or(unreadable)
         .or(kubevirt_said)
+        .or(node_down)
         .or_else(|| {
             errors()
                 .find(|f| explains(status, f.rule))
@@ -364,7 +405,14 @@ pub fn diagnose(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
 mod tests {
     use super::*;
     use crate::cluster::{Kind, ViewBuilder};
-    use serde_json::json;
+    use serde_json::{Value, json};
+
+    /// A VM object diagnosed as the watcher would, with no VMI and no launcher pod.
+    fn diagnose_object(object: &Value, view: Option<&ClusterView>) -> Diagnosis {
+        let watched = crate::watcher::WatchedVm::from_value(object).unwrap();
+        let key = VmKey::of(object).unwrap();
+        diagnose(&watched.record(&key), None, None, view)
+    }
 
     fn vm(status: &str, template_spec: Value, conditions: Value) -> Value {
         json!({
@@ -416,7 +464,7 @@ mod tests {
             json!([{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
                     "message": "0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector."}]),
         );
-        let diagnosis = diagnose(&object, Some(&view));
+        let diagnosis = diagnose_object(&object, Some(&view));
         assert_eq!(
             diagnosis.cause.rule,
             Some(RuleId::NodeSelectorUnsatisfiable)
@@ -463,7 +511,7 @@ mod tests {
     #[test]
     fn unschedulable_is_explained_by_a_missing_hypervisor_device() {
         let object = vm("ErrorUnschedulable", bootable(json!({})), json!([]));
-        let diagnosis = diagnose(&object, Some(&kubevirt_view("0", json!({}))));
+        let diagnosis = diagnose_object(&object, Some(&kubevirt_view("0", json!({}))));
         assert_eq!(diagnosis.cause.rule, Some(RuleId::KvmUnavailable));
     }
 
@@ -472,7 +520,8 @@ mod tests {
         // No interface: KubeVirt's default pod interface is bridge, which cannot migrate.
         let view = kubevirt_view("1k", json!({"evictionStrategy": "LiveMigrate"}));
         for status in ["Starting", "ErrorUnschedulable"] {
-            let diagnosis = diagnose(&vm(status, bootable(json!({})), json!([])), Some(&view));
+            let diagnosis =
+                diagnose_object(&vm(status, bootable(json!({})), json!([])), Some(&view));
             assert!(
                 diagnosis
                     .findings
@@ -499,7 +548,7 @@ mod tests {
                  "message": "failed to pull image \"quay.io/x/y:1\": manifest unknown"}
             ]),
         );
-        let diagnosis = diagnose(&object, None);
+        let diagnosis = diagnose_object(&object, None);
         assert_eq!(diagnosis.cause.rule, None);
         assert_eq!(diagnosis.cause.rule_label(), "none");
         assert!(
@@ -538,7 +587,7 @@ mod tests {
                    "volumes": [{"name": "root", "dataVolume": {"name": "root-dv"}}]}),
             json!([]),
         );
-        let diagnosis = diagnose(&object, Some(&view));
+        let diagnosis = diagnose_object(&object, Some(&view));
         assert_eq!(
             diagnosis.evidence,
             vec![
@@ -562,7 +611,7 @@ mod tests {
             ]})),
             json!([]),
         );
-        let diagnosis = diagnose(&object, Some(&view));
+        let diagnosis = diagnose_object(&object, Some(&view));
         assert_eq!(diagnosis.cause.rule, Some(RuleId::SecretNotFound));
     }
 
@@ -576,7 +625,7 @@ mod tests {
         );
         object["metadata"]["deletionTimestamp"] = json!("2026-11-25T10:00:00Z");
         object["metadata"]["finalizers"] = json!(["kubevirt.io/virtualMachineControllerFinalize"]);
-        let diagnosis = diagnose(&object, Some(&view));
+        let diagnosis = diagnose_object(&object, Some(&view));
         assert_eq!(diagnosis.cause.rule, None);
         assert!(
             diagnosis
@@ -611,7 +660,7 @@ mod tests {
             .unwrap()
             .remove("deletionTimestamp");
         assert_eq!(
-            diagnose(&object, Some(&view)).cause.rule,
+            diagnose_object(&object, Some(&view)).cause.rule,
             Some(RuleId::NodeSelectorUnsatisfiable)
         );
     }
@@ -649,7 +698,7 @@ mod tests {
     fn a_clean_vm_on_a_kubevirt_that_is_down_is_stuck_on_kubevirt() {
         let view = degraded_kubevirt().build();
         let object = vm("Starting", bootable(json!({})), json!([]));
-        let diagnosis = diagnose(&object, Some(&view));
+        let diagnosis = diagnose_object(&object, Some(&view));
         assert_eq!(diagnosis.cause.rule, None);
         assert_eq!(
             diagnosis.cause.text,
@@ -666,7 +715,7 @@ mod tests {
             diagnosis.next_step
         );
         // Without the view's KubeVirt, nothing is found.
-        assert_eq!(diagnose(&object, None).cause.text, NO_CAUSE);
+        assert_eq!(diagnose_object(&object, None).cause.text, NO_CAUSE);
     }
 
     #[test]
@@ -677,7 +726,7 @@ mod tests {
             bootable(json!({"nodeSelector": {"gpu": "a100"}})),
             json!([]),
         );
-        let diagnosis = diagnose(&object, Some(&view));
+        let diagnosis = diagnose_object(&object, Some(&view));
         assert_eq!(
             diagnosis.cause.rule,
             Some(RuleId::NodeSelectorUnsatisfiable)
@@ -698,7 +747,7 @@ mod tests {
                     "message": "pods \"virt-launcher-vm1-abcde\" is forbidden: exceeded quota"}]),
         );
         // KubeVirt's words name the rule that predicts them, and are quoted.
-        let cause = diagnose(&object, Some(&view)).cause;
+        let cause = diagnose_object(&object, Some(&view)).cause;
         assert_eq!(cause.rule, Some(RuleId::ResourceQuotaExceeded));
         assert!(
             cause
@@ -730,7 +779,7 @@ mod tests {
             json!([{"type": "DataVolumesReady", "status": "False", "reason": "x",
                     "message": "not ready"}]),
         );
-        let diagnosis = diagnose(&object, Some(&view));
+        let diagnosis = diagnose_object(&object, Some(&view));
         assert_eq!(diagnosis.cause.rule, None);
         assert_eq!(diagnosis.cause.text, "PVC ns/db-data is being deleted");
         assert!(
@@ -755,7 +804,7 @@ mod tests {
             json!([{"type": "Failure", "status": "True", "reason": "Crash", "message": "qemu died"}]),
         );
         assert!(
-            diagnose(&object, Some(&view))
+            diagnose_object(&object, Some(&view))
                 .cause
                 .text
                 .starts_with("Failure (Crash)")
@@ -783,7 +832,7 @@ mod tests {
         object["spec"]["dataVolumeTemplates"] = json!([{"metadata": {"name": "root-dv"}}]);
         object["metadata"]["deletionTimestamp"] = json!("2026-11-26T02:00:00Z");
         object["metadata"]["finalizers"] = json!(["foregroundDeletion"]);
-        let diagnosis = diagnose(&object, Some(&view));
+        let diagnosis = diagnose_object(&object, Some(&view));
         assert!(
             diagnosis
                 .cause
@@ -804,7 +853,7 @@ mod tests {
     #[test]
     fn nothing_found_says_so_and_points_to_the_runbook() {
         let object = vm("CrashLoopBackOff", bootable(json!({})), json!([]));
-        let diagnosis = diagnose(&object, None);
+        let diagnosis = diagnose_object(&object, None);
         assert_eq!(diagnosis.cause.rule, None);
         assert!(diagnosis.cause.text.starts_with("no cause found"));
         assert_eq!(
@@ -819,7 +868,7 @@ mod tests {
         let object = json!({"metadata": {"name": "x", "namespace": "ns"},
             "spec": {"template": {"spec": {"domain": {"devices": {"disks": "oops"}}}}},
             "status": {"printableStatus": "Starting"}});
-        let diagnosis = diagnose(&object, None);
+        let diagnosis = diagnose_object(&object, None);
         assert!(
             diagnosis
                 .cause

@@ -191,7 +191,7 @@ mod tests {
     use super::*;
     use crate::watcher::groups::group;
     use crate::watcher::groups::tests::{at, diagnosis, members};
-    use crate::watcher::state::UnhealthyStatus;
+    use crate::watcher::state::VmStatus;
 
     /// `stuck` stuck VMs with the selector cause, and `others` stuck VMs with a cause each.
     fn decide(stuck: usize, not_yet: usize, others: usize) -> Vec<Escalation> {
@@ -213,7 +213,7 @@ mod tests {
         }
         let members = members(&diagnoses, |i| {
             let stuck = i < stuck || i >= stuck + not_yet;
-            (UnhealthyStatus::ErrorUnschedulable, at(0), stuck)
+            (VmStatus::ErrorUnschedulable, at(0), stuck)
         });
         escalations(&group(members), Thresholds::default())
     }
@@ -268,7 +268,7 @@ mod tests {
         let diagnoses: Vec<_> = (0..4)
             .map(|i| diagnosis(&format!("vm{i}"), None, None))
             .collect();
-        let members = members(&diagnoses, |_| (UnhealthyStatus::Starting, at(0), true));
+        let members = members(&diagnoses, |_| (VmStatus::Starting, at(0), true));
         assert_eq!(
             escalations(&group(members), Thresholds::default()),
             Vec::new()

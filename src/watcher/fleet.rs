@@ -18,25 +18,30 @@ use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose, human_duration, unknown_
 use super::escalation::{ADVICE, Escalation, Thresholds, escalations};
 use super::groups::{Member, group};
 use super::health;
-use super::state::{Tracker, UnhealthyStatus, VmKey, VmObservation};
+use super::launcher_pod::LauncherPod;
+use super::record::{VmRecord, VmiFacts};
+use super::state::{StuckAfter, StuckAlert, Tracker, VmKey, VmObservation, VmStatus};
 
-/// One unhealthy VM with no VMI, as the tracker sees it at `as_of`.
+/// One VM under a stuck alert, as the tracker sees it at `as_of`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Assessed {
     pub key: VmKey,
-    pub status: UnhealthyStatus,
+    pub alert: StuckAlert,
+    pub status: VmStatus,
+    /// The node of `VirtualMachineStuckOnNode`.
+    pub node: Option<String>,
     pub since: Timestamp,
     pub stuck: bool,
     /// Whether a condition dates it; if not, the tracker counts from `as_of` (first sight).
     pub dated: bool,
 }
 
-/// The unhealthy VMs among `vms`, given the VMIs that exist: the tracker's verdict on a first
+/// The VMs among `vms` under a stuck alert, given their VMIs: the tracker's verdict on a first
 /// list at `as_of`.
 pub fn assess(
     vms: &[VmObservation],
-    vmis: &[VmKey],
-    stuck_after: Duration,
+    vmis: &[(VmKey, VmiFacts)],
+    stuck_after: StuckAfter,
     as_of: Timestamp,
 ) -> Vec<Assessed> {
     let mut tracker = Tracker::new(stuck_after);
@@ -46,26 +51,28 @@ pub fn assess(
     }
     tracker.end_vm_relist();
     tracker.begin_vmi_relist();
-    for vmi in vmis {
-        tracker.apply_vmi(vmi.clone());
+    for (key, vmi) in vmis {
+        tracker.apply_vmi(key.clone(), vmi.clone(), as_of);
     }
     tracker.end_vmi_relist(as_of);
     tracker.tick(as_of);
     let stuck: HashSet<VmKey> = tracker.stuck().into_iter().map(|s| s.key).collect();
     let dated: HashSet<&VmKey> = vms
         .iter()
-        .filter(|vm| vm.since.is_some())
+        .filter(|vm| vm.facts.since.is_some())
         .map(|vm| &vm.key)
         .collect();
     let mut assessed: Vec<Assessed> = tracker
         .unhealthy()
         .into_iter()
-        .map(|(key, status, since)| Assessed {
-            stuck: stuck.contains(&key),
-            dated: dated.contains(&key),
-            key,
-            status,
-            since,
+        .map(|u| Assessed {
+            stuck: stuck.contains(&u.key),
+            dated: dated.contains(&u.key),
+            key: u.key,
+            alert: u.alert,
+            status: u.status,
+            node: u.node,
+            since: u.since,
         })
         .collect();
     assessed.sort_by(|a, b| a.key.cmp(&b.key));
@@ -75,7 +82,7 @@ pub fn assess(
 /// The settings of one report.
 #[derive(Debug, Clone, Copy)]
 pub struct FleetOptions {
-    pub stuck_after: Duration,
+    pub stuck_after: StuckAfter,
     pub thresholds: Thresholds,
     pub as_of: Timestamp,
 }
@@ -119,18 +126,32 @@ pub struct GroupReport {
 pub struct VmReport {
     pub namespace: String,
     pub name: String,
-    pub status: UnhealthyStatusName,
+    /// The alert it is under: `VirtualMachineStuckInUnhealthyState`, …
+    pub alert: AlertName,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
+    pub status: VmStatusName,
     pub since: Timestamp,
     pub stuck: bool,
     #[serde(skip)]
     pub dated: bool,
 }
 
+/// An alert's name.
+#[derive(Debug, Clone, Copy)]
+pub struct AlertName(pub StuckAlert);
+
+impl Serialize for AlertName {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.0.name())
+    }
+}
+
 /// A status as KubeVirt prints it (`ErrorUnschedulable`).
 #[derive(Debug, Clone, Copy)]
-pub struct UnhealthyStatusName(pub UnhealthyStatus);
+pub struct VmStatusName(pub VmStatus);
 
-impl Serialize for UnhealthyStatusName {
+impl Serialize for VmStatusName {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(self.0.as_str())
     }
@@ -140,7 +161,8 @@ impl Serialize for UnhealthyStatusName {
 /// the caller's to report, and are skipped here).
 pub fn report(
     vms: &[Value],
-    vmis: &[VmKey],
+    vmis: &[(VmKey, VmiFacts)],
+    launchers: &HashMap<VmKey, LauncherPod>,
     view: Option<&ClusterView>,
     options: FleetOptions,
 ) -> FleetReport {
@@ -149,13 +171,23 @@ pub fn report(
         .filter_map(|vm| VmObservation::from_object(vm).ok())
         .collect();
     let assessed = assess(&observations, vmis, options.stuck_after, options.as_of);
-    let objects: HashMap<VmKey, &Value> = vms
+    let records: HashMap<&VmKey, &VmRecord> = observations
         .iter()
-        .filter_map(|vm| Some((VmKey::of(vm)?, vm)))
+        .filter_map(|o| Some((&o.key, o.record.as_deref()?)))
         .collect();
+    let vmi_of: HashMap<&VmKey, &VmiFacts> = vmis.iter().map(|(k, v)| (k, v)).collect();
+    // Every assessed VM may be stuck, so it has a record.
     let diagnoses: Vec<Diagnosis> = assessed
         .iter()
-        .map(|a| diagnose(objects.get(&a.key).copied().unwrap_or(&Value::Null), view))
+        .filter_map(|a| {
+            let record = records.get(&a.key)?;
+            Some(diagnose(
+                record,
+                vmi_of.get(&a.key).copied(),
+                launchers.get(&a.key),
+                view,
+            ))
+        })
         .collect();
     let dated: HashSet<&VmKey> = assessed
         .iter()
@@ -168,6 +200,8 @@ pub fn report(
             .zip(&diagnoses)
             .map(|(a, diagnosis)| Member {
                 key: &a.key,
+                alert: a.alert,
+                node: a.node.as_deref(),
                 status: a.status,
                 since: a.since,
                 stuck: a.stuck,
@@ -212,7 +246,9 @@ pub fn report(
                     .map(|m| VmReport {
                         namespace: m.key.namespace.clone(),
                         name: m.key.name.clone(),
-                        status: UnhealthyStatusName(m.status),
+                        alert: AlertName(m.alert),
+                        node: m.node.map(String::from),
+                        status: VmStatusName(m.status),
                         since: m.since,
                         stuck: m.stuck,
                         dated: dated.contains(m.key),
@@ -241,7 +277,12 @@ impl FleetReport {
     /// The report for a person paged at night: the largest problem first, what to do under it.
     pub fn text(&self) -> String {
         let mut text = String::new();
-        let threshold = human_duration(self.options.stuck_after.try_into().unwrap_or_default());
+        let after = |d: Duration| human_duration(d.try_into().unwrap_or_default());
+        let threshold = format!(
+            "{}, {} on a node",
+            after(self.options.stuck_after.unhealthy),
+            after(self.options.stuck_after.on_node)
+        );
         let as_of = self.options.as_of;
         // Shown to the second: read by people.
         let shown = Timestamp::from_second(as_of.as_second()).unwrap_or(as_of);
@@ -254,7 +295,7 @@ impl FleetReport {
         } else {
             let _ = writeln!(
                 text,
-                "{} unhealthy with no VMI, {} stuck (threshold {threshold}), {}; as of {shown}",
+                "{} under a stuck alert, {} stuck (thresholds {threshold}), {}; as of {shown}",
                 plural(self.unhealthy, "VM", "VMs"),
                 self.stuck,
                 plural(self.groups.len(), "cause", "causes"),
@@ -300,9 +341,13 @@ impl FleetReport {
                 } else {
                     "undated (no Ready, Failure or Paused condition): counted from now".to_string()
                 };
+                let alert = match &vm.node {
+                    Some(node) => format!("{} ({node})", vm.alert.0.name()),
+                    None => vm.alert.0.name().to_string(),
+                };
                 let _ = writeln!(
                     text,
-                    "     {:<7}  {:<width$}  {:<18}  {how_long}",
+                    "     {:<7}  {:<width$}  {:<18}  {how_long}; {alert}",
                     if vm.stuck { "STUCK" } else { "not yet" },
                     format!("{}/{}", vm.namespace, vm.name),
                     vm.status.0.as_str(),
@@ -362,7 +407,16 @@ mod tests {
         .iter()
         .map(|v| VmObservation::from_object(v).unwrap())
         .collect();
-        let assessed = assess(&vms, &[VmKey::new("prod", "has-vmi")], TEN_MINUTES, now());
+        let vmi = VmiFacts {
+            phase: crate::watcher::record::VmiPhase::Succeeded,
+            node: None,
+        };
+        let assessed = assess(
+            &vms,
+            &[(VmKey::new("prod", "has-vmi"), vmi)],
+            StuckAfter::all(TEN_MINUTES),
+            now(),
+        );
         let verdicts: Vec<(&str, bool, bool)> = assessed
             .iter()
             .map(|a| (a.key.name.as_str(), a.stuck, a.dated))
@@ -383,11 +437,11 @@ mod tests {
     fn json_has_exactly_the_documented_shape() {
         let vms = [vm("a", "CrashLoopBackOff", Some("2026-11-26T02:00:00Z"))];
         let options = FleetOptions {
-            stuck_after: TEN_MINUTES,
+            stuck_after: StuckAfter::all(TEN_MINUTES),
             thresholds: Thresholds::default(),
             as_of: now(),
         };
-        let report = report(&vms, &[], None, options);
+        let report = report(&vms, &[], &HashMap::new(), None, options);
         let json = serde_json::to_value(&report).unwrap();
         assert_eq!(
             json,
@@ -395,7 +449,8 @@ mod tests {
                 "rule": null,
                 "cause": crate::watcher::diagnose::NO_CAUSE,
                 "next": "read the launcher's logs: kubectl -n prod logs -l vm.kubevirt.io/name=a -c compute --previous",
-                "vms": [{"namespace": "prod", "name": "a", "status": "CrashLoopBackOff",
+                "vms": [{"namespace": "prod", "name": "a",
+                         "alert": "VirtualMachineStuckInUnhealthyState", "status": "CrashLoopBackOff",
                          "since": "2026-11-26T02:00:00Z", "stuck": true}]}]})
         );
         assert!(

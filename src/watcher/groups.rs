@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use crate::rules::RuleId;
 
 use super::diagnose::{Cause, Diagnosis};
-use super::state::{UnhealthyStatus, VmKey};
+use super::state::{StuckAlert, VmKey, VmStatus};
 
 /// What makes VMs one group.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -17,11 +17,11 @@ pub struct GroupKey {
     /// [`Cause::subject`]; `None` when no cause was found.
     pub subject: Option<String>,
     /// Set only when no cause was found.
-    pub status: Option<UnhealthyStatus>,
+    pub status: Option<VmStatus>,
 }
 
 impl GroupKey {
-    pub fn of(status: UnhealthyStatus, cause: &Cause) -> Self {
+    pub fn of(status: VmStatus, cause: &Cause) -> Self {
         GroupKey {
             rule: cause.rule,
             subject: cause.subject.clone(),
@@ -46,7 +46,10 @@ impl GroupKey {
 #[derive(Debug, Clone, Copy)]
 pub struct Member<'a> {
     pub key: &'a VmKey,
-    pub status: UnhealthyStatus,
+    pub alert: StuckAlert,
+    /// The node of `VirtualMachineStuckOnNode`.
+    pub node: Option<&'a str>,
+    pub status: VmStatus,
     /// Since when it has been unhealthy (the tracker's date).
     pub since: Timestamp,
     pub stuck: bool,
@@ -141,7 +144,7 @@ pub(crate) mod tests {
     /// A member per diagnosis; `facts(i)` gives the i-th one's status, since and stuck.
     pub(crate) fn members(
         diagnoses: &[Diagnosis],
-        facts: impl Fn(usize) -> (UnhealthyStatus, Timestamp, bool),
+        facts: impl Fn(usize) -> (VmStatus, Timestamp, bool),
     ) -> Vec<Member<'_>> {
         diagnoses
             .iter()
@@ -150,6 +153,8 @@ pub(crate) mod tests {
                 let (status, since, stuck) = facts(i);
                 Member {
                     key: &diagnosis.key,
+                    alert: StuckAlert::UnhealthyState,
+                    node: None,
                     status,
                     since,
                     stuck,
@@ -177,7 +182,7 @@ pub(crate) mod tests {
             ),
         ];
         let groups = group(members(&diagnoses, |i| {
-            (UnhealthyStatus::ErrorUnschedulable, at(-(i as i64)), i != 2)
+            (VmStatus::ErrorUnschedulable, at(-(i as i64)), i != 2)
         }));
         let sizes: Vec<usize> = groups.iter().map(|g| g.members.len()).collect();
         assert_eq!(sizes, vec![2, 1, 1]);
@@ -198,7 +203,7 @@ pub(crate) mod tests {
     #[test]
     fn no_cause_groups_by_status_and_exports_no_cause_label() {
         let diagnoses = [diagnosis("a", None, None), diagnosis("b", None, None)];
-        let statuses = [UnhealthyStatus::Starting, UnhealthyStatus::CrashLoopBackOff];
+        let statuses = [VmStatus::Starting, VmStatus::CrashLoopBackOff];
         let groups = group(members(&diagnoses, |i| (statuses[i], at(0), true)));
         assert_eq!(groups.len(), 2, "one runbook step per status");
         assert_eq!(groups[0].cause(), NO_CAUSE);

@@ -7,8 +7,7 @@
 //! The words matched are KubeVirt's and Kubernetes' own, as the real v1.6.6 control plane wrote
 //! them (`docs/differential/runtime.md`).
 
-use serde_json::Value;
-
+use super::record::{Condition, ConditionStatus};
 use crate::finding::one_line;
 use crate::rules::RuleId;
 
@@ -17,6 +16,8 @@ use crate::rules::RuleId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Said {
     pub rules: Vec<RuleId>,
+    /// Who says it: `KubeVirt`, `the kubelet`.
+    pub by: &'static str,
     /// `Failure (FailedCreate): ...`, as the condition says it.
     pub words: String,
 }
@@ -89,48 +90,47 @@ const CONTROLLER_WORDS: &[(&str, &[RuleId])] = &[
 
 /// What the VM's conditions say, most telling first: `Failure=True`, then
 /// `Synchronized=False`, then `PodScheduled=False`. `None` when they say nothing is wrong.
-pub fn said(vm: &Value) -> Option<Said> {
-    let conditions = vm.pointer("/status/conditions")?.as_array()?;
-    let find = |kind: &str, status: &str| {
-        conditions
-            .iter()
-            .find(|c| c["type"] == kind && c["status"] == status)
-    };
-    let text = |c: &Value, field: &str| c[field].as_str().unwrap_or("").trim().to_string();
-    let (condition, rules) = if let Some(c) = find("Failure", "True") {
-        let reason = text(c, "reason");
-        let rules = match reason.as_str() {
+pub fn said(conditions: &[Condition]) -> Option<Said> {
+    let find = |kind: &str, status: ConditionStatus| conditions.iter().find(|c| c.is(kind, status));
+    let (condition, rules) = if let Some(c) = find("Failure", ConditionStatus::True) {
+        let rules = match c.reason.as_str() {
             "FailedFindInstancetype" | "FailedFindPreference" => {
                 vec![RuleId::InstancetypeNotFound]
             }
-            _ => by_words(&text(c, "message"), CONTROLLER_WORDS),
+            _ => by_words(&c.message, CONTROLLER_WORDS),
         };
         (c, rules)
-    } else if let Some(c) = find("Synchronized", "False") {
-        let rules = match text(c, "reason").as_str() {
+    } else if let Some(c) = find("Synchronized", ConditionStatus::False) {
+        let rules = match c.reason.as_str() {
             "FailedPvcNotFound" => vec![RuleId::PvcNotFound, RuleId::DatavolumeNotFound],
-            _ => by_words(&text(c, "message"), CONTROLLER_WORDS),
+            _ => by_words(&c.message, CONTROLLER_WORDS),
         };
         (c, rules)
-    } else if let Some(c) = find("PodScheduled", "False") {
-        (c, scheduler_rules(&text(c, "message")))
+    } else if let Some(c) = find("PodScheduled", ConditionStatus::False) {
+        (c, scheduler_rules(&c.message))
     } else {
         return None;
     };
+    Some(Said {
+        rules,
+        by: "KubeVirt",
+        words: words(condition),
+    })
+}
+
+/// `Kind (Reason): message`, on one line.
+pub fn words(condition: &Condition) -> String {
     let (kind, reason, message) = (
-        text(condition, "type"),
-        text(condition, "reason"),
-        text(condition, "message"),
+        condition.kind.trim(),
+        condition.reason.trim(),
+        condition.message.trim(),
     );
     let words = if reason.is_empty() {
         format!("{kind}: {message}")
     } else {
         format!("{kind} ({reason}): {message}")
     };
-    Some(Said {
-        rules,
-        words: one_line(&words, 200),
-    })
+    one_line(&words, 200)
 }
 
 /// The rules of every phrase `message` contains, in the table's order, each once.
@@ -183,10 +183,10 @@ fn scheduler_rules(message: &str) -> Vec<RuleId> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
-    fn vm(conditions: Value) -> Value {
-        json!({"status": {"conditions": conditions}})
+    fn vm(conditions: Value) -> Vec<Condition> {
+        serde_json::from_value(conditions).unwrap()
     }
 
     /// Messages as the real KubeVirt v1.6.6 control plane wrote them.
@@ -288,6 +288,6 @@ mod tests {
             said(&vm(json!([{"type": "Ready", "status": "False"}]))),
             None
         );
-        assert_eq!(said(&json!({})), None);
+        assert_eq!(said(&[]), None);
     }
 }

@@ -1,8 +1,12 @@
-//! The stuck-VM watcher: raises KubeVirt's `VirtualMachineStuckInUnhealthyState` with a
-//! diagnosed cause, for whatever slipped past admission.
+//! The stuck-VM watcher: raises KubeVirt's `VirtualMachineStuckInUnhealthyState` and
+//! `VirtualMachineStuckOnNode`, and ours for the hole between them,
+//! `VirtualMachineStuckBeforeNode`, each with a diagnosed cause, for whatever slipped past
+//! admission.
 //!
-//! - [`object`]: the VM as read off the wire, slim;
-//! - [`state`]: which VMs are stuck, a pure state machine over watch events and the time;
+//! - [`object`]: the VM and the VMI as read off the wire, slim;
+//! - [`record`]: what is kept of them, typed;
+//! - [`state`]: which VMs are stuck and under which of the three alerts, a pure state machine
+//!   over watch events and the time;
 //! - [`diagnose`]: why, from the rules and from what KubeVirt and CDI say;
 //! - [`kubevirt_says`]: KubeVirt's own conditions, mapped to the rules that predict them;
 //! - [`terminating`]: what holds a deleted VM (its finalizers and their owners);
@@ -22,8 +26,10 @@ pub mod fleet;
 pub mod groups;
 pub mod health;
 pub mod kubevirt_says;
+pub mod launcher_pod;
 pub mod leader;
 pub mod object;
+pub mod record;
 pub mod run;
 pub mod state;
 pub mod storage;
@@ -31,5 +37,6 @@ pub mod terminating;
 
 pub use diagnose::{Diagnosis, diagnose};
 pub use object::WatchedVm;
-pub use run::{ALERT_NAME, Outputs, Watcher, WatcherOptions};
-pub use state::{Tracker, Transition, UnhealthyStatus, VmKey, VmObservation};
+pub use record::{VmRecord, VmStatus, VmiFacts};
+pub use run::{Outputs, Watcher, WatcherOptions};
+pub use state::{StuckAfter, StuckAlert, Tracker, Transition, VmKey, VmObservation};

@@ -1,10 +1,9 @@
-//! The VirtualMachine as the watcher reads it off the wire: the few fields the tracker needs,
-//! parsed; `spec`, `status` and the annotations kept as raw JSON text, parsed again only for
-//! the unhealthy few that are diagnosed. A relist of 100,000 VMs then costs a scan of the
-//! bytes, not 100,000 JSON trees.
+//! VirtualMachines and their VMIs as the watcher reads them off the wire. A VM keeps its
+//! metadata, and `spec`, `status` and the annotations as raw JSON text, read into types
+//! ([`super::record`]) once per change: a relist of 100,000 VMs costs a scan of the bytes, not
+//! 100,000 JSON trees. A VMI keeps its name, phase and node.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
 use k8s_openapi::NamespaceResourceScope;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -13,6 +12,11 @@ use kube::api::ApiResource;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
+
+use super::record::{SpecHead, StatusHead, VmFacts, VmRecord, VmiFacts, VmiPhase};
+use super::state::VmKey;
+use crate::finding::{DEFAULT_NAMESPACE, vm_namespace};
+use crate::model::{ModelError, VirtualMachine};
 
 /// A `kubevirt.io/v1` kind for kube-rs's dynamic APIs.
 pub fn kubevirt_resource(kind: &str, plural: &str) -> ApiResource {
@@ -82,29 +86,23 @@ impl From<WireVm> for WatchedVm {
     }
 }
 
-/// The status fields the tracker reads.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct StatusHead {
-    pub printable_status: Option<String>,
-    #[serde(default)]
-    pub conditions: Vec<ConditionHead>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub(crate) struct ConditionHead {
-    #[serde(rename = "type", default)]
-    pub type_: String,
-    pub last_transition_time: Option<String>,
-}
-
 fn parse_raw(raw: &Option<Box<RawValue>>) -> Option<Value> {
     raw.as_ref()
         .and_then(|raw| serde_json::from_str(raw.get()).ok())
 }
 
+fn parse_raw_as<T: serde::de::DeserializeOwned + Default>(raw: &Option<Box<RawValue>>) -> T {
+    raw.as_ref()
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default()
+}
+
 impl WatchedVm {
+    /// A whole object (a file, a list): read as the watch reads it.
+    pub fn from_value(object: &Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(&object.to_string())
+    }
+
     pub fn name(&self) -> Option<&str> {
         self.meta.name.as_deref()
     }
@@ -117,17 +115,36 @@ impl WatchedVm {
         self.meta.uid.as_deref()
     }
 
-    /// The status fields the tracker reads; an unreadable status reads as none.
-    pub(crate) fn status_head(&self) -> StatusHead {
-        self.status
-            .as_ref()
-            .and_then(|raw| serde_json::from_str(raw.get()).ok())
-            .unwrap_or_default()
+    /// The facts that decide whether the VM is stuck, and, when it may be, the record a
+    /// diagnosis reads. A spec or status of the wrong shape reads as none: they are KubeVirt's
+    /// to validate, and a VM is not dropped from the watch for them.
+    pub fn read(&self, key: &VmKey) -> (VmFacts, Option<VmRecord>) {
+        let spec: SpecHead = parse_raw_as(&self.spec);
+        let status: StatusHead = parse_raw_as(&self.status);
+        let facts = VmFacts::read(&spec, &status, self.deletion_timestamp.is_some());
+        let record = facts.may_be_stuck().then(|| self.record_with(key, status));
+        (facts, record)
     }
 
-    /// The object for diagnosis: metadata (name, namespace, uid, annotations, deletionTimestamp,
-    /// finalizers), spec and status.
-    pub fn to_object(&self) -> Arc<Value> {
+    /// The record a diagnosis reads, whether or not the VM may be stuck (`diagnose` of one VM).
+    pub fn record(&self, key: &VmKey) -> VmRecord {
+        self.record_with(key, parse_raw_as(&self.status))
+    }
+
+    fn record_with(&self, key: &VmKey, status: StatusHead) -> VmRecord {
+        VmRecord {
+            key: key.clone(),
+            printable_status: status.printable_status.unwrap_or_default(),
+            conditions: status.conditions,
+            deletion_timestamp: self.deletion_timestamp.clone(),
+            finalizers: self.meta.finalizers.clone().unwrap_or_default(),
+            vm: self.model(),
+        }
+    }
+
+    /// The VM in the rules' model: its metadata (name, namespace, uid, annotations,
+    /// deletionTimestamp) and spec, read from the kept text.
+    pub fn model(&self) -> Result<VirtualMachine, ModelError> {
         let mut metadata = Map::new();
         let mut put = |key: &str, value: &Option<String>| {
             if let Some(value) = value {
@@ -141,19 +158,95 @@ impl WatchedVm {
         if let Some(annotations) = parse_raw(&self.annotations) {
             metadata.insert("annotations".into(), annotations);
         }
-        if let Some(finalizers) = &self.meta.finalizers {
-            metadata.insert("finalizers".into(), finalizers.clone().into());
+        let spec = self.spec.as_ref().map_or("{}", |raw| raw.get());
+        let text = format!(
+            r#"{{"metadata":{},"spec":{spec}}}"#,
+            Value::Object(metadata)
+        );
+        VirtualMachine::from_json(&text)
+    }
+}
+
+/// `status` of a VMI: where it is.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireVmiStatus {
+    phase: Option<VmiPhase>,
+    node_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireVmi {
+    #[serde(default)]
+    metadata: WireMeta,
+    #[serde(default)]
+    status: Option<WireVmiStatus>,
+}
+
+/// A `kubevirt.io/v1` VirtualMachineInstance as the watch delivers it: its name and where it
+/// is, nothing else kept.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "WireVmi")]
+pub struct WatchedVmi {
+    meta: ObjectMeta,
+    pub facts: VmiFacts,
+}
+
+impl From<WireVmi> for WatchedVmi {
+    fn from(wire: WireVmi) -> Self {
+        let status = wire.status.unwrap_or_default();
+        WatchedVmi {
+            meta: ObjectMeta {
+                name: wire.metadata.name,
+                namespace: wire.metadata.namespace,
+                uid: wire.metadata.uid,
+                resource_version: wire.metadata.resource_version,
+                ..ObjectMeta::default()
+            },
+            facts: VmiFacts {
+                phase: status.phase.unwrap_or_default(),
+                node: status.node_name.filter(|n| !n.is_empty()),
+            },
         }
-        let mut object = Map::new();
-        object.insert("apiVersion".into(), "kubevirt.io/v1".into());
-        object.insert("kind".into(), "VirtualMachine".into());
-        object.insert("metadata".into(), Value::Object(metadata));
-        for (key, raw) in [("spec", &self.spec), ("status", &self.status)] {
-            if let Some(value) = parse_raw(raw) {
-                object.insert(key.into(), value);
-            }
-        }
-        Arc::new(Value::Object(object))
+    }
+}
+
+impl WatchedVmi {
+    /// A whole object (a file, a list).
+    pub fn from_value(object: &Value) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(&object.to_string())
+    }
+
+    /// Its key: a VMI has its VM's namespace and name.
+    pub fn key(&self) -> Option<VmKey> {
+        Some(VmKey::new(
+            vm_namespace(None, self.meta.namespace.as_deref(), DEFAULT_NAMESPACE),
+            self.meta.name.clone()?,
+        ))
+    }
+}
+
+impl Resource for WatchedVmi {
+    type DynamicType = ();
+    type Scope = NamespaceResourceScope;
+
+    fn kind(_: &()) -> Cow<'_, str> {
+        "VirtualMachineInstance".into()
+    }
+    fn group(_: &()) -> Cow<'_, str> {
+        crate::model::KUBEVIRT_GROUP.into()
+    }
+    fn version(_: &()) -> Cow<'_, str> {
+        crate::model::KUBEVIRT_VERSION.into()
+    }
+    fn plural(_: &()) -> Cow<'_, str> {
+        "virtualmachineinstances".into()
+    }
+    fn meta(&self) -> &ObjectMeta {
+        &self.meta
+    }
+    fn meta_mut(&mut self) -> &mut ObjectMeta {
+        &mut self.meta
     }
 }
 
@@ -202,20 +295,29 @@ mod tests {
         });
         let vm: WatchedVm = serde_json::from_str(&wire.to_string()).unwrap();
         assert_eq!(vm.meta().resource_version.as_deref(), Some("7"));
-        let head = vm.status_head();
-        assert_eq!(head.printable_status.as_deref(), Some("Starting"));
-        assert_eq!(head.conditions[0].type_, "Ready");
-        let object = vm.to_object();
-        assert_eq!(object["spec"], wire["spec"]);
-        assert_eq!(object["status"], wire["status"]);
+        let key = VmKey::new("ns", "a");
+        let (facts, record) = vm.read(&key);
+        assert_eq!(facts.status, Some(crate::watcher::VmStatus::Starting));
+        let record = record.expect("a Starting VM may be stuck: its record is read");
+        assert_eq!(record.printable_status, "Starting");
+        assert_eq!(record.conditions[0].kind, "Ready");
+        assert_eq!(record.conditions[0].message, "kept for diagnosis");
         assert_eq!(
-            object["metadata"]["annotations"],
-            wire["metadata"]["annotations"]
+            record.deletion_timestamp.as_deref(),
+            Some("2026-11-25T10:01:00Z")
         );
-        assert!(object.pointer("/metadata/managedFields").is_none());
-        for kept in ["deletionTimestamp", "finalizers"] {
-            assert_eq!(object["metadata"][kept], wire["metadata"][kept], "{kept}");
-        }
+        assert_eq!(
+            record.finalizers,
+            ["kubevirt.io/virtualMachineControllerFinalize"]
+        );
+        let model = record.vm.expect("the spec reads as the model");
+        let annotations = model.metadata.annotations;
+        assert_eq!(
+            annotations
+                .get("virt-preflight.io/skip")
+                .map(|v| v.as_str()),
+            Some("image-tag-latest")
+        );
         assert_eq!(
             WatchedVm::url_path(&(), None),
             "/apis/kubevirt.io/v1/virtualmachines"
@@ -228,6 +330,8 @@ mod tests {
             r#"{"metadata": {"name": "a"}, "status": {"printableStatus": 3}}"#,
         )
         .unwrap();
-        assert_eq!(vm.status_head().printable_status, None);
+        let (facts, record) = vm.read(&VmKey::new("default", "a"));
+        assert_eq!(facts.status, None);
+        assert!(record.is_none(), "no status: not a VM that may be stuck");
     }
 }

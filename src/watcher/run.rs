@@ -11,34 +11,36 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod};
 use kube::Client;
-use kube::api::{Api, DynamicObject};
-use kube::core::PartialObjectMeta;
+use kube::api::{Api, ListParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
+use tokio::sync::mpsc;
 use tracing::{info, warn};
 
 use crate::cluster::ClusterView;
 use crate::cluster::live::LiveView;
 use crate::events::{EventQueue, EventRequest};
-use crate::finding::{DEFAULT_NAMESPACE, vm_namespace};
 use crate::metrics::{CauseLabels, Metrics, StuckLabels, VmStatusLabels};
 
 use super::alertmanager::{Alert, AlertQueue};
-use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose};
+use super::diagnose::{Diagnosis, diagnose};
 use super::escalation::{self, Escalation, Thresholds, escalations};
 use super::groups::{Group, Member, group};
+use super::launcher_pod::LauncherPod;
 use super::leader::Leadership;
-use super::object::{WatchedVm, kubevirt_resource};
-use super::state::{ResolveReason, StuckVm, Tracker, Transition, VmKey, VmObservation};
-
-/// The alert KubeVirt defines, and the reason of our Event.
-pub const ALERT_NAME: &str = "VirtualMachineStuckInUnhealthyState";
+use super::object::{WatchedVm, WatchedVmi};
+use super::record::VmiFacts;
+use super::state::{
+    ResolveReason, StuckAfter, StuckAlert, StuckVm, Tracker, Transition, VmKey, VmObservation,
+};
 
 #[derive(Clone)]
 pub struct WatcherOptions {
-    /// How long a VM must be unhealthy with no VMI to be stuck (KubeVirt: 10 minutes).
-    pub stuck_after: Duration,
+    /// How long each alert's condition must hold for a VM to be stuck (KubeVirt: 10 minutes,
+    /// 5 on a node).
+    pub stuck_after: StuckAfter,
     /// How often the clock is checked.
     pub tick: Duration,
     /// How often firing alerts are sent again to Alertmanager (they expire after 4×).
@@ -50,7 +52,7 @@ pub struct WatcherOptions {
 impl Default for WatcherOptions {
     fn default() -> Self {
         WatcherOptions {
-            stuck_after: Duration::from_secs(600),
+            stuck_after: StuckAfter::default(),
             tick: Duration::from_secs(5),
             resend: Duration::from_secs(60),
             thresholds: Thresholds::default(),
@@ -68,8 +70,23 @@ pub struct Outputs {
 /// A VM raised and not resolved.
 struct Raised {
     stuck: StuckVm,
+    /// Its launcher pod as last read (a VM with a VMI only).
+    launcher: Option<LauncherPod>,
+    /// When its launcher pod was last read, or tried.
+    launcher_read: Option<Timestamp>,
     diagnosis: Diagnosis,
     raised_at: Timestamp,
+}
+
+impl Raised {
+    fn diagnose(&mut self, view: &ClusterView) {
+        self.diagnosis = diagnose(
+            &self.stuck.record,
+            self.stuck.vmi.as_ref(),
+            self.launcher.as_ref(),
+            Some(view),
+        );
+    }
 }
 
 /// The deciding part of the watcher.
@@ -94,9 +111,9 @@ pub struct Watcher {
     diagnosed_with: u64,
     /// Resolved alerts, sent once more with the next resend in case the first POST was lost.
     recently_resolved: Vec<Alert>,
-    /// VMs whose alert ended because their status changed: the alert for the new status
-    /// follows without a second Event.
-    status_changed: HashSet<VmKey>,
+    /// VMs whose alert ended because their alert, status or node changed, with the alert
+    /// they were under: the next one follows with an Event only if it is another alert.
+    changed: HashMap<VmKey, StuckAlert>,
 }
 
 impl Watcher {
@@ -116,7 +133,7 @@ impl Watcher {
             view_ready: true,
             diagnosed_with: 0,
             recently_resolved: Vec::new(),
-            status_changed: HashSet::new(),
+            changed: HashMap::new(),
         }
     }
 
@@ -159,23 +176,27 @@ impl Watcher {
         self.handle(transitions, now, view);
     }
 
-    /// A VMI watch event (its name is all that matters).
-    pub fn on_vmi_event(&mut self, event: Event<VmKey>, now: Timestamp, view: &ClusterView) {
+    /// A VMI watch event: its name, phase and node.
+    pub fn on_vmi_event(
+        &mut self,
+        event: Event<(VmKey, VmiFacts)>,
+        now: Timestamp,
+        view: &ClusterView,
+    ) {
         let transitions = match event {
             Event::Init => {
                 self.tracker.begin_vmi_relist();
                 Vec::new()
             }
-            Event::InitApply(key) | Event::Apply(key) => self.tracker.apply_vmi(key),
+            Event::InitApply((key, facts)) | Event::Apply((key, facts)) => {
+                self.tracker.apply_vmi(key, facts, now)
+            }
             Event::InitDone => {
                 let transitions = self.tracker.end_vmi_relist(now);
                 self.after_sync(now, view);
                 transitions
             }
-            Event::Delete(key) => {
-                self.tracker.delete_vmi(&key, now);
-                Vec::new()
-            }
+            Event::Delete((key, _)) => self.tracker.delete_vmi(&key, now),
         };
         self.handle(transitions, now, view);
     }
@@ -219,10 +240,9 @@ impl Watcher {
                 .collect();
             for (key, raised) in self.raised.iter_mut() {
                 if let Some(now_stuck) = current.get(key) {
-                    raised.stuck.object = now_stuck.object.clone();
-                    raised.stuck.since = now_stuck.since;
+                    raised.stuck = now_stuck.clone();
                 }
-                raised.diagnosis = diagnose(&raised.stuck.object, Some(view));
+                raised.diagnose(view);
             }
             self.diagnosed_with = view.generation();
             if !due {
@@ -262,23 +282,25 @@ impl Watcher {
         for transition in transitions {
             match transition {
                 Transition::Stuck(stuck) => {
-                    let diagnosis = diagnose(&stuck.object, Some(view));
+                    let diagnosis = diagnose(&stuck.record, stuck.vmi.as_ref(), None, Some(view));
                     let headline = diagnosis.headline(now.duration_since(stuck.since));
-                    warn!(vm = %stuck.key, "{headline}");
+                    warn!(vm = %stuck.key, alert = stuck.alert.name(), "{headline}");
+                    // One Event per alert: a new status or node under the same alert gets none.
+                    let new_alert = self.changed.remove(&stuck.key) != Some(stuck.alert);
                     let raised = Raised {
                         stuck,
+                        launcher: None,
+                        launcher_read: None,
                         diagnosis,
                         raised_at: now,
                     };
-                    // One Event per stuck spell: a new status of the same spell gets none.
-                    let new_spell = !self.status_changed.remove(&raised.stuck.key);
                     if self.leader {
-                        if new_spell && let Some(events) = &self.outputs.events {
+                        if new_alert && let Some(events) = &self.outputs.events {
                             events.offer(EventRequest {
                                 namespace: raised.stuck.key.namespace.clone(),
                                 name: raised.stuck.key.name.clone(),
                                 uid: raised.stuck.uid.clone(),
-                                reason: ALERT_NAME.to_string(),
+                                reason: raised.stuck.alert.name().to_string(),
                                 action: "Diagnose".to_string(),
                                 note: crate::finding::one_line(&headline, 1000),
                             });
@@ -287,11 +309,13 @@ impl Watcher {
                     }
                     self.raised.insert(raised.stuck.key.clone(), raised);
                 }
-                Transition::Resolved { key, reason, .. } => {
-                    if reason == ResolveReason::StatusChanged {
-                        self.status_changed.insert(key.clone());
+                Transition::Resolved {
+                    key, alert, reason, ..
+                } => {
+                    if reason == ResolveReason::Changed {
+                        self.changed.insert(key.clone(), alert);
                     } else {
-                        self.status_changed.remove(&key);
+                        self.changed.remove(&key);
                     }
                     if let Some(raised) = self.raised.remove(&key) {
                         info!(vm = %key, ?reason, "no longer stuck");
@@ -323,6 +347,8 @@ impl Watcher {
     fn groups(&self) -> Vec<Group<'_>> {
         group(self.raised.iter().map(|(key, raised)| Member {
             key,
+            alert: raised.stuck.alert,
+            node: raised.stuck.node(),
             status: raised.stuck.status,
             since: raised.stuck.since,
             stuck: true,
@@ -383,39 +409,34 @@ impl Watcher {
         self.offer(batch);
     }
 
-    /// The alert for a raised VM: KubeVirt's labels and texts, with the cause.
+    /// The alert for a raised VM: KubeVirt's labels and texts (ours for the alert KubeVirt has
+    /// not), with the cause.
     fn alert(&self, raised: &Raised, now: Timestamp) -> Alert {
-        let key = &raised.stuck.key;
-        let status = raised.stuck.status.label();
-        let threshold = threshold_text(self.options.stuck_after);
+        let stuck = &raised.stuck;
+        let key = &stuck.key;
+        let status = stuck.status.label();
+        let threshold = threshold_text(self.options.stuck_after.of(stuck.alert));
         // The PrometheusRule's labels, so that both routes make one alert; `source` tells it
         // from KubeVirt's alert of the same name.
-        let labels = BTreeMap::from([
-            ("alertname".to_string(), ALERT_NAME.to_string()),
+        let mut labels = BTreeMap::from([
+            ("alertname".to_string(), stuck.alert.name().to_string()),
             ("severity".to_string(), "warning".to_string()),
             ("operator_health_impact".to_string(), "none".to_string()),
             ("source".to_string(), escalation::SOURCE.to_string()),
             ("namespace".to_string(), key.namespace.clone()),
             ("name".to_string(), key.name.clone()),
-            ("status".to_string(), status.to_string()),
+            ("status".to_string(), status.clone()),
         ]);
+        if let (StuckAlert::OnNode, Some(node)) = (stuck.alert, stuck.node()) {
+            labels.insert("node".to_string(), node.to_string());
+        }
+        let (summary, description) = alert_texts(stuck, &status, &threshold);
         let mut annotations = BTreeMap::from([
-            (
-                "summary".to_string(),
-                format!("Virtual machine in {status} state for more than {threshold}"),
-            ),
-            (
-                "description".to_string(),
-                format!(
-                    "Virtual machine {} in namespace {} has been in {status} state for more than {threshold}.",
-                    key.name, key.namespace
-                ),
-            ),
+            ("summary".to_string(), summary),
+            ("description".to_string(), description),
             (
                 "cause".to_string(),
-                raised
-                    .diagnosis
-                    .headline(now.duration_since(raised.stuck.since)),
+                raised.diagnosis.headline(now.duration_since(stuck.since)),
             ),
             // An annotation, not a label: a new diagnosis must not make a new alert.
             (
@@ -423,7 +444,10 @@ impl Watcher {
                 raised.diagnosis.cause.rule_label().to_string(),
             ),
             ("next_step".to_string(), raised.diagnosis.next_step.clone()),
-            ("runbook_url".to_string(), RUNBOOK_URL.to_string()),
+            (
+                "runbook_url".to_string(),
+                stuck.alert.runbook_url().to_string(),
+            ),
         ]);
         // KubeVirt's own trouble, whether or not it is this VM's cause.
         if let Some(kubevirt) = raised.diagnosis.kubevirt.as_ref().and_then(|h| h.subject()) {
@@ -438,6 +462,51 @@ impl Watcher {
         .firing(now, self.options.resend * 4)
     }
 
+    /// The raised VMs with a VMI whose launcher pod has not been read since the last resend:
+    /// the pod tells what KubeVirt's conditions do not (a volume that does not mount, an image
+    /// that does not pull).
+    pub fn launchers_wanted(&self, now: Timestamp) -> Vec<VmKey> {
+        let resend = SignedDuration::try_from(self.options.resend).unwrap_or(SignedDuration::MAX);
+        self.raised
+            .iter()
+            .filter(|(_, raised)| raised.stuck.vmi.is_some())
+            .filter(|(_, raised)| {
+                raised
+                    .launcher_read
+                    .is_none_or(|read| now.duration_since(read) >= resend)
+            })
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// The launcher pod of a raised VM, read (`None`: it has none): diagnosed again with it.
+    pub fn on_launcher(
+        &mut self,
+        key: &VmKey,
+        pod: Option<LauncherPod>,
+        now: Timestamp,
+        view: &ClusterView,
+    ) {
+        let Some(raised) = self.raised.get_mut(key) else {
+            return;
+        };
+        raised.launcher_read = Some(now);
+        if raised.launcher != pod {
+            raised.launcher = pod;
+            raised.diagnose(view);
+            let updated = self.alert(&self.raised[key], now);
+            self.offer(vec![updated]);
+            self.sync_metrics();
+        }
+    }
+
+    /// The launcher pod of `key` could not be read: asked again after a resend interval.
+    pub fn on_launcher_unread(&mut self, key: &VmKey, now: Timestamp) {
+        if let Some(raised) = self.raised.get_mut(key) {
+            raised.launcher_read = Some(now);
+        }
+    }
+
     /// Makes the exported series what the leader knows now: adds and changes, and removes
     /// only what ended (clearing all would blink every series for a scrape).
     fn sync_metrics(&mut self) {
@@ -448,21 +517,25 @@ impl Watcher {
                 stuck.insert(
                     key.clone(),
                     StuckLabels {
+                        alert: raised.stuck.alert.name().to_string(),
                         namespace: key.namespace.clone(),
                         name: key.name.clone(),
-                        status: raised.stuck.status.label().to_string(),
+                        status: raised.stuck.status.label(),
+                        node: raised.stuck.node().unwrap_or_default().to_string(),
                         rule: raised.diagnosis.cause.rule_label().to_string(),
                         cause: raised.diagnosis.cause.text.clone(),
                     },
                 );
             }
-            for (key, status, at) in self.tracker.unhealthy() {
+            for unhealthy in self.tracker.unhealthy() {
                 let labels = VmStatusLabels {
-                    namespace: key.namespace.clone(),
-                    name: key.name.clone(),
-                    status: status.label().to_string(),
+                    alert: unhealthy.alert.name().to_string(),
+                    namespace: unhealthy.key.namespace.clone(),
+                    name: unhealthy.key.name.clone(),
+                    status: unhealthy.status.label(),
+                    node: unhealthy.node.unwrap_or_default(),
                 };
-                since.insert(key, (labels, at.as_second()));
+                since.insert(unhealthy.key, (labels, unhealthy.since.as_second()));
             }
         }
         for (key, labels) in &self.exported_stuck {
@@ -508,6 +581,38 @@ impl Watcher {
     }
 }
 
+/// The summary and description of a stuck VM's alert: KubeVirt's words for its two alerts.
+fn alert_texts(stuck: &StuckVm, status: &str, threshold: &str) -> (String, String) {
+    let StuckVm { key, .. } = stuck;
+    match stuck.alert {
+        StuckAlert::UnhealthyState => (
+            format!("Virtual machine in {status} state for more than {threshold}"),
+            format!(
+                "Virtual machine {} in namespace {} has been in {status} state for more than {threshold}.",
+                key.name, key.namespace
+            ),
+        ),
+        StuckAlert::OnNode => (
+            format!("Virtual machine stuck in unhealthy state for more than {threshold}"),
+            format!(
+                "Virtual machine {} in namespace {} on node {} has been in {status} state for more than {threshold}. This may indicate issues with the VM lifecycle on the target node.",
+                key.name,
+                key.namespace,
+                stuck.node().unwrap_or_default()
+            ),
+        ),
+        StuckAlert::BeforeNode => (
+            format!(
+                "Virtual machine that should run has not reached a node for more than {threshold}"
+            ),
+            format!(
+                "Virtual machine {} in namespace {} should be running but has been in {status} state without reaching a node for more than {threshold}.",
+                key.name, key.namespace
+            ),
+        ),
+    }
+}
+
 /// `10 minutes`, as KubeVirt's alert text says it.
 fn threshold_text(duration: Duration) -> String {
     let seconds = duration.as_secs();
@@ -531,12 +636,61 @@ fn map_event<K, T>(event: Event<K>, map: impl Fn(&K) -> Option<T>) -> Option<Eve
     })
 }
 
-fn vmi_key(object: &PartialObjectMeta<DynamicObject>) -> Option<VmKey> {
-    let meta = &object.metadata;
-    Some(VmKey::new(
-        vm_namespace(None, meta.namespace.as_deref(), DEFAULT_NAMESPACE),
-        meta.name.clone()?,
-    ))
+/// The label virt-controller puts on a VM's launcher pods.
+pub const LAUNCHER_LABEL: &str = "vm.kubevirt.io/name";
+
+/// A VM's launcher pod (the newest, where a retried VM has several) and its Events; `None`
+/// when it has none.
+pub async fn read_launcher(
+    client: &Client,
+    key: &VmKey,
+) -> Result<Option<LauncherPod>, kube::Error> {
+    let pods = Api::<Pod>::namespaced(client.clone(), &key.namespace);
+    let listed = pods
+        .list(&ListParams::default().labels(&format!("{LAUNCHER_LABEL}={}", key.name)))
+        .await?;
+    let Some(pod) = listed
+        .items
+        .into_iter()
+        .max_by_key(|p| p.metadata.creation_timestamp.as_ref().map(|t| t.0))
+    else {
+        return Ok(None);
+    };
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let events = Api::<CoreEvent>::namespaced(client.clone(), &key.namespace)
+        .list(&ListParams::default().fields(&format!(
+            "involvedObject.kind=Pod,involvedObject.name={name}"
+        )))
+        .await?;
+    Ok(Some(LauncherPod::read(&pod, &events.items)))
+}
+
+/// Reads the launcher pods asked for, one at a time (a thousand stuck VMs make a queue, not
+/// a burst on the API server), off the watcher's loop.
+async fn read_launchers(
+    client: Client,
+    mut wanted: mpsc::Receiver<VmKey>,
+    read: mpsc::Sender<(VmKey, Option<Option<LauncherPod>>)>,
+) {
+    let mut reported = false;
+    while let Some(key) = wanted.recv().await {
+        let result = match read_launcher(&client, &key).await {
+            Ok(pod) => {
+                reported = false;
+                Some(pod)
+            }
+            Err(err) => {
+                if !reported {
+                    warn!(%err, vm = %key, "launcher pod not read; diagnosing without it");
+                    reported = true;
+                }
+                None
+            }
+        };
+        if read.send((key, result)).await.is_err() {
+            return;
+        }
+    }
 }
 
 /// Logs the first error of a streak, not every retry.
@@ -565,6 +719,9 @@ impl ErrorStreak {
     }
 }
 
+/// Launcher pods waiting to be read, at most.
+const LAUNCHER_QUEUE: usize = 1024;
+
 /// Watches VMs and VMIs until `shutdown`. Survives API server disconnects: kube-rs's watcher
 /// relists with backoff, and the tracker does not raise again what a relist finds raised.
 pub async fn run(
@@ -576,10 +733,11 @@ pub async fn run(
 ) {
     let config = watcher::Config::default().page_size(500);
     let vms = Api::<WatchedVm>::all(client.clone());
-    let vmis = Api::<PartialObjectMeta<DynamicObject>>::all_with(
-        client,
-        &kubevirt_resource("VirtualMachineInstance", "virtualmachineinstances"),
-    );
+    let vmis = Api::<WatchedVmi>::all(client.clone());
+    let (want_launcher, wanted) = mpsc::channel(LAUNCHER_QUEUE);
+    let (launcher_sender, mut launchers) = mpsc::channel(LAUNCHER_QUEUE);
+    let reader = tokio::spawn(read_launchers(client, wanted, launcher_sender));
+    let mut pending: HashSet<VmKey> = HashSet::new();
     let mut vm_stream = std::pin::pin!(watcher::watcher(vms, config.clone()).default_backoff());
     let mut vmi_stream = std::pin::pin!(watcher::watcher(vmis, config).default_backoff());
     let mut vm_errors = ErrorStreak {
@@ -595,8 +753,9 @@ pub async fn run(
     let mut shutdown = std::pin::pin!(shutdown);
     watcher.set_leader(leadership.is_leader(), Timestamp::now());
     info!(
-        stuck_after = ?watcher.options.stuck_after,
-        "watching VirtualMachines for VirtualMachineStuckInUnhealthyState"
+        stuck_after = ?watcher.options.stuck_after.unhealthy,
+        stuck_on_node_after = ?watcher.options.stuck_after.on_node,
+        "watching VirtualMachines for VirtualMachineStuckInUnhealthyState, VirtualMachineStuckOnNode and VirtualMachineStuckBeforeNode"
     );
     loop {
         watcher.set_view_ready(view.settled());
@@ -611,14 +770,34 @@ pub async fn run(
                 }
             }
             Some(item) = vmi_stream.next() => {
-                if let Some(event) = vmi_errors.observe(item).and_then(|e| map_event(e, vmi_key)) {
+                if let Some(event) = vmi_errors
+                    .observe(item)
+                    .and_then(|e| map_event(e, |vmi| Some((vmi.key()?, vmi.facts.clone()))))
+                {
                     watcher.on_vmi_event(event, Timestamp::now(), &view.current());
                 }
             }
             leading = leadership.changed() => watcher.set_leader(leading, Timestamp::now()),
-            _ = tick.tick() => watcher.on_tick(Timestamp::now(), &view.current()),
+            Some((key, read)) = launchers.recv() => {
+                pending.remove(&key);
+                match read {
+                    Some(pod) => watcher.on_launcher(&key, pod, Timestamp::now(), &view.current()),
+                    None => watcher.on_launcher_unread(&key, Timestamp::now()),
+                }
+            }
+            _ = tick.tick() => {
+                let now = Timestamp::now();
+                watcher.on_tick(now, &view.current());
+                for key in watcher.launchers_wanted(now) {
+                    // Full: the next tick asks again.
+                    if !pending.contains(&key) && want_launcher.try_send(key.clone()).is_ok() {
+                        pending.insert(key);
+                    }
+                }
+            }
         }
     }
+    reader.abort();
     // Hand the Lease over now rather than after it expires.
     leadership.release().await;
     info!("watcher stopped");
@@ -639,16 +818,27 @@ mod tests {
     }
 
     fn stuck_vm_named(name: &str) -> VmObservation {
-        VmObservation::from_object(&json!({
+        observe(name, "ErrorUnschedulable", true)
+    }
+
+    /// A VM that should run, in `status`, with or without a nodeSelector no node matches.
+    fn observe(name: &str, status: &str, selector: bool) -> VmObservation {
+        let mut object = json!({
             "metadata": {"name": name, "namespace": "ns"},
             "spec": {"runStrategy": "Always", "template": {"spec": {
                 "nodeSelector": {"gpu": "a100"},
                 "domain": {"devices": {}, "memory": {"guest": "1Gi"}},
                 "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]}}},
-            "status": {"printableStatus": "ErrorUnschedulable", "conditions": [
+            "status": {"printableStatus": status, "conditions": [
                 {"type": "Ready", "status": "False", "lastTransitionTime": "2026-11-25T11:00:00Z"}]}
-        }))
-        .unwrap()
+        });
+        if !selector {
+            object["spec"]["template"]["spec"]
+                .as_object_mut()
+                .unwrap()
+                .remove("nodeSelector");
+        }
+        VmObservation::from_object(&object).unwrap()
     }
 
     fn nodes() -> ClusterView {
@@ -753,8 +943,7 @@ mod tests {
         synced(&mut watcher, &view);
         assert!(queued.try_recv().is_ok(), "one Event when stuck");
         // Deleted while stuck: Terminating, still no VMI.
-        let mut terminating = stuck_vm();
-        terminating.status = Some(super::super::UnhealthyStatus::Terminating);
+        let terminating = observe("a", "Terminating", true);
         watcher.on_vm_event(Event::Apply(terminating), now(), &view);
         watcher.on_tick(now(), &view);
         assert_eq!(watcher.stuck(now()).len(), 1);
@@ -762,16 +951,7 @@ mod tests {
         assert!(queued.try_recv().is_err(), "no second Event");
 
         // The user drops the nodeSelector; the VM is still stuck: the cause follows the edit.
-        let mut edited = stuck_vm();
-        if let Some(object) = edited.object.as_mut() {
-            let mut value = (**object).clone();
-            value["spec"]["template"]["spec"]
-                .as_object_mut()
-                .unwrap()
-                .remove("nodeSelector");
-            *object = Arc::new(value);
-        }
-        edited.status = Some(super::super::UnhealthyStatus::Terminating);
+        let edited = observe("a", "Terminating", false);
         watcher.on_vm_event(Event::Apply(edited), now(), &view);
         let later = now() + SignedDuration::from_mins(2);
         watcher.on_tick(later, &view);
@@ -834,9 +1014,7 @@ mod tests {
         assert!(escalated[0].annotations["description"].ends_with(escalation::ADVICE));
 
         // One starts: two left, the escalation ends (and is sent resolved).
-        let mut running = stuck_vm_named("c");
-        running.status = None;
-        running.object = None;
+        let running = observe("c", "Running", true);
         watcher.on_vm_event(Event::Apply(running), later, &view);
         assert!(watcher.escalated.is_empty());
         assert!(

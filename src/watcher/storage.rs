@@ -9,7 +9,7 @@ use crate::cluster::{ClusterView, Lookup};
 use crate::finding::one_line;
 use crate::model::VirtualMachine;
 
-use super::state::UnhealthyStatus;
+use super::state::VmStatus;
 
 /// A DataVolume or PVC with a deletionTimestamp.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,15 +40,15 @@ impl ClaimKind {
 /// The statuses a claim being deleted explains: the VM waits for its volumes (Provisioning,
 /// ErrorPvcNotFound, DataVolumeError), or its launcher pod cannot be scheduled with a claim
 /// that is being deleted (Starting, ErrorUnschedulable).
-pub fn deletion_explains(status: Option<UnhealthyStatus>) -> bool {
+pub fn deletion_explains(status: Option<VmStatus>) -> bool {
     matches!(
         status,
         Some(
-            UnhealthyStatus::Provisioning
-                | UnhealthyStatus::ErrorPvcNotFound
-                | UnhealthyStatus::DataVolumeError
-                | UnhealthyStatus::Starting
-                | UnhealthyStatus::ErrorUnschedulable
+            VmStatus::Provisioning
+                | VmStatus::ErrorPvcNotFound
+                | VmStatus::DataVolumeError
+                | VmStatus::Starting
+                | VmStatus::ErrorUnschedulable
         )
     )
 }
@@ -311,15 +311,15 @@ mod tests {
     #[test]
     fn a_deletion_explains_the_statuses_that_wait_for_a_claim() {
         for status in [
-            UnhealthyStatus::Provisioning,
-            UnhealthyStatus::ErrorPvcNotFound,
-            UnhealthyStatus::DataVolumeError,
-            UnhealthyStatus::Starting,
+            VmStatus::Provisioning,
+            VmStatus::ErrorPvcNotFound,
+            VmStatus::DataVolumeError,
+            VmStatus::Starting,
         ] {
             assert!(deletion_explains(Some(status)), "{status:?}");
         }
-        assert!(!deletion_explains(Some(UnhealthyStatus::ImagePullBackOff)));
-        assert!(!deletion_explains(Some(UnhealthyStatus::Terminating)));
+        assert!(!deletion_explains(Some(VmStatus::ImagePullBackOff)));
+        assert!(!deletion_explains(Some(VmStatus::Terminating)));
         assert!(!deletion_explains(None));
     }
 }

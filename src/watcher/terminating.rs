@@ -4,8 +4,7 @@
 //! DataVolumes (and their PVCs), which may be held in turn. Pure: the VM object in, a
 //! [`Held`] out.
 
-use serde_json::Value;
-
+use super::record::VmRecord;
 use super::state::VmKey;
 use super::storage::{self, Deleting};
 
@@ -64,17 +63,14 @@ pub struct Held {
     waiting: Vec<Deleting>,
 }
 
-/// The finalizers that hold `object`; `None` unless it has a deletionTimestamp and finalizers
+/// The finalizers that hold a VM; `None` unless it has a deletionTimestamp and finalizers
 /// (without finalizers the API server removes a deleted object at once).
-pub fn held(object: &Value) -> Option<Held> {
-    let meta = object.get("metadata")?;
-    let deleted_at = meta.get("deletionTimestamp")?.as_str()?.to_string();
-    let finalizers: Vec<(String, Owner)> = meta
-        .get("finalizers")?
-        .as_array()?
+pub fn held(vm: &VmRecord) -> Option<Held> {
+    let deleted_at = vm.deletion_timestamp.clone()?;
+    let finalizers: Vec<(String, Owner)> = vm
+        .finalizers
         .iter()
-        .filter_map(Value::as_str)
-        .map(|f| (f.to_string(), Owner::of(f)))
+        .map(|f| (f.clone(), Owner::of(f)))
         .collect();
     (!finalizers.is_empty()).then_some(Held {
         deleted_at,
@@ -164,10 +160,13 @@ impl Held {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::watcher::{VmKey, WatchedVm};
+    use serde_json::{Value, json};
 
-    fn vm(meta: Value) -> Value {
-        json!({"metadata": meta, "status": {"printableStatus": "Terminating"}})
+    fn vm(meta: Value) -> VmRecord {
+        let object = json!({"metadata": meta, "status": {"printableStatus": "Terminating"}});
+        let key = VmKey::of(&object).unwrap();
+        WatchedVm::from_value(&object).unwrap().record(&key)
     }
 
     #[test]
@@ -261,14 +260,6 @@ mod tests {
                 json!({"name": "a", "deletionTimestamp": "2026-11-25T10:00:00Z"})
             )),
             None
-        );
-        assert_eq!(
-            held(&vm(
-                json!({"name": "a", "deletionTimestamp": "2026-11-25T10:00:00Z",
-                "finalizers": [7]})
-            )),
-            None,
-            "a finalizer of the wrong type is no finalizer"
         );
     }
 }
