@@ -8,10 +8,9 @@
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use kube::api::DynamicObject;
-use kube::core::PartialObjectMeta;
 use serde_json::{Value, json};
-use virt_preflight::watcher::{Tracker, VmKey, VmObservation, WatchedVm};
+use virt_preflight::watcher::object::WatchedVmi;
+use virt_preflight::watcher::{StuckAfter, Tracker, VmObservation, WatchedVm};
 
 const VMS: usize = 100_000;
 const UNHEALTHY_EVERY: usize = 50; // 2 %
@@ -54,10 +53,20 @@ fn vm(index: usize) -> Value {
     })
 }
 
+/// A running VMI as the API server sends it (a spec the watcher skips, a status it reads).
 fn vmi(index: usize) -> Value {
-    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+    json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
            "metadata": {"name": format!("vm-{index:06}"), "namespace": format!("tenant-{:03}", index % 500),
-                        "uid": format!("7f1c2a4e-0000-4000-8000-{index:012}"), "resourceVersion": "123457"}})
+                        "uid": format!("7f1c2a4e-0000-4000-8000-{index:012}"), "resourceVersion": "123457",
+                        "labels": {"kubevirt.io/nodeName": format!("node-{:04}", index % 5000)}},
+           "spec": {"domain": {"cpu": {"cores": 2}, "memory": {"guest": "4Gi"},
+                "devices": {"disks": [{"name": "root", "disk": {"bus": "virtio"}}],
+                            "interfaces": [{"name": "default", "masquerade": {}}]}},
+                "networks": [{"name": "default", "pod": {}}],
+                "volumes": [{"name": "root", "dataVolume": {"name": format!("vm-{index:06}-root")}}]},
+           "status": {"phase": "Running", "nodeName": format!("node-{:04}", index % 5000),
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "interfaces": [{"name": "default", "ipAddress": "10.0.0.1"}]}})
 }
 
 fn has_vmi(index: usize) -> bool {
@@ -79,7 +88,7 @@ fn mib(bytes: usize) -> f64 {
 }
 
 /// One full relist of VMs and VMIs from JSON bytes, decoded as the watcher decodes them
-/// (VMs into the slim [`WatchedVm`], VMIs as PartialObjectMetadata).
+/// (VMs into the slim [`WatchedVm`], VMIs into [`WatchedVmi`]: name, phase and node).
 fn relist_from_bytes(tracker: &mut Tracker, vms: &[Vec<u8>], vmis: &[Vec<u8>], now: Timestamp) {
     tracker.begin_vm_relist();
     for bytes in vms {
@@ -91,9 +100,9 @@ fn relist_from_bytes(tracker: &mut Tracker, vms: &[Vec<u8>], vmis: &[Vec<u8>], n
     tracker.end_vm_relist();
     tracker.begin_vmi_relist();
     for bytes in vmis {
-        let vmi: PartialObjectMeta<DynamicObject> = serde_json::from_slice(bytes).expect("a VMI");
-        if let (Some(namespace), Some(name)) = (vmi.metadata.namespace, vmi.metadata.name) {
-            tracker.apply_vmi(VmKey::new(namespace, name));
+        let vmi: WatchedVmi = serde_json::from_slice(bytes).expect("a VMI");
+        if let Some(key) = vmi.key() {
+            tracker.apply_vmi(key, vmi.facts, now);
         }
     }
     tracker.end_vmi_relist(now);
@@ -105,7 +114,7 @@ fn main() {
 
     // Memory: the tracker fed one object at a time, so that only its state stays resident.
     let before = rss_bytes();
-    let mut tracker = Tracker::new(Duration::from_secs(600));
+    let mut tracker = Tracker::new(StuckAfter::default());
     tracker.begin_vm_relist();
     for index in 0..VMS {
         let bytes = serde_json::to_vec(&vm(index)).expect("serializes");
@@ -117,8 +126,10 @@ fn main() {
     tracker.end_vm_relist();
     tracker.begin_vmi_relist();
     for index in (0..VMS).filter(|i| has_vmi(*i)) {
-        if let Some(key) = VmKey::of(&vmi(index)) {
-            tracker.apply_vmi(key);
+        let bytes = serde_json::to_vec(&vmi(index)).expect("serializes");
+        let vmi: WatchedVmi = serde_json::from_slice(&bytes).expect("a VMI");
+        if let Some(key) = vmi.key() {
+            tracker.apply_vmi(key, vmi.facts, now);
         }
     }
     tracker.end_vmi_relist(now);

@@ -92,16 +92,23 @@ fn four_vms_on_one_selector_and_one_on_a_missing_pvc_make_two_groups() {
         report(&output)
     );
     let json: Value = serde_json::from_slice(&output.stdout).expect("JSON");
-    assert_eq!(json["stuck"], 4, "{json:#}");
-    assert_eq!(json["unhealthy"], 5, "the VMs with a VMI are not unhealthy");
+    assert_eq!(json["stuck"], 5, "{json:#}");
+    assert_eq!(
+        json["unhealthy"], 6,
+        "the VM whose VMI has no phase counts; the running one does not"
+    );
     let groups = json["groups"].as_array().unwrap();
     let sizes: Vec<usize> = groups
         .iter()
         .map(|g| g["vms"].as_array().unwrap().len())
         .collect();
-    assert_eq!(sizes, vec![4, 1], "largest first");
+    assert_eq!(sizes, vec![4, 1, 1], "largest first");
     assert_eq!(groups[0]["rule"], "node-selector-unsatisfiable");
-    assert_eq!(groups[1]["rule"], "pvc-not-found");
+    assert_eq!(
+        groups[1]["vms"][0]["alert"],
+        "VirtualMachineStuckBeforeNode"
+    );
+    assert_eq!(groups[2]["rule"], "pvc-not-found");
     let two_minutes = &groups[0]["vms"][3];
     assert_eq!(two_minutes["name"], "gpu-4");
     assert_eq!(two_minutes["since"], "2026-11-26T02:58:00Z");
@@ -118,7 +125,7 @@ fn four_vms_on_one_selector_and_one_on_a_missing_pvc_make_two_groups() {
         groups[0]["next"]
     );
     assert!(
-        !groups[1]["next"].as_str().unwrap().contains("escalate"),
+        !groups[2]["next"].as_str().unwrap().contains("escalate"),
         "one VM does not"
     );
     snapshot("fleet.json", &String::from_utf8_lossy(&output.stdout));
@@ -155,10 +162,10 @@ fn a_namespace_narrows_the_report_and_the_exit_code_follows_what_is_stuck() {
     assert_eq!(stuck_at("2026-11-26T00:05:00Z"), (Some(0), json!(0)));
     assert_eq!(stuck_at("2026-11-26T01:00:00Z"), (Some(1), json!(1)));
 
-    // A stricter threshold: gpu-4 is stuck after a minute too, and all five are.
+    // A stricter threshold: gpu-4 is stuck after a minute too, and all six are.
     let strict = fleet(&["--stuck-after", "1m", "-o", "json"]);
     let json: Value = serde_json::from_slice(&strict.stdout).unwrap();
-    assert_eq!(json["stuck"], 5, "{json:#}");
+    assert_eq!(json["stuck"], 6, "{json:#}");
 }
 
 #[test]
@@ -377,7 +384,7 @@ async fn all_reads_the_vms_their_vmis_and_the_view_from_a_live_cluster() {
             ),
             (
                 "/apis/kubevirt.io/v1/virtualmachineinstances",
-                vec![vmi("prod", "started")],
+                vec![vmi("prod", "started", "Scheduling")],
             ),
             ("/api/v1/nodes", vec![t4_node()]),
         ],
@@ -402,19 +409,30 @@ async fn all_reads_the_vms_their_vmis_and_the_view_from_a_live_cluster() {
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
         (json["stuck"].clone(), json["unhealthy"].clone()),
-        (json!(2), json!(3)),
-        "{json:#}"
+        (json!(3), json!(4)),
+        "the VM whose VMI waits for a node is stuck too: {json:#}"
     );
     assert_eq!(
         json["groups"][0]["rule"], "node-selector-unsatisfiable",
         "the live nodes: {json:#}"
+    );
+    let alerts: Vec<(&str, &str)> = json["groups"][0]["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|vm| (vm["name"].as_str().unwrap(), vm["alert"].as_str().unwrap()))
+        .collect();
+    assert!(
+        alerts.contains(&("started", "VirtualMachineStuckBeforeNode"))
+            && alerts.contains(&("a", "VirtualMachineStuckInUnhealthyState")),
+        "{alerts:?}"
     );
 
     let prod = all(Some("prod")).await.unwrap();
     let json: Value = serde_json::from_slice(&prod.stdout).unwrap();
     assert_eq!(
         (json["stuck"].clone(), json["unhealthy"].clone()),
-        (json!(1), json!(2)),
+        (json!(2), json!(3)),
         "{json:#}"
     );
     assert!(

@@ -53,7 +53,9 @@ fn diagnose_names_the_cause_of_a_stuck_vm_and_exits_1() {
     let first = stdout.lines().next().unwrap_or_default();
     assert!(
         first.starts_with("VirtualMachine prod/gpu-vm: ErrorUnschedulable for ")
-            && first.ends_with("no VMI: STUCK (threshold 10m)"),
+            && first.ends_with(
+                "no VMI: STUCK under KubeVirt's VirtualMachineStuckInUnhealthyState (threshold 10m)"
+            ),
         "{report}"
     );
     assert!(
@@ -79,7 +81,11 @@ fn diagnose_a_running_vm_exits_0() {
     args.extend(SNAPSHOT);
     let output = run(&args);
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("not stuck"));
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("no stuck alert holds"),
+        "{}",
+        text(&output)
+    );
 }
 
 #[test]
@@ -241,17 +247,25 @@ async fn watch_exports_the_stuck_vm_from_a_kubeconfig_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn diagnose_reads_the_vm_its_vmi_and_the_view_from_a_live_cluster() {
-    let mut started = stuck_vm();
-    started["metadata"]["name"] = json!("has-vmi");
+    // Unschedulable with its VMI waiting for a node, as KubeVirt v1.6 leaves it: the hole
+    // between KubeVirt's two alerts.
+    let mut pending = stuck_vm();
+    pending["metadata"]["name"] = json!("pending");
+    let mut running = stuck_vm();
+    running["metadata"]["name"] = json!("running");
+    running["status"]["printableStatus"] = json!("Running");
     let api = FakeApi::start(
         vec![
             (
                 "/apis/kubevirt.io/v1/virtualmachines",
-                vec![stuck_vm(), started],
+                vec![stuck_vm(), pending, running],
             ),
             (
                 "/apis/kubevirt.io/v1/virtualmachineinstances",
-                vec![vmi("prod", "has-vmi")],
+                vec![
+                    vmi("prod", "pending", "Scheduling"),
+                    vmi("prod", "running", "Running"),
+                ],
             ),
             ("/api/v1/nodes", vec![t4_node()]),
         ],
@@ -278,9 +292,24 @@ async fn diagnose_reads_the_vm_its_vmi_and_the_view_from_a_live_cluster() {
         "the live nodes: {}",
         text(&stuck)
     );
-    let with_vmi = diagnose("prod/has-vmi").await.unwrap();
-    assert_eq!(with_vmi.status.code(), Some(0), "{}", text(&with_vmi));
-    assert!(String::from_utf8_lossy(&with_vmi.stdout).contains("its VMI exists: not stuck"));
+    let pending = diagnose("prod/pending").await.unwrap();
+    assert_eq!(pending.status.code(), Some(1), "{}", text(&pending));
+    let stdout = String::from_utf8_lossy(&pending.stdout);
+    assert!(
+        stdout.contains(
+            "for 20m; VMI Scheduling: STUCK under virt-preflight's VirtualMachineStuckBeforeNode"
+        ) && stdout.contains("cause: [node-selector-unsatisfiable]"),
+        "{}",
+        text(&pending)
+    );
+    let running = diagnose("prod/running").await.unwrap();
+    assert_eq!(running.status.code(), Some(0), "{}", text(&running));
+    assert!(
+        String::from_utf8_lossy(&running.stdout)
+            .contains("VMI Running on node worker-1: no stuck alert holds"),
+        "{}",
+        text(&running)
+    );
     let absent = diagnose("prod/absent").await.unwrap();
     assert_eq!(absent.status.code(), Some(2));
     assert!(

@@ -13,7 +13,7 @@ use crate::rules::{RuleId, evaluate};
 use super::health::{self, Health};
 use super::kubevirt_says;
 use super::launcher_pod::LauncherPod;
-use super::record::{Condition, ConditionStatus, VmRecord, VmiFacts};
+use super::record::{Condition, ConditionStatus, VmRecord, VmiFacts, VmiPhase};
 use super::state::{VmKey, VmStatus};
 use super::storage::{self, Deleting};
 use super::terminating;
@@ -283,8 +283,8 @@ pub fn diagnose(
     let status = VmStatus::parse(&printable_status);
     let key = record.key.clone();
     let mut evidence = condition_evidence(&record.conditions);
+    // Where the VMI is tells the reader where to look; it is not a cause on its own.
     let (placed, node_down) = placement_evidence(vmi, launcher, view);
-    evidence.extend(placed);
     let mut deleting: Vec<Deleting> = Vec::new();
     let (findings, unreadable) = match &record.vm {
         Err(error) => {
@@ -375,6 +375,16 @@ pub fn diagnose(
             Some(said(health.subject()?, health.next_step()))
         })
         .or_else(|| {
+            (vmi?.phase == VmiPhase::Unset).then(|| {
+                said(
+                    "its VMI has no phase: virt-controller has not acted on it".to_string(),
+                    "check that virt-controller runs and what it logs about the VM: kubectl -n kubevirt get pods -l kubevirt.io=virt-controller; kubectl -n kubevirt logs -l kubevirt.io=virt-controller --tail=500 | grep "
+                        .to_string()
+                        + &key.name,
+                )
+            })
+        })
+        .or_else(|| {
             findings
                 .iter()
                 .find(|f| explains(status, f.rule))
@@ -390,6 +400,7 @@ pub fn diagnose(
                 next_step(status, &key),
             )
         });
+    evidence.extend(placed);
     Diagnosis {
         next_step,
         key,

@@ -347,7 +347,7 @@ impl FleetReport {
                 };
                 let _ = writeln!(
                     text,
-                    "     {:<7}  {:<width$}  {:<18}  {how_long}; {alert}",
+                    "     {:<7}  {:<width$}  {:<18}  {how_long}  under {alert}",
                     if vm.stuck { "STUCK" } else { "not yet" },
                     format!("{}/{}", vm.namespace, vm.name),
                     vm.status.0.as_str(),

@@ -28,10 +28,14 @@ pub fn gpu_vm(name: &str, status: &str, since: Timestamp) -> Value {
     })
 }
 
-/// The VirtualMachineInstance of `namespace/name` (its name is all the watcher reads).
-pub fn vmi(namespace: &str, name: &str) -> Value {
+/// The VirtualMachineInstance of `namespace/name` in `phase`, on worker-1 once scheduled.
+pub fn vmi(namespace: &str, name: &str, phase: &str) -> Value {
+    let mut status = json!({"phase": phase});
+    if matches!(phase, "Scheduled" | "Running") {
+        status["nodeName"] = json!("worker-1");
+    }
     json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
-           "metadata": {"name": name, "namespace": namespace}})
+           "metadata": {"name": name, "namespace": namespace}, "status": status})
 }
 
 /// A Ready, schedulable node with `gpu=t4`: the nearest miss of [`gpu_vm`].
