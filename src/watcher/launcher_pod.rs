@@ -62,9 +62,19 @@ impl LauncherPod {
                 })
             })
             .collect();
+        let phase = status.and_then(|s| s.phase.clone()).unwrap_or_default();
+        let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
+        // Events outlive what they reported: a pod the kubelet runs has mounted its volumes,
+        // and a bound pod was scheduled after all.
+        let still_true = |e: &&Event| match e.reason.as_deref() {
+            _ if phase == "Running" => false,
+            Some("FailedScheduling") => node.is_none(),
+            _ => true,
+        };
         let mut events: Vec<&Event> = events
             .iter()
             .filter(|e| e.type_.as_deref() == Some("Warning"))
+            .filter(still_true)
             .collect();
         events.sort_by_key(|e| {
             std::cmp::Reverse(
@@ -77,8 +87,8 @@ impl LauncherPod {
         });
         LauncherPod {
             name: pod.metadata.name.clone().unwrap_or_default(),
-            phase: status.and_then(|s| s.phase.clone()).unwrap_or_default(),
-            node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+            phase,
+            node,
             waiting,
             warnings: events
                 .into_iter()
@@ -173,6 +183,33 @@ mod tests {
             "type": kind, "reason": reason, "message": message, "lastTimestamp": at
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn events_of_what_is_over_are_not_said() {
+        let scheduling = event(
+            "Warning",
+            "FailedScheduling",
+            "0/2 nodes are available",
+            "2026-11-25T10:00:00Z",
+        );
+        let mount = event(
+            "Warning",
+            "FailedMount",
+            "MountVolume.SetUp failed for volume \"cloudinit\" : secret \"s\" not found",
+            "2026-11-25T10:01:00Z",
+        );
+        // Bound (pod() sets a node), not running: the mount failure holds, the scheduling
+        // failure is over.
+        let bound = LauncherPod::read(
+            &pod(json!({"phase": "Pending"})),
+            &[scheduling.clone(), mount.clone()],
+        );
+        assert_eq!(bound.warnings.len(), 1);
+        assert_eq!(bound.warnings[0].0, "FailedMount");
+        let running = LauncherPod::read(&pod(json!({"phase": "Running"})), &[scheduling, mount]);
+        assert!(running.warnings.is_empty());
+        assert!(running.said().is_none(), "{running:?}");
     }
 
     #[test]

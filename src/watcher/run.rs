@@ -220,6 +220,13 @@ impl Watcher {
 
     /// The clock: raises what crossed the threshold, re-diagnoses and re-sends what is raised.
     pub fn on_tick(&mut self, now: Timestamp, view: &ClusterView) {
+        tracing::debug!(
+            ready = self.view_ready,
+            synced = self.tracker.synced(),
+            unhealthy = self.tracker.unhealthy_count(),
+            vmis = self.tracker.vmi_count(),
+            "tick"
+        );
         if !self.view_ready {
             return;
         }
