@@ -1,7 +1,8 @@
 //! The watcher's alerts reach a real Alertmanager (Debian's `prometheus-alertmanager`, started
 //! on loopback): active while the VM is stuck, resolved when it recovers; and with README's
-//! inhibition (the same as deploy/monitoring/alertmanagerconfig.yaml), KubeVirt's alert of the
-//! same name is inhibited for that VM, ours never.
+//! inhibition (the same as deploy/monitoring/alertmanagerconfig.yaml), KubeVirt's copy of
+//! VirtualMachineStuckInUnhealthyState or VirtualMachineStuckOnNode is inhibited for a VM where
+//! ours of the same name fires, ours never.
 
 mod support;
 
@@ -12,9 +13,10 @@ use std::time::Duration;
 use jiff::Timestamp;
 use kube::runtime::watcher::Event;
 use serde_json::Value;
-use support::stuck::{gpu_vm, http_get, t4_view};
+use support::stuck::{gpu_vm, http_get, t4_view, vmi};
 use virt_preflight::metrics::Metrics;
 use virt_preflight::watcher::alertmanager::{self, Alertmanager};
+use virt_preflight::watcher::object::WatchedVmi;
 use virt_preflight::watcher::{Outputs, VmObservation, Watcher, WatcherOptions};
 
 struct Running {
@@ -94,6 +96,18 @@ fn stuck_watcher(
     names: &[&str],
     now: Timestamp,
 ) -> Watcher {
+    stuck_watcher_with_nodes(am, metrics, names, &[], now)
+}
+
+/// [`stuck_watcher`], whose first lists also hold `on_node`: VMs Starting for 14 minutes with
+/// their VMI Running on worker-1 (VirtualMachineStuckOnNode).
+fn stuck_watcher_with_nodes(
+    am: &Alertmanager,
+    metrics: Arc<Metrics>,
+    names: &[&str],
+    on_node: &[&str],
+    now: Timestamp,
+) -> Watcher {
     let queue = alertmanager::start(am.clone(), metrics.clone());
     let mut watcher = Watcher::new(
         WatcherOptions::default(),
@@ -114,8 +128,23 @@ fn stuck_watcher(
             &view,
         );
     }
+    for name in on_node {
+        watcher.on_vm_event(
+            Event::InitApply(observe(gpu_vm(name, "Starting", since))),
+            now,
+            &view,
+        );
+    }
     watcher.on_vm_event(Event::InitDone, now, &view);
     watcher.on_vmi_event(Event::Init, now, &view);
+    for name in on_node {
+        let running = WatchedVmi::from_value(&vmi("prod", name, "Running")).unwrap();
+        watcher.on_vmi_event(
+            Event::InitApply((running.key().unwrap(), running.facts.clone())),
+            now,
+            &view,
+        );
+    }
     watcher.on_vmi_event(Event::InitDone, now, &view);
     watcher
 }
@@ -275,18 +304,38 @@ fn the_alertmanagerconfig_is_readmes_inhibition() {
     }
 }
 
-/// KubeVirt's own alert for a VM, as its PrometheusRule labels it.
+/// KubeVirt's own VirtualMachineStuckInUnhealthyState for a VM, as its PrometheusRule labels it.
 fn kubevirts_alert(name: &str, now: Timestamp) -> alertmanager::Alert {
-    let labels = [
-        ("alertname", "VirtualMachineStuckInUnhealthyState"),
+    kubevirts(
+        "VirtualMachineStuckInUnhealthyState",
+        name,
+        "errorunschedulable",
+        None,
+        now,
+    )
+}
+
+/// KubeVirt's own `alertname` for a VM in `status` (on `node`), as its PrometheusRule labels it.
+fn kubevirts(
+    alertname: &str,
+    name: &str,
+    status: &str,
+    node: Option<&str>,
+    now: Timestamp,
+) -> alertmanager::Alert {
+    let mut labels = vec![
+        ("alertname", alertname),
         ("namespace", "prod"),
         ("name", name),
-        ("status", "errorunschedulable"),
+        ("status", status),
         ("severity", "warning"),
         ("operator_health_impact", "none"),
         ("kubernetes_operator_part_of", "kubevirt"),
         ("kubernetes_operator_component", "kubevirt"),
     ];
+    if let Some(node) = node {
+        labels.push(("node", node));
+    }
     alertmanager::Alert {
         labels: labels
             .into_iter()
@@ -301,63 +350,106 @@ fn kubevirts_alert(name: &str, now: Timestamp) -> alertmanager::Alert {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubevirts_alert_is_inhibited_where_ours_fires_and_ours_never() {
+    const UNHEALTHY: &str = "VirtualMachineStuckInUnhealthyState";
+    const ON_NODE: &str = "VirtualMachineStuckOnNode";
     let am = start_alertmanager(&format!("{NO_ROUTES}{}", readme_inhibition())).await;
     let client = Alertmanager::new(&am.url).unwrap();
     let now = Timestamp::now();
-    // KubeVirt's for two VMs; ours (through the watcher) for one of them.
+    // KubeVirt's VirtualMachineStuckInUnhealthyState for two VMs, and its
+    // VirtualMachineStuckOnNode for a third; ours (through the watcher) for gpu-vm (no VMI) and
+    // node-vm (its VMI on worker-1). KubeVirt's VirtualMachineStuckInUnhealthyState for node-vm
+    // too (from before its VMI came, not yet resolved): another alert than ours for that VM.
     client
         .post(&[
             kubevirts_alert("gpu-vm", now),
             kubevirts_alert("other-vm", now),
+            kubevirts(ON_NODE, "node-vm", "starting", Some("worker-1"), now),
+            kubevirts(UNHEALTHY, "node-vm", "starting", None, now),
         ])
         .await
         .expect("posted");
-    let _watcher = stuck_watcher(&client, Arc::new(Metrics::new()), &["gpu-vm"], now);
+    let _watcher = stuck_watcher_with_nodes(
+        &client,
+        Arc::new(Metrics::new()),
+        &["gpu-vm"],
+        &["node-vm"],
+        now,
+    );
 
-    let state = |alerts: &[Value], name: &str, ours: bool| -> Option<(String, usize)> {
-        alerts
-            .iter()
-            .find(|a| {
-                a["labels"]["name"] == name && (a["labels"]["source"] == "virt-preflight") == ours
-            })
-            .map(|a| {
-                (
-                    a["status"]["state"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .to_string(),
-                    a["status"]["inhibitedBy"].as_array().map_or(0, Vec::len),
-                )
-            })
-    };
+    let state =
+        |alerts: &[Value], alertname: &str, name: &str, ours: bool| -> Option<(String, usize)> {
+            alerts
+                .iter()
+                .find(|a| {
+                    a["labels"]["alertname"] == alertname
+                        && a["labels"]["name"] == name
+                        && (a["labels"]["source"] == "virt-preflight") == ours
+                })
+                .map(|a| {
+                    (
+                        a["status"]["state"]
+                            .as_str()
+                            .unwrap_or_default()
+                            .to_string(),
+                        a["status"]["inhibitedBy"].as_array().map_or(0, Vec::len),
+                    )
+                })
+        };
     let mut alerts = Vec::new();
     for _ in 0..200 {
         let (_, listed) = get(&format!("{}/api/v2/alerts", am.url))
             .await
             .unwrap_or_default();
         alerts = listed.as_array().cloned().unwrap_or_default();
-        if state(&alerts, "gpu-vm", false).is_some_and(|(s, _)| s == "suppressed")
-            && state(&alerts, "gpu-vm", true).is_some()
+        let suppressed = |alertname, name| {
+            state(&alerts, alertname, name, false).is_some_and(|(s, _)| s == "suppressed")
+        };
+        if suppressed(UNHEALTHY, "gpu-vm")
+            && suppressed(ON_NODE, "node-vm")
+            && state(&alerts, UNHEALTHY, "gpu-vm", true).is_some()
+            && state(&alerts, ON_NODE, "node-vm", true).is_some()
         {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let shown = serde_json::to_string_pretty(&alerts).unwrap();
+    let active = Some(("active".to_string(), 0));
+    let inhibited = Some(("suppressed".to_string(), 1));
     assert_eq!(
-        state(&alerts, "gpu-vm", true),
-        Some(("active".to_string(), 0)),
+        state(&alerts, UNHEALTHY, "gpu-vm", true),
+        active,
         "ours is active, with the cause: {shown}"
     );
     assert_eq!(
-        state(&alerts, "gpu-vm", false),
-        Some(("suppressed".to_string(), 1)),
+        state(&alerts, UNHEALTHY, "gpu-vm", false),
+        inhibited,
         "KubeVirt's is inhibited by ours: {shown}"
     );
     assert_eq!(
-        state(&alerts, "other-vm", false),
-        Some(("active".to_string(), 0)),
+        state(&alerts, UNHEALTHY, "other-vm", false),
+        active,
         "KubeVirt's for a VM we do not alert on stays: {shown}"
+    );
+    let ours_on_node = alerts
+        .iter()
+        .find(|a| a["labels"]["alertname"] == ON_NODE && a["labels"]["source"] == "virt-preflight")
+        .unwrap_or_else(|| panic!("our VirtualMachineStuckOnNode: {shown}"));
+    assert_eq!(ours_on_node["labels"]["node"], "worker-1", "{shown}");
+    assert_eq!(
+        state(&alerts, ON_NODE, "node-vm", true),
+        active,
+        "ours on the node is active: {shown}"
+    );
+    assert_eq!(
+        state(&alerts, ON_NODE, "node-vm", false),
+        inhibited,
+        "KubeVirt's VirtualMachineStuckOnNode is inhibited by ours: {shown}"
+    );
+    assert_eq!(
+        state(&alerts, UNHEALTHY, "node-vm", false),
+        active,
+        "ours of one name does not silence KubeVirt's of the other: {shown}"
     );
 }
 

@@ -1,6 +1,8 @@
 //! The PrometheusRule of deploy/monitoring, tested by the real `promtool test rules`
-//! (Debian's `prometheus` package): fires for a stuck VM, not for one whose VMI exists, not
-//! before 10 minutes, and resolves when the VM is healthy.
+//! (Debian's `prometheus` package): each of the three stuck-VM alerts fires for a VM the
+//! watcher's series of its `alert` label mark stuck, not before its threshold (10 minutes; 5 for
+//! VirtualMachineStuckOnNode), and ends when the series go; VirtualMachineStuckInUnhealthyState
+//! not for a VM whose VMI exists.
 
 use std::path::Path;
 use std::process::Command;
@@ -49,11 +51,68 @@ fn the_rule_is_in_the_monitoring_kustomization_and_checks() {
     assert!(kustomization.contains("prometheusrule.yaml"));
     let text = std::fs::read_to_string(root.join("prometheusrule.yaml")).unwrap();
     let rule: Value = serde_saphyr::from_str(&text).unwrap();
-    let alert = &rule["spec"]["groups"][0]["rules"][0];
-    assert_eq!(alert["alert"], "VirtualMachineStuckInUnhealthyState");
-    assert_eq!(alert["labels"]["severity"], "warning");
-    for annotation in ["summary", "description", "cause", "runbook_url"] {
-        assert!(alert["annotations"][annotation].is_string(), "{annotation}");
+    let rules = rule["spec"]["groups"][0]["rules"].as_array().unwrap();
+    assert_eq!(rules[0]["alert"], "VirtualMachineStuckInUnhealthyState");
+    // The three stuck-VM alerts, each over the series of its own `alert` label, with the
+    // labels and annotations the watcher posts to Alertmanager.
+    for (name, runbook) in [
+        (
+            "VirtualMachineStuckInUnhealthyState",
+            "https://kubevirt.io/monitoring/runbooks/VirtualMachineStuckInUnhealthyState.html",
+        ),
+        (
+            "VirtualMachineStuckOnNode",
+            "https://kubevirt.io/monitoring/runbooks/VirtualMachineStuckOnNode.html",
+        ),
+        (
+            "VirtualMachineStuckBeforeNode",
+            "https://github.com/virt-preflight/virt-preflight/blob/main/README.md#virtualmachinestuckbeforenode",
+        ),
+    ] {
+        let matching: Vec<&Value> = rules.iter().filter(|r| r["alert"] == name).collect();
+        assert_eq!(matching.len(), 1, "one rule for {name}");
+        let alert = matching[0];
+        assert_eq!(alert["labels"]["severity"], "warning", "{name}");
+        assert_eq!(alert["labels"]["operator_health_impact"], "none", "{name}");
+        assert_eq!(alert["labels"]["source"], "virt-preflight", "{name}");
+        assert_eq!(alert["keep_firing_for"], "2m", "{name}");
+        for annotation in ["summary", "description", "cause", "rule", "runbook_url"] {
+            assert!(
+                alert["annotations"][annotation].is_string(),
+                "{name}: {annotation}"
+            );
+        }
+        assert_eq!(alert["annotations"]["runbook_url"], runbook, "{name}");
+        let selector = format!(r#"{{alert="{name}"}}"#);
+        let expr = alert["expr"].as_str().unwrap();
+        assert_eq!(
+            expr.matches(&selector).count(),
+            2,
+            "{name} reads its own stuck and since series: {expr}"
+        );
+        for annotation in ["rule", "cause"] {
+            let template = alert["annotations"][annotation].as_str().unwrap();
+            assert!(
+                template.contains(&format!(r#"virt_preflight_vm_stuck{{alert="{name}","#)),
+                "{name}: {annotation} is read from the VM's own stuck series: {template}"
+            );
+        }
+        // KubeVirt's alert has the node as a label; so does ours, and its description says it.
+        let by_node = expr.contains("by (namespace, name, status, node)");
+        assert_eq!(
+            by_node,
+            name == "VirtualMachineStuckOnNode",
+            "{name}: {expr}"
+        );
+        if by_node {
+            assert!(
+                alert["annotations"]["description"]
+                    .as_str()
+                    .unwrap()
+                    .contains("{{ $labels.node }}"),
+                "{name}"
+            );
+        }
     }
     let dir = tempfile::tempdir().unwrap();
     let rules = dir.path().join("rules.yaml");

@@ -404,6 +404,13 @@ fn cluster_role_reads_exactly_what_the_code_lists() {
 
     let mut granted = BTreeSet::new();
     let mut events = BTreeSet::new();
+    // The stuck-VM watcher's reads of a stuck VM's launcher pod and its core Events
+    // (src/watcher/run.rs, `read_launcher`): lists, not watches, and nothing else of them.
+    let mut launcher_reads = vec![
+        (String::new(), "events".to_string(), set(&["list"])),
+        (String::new(), "pods".to_string(), set(&["list"])),
+    ];
+    let mut granted_launcher = Vec::new();
     // Kinds the code reads one name of are granted that name only, in a rule of their own.
     let named: BTreeSet<(String, String, String)> = KindSet::all()
         .iter()
@@ -442,6 +449,16 @@ fn cluster_role_reads_exactly_what_the_code_lists() {
         for name in verbs.iter().chain(&resources).chain(&groups) {
             assert_ne!(name, "*", "no wildcards: {rule}");
         }
+        if groups == set(&[""]) && (resources.contains("pods") || resources.contains("events")) {
+            assert_eq!(
+                resources.len(),
+                1,
+                "pods and events in a rule of their own: {rule}"
+            );
+            let resource = resources.first().cloned().unwrap_or_default();
+            granted_launcher.push((String::new(), resource, verbs));
+            continue;
+        }
         if resources.contains("events") {
             assert_eq!(resources, set(&["events"]), "events in a rule of their own");
             assert!(
@@ -478,6 +495,12 @@ fn cluster_role_reads_exactly_what_the_code_lists() {
     );
     // kube-runtime's Recorder writes events.k8s.io/v1 Events.
     assert!(events.contains("events.k8s.io"), "events.k8s.io events");
+    granted_launcher.sort();
+    launcher_reads.sort();
+    assert_eq!(
+        granted_launcher, launcher_reads,
+        "the launcher pods and their core Events, listed only"
+    );
 
     let binding = one(base(), "ClusterRoleBinding");
     assert_eq!(binding["roleRef"]["kind"], "ClusterRole");
@@ -557,7 +580,7 @@ fn monitoring_ships_the_inhibition_and_the_dashboard() {
     assert_eq!(config["metadata"]["namespace"], NAMESPACE);
     assert_eq!(
         config["spec"]["inhibitRules"][0]["equal"],
-        serde_json::json!(["namespace", "name"])
+        serde_json::json!(["alertname", "namespace", "name"])
     );
     let dashboard = all_of(&monitoring, "ConfigMap")
         .into_iter()
@@ -572,14 +595,24 @@ fn monitoring_ships_the_inhibition_and_the_dashboard() {
     )
     .expect("JSON");
     assert_eq!(json["uid"], "virt-preflight");
-    // Both alerts of the rule, and ours tells itself from KubeVirt's.
+    // The rule's alerts, and ours tell themselves from KubeVirt's.
     let rule = one(&monitoring, "PrometheusRule");
     let alerts: Vec<&Value> = rule["spec"]["groups"][0]["rules"]
         .as_array()
         .expect("rules")
         .iter()
         .collect();
-    assert_eq!(alerts[0]["labels"]["source"], "virt-preflight");
+    for name in [
+        "VirtualMachineStuckInUnhealthyState",
+        "VirtualMachineStuckOnNode",
+        "VirtualMachineStuckBeforeNode",
+    ] {
+        let alert = alerts
+            .iter()
+            .find(|a| a["alert"] == name)
+            .unwrap_or_else(|| panic!("the rule has {name}"));
+        assert_eq!(alert["labels"]["source"], "virt-preflight", "{name}");
+    }
     assert!(
         alerts
             .iter()

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::cluster::{ClusterView, Kind};
 use crate::rules::RuleId;
 
-use super::diagnose::{Diagnosis, RUNBOOK_URL, diagnose, human_duration, unknown_kinds};
+use super::diagnose::{Diagnosis, diagnose, human_duration, unknown_kinds};
 use super::escalation::{ADVICE, Escalation, Thresholds, escalations};
 use super::groups::{Member, group};
 use super::health;
@@ -361,8 +361,14 @@ impl FleetReport {
         } else if !self.groups.is_empty() {
             let _ = writeln!(text);
         }
-        if !self.groups.is_empty() {
-            let _ = writeln!(text, "runbook: {RUNBOOK_URL}");
+        // The runbook of each alert the VMs are under, in the alerts' order.
+        let alerts: std::collections::BTreeSet<StuckAlert> = self
+            .groups
+            .iter()
+            .flat_map(|g| g.vms.iter().map(|vm| vm.alert.0))
+            .collect();
+        for alert in alerts {
+            let _ = writeln!(text, "runbook ({alert}): {}", alert.runbook_url());
         }
         text
     }
