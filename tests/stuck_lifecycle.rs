@@ -609,6 +609,19 @@ fn every_stuck_vm_is_raised_under_its_alert_with_its_cause_and_clears_once_it_ru
             "diagnose {0}/{0} disagrees with the watcher ({labels:?}):\n{one}",
             case.name
         );
+        // The launcher pod as the kubelet left it is read, live, into the evidence.
+        let kubelet_words = match &case.kubelet {
+            Some(Kubelet::Waiting(_, reason, _) | Kubelet::Warns(reason, _)) => Some(*reason),
+            None => None,
+        };
+        if let Some(words) = kubelet_words {
+            assert!(
+                one.lines()
+                    .any(|l| l.contains("pod virt-launcher-") && l.contains(words)),
+                "diagnose {0}/{0} quotes the launcher pod's {words}:\n{one}",
+                case.name
+            );
+        }
         let grouped = all["groups"]
             .as_array()
             .into_iter()

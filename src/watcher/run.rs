@@ -1050,6 +1050,57 @@ mod tests {
     }
 
     #[test]
+    fn a_launcher_pod_read_later_is_diagnosed_and_posted_with_the_kubelets_words() {
+        use crate::watcher::launcher_pod::LauncherPod;
+        use crate::watcher::record::VmiPhase;
+        let metrics = Arc::new(Metrics::new());
+        let mut watcher = leading(&metrics);
+        let view = nodes();
+        // Runs anywhere: its VMI waits on a node, and nothing the view holds says why.
+        let key = VmKey::new("ns", "a");
+        watcher.on_vm_event(Event::Init, now(), &view);
+        watcher.on_vm_event(
+            Event::InitApply(observe("a", "Starting", false)),
+            now(),
+            &view,
+        );
+        watcher.on_vm_event(Event::InitDone, now(), &view);
+        watcher.on_vmi_event(Event::Init, now(), &view);
+        let scheduling = VmiFacts {
+            phase: VmiPhase::Scheduling,
+            node: None,
+        };
+        watcher.on_vmi_event(Event::InitApply((key.clone(), scheduling)), now(), &view);
+        watcher.on_vmi_event(Event::InitDone, now(), &view);
+        assert_eq!(watcher.launchers_wanted(now()), vec![key.clone()]);
+        let pod = LauncherPod {
+            name: "virt-launcher-a-x".into(),
+            phase: "Pending".into(),
+            node: Some("n".into()),
+            waiting: Vec::new(),
+            warnings: vec![(
+                "FailedMount".into(),
+                "MountVolume.SetUp failed for volume \"c\" : secret \"s\" not found".into(),
+            )],
+        };
+        watcher.on_launcher(&key, Some(pod), now(), &view);
+        assert!(
+            watcher.launchers_wanted(now()).is_empty(),
+            "read: not asked again"
+        );
+        let text = metrics.encode();
+        assert!(
+            text.contains("alert=\"VirtualMachineStuckBeforeNode\"")
+                && text.contains("rule=\"secret-not-found\"")
+                && text.contains("the kubelet: pod virt-launcher-a-x: FailedMount"),
+            "{text}"
+        );
+        // Asked again after a resend interval.
+        let later = now() + SignedDuration::from_mins(1);
+        assert_eq!(watcher.launchers_wanted(later), vec![key]);
+    }
+
+    #[test]
     fn thresholds_read_as_kubevirt_writes_them() {
         assert_eq!(threshold_text(Duration::from_secs(600)), "10 minutes");
         assert_eq!(threshold_text(Duration::from_secs(60)), "1 minute");
