@@ -34,6 +34,71 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// The subcommands.
+#[derive(clap::Subcommand)]
+pub enum Command {
+    /// Check VirtualMachine manifests (exit 0 clean, 1 findings, 2 bad input).
+    Check(CheckArgs),
+    /// List the rules: ID, default severity, scope, description.
+    Rules {
+        #[arg(short, long, value_enum, default_value_t = RulesFormat::Text)]
+        output: RulesFormat,
+    },
+    /// Run the validating admission webhook (HTTPS) until SIGTERM.
+    Serve(ServeArgs),
+    /// Make a CA and a serving certificate for the webhook Service; print the caBundle.
+    Certs(CertsArgs),
+    /// Watch VMs and raise KubeVirt's stuck-VM alerts (and the stuck VMs they miss) with a
+    /// cause, until SIGTERM.
+    Watch(WatchArgs),
+    /// Why is this VM stuck, or (--all) every unhealthy VM by cause (exit 0 none stuck, 1 stuck, 2 error)
+    Diagnose(DiagnoseArgs),
+}
+
+/// Runs a subcommand to its exit code: the one place an error becomes exit 2 (a closed pipe
+/// on stdout, as `check … | head` makes, is not an error).
+pub fn run(command: Command) -> Exit {
+    let result = match command {
+        Command::Check(args) => run_check(&args).map_err(anyhow::Error::from),
+        Command::Rules { output } => {
+            print!("{}", rules_table(output));
+            Ok(Exit::Clean)
+        }
+        Command::Serve(args) => run_serve(&args).map(|()| Exit::Clean),
+        Command::Watch(args) => run_watch(&args).map(|()| Exit::Clean),
+        Command::Diagnose(args) => run_diagnose(&args).map(|outcome| {
+            print!("{}", outcome.text);
+            if outcome.stuck {
+                Exit::Findings
+            } else {
+                Exit::Clean
+            }
+        }),
+        Command::Certs(args) => run_certs(&args).map(|ca_bundle| {
+            eprintln!(
+                "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key; caBundle:",
+                args.out.display()
+            );
+            println!("{ca_bundle}");
+            Exit::Clean
+        }),
+    };
+    match result {
+        Ok(exit) => exit,
+        Err(err)
+            if err
+                .downcast_ref::<io::Error>()
+                .is_some_and(|e| e.kind() == io::ErrorKind::BrokenPipe) =>
+        {
+            Exit::Clean
+        }
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            Exit::InputError
+        }
+    }
+}
+
 /// What decides `check`'s exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FailOn {
@@ -466,10 +531,12 @@ pub struct WatcherArgs {
     /// How often firing alerts are sent again to Alertmanager (they expire after 4 times this).
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub alertmanager_resend: std::time::Duration,
-    /// Namespace of the leader-election Lease [default: $POD_NAMESPACE; without either, no
-    /// election: this process leads].
-    #[arg(long, value_name = "NAMESPACE")]
+    /// Namespace of the leader-election Lease (without it, no election: this process leads).
+    #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE")]
     pub lease_namespace: Option<String>,
+    /// This replica's name in the election, unique per replica [default: the host name].
+    #[arg(long, value_name = "NAME", env = "POD_NAME")]
+    pub lease_identity: Option<String>,
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "virt-preflight-watcher")]
     pub lease_name: String,
@@ -485,10 +552,7 @@ impl WatcherArgs {
         if self.no_leader_election {
             return None;
         }
-        self.lease_namespace
-            .clone()
-            .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .filter(|ns| !ns.is_empty())
+        self.lease_namespace.clone().filter(|ns| !ns.is_empty())
     }
 
     /// Starts the watcher's outputs and leadership, and returns its future.
@@ -520,9 +584,9 @@ impl WatcherArgs {
             Some(namespace) => {
                 // Unique per replica: the pod name, else the host name (a container's pid is
                 // 1 in every replica), else the pid and the start time.
-                let identity = ["POD_NAME", "HOSTNAME"]
+                let identity = [self.lease_identity.clone(), std::env::var("HOSTNAME").ok()]
                     .into_iter()
-                    .filter_map(|var| std::env::var(var).ok())
+                    .flatten()
                     .find(|n| !n.is_empty())
                     .unwrap_or_else(|| {
                         format!(

@@ -26,43 +26,17 @@ use super::{ClusterView, Kind, KindSet, ViewBuilder};
 
 /// Where Kubernetes serves each kind.
 pub fn api_resource(kind: Kind) -> ApiResource {
-    let (version, plural) = match kind {
-        Kind::Node => ("v1", "nodes"),
-        Kind::StorageClass => ("v1", "storageclasses"),
-        Kind::StorageProfile => ("v1beta1", "storageprofiles"),
-        Kind::PriorityClass => ("v1", "priorityclasses"),
-        Kind::Namespace => ("v1", "namespaces"),
-        Kind::Secret => ("v1", "secrets"),
-        Kind::ConfigMap => ("v1", "configmaps"),
-        Kind::ServiceAccount => ("v1", "serviceaccounts"),
-        Kind::PersistentVolumeClaim => ("v1", "persistentvolumeclaims"),
-        Kind::DataVolume => ("v1beta1", "datavolumes"),
-        Kind::NetworkAttachmentDefinition => ("v1", "network-attachment-definitions"),
-        Kind::VirtualMachineInstancetype => ("v1beta1", "virtualmachineinstancetypes"),
-        Kind::VirtualMachineClusterInstancetype => {
-            ("v1beta1", "virtualmachineclusterinstancetypes")
-        }
-        Kind::VirtualMachinePreference => ("v1beta1", "virtualmachinepreferences"),
-        Kind::VirtualMachineClusterPreference => ("v1beta1", "virtualmachineclusterpreferences"),
-        Kind::KubeVirt => ("v1", "kubevirts"),
-        Kind::ResourceQuota => ("v1", "resourcequotas"),
-        Kind::LimitRange => ("v1", "limitranges"),
-        Kind::DataSource => ("v1beta1", "datasources"),
-        Kind::VirtualMachine => ("v1", "virtualmachines"),
-        Kind::Deployment => ("v1", "deployments"),
-        Kind::DaemonSet => ("v1", "daemonsets"),
-    };
-    let group = kind.group();
+    let facts = kind.facts();
     ApiResource {
-        group: group.to_string(),
-        version: version.to_string(),
-        api_version: if group.is_empty() {
-            version.to_string()
+        group: facts.group.to_string(),
+        version: facts.version.to_string(),
+        api_version: if facts.group.is_empty() {
+            facts.version.to_string()
         } else {
-            format!("{group}/{version}")
+            format!("{}/{}", facts.group, facts.version)
         },
-        kind: kind.as_str().to_string(),
-        plural: plural.to_string(),
+        kind: facts.name.to_string(),
+        plural: facts.plural.to_string(),
     }
 }
 

@@ -95,76 +95,22 @@ impl Kind {
         Kind::DaemonSet,
     ];
 
+    /// Its row of [`KINDS`].
+    pub fn facts(self) -> &'static KindFacts {
+        &KINDS[self as usize]
+    }
+
     pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Node => "Node",
-            Kind::StorageClass => "StorageClass",
-            Kind::StorageProfile => "StorageProfile",
-            Kind::PriorityClass => "PriorityClass",
-            Kind::Namespace => "Namespace",
-            Kind::Secret => "Secret",
-            Kind::ConfigMap => "ConfigMap",
-            Kind::ServiceAccount => "ServiceAccount",
-            Kind::PersistentVolumeClaim => "PersistentVolumeClaim",
-            Kind::DataVolume => "DataVolume",
-            Kind::NetworkAttachmentDefinition => "NetworkAttachmentDefinition",
-            Kind::VirtualMachineInstancetype => "VirtualMachineInstancetype",
-            Kind::VirtualMachineClusterInstancetype => "VirtualMachineClusterInstancetype",
-            Kind::VirtualMachinePreference => "VirtualMachinePreference",
-            Kind::VirtualMachineClusterPreference => "VirtualMachineClusterPreference",
-            Kind::KubeVirt => "KubeVirt",
-            Kind::ResourceQuota => "ResourceQuota",
-            Kind::LimitRange => "LimitRange",
-            Kind::DataSource => "DataSource",
-            Kind::VirtualMachine => "VirtualMachine",
-            Kind::Deployment => "Deployment",
-            Kind::DaemonSet => "DaemonSet",
-        }
+        self.facts().name
     }
 
     /// API group (empty for core) of the kind.
     pub fn group(self) -> &'static str {
-        match self {
-            Kind::Node
-            | Kind::Namespace
-            | Kind::Secret
-            | Kind::ConfigMap
-            | Kind::ServiceAccount
-            | Kind::PersistentVolumeClaim
-            | Kind::ResourceQuota
-            | Kind::LimitRange => "",
-            Kind::StorageClass => "storage.k8s.io",
-            Kind::PriorityClass => "scheduling.k8s.io",
-            Kind::StorageProfile | Kind::DataVolume | Kind::DataSource => "cdi.kubevirt.io",
-            Kind::KubeVirt | Kind::VirtualMachine => "kubevirt.io",
-            Kind::Deployment | Kind::DaemonSet => "apps",
-            Kind::NetworkAttachmentDefinition => "k8s.cni.cncf.io",
-            Kind::VirtualMachineInstancetype
-            | Kind::VirtualMachineClusterInstancetype
-            | Kind::VirtualMachinePreference
-            | Kind::VirtualMachineClusterPreference => "instancetype.kubevirt.io",
-        }
+        self.facts().group
     }
 
     pub fn is_namespaced(self) -> bool {
-        matches!(
-            self,
-            Kind::Secret
-                | Kind::KubeVirt
-                | Kind::ResourceQuota
-                | Kind::LimitRange
-                | Kind::DataSource
-                | Kind::VirtualMachine
-                | Kind::Deployment
-                | Kind::DaemonSet
-                | Kind::ConfigMap
-                | Kind::ServiceAccount
-                | Kind::PersistentVolumeClaim
-                | Kind::DataVolume
-                | Kind::NetworkAttachmentDefinition
-                | Kind::VirtualMachineInstancetype
-                | Kind::VirtualMachinePreference
-        )
+        self.facts().namespaced
     }
 
     /// The one object name the view reads of a kind, where it reads one only: KubeVirt's
@@ -173,11 +119,7 @@ impl Kind {
     /// what lets deploy/'s ClusterRole grant them by `resourceNames`; a snapshot's other
     /// objects of the kind are skipped.
     pub fn only_named(self) -> Option<&'static str> {
-        match self {
-            Kind::Deployment => Some(VIRT_CONTROLLER),
-            Kind::DaemonSet => Some(VIRT_HANDLER),
-            _ => None,
-        }
+        self.facts().only_named
     }
 
     /// The kind an object is, from its `apiVersion` and `kind` (any version of the group).
@@ -194,6 +136,209 @@ impl fmt::Display for Kind {
         f.write_str(self.as_str())
     }
 }
+
+/// What the API server says of a kind, in one row: its name, where it is served, whether it
+/// is namespaced, and whether the view reads one object of it only. The view, the live lists
+/// (`live::api_resource`) and deploy/'s RBAC test read it; a kind added is a row here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KindFacts {
+    pub kind: Kind,
+    pub name: &'static str,
+    /// Empty for the core group.
+    pub group: &'static str,
+    /// The version the live view lists (any version of the group reads in a snapshot).
+    pub version: &'static str,
+    pub plural: &'static str,
+    pub namespaced: bool,
+    pub only_named: Option<&'static str>,
+}
+
+const fn row(
+    kind: Kind,
+    name: &'static str,
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    namespaced: bool,
+) -> KindFacts {
+    KindFacts {
+        kind,
+        name,
+        group,
+        version,
+        plural,
+        namespaced,
+        only_named: None,
+    }
+}
+
+const fn by_name(facts: KindFacts, name: &'static str) -> KindFacts {
+    KindFacts {
+        only_named: Some(name),
+        ..facts
+    }
+}
+
+const CDI: &str = "cdi.kubevirt.io";
+const INSTANCETYPE: &str = "instancetype.kubevirt.io";
+
+/// Every kind the view reads, in [`Kind`]'s order (a test holds it to that).
+pub const KINDS: [KindFacts; Kind::COUNT] = [
+    row(Kind::Node, "Node", "", "v1", "nodes", false),
+    row(
+        Kind::StorageClass,
+        "StorageClass",
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        false,
+    ),
+    row(
+        Kind::StorageProfile,
+        "StorageProfile",
+        CDI,
+        "v1beta1",
+        "storageprofiles",
+        false,
+    ),
+    row(
+        Kind::PriorityClass,
+        "PriorityClass",
+        "scheduling.k8s.io",
+        "v1",
+        "priorityclasses",
+        false,
+    ),
+    row(Kind::Namespace, "Namespace", "", "v1", "namespaces", false),
+    row(Kind::Secret, "Secret", "", "v1", "secrets", true),
+    row(Kind::ConfigMap, "ConfigMap", "", "v1", "configmaps", true),
+    row(
+        Kind::ServiceAccount,
+        "ServiceAccount",
+        "",
+        "v1",
+        "serviceaccounts",
+        true,
+    ),
+    row(
+        Kind::PersistentVolumeClaim,
+        "PersistentVolumeClaim",
+        "",
+        "v1",
+        "persistentvolumeclaims",
+        true,
+    ),
+    row(
+        Kind::DataVolume,
+        "DataVolume",
+        CDI,
+        "v1beta1",
+        "datavolumes",
+        true,
+    ),
+    row(
+        Kind::NetworkAttachmentDefinition,
+        "NetworkAttachmentDefinition",
+        "k8s.cni.cncf.io",
+        "v1",
+        "network-attachment-definitions",
+        true,
+    ),
+    row(
+        Kind::VirtualMachineInstancetype,
+        "VirtualMachineInstancetype",
+        INSTANCETYPE,
+        "v1beta1",
+        "virtualmachineinstancetypes",
+        true,
+    ),
+    row(
+        Kind::VirtualMachineClusterInstancetype,
+        "VirtualMachineClusterInstancetype",
+        INSTANCETYPE,
+        "v1beta1",
+        "virtualmachineclusterinstancetypes",
+        false,
+    ),
+    row(
+        Kind::VirtualMachinePreference,
+        "VirtualMachinePreference",
+        INSTANCETYPE,
+        "v1beta1",
+        "virtualmachinepreferences",
+        true,
+    ),
+    row(
+        Kind::VirtualMachineClusterPreference,
+        "VirtualMachineClusterPreference",
+        INSTANCETYPE,
+        "v1beta1",
+        "virtualmachineclusterpreferences",
+        false,
+    ),
+    row(
+        Kind::KubeVirt,
+        "KubeVirt",
+        "kubevirt.io",
+        "v1",
+        "kubevirts",
+        true,
+    ),
+    row(
+        Kind::ResourceQuota,
+        "ResourceQuota",
+        "",
+        "v1",
+        "resourcequotas",
+        true,
+    ),
+    row(
+        Kind::LimitRange,
+        "LimitRange",
+        "",
+        "v1",
+        "limitranges",
+        true,
+    ),
+    row(
+        Kind::DataSource,
+        "DataSource",
+        CDI,
+        "v1beta1",
+        "datasources",
+        true,
+    ),
+    row(
+        Kind::VirtualMachine,
+        "VirtualMachine",
+        "kubevirt.io",
+        "v1",
+        "virtualmachines",
+        true,
+    ),
+    by_name(
+        row(
+            Kind::Deployment,
+            "Deployment",
+            "apps",
+            "v1",
+            "deployments",
+            true,
+        ),
+        VIRT_CONTROLLER,
+    ),
+    by_name(
+        row(
+            Kind::DaemonSet,
+            "DaemonSet",
+            "apps",
+            "v1",
+            "daemonsets",
+            true,
+        ),
+        VIRT_HANDLER,
+    ),
+];
 
 /// KubeVirt's controller Deployment, in the KubeVirt CR's namespace.
 pub const VIRT_CONTROLLER: &str = "virt-controller";
@@ -855,6 +1000,26 @@ impl ViewBuilder {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn the_kind_table_is_in_kinds_order_and_names_each_once() {
+        for (index, kind) in Kind::ALL.into_iter().enumerate() {
+            assert_eq!(KINDS[index].kind, kind, "row {index}");
+            assert_eq!(kind as usize, index);
+            assert_eq!(
+                Kind::of(&format!("{}/{}", kind.group(), "v9"), kind.as_str())
+                    .filter(|_| !kind.group().is_empty()),
+                (!kind.group().is_empty()).then_some(kind)
+            );
+        }
+        let mut names: Vec<&str> = KINDS.iter().map(|f| f.name).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Kind::COUNT);
+        assert_eq!(Kind::of("v1", "Secret"), Some(Kind::Secret));
+        assert_eq!(Kind::Deployment.only_named(), Some(VIRT_CONTROLLER));
+        assert_eq!(Kind::Secret.only_named(), None);
+    }
 
     #[test]
     fn every_view_handed_out_has_a_generation_of_its_own() {
