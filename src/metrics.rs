@@ -24,24 +24,20 @@ pub struct RequestLabels {
 
 /// The `operation` label: the AdmissionRequest's operation as the API server writes it, or
 /// empty for a request that could not be read.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "UPPERCASE")]
 pub enum OperationLabel {
     Create,
     Update,
     Delete,
     Connect,
+    #[strum(serialize = "")]
     Unread,
 }
 
 impl OperationLabel {
     pub fn as_str(self) -> &'static str {
-        match self {
-            OperationLabel::Create => "CREATE",
-            OperationLabel::Update => "UPDATE",
-            OperationLabel::Delete => "DELETE",
-            OperationLabel::Connect => "CONNECT",
-            OperationLabel::Unread => "",
-        }
+        self.into()
     }
 }
 
@@ -57,7 +53,8 @@ impl From<&Operation> for OperationLabel {
 }
 
 /// What became of an admission request.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum RequestResult {
     Allowed,
     Warned,
@@ -68,17 +65,13 @@ pub enum RequestResult {
 
 impl RequestResult {
     pub fn as_str(self) -> &'static str {
-        match self {
-            RequestResult::Allowed => "allowed",
-            RequestResult::Warned => "warned",
-            RequestResult::Denied => "denied",
-            RequestResult::Error => "error",
-        }
+        self.into()
     }
 }
 
 /// What the API server said when asked, before a denial, for an object the view did not find.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, strum::IntoStaticStr)]
+#[strum(serialize_all = "lowercase")]
 pub enum ConfirmationResult {
     /// It exists: the view was behind, and the finding is dropped.
     Present,
@@ -99,11 +92,7 @@ impl ConfirmationResult {
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            ConfirmationResult::Present => "present",
-            ConfirmationResult::Absent => "absent",
-            ConfirmationResult::Unanswered => "unanswered",
-        }
+        self.into()
     }
 }
 

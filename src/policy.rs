@@ -15,8 +15,20 @@ use crate::rules::RuleId;
 pub const MODE_LABEL: &str = "virt-preflight.io/mode";
 
 /// How the webhook treats findings.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    Deserialize,
+    serde::Serialize,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Mode {
     /// Errors deny, warnings warn.
     #[default]
@@ -29,20 +41,11 @@ pub enum Mode {
 
 impl Mode {
     pub fn parse(text: &str) -> Option<Mode> {
-        match text {
-            "enforce" => Some(Mode::Enforce),
-            "warn" => Some(Mode::Warn),
-            "audit" => Some(Mode::Audit),
-            _ => None,
-        }
+        text.parse().ok()
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Enforce => "enforce",
-            Mode::Warn => "warn",
-            Mode::Audit => "audit",
-        }
+        self.into()
     }
 }
 
@@ -82,8 +85,11 @@ impl<'de> Deserialize<'de> for RuleSetting {
 }
 
 /// What happens to one finding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, strum::IntoStaticStr,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Action {
     Deny,
     Warn,
@@ -94,12 +100,7 @@ pub enum Action {
 
 impl Action {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Deny => "deny",
-            Action::Warn => "warn",
-            Action::Audit => "audit",
-            Action::Off => "off",
-        }
+        self.into()
     }
 }
 

@@ -283,18 +283,17 @@ async fn confirm(state: &AppState, verdict: &mut Verdict) {
 pub const INLINE_BODY_BYTES: usize = 64 * 1024;
 
 /// Why a body got no verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 enum Failure {
+    #[strum(serialize = "internal error")]
     Internal,
+    #[strum(serialize = "deadline exceeded")]
     Deadline,
 }
 
 impl Failure {
     fn as_str(self) -> &'static str {
-        match self {
-            Failure::Internal => "internal error",
-            Failure::Deadline => "deadline exceeded",
-        }
+        self.into()
     }
 
     /// The HTTP status when not even the request could be read.

@@ -36,7 +36,18 @@ const LIFECYCLE_TAINTS: [&str; 4] = [
 /// A set of nodes, by index into the [`NodeIndex`].
 pub type NodeSet = FixedBitSet;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    strum::IntoStaticStr,
+    strum::EnumString,
+)]
 pub enum TaintEffect {
     NoSchedule,
     NoExecute,
@@ -45,20 +56,11 @@ pub enum TaintEffect {
 
 impl TaintEffect {
     fn parse(text: &str) -> Option<Self> {
-        match text {
-            "NoSchedule" => Some(TaintEffect::NoSchedule),
-            "NoExecute" => Some(TaintEffect::NoExecute),
-            "PreferNoSchedule" => Some(TaintEffect::PreferNoSchedule),
-            _ => None,
-        }
+        text.parse().ok()
     }
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            TaintEffect::NoSchedule => "NoSchedule",
-            TaintEffect::NoExecute => "NoExecute",
-            TaintEffect::PreferNoSchedule => "PreferNoSchedule",
-        }
+        self.into()
     }
 }
 

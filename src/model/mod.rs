@@ -155,7 +155,7 @@ pub struct VirtualMachineSpec {
 }
 
 /// The run strategies KubeVirt accepts (`v1.VirtualMachineRunStrategy`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum RunStrategy {
     Always,
     RerunOnFailure,
@@ -176,14 +176,7 @@ impl RunStrategy {
     ];
 
     pub fn as_str(self) -> &'static str {
-        match self {
-            RunStrategy::Always => "Always",
-            RunStrategy::RerunOnFailure => "RerunOnFailure",
-            RunStrategy::Halted => "Halted",
-            RunStrategy::Manual => "Manual",
-            RunStrategy::Once => "Once",
-            RunStrategy::WaitAsReceiver => "WaitAsReceiver",
-        }
+        self.into()
     }
 
     /// Exact, case-sensitive, as the API server's enum validation is.

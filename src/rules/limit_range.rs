@@ -13,7 +13,7 @@ use crate::launcher::{Bound, LauncherRequest};
 use crate::model::ParsedQuantity;
 
 /// Which LimitRange items apply, and to what.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr, strum::EnumString)]
 enum Scope {
     Container,
     Pod,
@@ -21,18 +21,11 @@ enum Scope {
 
 impl Scope {
     fn of(item: &LimitItem) -> Option<Scope> {
-        match item.type_.as_str() {
-            "Container" => Some(Scope::Container),
-            "Pod" => Some(Scope::Pod),
-            _ => None,
-        }
+        item.type_.parse().ok()
     }
 
     fn as_str(self) -> &'static str {
-        match self {
-            Scope::Container => "Container",
-            Scope::Pod => "Pod",
-        }
+        self.into()
     }
 }
 

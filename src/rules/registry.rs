@@ -119,8 +119,9 @@ impl FromStr for RuleId {
 }
 
 /// What a rule needs to run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Scope {
     /// The manifest alone.
     Spec,
@@ -133,57 +134,52 @@ pub enum Scope {
 
 impl Scope {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Spec => "spec",
-            Scope::Cluster => "cluster",
-            Scope::Manifest => "manifest",
-        }
+        self.into()
     }
 }
 
 /// What KubeVirt does with a VM that breaks a rule: the outcome the rule predicts, checked
 /// against the real KubeVirt by `tests/differential.rs` where the test control plane shows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, strum::IntoStaticStr)]
 #[serde(rename_all = "kebab-case")]
 pub enum Outcome {
     /// `kubectl apply` fails: the API server's schema or virt-api refuses the VM.
+    #[strum(serialize = "refused at apply")]
     Refused,
     /// `ErrorUnschedulable`: the scheduler finds no node (`PodScheduled=False`).
+    #[strum(serialize = "ErrorUnschedulable")]
     Unschedulable,
     /// `ErrorPvcNotFound`: a claim the VM mounts does not exist.
+    #[strum(serialize = "ErrorPvcNotFound")]
     PvcNotFound,
     /// `Starting` with `Synchronized=False FailedCreate`: the launcher pod cannot be rendered
     /// or is refused by the API server (quota, LimitRange, PriorityClass, ServiceAccount).
+    #[strum(serialize = "Starting, Synchronized=False FailedCreate")]
     LauncherRefused,
     /// `Stopped` with `Failure=True FailedCreate`: virt-controller cannot create the VMI or
     /// the VM's DataVolumes.
+    #[strum(serialize = "Stopped, Failure=True FailedCreate")]
     CreateFailed,
     /// `Stopped` with `Failure=True FailedFindInstancetype` (or `FailedFindPreference`).
+    #[strum(serialize = "Stopped, Failure=True FailedFindInstancetype")]
     InstancetypeMissing,
     /// The launcher pod is bound; the kubelet then fails it (a mount, an image, OOM).
+    #[strum(serialize = "pod bound; the kubelet fails it")]
     Kubelet,
     /// `Provisioning`: CDI cannot provision a DataVolume.
+    #[strum(serialize = "Provisioning (CDI)")]
     Cdi,
     /// KubeVirt runs the VM; its guest finds nothing to boot.
+    #[strum(serialize = "runs; the guest cannot boot")]
     Guest,
     /// KubeVirt runs the VM: the finding is advice (deprecated, fragile, blocks a drain).
+    #[strum(serialize = "runs (advice)")]
     Advisory,
 }
 
 impl Outcome {
     pub fn as_str(self) -> &'static str {
-        match self {
-            Outcome::Refused => "refused at apply",
-            Outcome::Unschedulable => "ErrorUnschedulable",
-            Outcome::PvcNotFound => "ErrorPvcNotFound",
-            Outcome::LauncherRefused => "Starting, Synchronized=False FailedCreate",
-            Outcome::CreateFailed => "Stopped, Failure=True FailedCreate",
-            Outcome::InstancetypeMissing => "Stopped, Failure=True FailedFindInstancetype",
-            Outcome::Kubelet => "pod bound; the kubelet fails it",
-            Outcome::Cdi => "Provisioning (CDI)",
-            Outcome::Guest => "runs; the guest cannot boot",
-            Outcome::Advisory => "runs (advice)",
-        }
+        self.into()
     }
 
     /// What each rule predicts (exhaustive, so a new rule must say).

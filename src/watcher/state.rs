@@ -29,24 +29,25 @@ use super::record::{Intent, VmFacts, VmRecord, VmiFacts};
 use crate::finding::{DEFAULT_NAMESPACE, vm_namespace};
 
 /// The alerts a stuck VM is raised under.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, strum::EnumIter)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, strum::EnumIter, strum::IntoStaticStr,
+)]
 pub enum StuckAlert {
     /// KubeVirt's: unhealthy with no VMI.
+    #[strum(serialize = "VirtualMachineStuckInUnhealthyState")]
     UnhealthyState,
     /// KubeVirt's: unhealthy with its VMI on a node.
+    #[strum(serialize = "VirtualMachineStuckOnNode")]
     OnNode,
     /// Ours: should run, and its VMI never got to a node (or was never made).
+    #[strum(serialize = "VirtualMachineStuckBeforeNode")]
     BeforeNode,
 }
 
 impl StuckAlert {
     /// The `alertname`.
     pub fn name(self) -> &'static str {
-        match self {
-            StuckAlert::UnhealthyState => "VirtualMachineStuckInUnhealthyState",
-            StuckAlert::OnNode => "VirtualMachineStuckOnNode",
-            StuckAlert::BeforeNode => "VirtualMachineStuckBeforeNode",
-        }
+        self.into()
     }
 
     /// Whether KubeVirt defines it (its copy may fire beside ours and is inhibited by it).

@@ -22,18 +22,16 @@ pub struct Deleting {
     pub from_template: bool,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::IntoStaticStr)]
 pub enum ClaimKind {
     DataVolume,
+    #[strum(serialize = "PVC")]
     Pvc,
 }
 
 impl ClaimKind {
     fn as_str(self) -> &'static str {
-        match self {
-            ClaimKind::DataVolume => "DataVolume",
-            ClaimKind::Pvc => "PVC",
-        }
+        self.into()
     }
 }
 
