@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use tracing::warn;
 
 use crate::metrics::Metrics;
+use crate::outbox::Outbox;
 
 /// A Warning Event to emit about a VirtualMachine: from the webhook (findings it warned about
 /// or audited) or from the watcher (a stuck VM).
@@ -28,31 +29,19 @@ pub struct EventRequest {
 /// Events waiting to be sent; more are dropped.
 pub const QUEUE_CAPACITY: usize = 1024;
 
-/// The sending side: `try_send`, never `send().await`, on the request path.
-#[derive(Clone)]
-pub struct EventQueue {
-    sender: mpsc::Sender<EventRequest>,
-    metrics: Arc<Metrics>,
-}
+/// The sending side: [`Outbox::offer`] never waits, on the request path; a full queue drops
+/// and counts the Event (`virt_preflight_events_dropped_total`).
+pub type EventQueue = Outbox<EventRequest>;
 
-impl EventQueue {
-    /// A queue and its receiving end (what [`start`] drains into the API; tests read it).
-    pub fn new(metrics: Arc<Metrics>, capacity: usize) -> (Self, mpsc::Receiver<EventRequest>) {
-        let (sender, receiver) = mpsc::channel(capacity);
-        (EventQueue { sender, metrics }, receiver)
-    }
-
-    /// Queues an Event; drops and counts it if the queue is full.
-    pub fn offer(&self, event: EventRequest) {
-        if self.sender.try_send(event).is_err() {
-            self.metrics.events_dropped.inc();
-        }
-    }
+/// A queue counting its drops in `metrics`, and its receiving end (what [`start`] drains into
+/// the API; tests read it).
+pub fn queue(metrics: &Metrics, capacity: usize) -> (EventQueue, mpsc::Receiver<EventRequest>) {
+    Outbox::new(capacity, metrics.events_dropped.clone())
 }
 
 /// Starts the task that publishes queued Events as `reporter`.
 pub fn start(client: Client, reporter: &str, metrics: Arc<Metrics>, capacity: usize) -> EventQueue {
-    let (queue, mut receiver) = EventQueue::new(metrics.clone(), capacity);
+    let (queue, mut receiver) = queue(&metrics, capacity);
     let recorder = Recorder::new(
         client,
         Reporter {

@@ -20,6 +20,7 @@ pub mod launcher;
 pub mod manifest;
 pub mod metrics;
 pub mod model;
+pub mod outbox;
 pub mod policy;
 pub mod report;
 pub mod rules;

@@ -12,10 +12,10 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
-use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::metrics::{Metrics, ResultLabels};
+use crate::outbox::Outbox;
 
 /// One alert as `postableAlert` of the v2 API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -138,23 +138,9 @@ impl Alertmanager {
 /// Batches waiting to be posted; more are dropped (the next resend carries the firing ones).
 const QUEUE_CAPACITY: usize = 64;
 
-/// The sending side of the posting task: never waits on Alertmanager.
-#[derive(Clone)]
-pub struct AlertQueue {
-    sender: mpsc::Sender<Vec<Alert>>,
-    metrics: Arc<Metrics>,
-}
-
-impl AlertQueue {
-    pub fn offer(&self, alerts: Vec<Alert>) {
-        if alerts.is_empty() {
-            return;
-        }
-        if self.sender.try_send(alerts).is_err() {
-            count(&self.metrics, "dropped");
-        }
-    }
-}
+/// The sending side of the posting task: never waits on Alertmanager; a full queue drops and
+/// counts the batch (`virt_preflight_alertmanager_posts_total{result="dropped"}`).
+pub type AlertQueue = Outbox<Vec<Alert>>;
 
 fn count(metrics: &Metrics, result: &str) {
     metrics
@@ -167,7 +153,13 @@ fn count(metrics: &Metrics, result: &str) {
 
 /// Starts the task that posts queued batches.
 pub fn start(alertmanager: Alertmanager, metrics: Arc<Metrics>) -> AlertQueue {
-    let (sender, mut receiver) = mpsc::channel::<Vec<Alert>>(QUEUE_CAPACITY);
+    let dropped = metrics
+        .alertmanager_posts
+        .get_or_create(&ResultLabels {
+            result: "dropped".to_string(),
+        })
+        .clone();
+    let (queue, mut receiver) = Outbox::<Vec<Alert>>::new(QUEUE_CAPACITY, dropped);
     let worker_metrics = metrics.clone();
     tokio::spawn(async move {
         while let Some(alerts) = receiver.recv().await {
@@ -183,7 +175,7 @@ pub fn start(alertmanager: Alertmanager, metrics: Arc<Metrics>) -> AlertQueue {
             }
         }
     });
-    AlertQueue { sender, metrics }
+    queue
 }
 
 #[cfg(test)]

@@ -344,6 +344,7 @@ impl Watcher {
     /// Posts `alerts` if this replica leads and Alertmanager is configured.
     fn offer(&self, alerts: Vec<Alert>) {
         if self.leader
+            && !alerts.is_empty()
             && let Some(queue) = &self.outputs.alerts
         {
             queue.offer(alerts);
@@ -934,9 +935,8 @@ mod tests {
 
     #[test]
     fn a_new_status_of_the_same_spell_gets_no_second_event_and_edits_are_diagnosed() {
-        use crate::events::EventQueue;
         let metrics = Arc::new(Metrics::new());
-        let (events, mut queued) = EventQueue::new(metrics.clone(), 8);
+        let (events, mut queued) = crate::events::queue(&metrics, 8);
         let mut watcher = Watcher::new(
             WatcherOptions::default(),
             metrics.clone(),
