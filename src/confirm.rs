@@ -18,6 +18,7 @@ use kube::api::Api;
 use crate::cluster::ObjectKey;
 use crate::cluster::live::api_resource;
 use crate::cluster::objects::{NameOnly, Wire};
+use crate::metrics::ConfirmationResult;
 
 /// What the API server said of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +27,16 @@ pub enum Confirmation {
     Absent,
     /// No answer within the budget, or an error (RBAC, the server unreachable): why.
     Unanswered(String),
+}
+
+impl From<&Confirmation> for ConfirmationResult {
+    fn from(answer: &Confirmation) -> Self {
+        match answer {
+            Confirmation::Present => ConfirmationResult::Present,
+            Confirmation::Absent => ConfirmationResult::Absent,
+            Confirmation::Unanswered(_) => ConfirmationResult::Unanswered,
+        }
+    }
 }
 
 /// Asks the API server whether objects exist.

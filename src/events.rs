@@ -36,7 +36,7 @@ pub type EventQueue = Outbox<EventRequest>;
 /// A queue counting its drops in `metrics`, and its receiving end (what [`start`] drains into
 /// the API; tests read it).
 pub fn queue(metrics: &Metrics, capacity: usize) -> (EventQueue, mpsc::Receiver<EventRequest>) {
-    Outbox::new(capacity, metrics.events_dropped.clone())
+    Outbox::new(capacity, metrics.events.dropped.clone())
 }
 
 /// Starts the task that publishes queued Events as `reporter`.
@@ -69,10 +69,10 @@ pub fn start(client: Client, reporter: &str, metrics: Arc<Metrics>, capacity: us
             };
             match recorder.publish(&event, &reference).await {
                 Ok(()) => {
-                    worker_metrics.events_sent.inc();
+                    worker_metrics.events.sent.inc();
                 }
                 Err(err) => {
-                    worker_metrics.events_dropped.inc();
+                    worker_metrics.events.dropped.inc();
                     warn!(namespace = %request.namespace, name = %request.name, %err, "could not emit Event");
                 }
             };

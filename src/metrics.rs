@@ -82,15 +82,6 @@ pub enum ConfirmationResult {
 }
 
 impl ConfirmationResult {
-    pub fn of(answer: &crate::confirm::Confirmation) -> Self {
-        use crate::confirm::Confirmation;
-        match answer {
-            Confirmation::Present => ConfirmationResult::Present,
-            Confirmation::Absent => ConfirmationResult::Absent,
-            Confirmation::Unanswered(_) => ConfirmationResult::Unanswered,
-        }
-    }
-
     pub fn as_str(self) -> &'static str {
         self.into()
     }
@@ -184,28 +175,171 @@ pub struct ResultLabels {
     pub result: String,
 }
 
-/// Every metric the process exports, registered once.
-pub struct Metrics {
-    pub registry: Mutex<Registry>,
+/// The webhook's metrics.
+pub struct AdmissionMetrics {
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Histogram,
     pub findings: Family<FindingLabels, Counter>,
     pub confirmations: Family<ConfirmationLabels, Counter>,
-    pub cache_synced: Family<KindLabels, Gauge>,
-    pub cache_objects: Family<KindLabels, Gauge>,
-    pub cache_stale: Family<KindLabels, Gauge>,
-    pub events_sent: Counter,
-    pub events_dropped: Counter,
     pub deadline_exceeded: Counter,
-    /// 1 while a VM is stuck (absent otherwise); exported by the leader only.
+}
+
+impl AdmissionMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = AdmissionMetrics {
+            requests: Family::default(),
+            // 50 µs … ~1.6 s
+            latency: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
+            findings: Family::default(),
+            confirmations: Family::default(),
+            deadline_exceeded: Counter::default(),
+        };
+        registry.register(
+            "admission_requests",
+            "Admission requests by operation and result",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "admission_duration_seconds",
+            "Time to answer an admission request, body read to response",
+            metrics.latency.clone(),
+        );
+        registry.register(
+            "admission_findings",
+            "Findings in admission requests by rule and action",
+            metrics.findings.clone(),
+        );
+        registry.register(
+            "admission_confirmations",
+            "Objects asked of the API server before a denial, by answer (present: the view was behind, the finding dropped; absent: the denial stands; unanswered: it warns instead)",
+            metrics.confirmations.clone(),
+        );
+        metrics
+    }
+
+    /// Registered after the Event counters, where it always was in the exposition.
+    fn register_deadline(&self, registry: &mut Registry) {
+        registry.register(
+            "admission_deadline_exceeded",
+            "Requests allowed unchecked because evaluation passed the internal deadline",
+            self.deadline_exceeded.clone(),
+        );
+    }
+}
+
+/// The cluster view's metrics, per kind.
+#[derive(Default)]
+pub struct ViewMetrics {
+    pub synced: Family<KindLabels, Gauge>,
+    pub objects: Family<KindLabels, Gauge>,
+    pub stale: Family<KindLabels, Gauge>,
+}
+
+impl ViewMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = ViewMetrics::default();
+        registry.register(
+            "cache_synced",
+            "1 when the cluster view holds a synced list of this kind",
+            metrics.synced.clone(),
+        );
+        registry.register(
+            "cache_objects",
+            "Objects of this kind in the cluster view",
+            metrics.objects.clone(),
+        );
+        registry.register(
+            "cache_stale",
+            "1 while the watch of this kind is failing: its data may be behind the API server, and its findings do not deny",
+            metrics.stale.clone(),
+        );
+        metrics
+    }
+}
+
+/// Kubernetes Events, from the webhook and the watcher.
+#[derive(Default)]
+pub struct EventMetrics {
+    pub sent: Counter,
+    pub dropped: Counter,
+}
+
+impl EventMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = EventMetrics::default();
+        registry.register(
+            "events_sent",
+            "Kubernetes Events emitted",
+            metrics.sent.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Events dropped because the queue was full or the API refused them",
+            metrics.dropped.clone(),
+        );
+        metrics
+    }
+}
+
+/// The stuck-VM watcher's series; the per-VM and per-cause ones are exported by the leader
+/// only.
+#[derive(Default)]
+pub struct WatcherMetrics {
+    /// 1 while a VM is stuck (absent otherwise).
     pub vm_stuck: Family<StuckLabels, Gauge>,
-    /// How many VMs are stuck for one cause; exported by the leader only.
+    /// How many VMs are stuck for one cause.
     pub vms_stuck: Family<CauseLabels, Gauge>,
-    /// When a VM without a VMI became unhealthy; exported by the leader only.
+    /// Since when a VM has been under a stuck alert's condition.
     pub vm_unhealthy_since: Family<VmStatusLabels, Gauge>,
-    pub watcher_leader: Gauge,
-    pub watcher_synced: Gauge,
+    pub leader: Gauge,
+    pub synced: Gauge,
     pub alertmanager_posts: Family<ResultLabels, Counter>,
+}
+
+impl WatcherMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = WatcherMetrics::default();
+        registry.register(
+            "vm_stuck",
+            "1 while a VirtualMachine has been under a stuck alert for its threshold (--stuck-after, --stuck-on-node-after), with the alert and the diagnosed cause",
+            metrics.vm_stuck.clone(),
+        );
+        registry.register(
+            "vms_stuck",
+            "Stuck VirtualMachines by cause: the rule (none when no rule found it) and the object or selector they share (empty when no cause was found)",
+            metrics.vms_stuck.clone(),
+        );
+        registry.register(
+            "vm_unhealthy_since_timestamp_seconds",
+            "Unix time since which a VirtualMachine has been under a stuck alert's condition (stuck or not yet)",
+            metrics.vm_unhealthy_since.clone(),
+        );
+        registry.register(
+            "watcher_leader",
+            "1 when this replica holds the watcher's Lease and exports the stuck-VM series",
+            metrics.leader.clone(),
+        );
+        registry.register(
+            "watcher_synced",
+            "1 once the watcher has listed VirtualMachines and VirtualMachineInstances",
+            metrics.synced.clone(),
+        );
+        registry.register(
+            "alertmanager_posts",
+            "POSTs of alerts to Alertmanager by result (ok, error, dropped)",
+            metrics.alertmanager_posts.clone(),
+        );
+        metrics
+    }
+}
+
+/// Every metric the process exports, registered once, by the part that exports it.
+pub struct Metrics {
+    pub registry: Mutex<Registry>,
+    pub admission: AdmissionMetrics,
+    pub view: ViewMetrics,
+    pub events: EventMetrics,
+    pub watcher: WatcherMetrics,
 }
 
 impl Default for Metrics {
@@ -217,121 +351,17 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("virt_preflight");
-        let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "admission_requests",
-            "Admission requests by operation and result",
-            requests.clone(),
-        );
-        // 50 µs … ~1.6 s
-        let latency = Histogram::new(exponential_buckets(0.00005, 2.0, 16));
-        registry.register(
-            "admission_duration_seconds",
-            "Time to answer an admission request, body read to response",
-            latency.clone(),
-        );
-        let findings = Family::<FindingLabels, Counter>::default();
-        registry.register(
-            "admission_findings",
-            "Findings in admission requests by rule and action",
-            findings.clone(),
-        );
-        let confirmations = Family::<ConfirmationLabels, Counter>::default();
-        registry.register(
-            "admission_confirmations",
-            "Objects asked of the API server before a denial, by answer (present: the view was behind, the finding dropped; absent: the denial stands; unanswered: it warns instead)",
-            confirmations.clone(),
-        );
-        let cache_synced = Family::<KindLabels, Gauge>::default();
-        registry.register(
-            "cache_synced",
-            "1 when the cluster view holds a synced list of this kind",
-            cache_synced.clone(),
-        );
-        let cache_objects = Family::<KindLabels, Gauge>::default();
-        registry.register(
-            "cache_objects",
-            "Objects of this kind in the cluster view",
-            cache_objects.clone(),
-        );
-        let cache_stale = Family::<KindLabels, Gauge>::default();
-        registry.register(
-            "cache_stale",
-            "1 while the watch of this kind is failing: its data may be behind the API server, and its findings do not deny",
-            cache_stale.clone(),
-        );
-        let events_sent = Counter::default();
-        registry.register(
-            "events_sent",
-            "Kubernetes Events emitted",
-            events_sent.clone(),
-        );
-        let events_dropped = Counter::default();
-        registry.register(
-            "events_dropped",
-            "Events dropped because the queue was full or the API refused them",
-            events_dropped.clone(),
-        );
-        let deadline_exceeded = Counter::default();
-        registry.register(
-            "admission_deadline_exceeded",
-            "Requests allowed unchecked because evaluation passed the internal deadline",
-            deadline_exceeded.clone(),
-        );
-        let vm_stuck = Family::<StuckLabels, Gauge>::default();
-        registry.register(
-            "vm_stuck",
-            "1 while a VirtualMachine has been under a stuck alert for its threshold (--stuck-after, --stuck-on-node-after), with the alert and the diagnosed cause",
-            vm_stuck.clone(),
-        );
-        let vms_stuck = Family::<CauseLabels, Gauge>::default();
-        registry.register(
-            "vms_stuck",
-            "Stuck VirtualMachines by cause: the rule (none when no rule found it) and the object or selector they share (empty when no cause was found)",
-            vms_stuck.clone(),
-        );
-        let vm_unhealthy_since = Family::<VmStatusLabels, Gauge>::default();
-        registry.register(
-            "vm_unhealthy_since_timestamp_seconds",
-            "Unix time since which a VirtualMachine has been under a stuck alert's condition (stuck or not yet)",
-            vm_unhealthy_since.clone(),
-        );
-        let watcher_leader = Gauge::default();
-        registry.register(
-            "watcher_leader",
-            "1 when this replica holds the watcher's Lease and exports the stuck-VM series",
-            watcher_leader.clone(),
-        );
-        let watcher_synced = Gauge::default();
-        registry.register(
-            "watcher_synced",
-            "1 once the watcher has listed VirtualMachines and VirtualMachineInstances",
-            watcher_synced.clone(),
-        );
-        let alertmanager_posts = Family::<ResultLabels, Counter>::default();
-        registry.register(
-            "alertmanager_posts",
-            "POSTs of alerts to Alertmanager by result (ok, error)",
-            alertmanager_posts.clone(),
-        );
+        let admission = AdmissionMetrics::register(&mut registry);
+        let view = ViewMetrics::register(&mut registry);
+        let events = EventMetrics::register(&mut registry);
+        admission.register_deadline(&mut registry);
+        let watcher = WatcherMetrics::register(&mut registry);
         Metrics {
             registry: Mutex::new(registry),
-            requests,
-            latency,
-            findings,
-            confirmations,
-            cache_synced,
-            cache_objects,
-            cache_stale,
-            events_sent,
-            events_dropped,
-            deadline_exceeded,
-            vm_stuck,
-            vms_stuck,
-            vm_unhealthy_since,
-            watcher_leader,
-            watcher_synced,
-            alertmanager_posts,
+            admission,
+            view,
+            events,
+            watcher,
         }
     }
 
@@ -342,13 +372,16 @@ impl Metrics {
             let labels = KindLabels {
                 kind: kind.as_str().to_string(),
             };
-            self.cache_synced
+            self.view
+                .synced
                 .get_or_create(&labels)
                 .set(i64::from(synced.contains(kind)));
-            self.cache_stale
+            self.view
+                .stale
                 .get_or_create(&labels)
                 .set(i64::from(stale.contains(kind)));
-            self.cache_objects
+            self.view
+                .objects
                 .get_or_create(&labels)
                 .set(i64::try_from(view.count(kind)).unwrap_or(i64::MAX));
         }

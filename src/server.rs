@@ -111,7 +111,7 @@ pub fn watcher_router(metrics: Arc<Metrics>, view: LiveView) -> Router {
         .route(
             "/readyz",
             get(|State(w): State<Watching>| async move {
-                if w.metrics.watcher_synced.get() == 1 && w.view.settled() {
+                if w.metrics.watcher.synced.get() == 1 && w.view.settled() {
                     "ok".into_response()
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "still listing").into_response()
@@ -164,6 +164,7 @@ fn is_json(headers: &HeaderMap) -> bool {
 fn count_request(state: &AppState, operation: OperationLabel, result: RequestResult) {
     state
         .metrics
+        .admission
         .requests
         .get_or_create(&RequestLabels { operation, result })
         .inc();
@@ -239,6 +240,7 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
     for judged in &verdict.judged {
         state
             .metrics
+            .admission
             .findings
             .get_or_create(&FindingLabels {
                 rule: judged.finding.rule,
@@ -249,6 +251,7 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
     let response = axum::Json(verdict.response(&request).into_review()).into_response();
     state
         .metrics
+        .admission
         .latency
         .observe(started.elapsed().as_secs_f64());
     response
@@ -268,9 +271,10 @@ async fn confirm(state: &AppState, verdict: &mut Verdict) {
     for answer in answers.values() {
         state
             .metrics
+            .admission
             .confirmations
             .get_or_create(&ConfirmationLabels {
-                result: ConfirmationResult::of(answer),
+                result: ConfirmationResult::from(answer),
             })
             .inc();
     }
@@ -375,7 +379,7 @@ fn settle(
         Err(failure) => failure,
     };
     if failure == Failure::Deadline {
-        state.metrics.deadline_exceeded.inc();
+        state.metrics.admission.deadline_exceeded.inc();
     }
     let Some(request) = request else {
         error!(reason = failure.as_str(), "no AdmissionReview read");
@@ -564,7 +568,7 @@ mod tests {
             let unread = settle(&state, &view, None, Err(failure));
             assert!(matches!(unread, Decided::Unread(f) if f == failure));
             let counted = u64::from(failure == Failure::Deadline) * 2;
-            assert_eq!(state.metrics.deadline_exceeded.get(), counted);
+            assert_eq!(state.metrics.admission.deadline_exceeded.get(), counted);
         }
     }
 
@@ -580,7 +584,7 @@ mod tests {
         let state = app_state("mode: enforce", Duration::ZERO);
         let decided = decide_body(&state, &huge).await;
         assert!(matches!(decided, Decided::Unread(Failure::Deadline)));
-        assert_eq!(state.metrics.deadline_exceeded.get(), 1);
+        assert_eq!(state.metrics.admission.deadline_exceeded.get(), 1);
     }
 
     #[tokio::test]
@@ -591,7 +595,7 @@ mod tests {
         let verdict = verdict(decide_body(&state, &body).await);
         assert!(verdict.allowed && verdict.evaluated, "{verdict:?}");
         assert!(verdict.warnings.is_empty(), "{verdict:?}");
-        assert_eq!(state.metrics.deadline_exceeded.get(), 0);
+        assert_eq!(state.metrics.admission.deadline_exceeded.get(), 0);
     }
 
     #[tokio::test]

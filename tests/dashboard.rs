@@ -108,14 +108,16 @@ fn every_expression_parses_with_promtool() {
 fn exported() -> BTreeSet<String> {
     let metrics = Metrics::new();
     metrics
+        .admission
         .requests
         .get_or_create(&RequestLabels {
             operation: OperationLabel::Create,
             result: RequestResult::Allowed,
         })
         .inc();
-    metrics.latency.observe(0.001);
+    metrics.admission.latency.observe(0.001);
     metrics
+        .admission
         .findings
         .get_or_create(&FindingLabels {
             rule: RuleId::PvcNotFound,
@@ -125,6 +127,7 @@ fn exported() -> BTreeSet<String> {
     metrics.set_view(&ClusterView::default());
     let (ns, name, status) = ("ns".to_string(), "vm".to_string(), "starting".to_string());
     metrics
+        .watcher
         .vm_stuck
         .get_or_create(&StuckLabels {
             alert: "VirtualMachineStuckInUnhealthyState".into(),
@@ -137,6 +140,7 @@ fn exported() -> BTreeSet<String> {
         })
         .set(1);
     metrics
+        .watcher
         .vms_stuck
         .get_or_create(&CauseLabels {
             rule: "none".into(),
@@ -144,6 +148,7 @@ fn exported() -> BTreeSet<String> {
         })
         .set(1);
     metrics
+        .watcher
         .vm_unhealthy_since
         .get_or_create(&VmStatusLabels {
             alert: "VirtualMachineStuckInUnhealthyState".into(),
@@ -154,6 +159,7 @@ fn exported() -> BTreeSet<String> {
         })
         .set(0);
     metrics
+        .watcher
         .alertmanager_posts
         .get_or_create(&ResultLabels {
             result: "ok".into(),

@@ -144,6 +144,7 @@ pub type AlertQueue = Outbox<Vec<Alert>>;
 
 fn count(metrics: &Metrics, result: &str) {
     metrics
+        .watcher
         .alertmanager_posts
         .get_or_create(&ResultLabels {
             result: result.to_string(),
@@ -154,6 +155,7 @@ fn count(metrics: &Metrics, result: &str) {
 /// Starts the task that posts queued batches.
 pub fn start(alertmanager: Alertmanager, metrics: Arc<Metrics>) -> AlertQueue {
     let dropped = metrics
+        .watcher
         .alertmanager_posts
         .get_or_create(&ResultLabels {
             result: "dropped".to_string(),

@@ -208,7 +208,7 @@ impl Watcher {
 
     fn after_sync(&mut self, now: Timestamp, view: &ClusterView) {
         if self.tracker.synced() {
-            self.metrics.watcher_synced.set(1);
+            self.metrics.watcher.synced.set(1);
             if !self.view_ready {
                 return;
             }
@@ -272,7 +272,7 @@ impl Watcher {
             return;
         }
         self.leader = leader;
-        self.metrics.watcher_leader.set(i64::from(leader));
+        self.metrics.watcher.leader.set(i64::from(leader));
         info!(leader, "watcher leadership changed");
         if leader {
             self.send_firing(now);
@@ -548,19 +548,20 @@ impl Watcher {
         }
         for (key, labels) in &self.exported_stuck {
             if stuck.get(key) != Some(labels) {
-                self.metrics.vm_stuck.remove(labels);
+                self.metrics.watcher.vm_stuck.remove(labels);
             }
         }
         for labels in stuck.values() {
-            self.metrics.vm_stuck.get_or_create(labels).set(1);
+            self.metrics.watcher.vm_stuck.get_or_create(labels).set(1);
         }
         for (key, labels) in &self.exported_since {
             if since.get(key).map(|(l, _)| l) != Some(labels) {
-                self.metrics.vm_unhealthy_since.remove(labels);
+                self.metrics.watcher.vm_unhealthy_since.remove(labels);
             }
         }
         for (labels, at) in since.values() {
             self.metrics
+                .watcher
                 .vm_unhealthy_since
                 .get_or_create(labels)
                 .set(*at);
@@ -579,11 +580,15 @@ impl Watcher {
         }
         for labels in self.exported_causes.keys() {
             if !causes.contains_key(labels) {
-                self.metrics.vms_stuck.remove(labels);
+                self.metrics.watcher.vms_stuck.remove(labels);
             }
         }
         for (labels, count) in &causes {
-            self.metrics.vms_stuck.get_or_create(labels).set(*count);
+            self.metrics
+                .watcher
+                .vms_stuck
+                .get_or_create(labels)
+                .set(*count);
         }
         self.exported_causes = causes;
     }
