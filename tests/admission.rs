@@ -7,8 +7,8 @@
 //! The per-rule tests reuse the broken VMs of tests/fixtures/rules (one per rule, see
 //! tests/rule_fixtures.rs); the rest of the fixtures are in tests/fixtures/webhook.
 
-#[path = "support/review.rs"]
-mod review;
+mod support;
+use support::review;
 
 use std::collections::HashSet;
 use std::path::Path;

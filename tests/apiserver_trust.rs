@@ -6,14 +6,8 @@
 //!
 //! Skipped, saying why, when `VIRT_PREFLIGHT_APISERVER_DIR` is unset; `.ci/run` sets it.
 
-#[path = "support/apiserver.rs"]
-mod apiserver;
-#[path = "support/deployment.rs"]
-mod deployment;
-#[path = "support/scrape.rs"]
-mod scrape;
-#[path = "support/vms.rs"]
-mod vms;
+mod support;
+use support::{apiserver, deployment, vms};
 
 use deployment::{Deployment, WEBHOOK_NAME};
 use serde_json::Value;

@@ -21,23 +21,15 @@
 //! Needs `VIRT_PREFLIGHT_APISERVER_DIR`, `VIRT_PREFLIGHT_CONTROL_PLANE_DIR` and
 //! `VIRT_PREFLIGHT_KUBEVIRT_DIR`; skips, saying why, without them.
 
+mod support;
+use support::{apiserver, control_plane, judge, mutations, shared};
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
 use serde_json::{Value, json};
 use virt_preflight::check::CheckOptions;
-
-#[path = "support/apiserver.rs"]
-mod apiserver;
-#[path = "support/control_plane.rs"]
-mod control_plane;
-#[path = "support/judge.rs"]
-mod judge;
-#[path = "support/mutations.rs"]
-mod mutations;
-#[path = "support/shared.rs"]
-mod shared;
 
 use control_plane::{ControlPlane, NodeSpec};
 use judge::{Admission, Runtime, Verdict};

@@ -10,6 +10,9 @@
 //! Warnings are allowed (the examples use `:devel` tags, cloud-init disks first, ...). The test
 //! counts what it checked so that it cannot pass on an empty or unreadable directory.
 
+mod support;
+use support::shared;
+
 use serde_json::{Value, json};
 use virt_preflight::check::{CheckOptions, CheckReport, Outcome, check_all, check_document};
 use virt_preflight::finding::Severity;
@@ -19,9 +22,6 @@ use virt_preflight::manifest::{self, Document, ReadOptions, Source};
 const MIN_VMS: usize = 12;
 /// The 22 VirtualMachineInstances of the examples at the pinned commit.
 const MIN_VMIS: usize = 22;
-
-#[path = "support/shared.rs"]
-mod shared;
 
 /// Every document of KubeVirt's examples (walked as `virt-preflight check <dir>` walks it);
 /// `None` when they are not available (the test then skips, saying why); fails on a document

@@ -4,6 +4,9 @@
 //! not start (`running: false`), which turns cluster findings into warnings, so those are
 //! checked at any severity.
 
+mod support;
+use support::shared;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -12,9 +15,6 @@ use virt_preflight::cluster::{Kind, snapshot};
 use virt_preflight::finding::Severity;
 use virt_preflight::manifest::{self, ReadOptions};
 use virt_preflight::rules::Scope;
-
-#[path = "support/shared.rs"]
-mod shared;
 
 #[test]
 fn kubevirt_examples_get_no_error_against_a_cluster_that_has_what_they_name() {

@@ -4,6 +4,9 @@
 //!
 //! Figures are worked out by hand from KubeVirt v1.8's code (Mi = 1,048,576 bytes).
 
+mod support;
+use support::shared;
+
 use std::collections::BTreeMap;
 
 use std::cell::Cell;
@@ -17,9 +20,6 @@ use virt_preflight::launcher::{
 };
 use virt_preflight::manifest::{self, ReadOptions};
 use virt_preflight::model::{Labels, ParsedQuantity, VirtualMachine};
-
-#[path = "support/shared.rs"]
-mod shared;
 
 const MI: u128 = 1 << 20;
 

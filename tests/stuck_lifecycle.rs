@@ -11,6 +11,9 @@
 //! Needs `VIRT_PREFLIGHT_APISERVER_DIR` and `VIRT_PREFLIGHT_CONTROL_PLANE_DIR`; skips, saying
 //! why, without them.
 
+mod support;
+use support::{apiserver, control_plane, scrape};
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -18,13 +21,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
-
-#[path = "support/apiserver.rs"]
-mod apiserver;
-#[path = "support/control_plane.rs"]
-mod control_plane;
-#[path = "support/scrape.rs"]
-mod scrape;
 
 use apiserver::poll;
 use control_plane::{ControlPlane, NodeSpec};

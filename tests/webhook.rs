@@ -16,9 +16,8 @@
 //! Waits are bounded polls with a message saying what did not happen; there are no sleeps
 //! that a test's outcome depends on.
 
-#[path = "support/review.rs"]
-mod review;
 mod support;
+use support::review;
 
 use std::ffi::OsString;
 use std::fs;
