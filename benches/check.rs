@@ -170,7 +170,7 @@ fn benches(c: &mut Criterion) {
     });
     let vm = virt_preflight::model::VirtualMachine::from_value(&object).expect("typical VM");
     let reference =
-        virt_preflight::finding::ObjectRef::virtual_machine(&vm, Some("team-0"), "default");
+        virt_preflight::rules::finding::ObjectRef::virtual_machine(&vm, Some("team-0"), "default");
     let text = object.to_string();
     review.bench_function("model from JSON text", |b| {
         b.iter(|| virt_preflight::model::VirtualMachine::from_json(black_box(&text)).expect("VM"))

@@ -11,8 +11,8 @@ use std::hint::black_box;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use serde_json::{Value, json};
 use virt_preflight::cluster::{ClusterView, Kind, ViewBuilder};
-use virt_preflight::finding::ObjectRef;
 use virt_preflight::model::VirtualMachine;
+use virt_preflight::rules::finding::ObjectRef;
 use virt_preflight::rules::{self, REGISTRY, Scope};
 
 const SECRETS: usize = 100_000;

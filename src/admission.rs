@@ -20,9 +20,11 @@ use serde::{Deserialize, Deserializer};
 use crate::cluster::{ClusterView, ObjectKey};
 use crate::confirm::Confirmation;
 use crate::events::EventRequest;
-use crate::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity, one_line, vm_namespace};
 use crate::model::{self, ModelError, VirtualMachine};
 use crate::policy::{Action, Mode, Policy};
+use crate::rules::finding::{
+    DEFAULT_NAMESPACE, Finding, ObjectRef, Severity, one_line, vm_namespace,
+};
 use crate::rules::{self, RuleId};
 
 /// The API server's limits on the warnings of a response. Webhook warnings go to the request's

@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use crate::cluster::{ClusterView, Kind};
-use crate::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity};
 use crate::manifest::{Document, InputError, Parsed, Source};
 use crate::model::VirtualMachine;
 use crate::policy::RuleSetting;
+use crate::rules::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity};
 use crate::rules::{self, Evaluation, REGISTRY, RuleId, Scope};
 
 /// Settings that change how objects are read, not which rules run.

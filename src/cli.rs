@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 use crate::check::{CheckOptions, CheckReport, check_all, check_document};
 use crate::cluster::{ClusterView, live, snapshot};
-use crate::finding::Severity;
 use crate::fix;
 use crate::manifest::{self, Document, InputError, ReadOptions, Source};
 use crate::report::{self, Format};
 use crate::rules::REGISTRY;
+use crate::rules::finding::Severity;
 use crate::watcher::escalation::{self, Thresholds};
 
 pub use diagnose::{DiagnoseArgs, DiagnoseFormat, DiagnoseOutcome, run_diagnose};
@@ -131,7 +131,7 @@ pub struct CheckArgs {
     #[arg(long)]
     pub fix: bool,
     /// Namespace for VMs whose manifest names none.
-    #[arg(short, long, default_value = crate::finding::DEFAULT_NAMESPACE)]
+    #[arg(short, long, default_value = crate::rules::finding::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Largest input file read, in bytes.
     #[arg(long, default_value_t = manifest::DEFAULT_MAX_INPUT_BYTES)]
@@ -229,8 +229,11 @@ fn ask_clone_grants(
         let Ok(vm) = crate::model::VirtualMachine::from_value(&document.value) else {
             continue;
         };
-        let namespace =
-            crate::finding::vm_namespace(None, vm.metadata.namespace.as_deref(), default_namespace);
+        let namespace = crate::rules::finding::vm_namespace(
+            None,
+            vm.metadata.namespace.as_deref(),
+            default_namespace,
+        );
         for question in crate::rules::clone_questions(&vm, namespace, &view) {
             if !questions.contains(&question) {
                 questions.push(question);

@@ -14,7 +14,6 @@ pub mod cli;
 pub mod cluster;
 pub mod confirm;
 pub mod events;
-pub mod finding;
 pub mod fix;
 pub mod launcher;
 pub mod manifest;

@@ -94,7 +94,11 @@ impl fmt::Display for InputError {
         if let Some(field) = &self.field {
             write!(f, ": {field}")?;
         }
-        write!(f, ": {}", crate::finding::one_line(&self.message, 400))
+        write!(
+            f,
+            ": {}",
+            crate::rules::finding::one_line(&self.message, 400)
+        )
     }
 }
 

@@ -8,8 +8,8 @@ use std::path::Path;
 use serde::{Deserialize, Deserializer};
 
 use crate::cluster::nodes::NodeTemplate;
-use crate::finding::Severity;
 use crate::rules::RuleId;
+use crate::rules::finding::Severity;
 
 /// Namespace label that overrides the mode for the VMs in that namespace.
 pub const MODE_LABEL: &str = "virt-preflight.io/mode";

@@ -24,11 +24,11 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 use virt_preflight::cluster::live::LiveView;
 use virt_preflight::cluster::{ClusterView, snapshot};
-use virt_preflight::finding::{Finding, Severity};
 use virt_preflight::manifest::ReadOptions;
 use virt_preflight::metrics;
 use virt_preflight::policy::Policy;
 use virt_preflight::rules::REGISTRY;
+use virt_preflight::rules::finding::{Finding, Severity};
 use virt_preflight::server::{self, AppState};
 
 /// The webhook as `serve --cluster-state FILE [--config FILE]` builds it, without the

@@ -15,8 +15,8 @@ use support::shared;
 
 use serde_json::{Value, json};
 use virt_preflight::check::{CheckOptions, CheckReport, Outcome, check_all, check_document};
-use virt_preflight::finding::Severity;
 use virt_preflight::manifest::{self, Document, ReadOptions, Source};
+use virt_preflight::rules::finding::Severity;
 
 /// The 12 VirtualMachines of the examples at the pinned commit (SOURCES.md).
 const MIN_VMS: usize = 12;

@@ -12,9 +12,9 @@ use std::sync::Arc;
 
 use virt_preflight::check::{CheckOptions, Outcome, check_all};
 use virt_preflight::cluster::{Kind, snapshot};
-use virt_preflight::finding::Severity;
 use virt_preflight::manifest::{self, ReadOptions};
 use virt_preflight::rules::Scope;
+use virt_preflight::rules::finding::Severity;
 
 #[test]
 fn kubevirt_examples_get_no_error_against_a_cluster_that_has_what_they_name() {

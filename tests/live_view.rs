@@ -8,8 +8,8 @@ use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use virt_preflight::cluster::live::{LiveView, list_once};
 use virt_preflight::cluster::{ClusterView, Kind, Lookup};
-use virt_preflight::finding::{DEFAULT_NAMESPACE, ObjectRef};
 use virt_preflight::model::VirtualMachine;
+use virt_preflight::rules::finding::{DEFAULT_NAMESPACE, ObjectRef};
 use virt_preflight::rules::{self, RuleId};
 
 const SECRETS: &str = "/api/v1/secrets";

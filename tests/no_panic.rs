@@ -11,12 +11,12 @@ use serde_json::{Map, Value, json};
 use virt_preflight::admission;
 use virt_preflight::check::{CheckOptions, CheckReport, Outcome, check_all};
 use virt_preflight::cluster::{ClusterView, snapshot};
-use virt_preflight::finding::Severity;
 use virt_preflight::fix;
 use virt_preflight::manifest::{self, Document, Source};
 use virt_preflight::model::VirtualMachine;
 use virt_preflight::policy::Policy;
 use virt_preflight::report::{self, Format};
+use virt_preflight::rules::finding::Severity;
 
 // ---------------------------------------------------------------------------------------------
 // Fixtures

@@ -25,8 +25,8 @@ use std::sync::Arc;
 
 use virt_preflight::check::{CheckOptions, Outcome, check_all};
 use virt_preflight::cluster::{ClusterView, Kind, snapshot};
-use virt_preflight::finding::Finding;
 use virt_preflight::manifest::{self, ReadOptions};
+use virt_preflight::rules::finding::Finding;
 use virt_preflight::rules::{REGISTRY, RuleInfo, Scope};
 
 const BROKEN: &str = "broken.yaml";

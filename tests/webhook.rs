@@ -43,8 +43,8 @@ use rustls_pki_types::{CertificateDer, ServerName};
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use virt_preflight::cluster::snapshot;
-use virt_preflight::finding::Severity;
 use virt_preflight::manifest::ReadOptions;
+use virt_preflight::rules::finding::Severity;
 
 const BIN: &str = env!("CARGO_BIN_EXE_virt-preflight");
 /// The name the test certificates are for (`certs --service localhost`); clients connect to

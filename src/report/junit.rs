@@ -7,7 +7,7 @@ use quick_xml::Writer;
 use quick_xml::events::{BytesDecl, BytesText, Event};
 
 use crate::check::{CheckReport, Outcome};
-use crate::finding::Severity;
+use crate::rules::finding::Severity;
 
 pub fn write(report: &CheckReport, fail_on: Severity, out: &mut dyn Write) -> io::Result<()> {
     let summary = report.summary();

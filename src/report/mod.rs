@@ -8,7 +8,7 @@ mod text;
 use std::io::{self, Write};
 
 use crate::check::CheckReport;
-use crate::finding::Severity;
+use crate::rules::finding::Severity;
 
 pub use json::to_json;
 pub use sarif::to_sarif;

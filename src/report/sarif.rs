@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 
 use crate::check::CheckReport;
-use crate::finding::Severity;
 use crate::rules::REGISTRY;
+use crate::rules::finding::Severity;
 
 const SCHEMA: &str = "https://json.schemastore.org/sarif-2.1.0.json";
 

@@ -333,7 +333,7 @@ mod tests {
             vec![(DatasourceNotReady, PATH.into())]
         );
         let finding = findings_in(vm.clone(), &not_ready).remove(0);
-        assert_eq!(finding.severity, crate::finding::Severity::Warning);
+        assert_eq!(finding.severity, crate::rules::finding::Severity::Warning);
         assert!(finding.message.contains("NotFound"), "{}", finding.message);
         // Ready, or not reconciled yet: nothing.
         let ready = view(vec![data_source(

@@ -395,13 +395,13 @@ pub fn cpu_memory_invalid(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
 mod tests {
     use super::super::testing::*;
     use super::*;
-    use crate::finding::Severity;
     use crate::rules::RuleId;
+    use crate::rules::finding::Severity;
     use serde_json::json;
 
-    fn manifest_findings(value: Value) -> Vec<crate::finding::Finding> {
+    fn manifest_findings(value: Value) -> Vec<crate::rules::finding::Finding> {
         let vm = vm(value.clone());
-        let object = crate::finding::ObjectRef {
+        let object = crate::rules::finding::ObjectRef {
             kind: "VirtualMachine".into(),
             namespace: "default".into(),
             name: None,

@@ -29,12 +29,14 @@ mod volumes;
 
 use std::collections::BTreeSet;
 
+pub mod finding;
+
 pub use context::{DiskOrigin, EffectiveDisk, Placement, PluginDevice, VmContext};
 pub use registry::{Outcome, REGISTRY, RuleId, RuleInfo, Scope, UnknownRuleId};
 
 use crate::cluster::{ClusterView, ObjectKey};
-use crate::finding::{Finding, MAX_MESSAGE_CHARS, ObjectRef, Severity, one_line};
 use crate::model::VirtualMachine;
+use crate::rules::finding::{Finding, MAX_MESSAGE_CHARS, ObjectRef, Severity, one_line};
 
 /// Annotation that turns rules off for one VM: `virt-preflight.io/skip: rule-a,rule-b`.
 pub const SKIP_ANNOTATION: &str = "virt-preflight.io/skip";

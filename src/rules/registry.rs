@@ -13,7 +13,7 @@ use super::{
     volumes,
 };
 use crate::cluster::Kind;
-use crate::finding::Severity;
+use crate::rules::finding::Severity;
 
 /// Every rule ID, as policies, skip annotations and reports name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

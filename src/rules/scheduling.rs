@@ -489,7 +489,10 @@ mod tests {
         // is a warning that names the assumption, never a denial.
         let assumed = findings_in(guest_only(), &view);
         assert_eq!(assumed.len(), 1, "{assumed:?}");
-        assert_eq!(assumed[0].severity, crate::finding::Severity::Warning);
+        assert_eq!(
+            assumed[0].severity,
+            crate::rules::finding::Severity::Warning
+        );
         assert!(assumed[0].assumption.is_some(), "{assumed:?}");
     }
 

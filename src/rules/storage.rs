@@ -199,7 +199,7 @@ pub fn datavolume_not_found(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
             );
             // Not a stuck VM: the volume is attached when it appears.
             if hotplug {
-                finding.severity = crate::finding::Severity::Warning;
+                finding.severity = crate::rules::finding::Severity::Warning;
             }
         }
     }
@@ -469,7 +469,7 @@ mod tests {
             )]
         );
         // A pre-created PersistentVolume of that class may still bind it: a warning.
-        assert_eq!(found[0].severity, crate::finding::Severity::Warning);
+        assert_eq!(found[0].severity, crate::rules::finding::Severity::Warning);
         assert!(found[0].assumption.is_some());
         let bound = with_data(
             json!({"name": "data", "persistentVolumeClaim": {"claimName": "bound"}}),

@@ -42,7 +42,7 @@ pub fn cdrom_without_volume(cx: &VmContext<'_>, out: &mut Emitter<'_>) {
                 ),
             );
             if hotplug_gate_off(cx) {
-                finding.severity = crate::finding::Severity::Error;
+                finding.severity = crate::rules::finding::Severity::Error;
             }
         }
     }

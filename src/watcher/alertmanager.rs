@@ -130,7 +130,7 @@ impl Alertmanager {
             .unwrap_or_default();
         Err(PostError::Status {
             status: status.as_u16(),
-            body: crate::finding::one_line(&body, 200),
+            body: crate::rules::finding::one_line(&body, 200),
         })
     }
 }

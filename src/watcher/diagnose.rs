@@ -7,7 +7,7 @@
 use jiff::SignedDuration;
 
 use crate::cluster::{ClusterView, Kind};
-use crate::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity, one_line};
+use crate::rules::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity, one_line};
 use crate::rules::{RuleId, evaluate};
 
 use super::health::{self, Health};

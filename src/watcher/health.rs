@@ -12,7 +12,7 @@
 
 use crate::cluster::kubevirt::{Condition, ConditionStatus};
 use crate::cluster::{ClusterView, Kind, Lookup, Readiness, ReadyCounts};
-use crate::finding::one_line;
+use crate::rules::finding::one_line;
 
 /// What is known of KubeVirt's health.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,8 +8,8 @@
 //! them (`docs/differential/runtime.md`).
 
 use super::record::{Condition, ConditionStatus};
-use crate::finding::one_line;
 use crate::rules::RuleId;
+use crate::rules::finding::one_line;
 
 /// One thing KubeVirt says: the rules that predict it (the first is the default when none of
 /// them found anything) and KubeVirt's words, on one line.

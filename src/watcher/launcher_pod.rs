@@ -7,8 +7,8 @@
 use k8s_openapi::api::core::v1::{Event, Pod};
 
 use super::kubevirt_says::Said;
-use crate::finding::one_line;
 use crate::rules::RuleId;
+use crate::rules::finding::one_line;
 
 /// A container the kubelet has not started, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]

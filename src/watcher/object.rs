@@ -15,8 +15,8 @@ use serde_json::{Map, Value};
 
 use super::record::{SpecHead, StatusHead, VmFacts, VmRecord, VmiFacts, VmiPhase};
 use super::state::VmKey;
-use crate::finding::{DEFAULT_NAMESPACE, vm_namespace};
 use crate::model::{ModelError, VirtualMachine};
+use crate::rules::finding::{DEFAULT_NAMESPACE, vm_namespace};
 
 /// A `kubevirt.io/v1` kind for kube-rs's dynamic APIs.
 pub fn kubevirt_resource(kind: &str, plural: &str) -> ApiResource {

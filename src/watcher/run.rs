@@ -309,7 +309,7 @@ impl Watcher {
                                 uid: raised.stuck.uid.clone(),
                                 reason: raised.stuck.alert.name().to_string(),
                                 action: "Diagnose".to_string(),
-                                note: crate::finding::one_line(&headline, 1000),
+                                note: crate::rules::finding::one_line(&headline, 1000),
                             });
                         }
                         firing.push(self.alert(&raised, now));

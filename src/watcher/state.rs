@@ -26,7 +26,7 @@ use serde_json::Value;
 use super::object::WatchedVm;
 pub use super::record::VmStatus;
 use super::record::{Intent, VmFacts, VmRecord, VmiFacts};
-use crate::finding::{DEFAULT_NAMESPACE, vm_namespace};
+use crate::rules::finding::{DEFAULT_NAMESPACE, vm_namespace};
 
 /// The alerts a stuck VM is raised under.
 #[derive(

@@ -6,8 +6,8 @@
 //! and the view in.
 
 use crate::cluster::{ClusterView, Lookup};
-use crate::finding::one_line;
 use crate::model::VirtualMachine;
+use crate::rules::finding::one_line;
 
 use super::state::VmStatus;
 

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use virt_preflight::check::{CheckOptions, Outcome, check_document};
-use virt_preflight::finding::Severity;
 use virt_preflight::manifest;
+use virt_preflight::rules::finding::Severity;
 
 use super::control_plane::ControlPlane;
 

@@ -12,9 +12,9 @@ use axum::body::Bytes;
 use axum::http::StatusCode;
 use serde_json::{Value, json};
 use virt_preflight::cluster::ClusterView;
-use virt_preflight::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef};
 use virt_preflight::manifest::{self, ReadOptions};
 use virt_preflight::model::VirtualMachine;
+use virt_preflight::rules::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef};
 use virt_preflight::rules::{self, REGISTRY, RuleInfo, Scope};
 
 /// What the webhook answered to one HTTP request, read to the end.

@@ -6,9 +6,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+use super::RuleId;
 use crate::cluster::ObjectKey;
 use crate::model::VirtualMachine;
-use crate::rules::RuleId;
 
 /// How bad a finding is. `Error` means the VM as written will not start or will get stuck.
 #[derive(
