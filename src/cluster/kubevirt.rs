@@ -12,14 +12,13 @@
 pub mod version;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use compact_str::CompactString;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::objects::{Body, Entry, Meta, MetaRef};
+use super::wire::Meta;
 use crate::model::{ParsedQuantity, Present, QuantityText};
 pub use version::KubeVirtVersion;
 
@@ -358,21 +357,11 @@ fn located<E: std::fmt::Display>(err: serde_path_to_error::Error<E>) -> KubeVirt
 #[serde(rename_all = "camelCase")]
 pub struct RawKubeVirt {
     #[serde(default)]
-    metadata: Meta,
+    pub(super) metadata: Meta,
     #[serde(default)]
     spec: RawSpec,
     #[serde(default)]
     status: RawStatus,
-}
-
-impl Body for RawKubeVirt {
-    const METADATA_ONLY: bool = false;
-    fn meta(&self) -> MetaRef<'_> {
-        self.metadata.as_ref()
-    }
-    fn into_entry(self) -> Entry {
-        Entry::KubeVirt(Arc::new(KubeVirt::from(self)))
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]

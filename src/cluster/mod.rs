@@ -16,6 +16,7 @@ pub mod nodes;
 pub mod objects;
 pub mod snapshot;
 pub mod table;
+pub mod wire;
 
 use std::collections::BTreeMap;
 use std::fmt;

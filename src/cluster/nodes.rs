@@ -16,7 +16,7 @@ use k8s_openapi::api::core::v1::{NodeSelector, NodeSelectorRequirement, Tolerati
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::objects::{Body, Entry, Meta, MetaRef};
+use super::wire::Meta;
 use crate::model::{Labels, ParsedQuantity, QuantityText};
 
 /// Label virt-handler puts on nodes that can run VMs.
@@ -121,21 +121,11 @@ pub struct NodeInfo {
 #[derive(Debug, Clone, Deserialize)]
 pub struct NodeBody {
     #[serde(default)]
-    metadata: Meta<BTreeMap<String, String>>,
+    pub(super) metadata: Meta<BTreeMap<String, String>>,
     #[serde(default)]
     spec: NodeSpec,
     #[serde(default)]
     status: NodeStatus,
-}
-
-impl Body for NodeBody {
-    const METADATA_ONLY: bool = false;
-    fn meta(&self) -> MetaRef<'_> {
-        self.metadata.as_ref()
-    }
-    fn into_entry(self) -> Entry {
-        Entry::Node(Arc::new(NodeInfo::from(self)))
-    }
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
