@@ -1,5 +1,6 @@
 //! The subcommands' work, behind the flags `main.rs` parses.
 
+mod audit;
 mod diagnose;
 
 use std::io::{self, Write};
@@ -15,6 +16,7 @@ use crate::rules::REGISTRY;
 use crate::rules::finding::Severity;
 use crate::watcher::escalation::{self, Thresholds};
 
+pub use audit::{AuditArgs, AuditFormat, run_audit};
 pub use diagnose::{DiagnoseArgs, DiagnoseFormat, DiagnoseOutcome, run_diagnose};
 
 /// Exit codes of `check`: a pipeline's contract.
@@ -53,6 +55,8 @@ pub enum Command {
     Watch(WatchArgs),
     /// Why is this VM stuck, or (--all) every unhealthy VM by cause (exit 0 none stuck, 1 stuck, 2 error)
     Diagnose(DiagnoseArgs),
+    /// Every VM stored in the cluster, judged as if started again now (exit 0 clean, 1 findings, 2 error)
+    Audit(AuditArgs),
 }
 
 /// Runs a subcommand to its exit code: the one place an error becomes exit 2 (a closed pipe
@@ -74,6 +78,7 @@ pub fn run(command: Command) -> Exit {
                 Exit::Clean
             }
         }),
+        Command::Audit(args) => run_audit(&args),
         Command::Certs(args) => run_certs(&args).map(|ca_bundle| {
             eprintln!(
                 "wrote {0}/ca.crt, {0}/tls.crt and {0}/tls.key; caBundle:",
@@ -165,9 +170,28 @@ pub struct ClusterArgs {
 }
 
 impl ClusterArgs {
+    /// Whether the live cluster is asked: `--live`, `--kubeconfig` or `--context`, or run as
+    /// `kubectl virt-preflight` (a plugin works on kubectl's current context) with no
+    /// `--cluster-state`.
     pub fn wants_live(&self) -> bool {
-        self.live || self.kubeconfig.is_some() || self.context.is_some()
+        self.live
+            || self.kubeconfig.is_some()
+            || self.context.is_some()
+            || (as_kubectl_plugin() && self.cluster_state.is_empty())
     }
+}
+
+/// Whether this process runs as the kubectl plugin `kubectl virt-preflight`: its executable
+/// is named `kubectl-virt_preflight` (kubectl finds plugins by that name on `PATH`).
+pub fn as_kubectl_plugin() -> bool {
+    std::env::args_os()
+        .next()
+        .and_then(|arg0| {
+            std::path::Path::new(&arg0)
+                .file_name()
+                .map(|name| name.to_string_lossy().starts_with("kubectl-"))
+        })
+        .unwrap_or(false)
 }
 
 /// A kube client for the live cluster the flags name.

@@ -13,7 +13,7 @@ use std::process::ExitCode;
 static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
     zeroizing_alloc::ZeroAlloc(std::alloc::System);
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use virt_preflight::cli::{self, Command};
 
 #[derive(Parser)]
@@ -28,7 +28,11 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut command = Cli::command();
+    if cli::as_kubectl_plugin() {
+        command = command.bin_name("kubectl virt-preflight");
+    }
+    let cli = Cli::from_arg_matches(&command.get_matches()).unwrap_or_else(|e| e.exit());
     // kube's client and our server both use rustls; exactly one crypto provider is compiled
     // in (ring), and it must be installed before either builds a TLS config.
     let _ = rustls::crypto::ring::default_provider().install_default();

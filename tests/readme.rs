@@ -149,8 +149,13 @@ fn watch_section_diagnoses_the_shipped_stuck_vm() {
 /// Runs the `cargo run --release -- …` line of the watch section that starts with `prefix` and
 /// checks that the output block right after it is what the command prints.
 fn assert_watch_example_prints_what_readme_shows(prefix: &str, exit_code: i32) {
+    assert_example_prints_what_readme_shows("watch", prefix, exit_code);
+}
+
+/// The same, in the README section `name`.
+fn assert_example_prints_what_readme_shows(name: &str, prefix: &str, exit_code: i32) {
     let text = readme();
-    let shown = section(&text, "watch");
+    let shown = section(&text, name);
     let command = shown
         .lines()
         .find(|l| l.starts_with(prefix))
@@ -180,6 +185,11 @@ fn assert_watch_example_prints_what_readme_shows(prefix: &str, exit_code: i32) {
 #[test]
 fn watch_section_shows_what_diagnose_all_prints() {
     assert_watch_example_prints_what_readme_shows("cargo run --release -- diagnose --all", 1);
+}
+
+#[test]
+fn audit_section_shows_what_audit_prints() {
+    assert_example_prints_what_readme_shows("audit", "cargo run --release -- audit", 1);
 }
 
 #[test]

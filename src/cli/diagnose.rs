@@ -65,15 +65,15 @@ pub struct DiagnoseOutcome {
 
 /// The VMs (whole objects), their VMIs, the launcher pods of the VMs that have a VMI and the
 /// cluster view.
-struct Listing {
-    vms: Vec<Value>,
-    vmis: Vec<(VmKey, VmiFacts)>,
+pub(super) struct Listing {
+    pub(super) vms: Vec<Value>,
+    pub(super) vmis: Vec<(VmKey, VmiFacts)>,
     launchers: HashMap<VmKey, LauncherPod>,
-    view: ClusterView,
+    pub(super) view: ClusterView,
 }
 
 /// Which VMs to read: one, or every one (of a namespace).
-enum Wanted<'a> {
+pub(super) enum Wanted<'a> {
     One(&'a VmKey),
     All(Option<&'a str>),
 }
@@ -310,23 +310,36 @@ async fn from_cluster(
 }
 
 fn listing(args: &DiagnoseArgs, wanted: &Wanted, as_of: Timestamp) -> anyhow::Result<Listing> {
-    if !args.cluster.cluster_state.is_empty() {
-        return from_files(&args.cluster, wanted);
+    list(
+        "diagnose",
+        &args.cluster,
+        wanted,
+        args.stuck_after.thresholds(),
+        as_of,
+    )
+}
+
+/// The VMs `wanted`, their VMIs and the view, from `--cluster-state` files or the live
+/// cluster; `command` names who asks, for the error without either.
+pub(super) fn list(
+    command: &str,
+    cluster: &ClusterArgs,
+    wanted: &Wanted,
+    stuck_after: crate::watcher::StuckAfter,
+    as_of: Timestamp,
+) -> anyhow::Result<Listing> {
+    if !cluster.cluster_state.is_empty() {
+        return from_files(cluster, wanted);
     }
-    if !args.cluster.wants_live() {
+    if !cluster.wants_live() {
         anyhow::bail!(
-            "diagnose needs the VMs: give --live (or --kubeconfig/--context), or --cluster-state FILE"
+            "{command} needs the VMs: give --live (or --kubeconfig/--context), or --cluster-state FILE"
         );
     }
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(from_cluster(
-            &args.cluster,
-            wanted,
-            args.stuck_after.thresholds(),
-            as_of,
-        ))
+        .block_on(from_cluster(cluster, wanted, stuck_after, as_of))
 }
 
 /// Diagnoses one VM, or with `--all` every unhealthy one.

@@ -1,0 +1,205 @@
+//! `virt-preflight audit`: every stored VM judged as if it were started again now. On a
+//! snapshot (always) and on the real API server (with `VIRT_PREFLIGHT_APISERVER_DIR`): a
+//! running VM whose Secret is deleted would not start again, and is fine once the Secret is
+//! back.
+
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+mod support;
+use support::apiserver::ApiServer;
+use support::stuck::t4_node;
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args(args)
+        .output()
+        .expect("virt-preflight runs")
+}
+
+fn shown(output: &Output) -> String {
+    format!(
+        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+#[test]
+fn a_snapshot_is_audited_and_grouped_by_cause() {
+    let output = run(&[
+        "audit",
+        "--cluster-state",
+        "examples/cluster/cluster.yaml",
+        "--cluster-state",
+        "examples/stuck/vms.yaml",
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", shown(&output));
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.starts_with("2 VirtualMachines audited (0 running): 1 errors")
+            && stdout.contains("1. error [node-selector-unsatisfiable] nodeSelector gpu=a100")
+            && stdout.contains("1 VM: prod/gpu-vm"),
+        "{}",
+        shown(&output)
+    );
+    let none = run(&["audit"]);
+    assert_eq!(none.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("audit needs the VMs"));
+}
+
+fn vm(name: &str, run_strategy: &str) -> Value {
+    json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+        "metadata": {"name": name, "namespace": "audit"},
+        "spec": {"runStrategy": run_strategy, "template": {"spec": {
+            "domain": {"devices": {"disks": [{"name": "root", "disk": {"bus": "virtio"}},
+                                             {"name": "cloudinit", "disk": {"bus": "virtio"}}]},
+                       "memory": {"guest": "1Gi"}},
+            "volumes": [{"name": "root", "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}},
+                        {"name": "cloudinit", "cloudInitNoCloud": {"secretRef": {"name": "userdata"}}}]}}}})
+}
+
+fn apply(server: &ApiServer, objects: &[Value]) {
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
+    server
+        .kubectl_with_input(&["apply", "-f", "-"], Some(&list.to_string()))
+        .ok();
+}
+
+#[test]
+fn a_running_vm_whose_secret_is_deleted_would_not_start_again() {
+    let Some(server) = ApiServer::shared() else {
+        return;
+    };
+    server.create_namespace("audit", &[]);
+    let secret = json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "userdata", "namespace": "audit"},
+        "stringData": {"userdata": "#cloud-config\n"}});
+    let vmi = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+        "metadata": {"name": "db", "namespace": "audit"},
+        "spec": {"domain": {"devices": {}}},
+        "status": {"phase": "Running", "nodeName": "worker-1"}});
+    apply(
+        server,
+        &[
+            t4_node(),
+            secret.clone(),
+            vm("db", "Always"),
+            vm("stopped", "Halted"),
+            vmi,
+        ],
+    );
+    // Where the VMI's status is a subresource, write it as virt-handler would.
+    let _ = server
+        .kubectl(&[
+            "-n",
+            "audit",
+            "patch",
+            "vmi",
+            "db",
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status": {"phase": "Running", "nodeName": "worker-1"}}"#,
+        ])
+        .result();
+    let kubeconfig = server.kubeconfig.to_string_lossy().into_owned();
+    let audit = |format: &str| {
+        run(&[
+            "audit",
+            "-n",
+            "audit",
+            "-o",
+            format,
+            "--kubeconfig",
+            &kubeconfig,
+        ])
+    };
+
+    let clean = audit("json");
+    assert_eq!(clean.status.code(), Some(0), "{}", shown(&clean));
+
+    server
+        .kubectl(&["-n", "audit", "delete", "secret", "userdata"])
+        .ok();
+    let broken = audit("text");
+    assert_eq!(broken.status.code(), Some(1), "{}", shown(&broken));
+    let text = String::from_utf8_lossy(&broken.stdout);
+    assert!(
+        text.starts_with("2 VirtualMachines audited (1 running): 1 errors, 1 warnings")
+            && text.contains(
+                "error [secret-not-found] Secret \"userdata\" does not exist in namespace audit"
+            )
+            && text.contains("audit/db (running: would not start again)"),
+        "{}",
+        shown(&broken)
+    );
+    let json: Value = serde_json::from_slice(&audit("json").stdout).expect("check's JSON");
+    let messages: Vec<String> = json["findings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|f| {
+            Some(format!(
+                "{} {}",
+                f["severity"].as_str()?,
+                f["message"].as_str()?
+            ))
+        })
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("error would not start again: Secret \"userdata\"")),
+        "{json:#}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.starts_with("warning Secret \"userdata\"")),
+        "the halted VM warns: {json:#}"
+    );
+
+    // As the kubectl plugin, on kubectl's current context (no --kubeconfig, no --live).
+    let plugins = tempfile::tempdir().expect("a directory");
+    std::os::unix::fs::symlink(
+        env!("CARGO_BIN_EXE_virt-preflight"),
+        plugins.path().join("kubectl-virt_preflight"),
+    )
+    .expect("the plugin's name");
+    let path = format!(
+        "{}:{}",
+        plugins.path().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let plugin = Command::new("kubectl")
+        .args(["virt-preflight", "audit", "-n", "audit"])
+        .env("PATH", &path)
+        .env("KUBECONFIG", &server.kubeconfig)
+        .output()
+        .expect("kubectl runs");
+    assert_eq!(plugin.status.code(), Some(1), "{}", shown(&plugin));
+    assert!(
+        String::from_utf8_lossy(&plugin.stdout)
+            .contains("audit/db (running: would not start again)"),
+        "{}",
+        shown(&plugin)
+    );
+    let help = Command::new("kubectl")
+        .args(["virt-preflight", "--help"])
+        .env("PATH", &path)
+        .output()
+        .expect("kubectl runs");
+    assert!(
+        String::from_utf8_lossy(&help.stdout).contains("Usage: kubectl virt-preflight <COMMAND>"),
+        "{}",
+        shown(&help)
+    );
+
+    apply(server, &[secret]);
+    let fixed = audit("text");
+    assert_eq!(fixed.status.code(), Some(0), "{}", shown(&fixed));
+}
