@@ -203,3 +203,84 @@ fn a_running_vm_whose_secret_is_deleted_would_not_start_again() {
     let fixed = audit("text");
     assert_eq!(fixed.status.code(), Some(0), "{}", shown(&fixed));
 }
+
+/// A VM that can run only on worker-1 (`gpu=t4`) and one that can run anywhere, both running
+/// there: draining worker-1 reports the first and not the second.
+#[test]
+fn a_drain_reports_the_vm_that_can_only_run_on_the_drained_node() {
+    let Some(server) = ApiServer::shared() else {
+        return;
+    };
+    server.create_namespace("drain", &[]);
+    let mut plain = t4_node();
+    plain["metadata"]["name"] = json!("worker-2");
+    plain["metadata"]["labels"]
+        .as_object_mut()
+        .expect("labels")
+        .remove("gpu");
+    let running_vm = |name: &str, selector: Option<Value>| {
+        let mut vm = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
+            "metadata": {"name": name, "namespace": "drain"},
+            "spec": {"runStrategy": "Always", "template": {"spec": {
+                "domain": {"devices": {"disks": [{"name": "root", "disk": {"bus": "virtio"}}]},
+                           "memory": {"guest": "1Gi"}},
+                "volumes": [{"name": "root",
+                             "containerDisk": {"image": "quay.io/containerdisks/fedora:41"}}]}}}});
+        if let Some(selector) = selector {
+            vm["spec"]["template"]["spec"]["nodeSelector"] = selector;
+        }
+        let vmi = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachineInstance",
+            "metadata": {"name": name, "namespace": "drain"},
+            "spec": {"domain": {"devices": {}}},
+            "status": {"phase": "Running", "nodeName": "worker-1"}});
+        [vm, vmi]
+    };
+    let mut objects = vec![t4_node(), plain];
+    objects.extend(running_vm("pinned", Some(json!({"gpu": "t4"}))));
+    objects.extend(running_vm("roams", None));
+    apply(server, &objects);
+    for name in ["pinned", "roams"] {
+        let _ = server
+            .kubectl(&[
+                "-n",
+                "drain",
+                "patch",
+                "vmi",
+                name,
+                "--subresource=status",
+                "--type=merge",
+                "-p",
+                r#"{"status": {"phase": "Running", "nodeName": "worker-1"}}"#,
+            ])
+            .result();
+    }
+    let kubeconfig = server.kubeconfig.to_string_lossy().into_owned();
+    let audit = |extra: &[&str]| {
+        let mut args = vec!["audit", "-n", "drain", "--kubeconfig", &kubeconfig];
+        args.extend(extra);
+        run(&args)
+    };
+    let as_is = audit(&[]);
+    assert_eq!(as_is.status.code(), Some(0), "{}", shown(&as_is));
+
+    let drained = audit(&["--drain", "worker-1"]);
+    assert_eq!(drained.status.code(), Some(1), "{}", shown(&drained));
+    let text = String::from_utf8_lossy(&drained.stdout);
+    assert!(
+        text.starts_with("2 VirtualMachines audited (2 running): 1 errors")
+            && text.contains("[node-selector-unsatisfiable] would not come back after draining worker-1: nodeSelector gpu=t4")
+            && text.contains("drain/pinned")
+            && !text.contains("drain/roams")
+            && text.contains("together: the 2 VMs evicted from worker-1 ask for at least"),
+        "{}",
+        shown(&drained)
+    );
+    // Nothing runs on worker-2: draining it moves nothing.
+    let elsewhere = audit(&["--drain", "worker-2"]);
+    assert_eq!(elsewhere.status.code(), Some(0), "{}", shown(&elsewhere));
+    let unknown = audit(&["--drain", "worker-9"]);
+    assert_eq!(unknown.status.code(), Some(2), "{}", shown(&unknown));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("\"worker-9\" is not in the cluster")
+    );
+}

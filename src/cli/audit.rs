@@ -5,21 +5,23 @@
 //! migration. The VMs, their VMIs and the view come from the live cluster or `--cluster-state`
 //! files, as `diagnose` reads them.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::sync::Arc;
 
 use jiff::Timestamp;
 
-use super::diagnose::{Wanted, list};
+use super::diagnose::{Listing, Wanted, list};
 use super::{ClusterArgs, Exit, FailOn, exit_for};
 use crate::check::{CheckReport, CheckedDocument, ClusterCoverage, Outcome, VmReport};
+use crate::cluster::ClusterView;
+use crate::cluster::nodes::NodeInfo;
 use crate::manifest::Source;
-use crate::model::VirtualMachine;
+use crate::model::{ParsedQuantity, VirtualMachine};
 use crate::report::{self, Format};
 use crate::rules::finding::{DEFAULT_NAMESPACE, ObjectRef, Severity};
-use crate::rules::{RuleId, evaluate};
+use crate::rules::{RuleId, VmContext, evaluate};
 use crate::watcher::{StuckAfter, VmKey};
 
 /// Output formats of `audit`.
@@ -41,6 +43,13 @@ pub struct AuditArgs {
     /// Exit 1 when a finding is at least this severe.
     #[arg(long, value_enum, default_value_t = FailOn::Error)]
     pub fail_on: FailOn,
+    /// As if these nodes were drained: only the VMs running there are judged, each as if it
+    /// started again on the other nodes, and all of them together against the room left.
+    #[arg(long, value_delimiter = ',', value_name = "NODE")]
+    pub drain: Vec<String>,
+    /// As if these nodes were cordoned: no VM may start on them.
+    #[arg(long, value_delimiter = ',', value_name = "NODE")]
+    pub cordon: Vec<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -58,17 +67,39 @@ pub fn run_audit(args: &AuditArgs) -> anyhow::Result<Exit> {
         Timestamp::now(),
     )?;
     // A VM whose VMI is on a node runs now: what is wrong shows at its next start.
-    let running: HashSet<&VmKey> = listing
+    let running: HashMap<&VmKey, &str> = listing
         .vmis
         .iter()
         .filter(|(_, vmi)| vmi.on_node())
-        .map(|(key, _)| key)
+        .map(|(key, vmi)| (key, vmi.node.as_deref().unwrap_or_default()))
         .collect();
+    let drained: BTreeSet<String> = args.drain.iter().cloned().collect();
+    let away: BTreeSet<String> = drained.iter().chain(&args.cordon).cloned().collect();
+    if let Some(nodes) = listing.view.nodes() {
+        if let Some(unknown) = away.iter().find(|name| nodes.by_name(name).is_none()) {
+            anyhow::bail!("node {unknown:?} is not in the cluster (--drain, --cordon)");
+        }
+    } else if !away.is_empty() {
+        anyhow::bail!("--drain and --cordon need the cluster's Nodes, and they were not read");
+    }
+    // The scheduler's cluster once those nodes take no new pod.
+    let view = if away.is_empty() {
+        listing.view.clone()
+    } else {
+        listing.view.clone().without_nodes(&away)
+    };
+    let mut evicted = Vec::new();
     let mut documents = Vec::new();
     for (index, value) in listing.vms.iter().enumerate() {
         let Some(key) = VmKey::of(value) else {
             continue;
         };
+        let node = running.get(&key).copied();
+        let leaves = node.filter(|n| drained.contains(*n));
+        // A drain moves only the VMs on the drained nodes; the others stay where they run.
+        if !drained.is_empty() && leaves.is_none() {
+            continue;
+        }
         let source = Source {
             file: Arc::from(format!("VirtualMachine {key}")),
             document: index + 1,
@@ -79,13 +110,19 @@ pub fn run_audit(args: &AuditArgs) -> anyhow::Result<Exit> {
             .map_err(|e| anyhow::anyhow!("{source}: does not read as kubevirt.io/v1: {e}"))?;
         let object = ObjectRef::virtual_machine(&vm, None, DEFAULT_NAMESPACE);
         // The rules the webhook runs (the manifest ones are virt-api's, and it admitted it).
-        let mut evaluation = evaluate(&vm, &object, Some(&listing.view));
-        if running.contains(&key) {
-            for finding in &mut evaluation.findings {
-                if finding.severity == Severity::Error {
-                    finding.message.insert_str(0, WOULD_NOT_START);
-                }
+        let mut evaluation = evaluate(&vm, &object, Some(&view));
+        let phrase = match leaves {
+            Some(node) => format!("would not come back after draining {node}: "),
+            None if node.is_some() => WOULD_NOT_START.to_string(),
+            None => String::new(),
+        };
+        for finding in &mut evaluation.findings {
+            if finding.severity == Severity::Error {
+                finding.message.insert_str(0, &phrase);
             }
+        }
+        if leaves.is_some() {
+            evicted.push((vm.clone(), object.namespace.clone()));
         }
         documents.push(CheckedDocument {
             value: None,
@@ -100,14 +137,111 @@ pub fn run_audit(args: &AuditArgs) -> anyhow::Result<Exit> {
         documents,
         coverage: ClusterCoverage::of(Some(&listing.view)),
     };
+    let room =
+        (!drained.is_empty()).then(|| room_left(&listing, &view, &running, &drained, &evicted));
     let fail_on = args.fail_on.severity();
     let stdout = io::stdout();
     let mut out = stdout.lock();
     match args.output {
         AuditFormat::Json => report::render(&report, Format::Json, fail_on, &mut out)?,
-        AuditFormat::Text => out.write_all(text(&report, running.len()).as_bytes())?,
+        AuditFormat::Text => {
+            out.write_all(text(&report, running.len()).as_bytes())?;
+            if let Some(room) = &room {
+                writeln!(out, "\n{}", room.text())?;
+            }
+        }
     }
-    Ok(exit_for(&report, fail_on))
+    if let (AuditFormat::Json, Some(room)) = (args.output, &room) {
+        eprintln!("note: {}", room.text());
+    }
+    let exit = exit_for(&report, fail_on);
+    Ok(match &room {
+        Some(room) if !room.fits() => Exit::Findings,
+        _ => exit,
+    })
+}
+
+/// Whether the VMs a drain evicts fit, together, in the memory the other nodes have left.
+struct Room {
+    drained: Vec<String>,
+    evicted: usize,
+    /// What their launcher pods ask for at least, in bytes.
+    needed: u128,
+    /// Allocatable memory of the nodes left (schedulable, Ready), less what the launcher pods
+    /// of the VMs running there ask for at least, in bytes.
+    free: u128,
+}
+
+impl Room {
+    fn fits(&self) -> bool {
+        self.needed <= self.free
+    }
+
+    fn text(&self) -> String {
+        let gib = |bytes: u128| format!("{:.1}Gi", bytes as f64 / f64::from(1u32 << 30));
+        format!(
+            "together: the {} VM{} evicted from {} ask for at least {} of memory; the other nodes have {} free: {} (free = allocatable of the schedulable, Ready nodes left, less the launcher pods of the VMs running there; other pods are not read, so the real room is smaller)",
+            self.evicted,
+            if self.evicted == 1 { "" } else { "s" },
+            self.drained.join(", "),
+            gib(self.needed),
+            gib(self.free),
+            if self.fits() {
+                "they fit"
+            } else {
+                "THEY DO NOT FIT"
+            }
+        )
+    }
+}
+
+/// The memory the evicted VMs need and what the nodes left have free, each launcher pod
+/// counted at the least KubeVirt would ask (so that a "does not fit" is certain).
+fn room_left(
+    listing: &Listing,
+    view: &ClusterView,
+    running: &HashMap<&VmKey, &str>,
+    drained: &BTreeSet<String>,
+    evicted: &[(VirtualMachine, String)],
+) -> Room {
+    let bytes = |q: ParsedQuantity| q.ceil_scaled(0).unwrap_or(0);
+    let request = |vm: &VirtualMachine, namespace: &str| {
+        VmContext::new(vm, namespace, Some(view))
+            .launcher()
+            .map_or(0, |launcher| bytes(launcher.pod.memory.at_least))
+    };
+    let needed = evicted.iter().map(|(vm, ns)| request(vm, ns)).sum();
+    let left: Vec<&NodeInfo> = view
+        .nodes()
+        .into_iter()
+        .flat_map(|nodes| nodes.nodes())
+        .filter(|node| node.ready && !node.unschedulable)
+        .map(|node| node.as_ref())
+        .collect();
+    let allocatable: u128 = left
+        .iter()
+        .filter_map(|node| node.allocatable.get("memory").copied())
+        .map(bytes)
+        .sum();
+    let used: u128 = listing
+        .vms
+        .iter()
+        .filter_map(|value| {
+            let key = VmKey::of(value)?;
+            let node = running.get(&key)?;
+            if drained.contains(*node) || !left.iter().any(|n| n.name == *node) {
+                return None;
+            }
+            let vm = VirtualMachine::from_value(value).ok()?;
+            Some(request(&vm, &key.namespace))
+        })
+        .sum();
+    Room {
+        drained: drained.iter().cloned().collect(),
+        evicted: evicted.len(),
+        needed,
+        free: allocatable.saturating_sub(used),
+    }
 }
 
 /// The report grouped by cause: the same rule and the same words are one problem, whatever

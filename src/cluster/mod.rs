@@ -717,6 +717,19 @@ impl ClusterView {
         self
     }
 
+    /// The view as the scheduler sees the cluster once the nodes `names` are drained or
+    /// cordoned: they take no new pod (`audit --drain`, `--cordon`).
+    pub fn without_nodes(mut self, names: &std::collections::BTreeSet<String>) -> ClusterView {
+        let kept = self
+            .nodes
+            .nodes()
+            .filter(|node| !names.contains(&node.name))
+            .cloned();
+        self.nodes = Arc::new(NodeIndex::new(kept));
+        self.generation = next_generation();
+        self
+    }
+
     /// How many objects of `kind` the view holds.
     pub fn count(&self, kind: Kind) -> usize {
         match kind {
