@@ -1,6 +1,6 @@
 //! The subcommands' work, behind the flags `main.rs` parses.
 
-mod audit;
+pub mod audit;
 mod diagnose;
 
 use std::io::{self, Write};

@@ -88,51 +88,7 @@ pub fn run_audit(args: &AuditArgs) -> anyhow::Result<Exit> {
     } else {
         listing.view.clone().without_nodes(&away)
     };
-    let mut evicted = Vec::new();
-    let mut documents = Vec::new();
-    for (index, value) in listing.vms.iter().enumerate() {
-        let Some(key) = VmKey::of(value) else {
-            continue;
-        };
-        let node = running.get(&key).copied();
-        let leaves = node.filter(|n| drained.contains(*n));
-        // A drain moves only the VMs on the drained nodes; the others stay where they run.
-        if !drained.is_empty() && leaves.is_none() {
-            continue;
-        }
-        let source = Source {
-            file: Arc::from(format!("VirtualMachine {key}")),
-            document: index + 1,
-            item: None,
-            line: 1,
-        };
-        let vm = VirtualMachine::from_value(value)
-            .map_err(|e| anyhow::anyhow!("{source}: does not read as kubevirt.io/v1: {e}"))?;
-        let object = ObjectRef::virtual_machine(&vm, None, DEFAULT_NAMESPACE);
-        // The rules the webhook runs (the manifest ones are virt-api's, and it admitted it).
-        let mut evaluation = evaluate(&vm, &object, Some(&view));
-        let phrase = match leaves {
-            Some(node) => format!("would not come back after draining {node}: "),
-            None if node.is_some() => WOULD_NOT_START.to_string(),
-            None => String::new(),
-        };
-        for finding in &mut evaluation.findings {
-            if finding.severity == Severity::Error {
-                finding.message.insert_str(0, &phrase);
-            }
-        }
-        if leaves.is_some() {
-            evicted.push((vm.clone(), object.namespace.clone()));
-        }
-        documents.push(CheckedDocument {
-            value: None,
-            outcome: Outcome::Vm(Box::new(VmReport {
-                source,
-                object,
-                evaluation,
-            })),
-        });
-    }
+    let (documents, evicted) = judge(&listing.vms, &running, &drained, &view)?;
     let report = CheckReport {
         documents,
         coverage: ClusterCoverage::of(Some(&listing.view)),
@@ -159,6 +115,67 @@ pub fn run_audit(args: &AuditArgs) -> anyhow::Result<Exit> {
         Some(room) if !room.fits() => Exit::Findings,
         _ => exit,
     })
+}
+
+/// A VM a drain evicts, and its namespace.
+pub type Evicted = (VirtualMachine, String);
+
+/// Judges the VMs (whole objects) against `view`: each running one (its node in `running`)
+/// as if it started again, and with a drain only the ones on the `drained` nodes. Returns the
+/// documents of the report, and the VMs the drain evicts with their namespaces. The pure core
+/// of `audit` (`cargo bench --bench cluster -- audit`).
+pub fn judge(
+    vms: &[serde_json::Value],
+    running: &HashMap<&VmKey, &str>,
+    drained: &BTreeSet<String>,
+    view: &ClusterView,
+) -> anyhow::Result<(Vec<CheckedDocument>, Vec<Evicted>)> {
+    let mut evicted = Vec::new();
+    let mut documents = Vec::new();
+    for (index, value) in vms.iter().enumerate() {
+        let Some(key) = VmKey::of(value) else {
+            continue;
+        };
+        let node = running.get(&key).copied();
+        let leaves = node.filter(|n| drained.contains(*n));
+        // A drain moves only the VMs on the drained nodes; the others stay where they run.
+        if !drained.is_empty() && leaves.is_none() {
+            continue;
+        }
+        let source = Source {
+            file: Arc::from(format!("VirtualMachine {key}")),
+            document: index + 1,
+            item: None,
+            line: 1,
+        };
+        let vm = VirtualMachine::from_value(value)
+            .map_err(|e| anyhow::anyhow!("{source}: does not read as kubevirt.io/v1: {e}"))?;
+        let object = ObjectRef::virtual_machine(&vm, None, DEFAULT_NAMESPACE);
+        // The rules the webhook runs (the manifest ones are virt-api's, and it admitted it).
+        let mut evaluation = evaluate(&vm, &object, Some(view));
+        let phrase = match leaves {
+            Some(node) => format!("would not come back after draining {node}: "),
+            None if node.is_some() => WOULD_NOT_START.to_string(),
+            None => String::new(),
+        };
+        for finding in &mut evaluation.findings {
+            if finding.severity == Severity::Error {
+                finding.message.insert_str(0, &phrase);
+            }
+        }
+        if leaves.is_some() {
+            evicted.push((vm.clone(), object.namespace.clone()));
+        }
+        documents.push(CheckedDocument {
+            value: None,
+            outcome: Outcome::Vm(Box::new(VmReport {
+                source,
+                object,
+                evaluation,
+            })),
+        });
+    }
+    Ok((documents, evicted))
 }
 
 /// Whether the VMs a drain evicts fit, together, in the memory the other nodes have left.
@@ -202,7 +219,7 @@ fn room_left(
     view: &ClusterView,
     running: &HashMap<&VmKey, &str>,
     drained: &BTreeSet<String>,
-    evicted: &[(VirtualMachine, String)],
+    evicted: &[Evicted],
 ) -> Room {
     let bytes = |q: ParsedQuantity| q.ceil_scaled(0).unwrap_or(0);
     let request = |vm: &VirtualMachine, namespace: &str| {
