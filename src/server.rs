@@ -112,7 +112,7 @@ pub fn watcher_router(metrics: Arc<Metrics>, view: LiveView) -> Router {
             "/readyz",
             get(|State(w): State<Watching>| async move {
                 if w.metrics.watcher.synced.get() == 1 && w.view.settled() {
-                    "ok".into_response()
+                    ready_detail(&w.view.current()).into_response()
                 } else {
                     (StatusCode::SERVICE_UNAVAILABLE, "still listing").into_response()
                 }
@@ -133,7 +133,24 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         )
             .into_response();
     }
-    "ok".into_response()
+    ready_detail(&state.view.current()).into_response()
+}
+
+/// `ok`, and what the view cannot check: the kinds it could not read (not served, or
+/// forbidden, as deploy/overlays/least-privilege forbids Secrets) and the rules that then
+/// report nothing. Still ready: the rest is checked.
+fn ready_detail(view: &ClusterView) -> String {
+    let coverage = crate::check::ClusterCoverage::of(Some(view));
+    if coverage.skipped_rules.is_empty() {
+        return "ok".to_string();
+    }
+    let kinds: Vec<&str> = coverage.unknown.iter().map(|k| k.as_str()).collect();
+    let rules: Vec<&str> = coverage.skipped_rules.iter().map(|r| r.as_str()).collect();
+    format!(
+        "ok; not checked (kinds unknown: {}): {}",
+        kinds.join(", "),
+        rules.join(", ")
+    )
 }
 
 async fn metrics(State(state): State<Arc<AppState>>) -> Response {
