@@ -61,6 +61,19 @@ impl Deployment {
         }
     }
 
+    /// The deployment of this test binary from `deploy/overlays/least-privilege` (no access to
+    /// Secrets), installed on the first call; a binary uses this or [`Deployment::shared`].
+    pub fn least_privilege() -> Option<&'static Deployment> {
+        static DEPLOYMENT: OnceLock<Result<Deployment, String>> = OnceLock::new();
+        let server = ApiServer::shared()?;
+        match DEPLOYMENT
+            .get_or_init(|| Deployment::install_from(server, "deploy/overlays/least-privilege"))
+        {
+            Ok(deployment) => Some(deployment),
+            Err(reason) => panic!("virt-preflight could not be installed: {reason}"),
+        }
+    }
+
     /// [`Deployment::shared`], with a new namespace for the calling test.
     pub fn with_namespace(namespace: &str, labels: &[(&str, &str)]) -> Option<&'static Deployment> {
         let deployment = Deployment::shared()?;
@@ -69,7 +82,12 @@ impl Deployment {
     }
 
     fn install(server: &'static ApiServer) -> Result<Deployment, String> {
-        server.kubectl(&["apply", "-k", "deploy/"]).result()?;
+        Deployment::install_from(server, "deploy/")
+    }
+
+    /// Installs the kustomization `dir` and runs `serve --watch` as its ServiceAccount.
+    fn install_from(server: &'static ApiServer, dir: &str) -> Result<Deployment, String> {
+        server.kubectl(&["apply", "-k", dir]).result()?;
         let node = manifest_dir().join("tests/fixtures/apiserver/node.yaml");
         server
             .kubectl(&["create", "-f", &node.to_string_lossy()])
