@@ -478,7 +478,8 @@ impl Https {
         loop {
             let reply = self.get("/readyz").await;
             if reply.status == StatusCode::OK {
-                assert_eq!(reply.text(), "ok");
+                // `ok`, and what a view that cannot read some kinds leaves unchecked.
+                assert!(reply.text().starts_with("ok"), "{}", reply.text());
                 return;
             }
             assert_eq!(
