@@ -441,6 +441,11 @@ fn play_kubelet(plane: &ControlPlane, namespace: &str, pod: &str) {
     let patch = json!({"status": {"phase": "Running", "podIP": "10.244.0.10",
         "conditions": [{"type": "Ready", "status": "True"}, {"type": "PodScheduled", "status": "True"}],
         "containerStatuses": [running("compute")]}});
+    patch_pod_status(plane, namespace, pod, &patch);
+}
+
+/// Writes a launcher pod's status, as only the kubelet does in a cluster.
+fn patch_pod_status(plane: &ControlPlane, namespace: &str, pod: &str, patch: &Value) {
     plane
         .kubectl(&[
             "-n",
@@ -463,19 +468,7 @@ fn kubelet_says(plane: &ControlPlane, namespace: &str, pod: &str, says: &Kubelet
             let patch = json!({"status": {"containerStatuses": [{"name": container,
                 "image": "", "imageID": "", "ready": false, "restartCount": 0,
                 "state": {"waiting": {"reason": reason, "message": message}}}]}});
-            plane
-                .kubectl(&[
-                    "-n",
-                    namespace,
-                    "patch",
-                    "pod",
-                    pod,
-                    "--subresource=status",
-                    "--type=merge",
-                    "-p",
-                    &patch.to_string(),
-                ])
-                .ok();
+            patch_pod_status(plane, namespace, pod, &patch);
         }
         Kubelet::Warns(reason, message) => {
             let now = jiff::Timestamp::now().to_string();
