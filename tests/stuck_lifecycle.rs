@@ -211,6 +211,15 @@ fn cases() -> Vec<Case> {
                 "spec": {"config": "{\"cniVersion\": \"0.3.1\", \"type\": \"bridge\", \"bridge\": \"br1\"}"}})]),
         },
         Case {
+            name: "priority",
+            before: vec![],
+            kubelet: None,
+            vm: vm("priority", json!({"priorityClassName": "vm-critical"})),
+            cause: Cause::Rule("priority-class-not-found"),
+            fix: Fix::Create(vec![json!({"apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass", "metadata": {"name": "vm-critical"}, "value": 1000})]),
+        },
+        Case {
             name: "image",
             before: vec![],
             vm: vm(
