@@ -62,6 +62,21 @@ fn vm(name: &str, run_strategy: &str) -> Value {
                         {"name": "cloudinit", "cloudInitNoCloud": {"secretRef": {"name": "userdata"}}}]}}}})
 }
 
+/// The nodes both live tests place VMs on, created once (the tests run at once, on one server):
+/// worker-1 with `gpu=t4`, worker-2 without.
+fn nodes(server: &ApiServer) {
+    static NODES: std::sync::Once = std::sync::Once::new();
+    NODES.call_once(|| {
+        let mut plain = t4_node();
+        plain["metadata"]["name"] = json!("worker-2");
+        plain["metadata"]["labels"]
+            .as_object_mut()
+            .expect("labels")
+            .remove("gpu");
+        apply(server, &[t4_node(), plain]);
+    });
+}
+
 fn apply(server: &ApiServer, objects: &[Value]) {
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
     server
@@ -82,10 +97,10 @@ fn a_running_vm_whose_secret_is_deleted_would_not_start_again() {
         "metadata": {"name": "db", "namespace": "audit"},
         "spec": {"domain": {"devices": {}}},
         "status": {"phase": "Running", "nodeName": "worker-1"}});
+    nodes(server);
     apply(
         server,
         &[
-            t4_node(),
             secret.clone(),
             vm("db", "Always"),
             vm("stopped", "Halted"),
@@ -212,12 +227,7 @@ fn a_drain_reports_the_vm_that_can_only_run_on_the_drained_node() {
         return;
     };
     server.create_namespace("drain", &[]);
-    let mut plain = t4_node();
-    plain["metadata"]["name"] = json!("worker-2");
-    plain["metadata"]["labels"]
-        .as_object_mut()
-        .expect("labels")
-        .remove("gpu");
+    nodes(server);
     let running_vm = |name: &str, selector: Option<Value>| {
         let mut vm = json!({"apiVersion": "kubevirt.io/v1", "kind": "VirtualMachine",
             "metadata": {"name": name, "namespace": "drain"},
@@ -235,7 +245,7 @@ fn a_drain_reports_the_vm_that_can_only_run_on_the_drained_node() {
             "status": {"phase": "Running", "nodeName": "worker-1"}});
         [vm, vmi]
     };
-    let mut objects = vec![t4_node(), plain];
+    let mut objects = Vec::new();
     objects.extend(running_vm("pinned", Some(json!({"gpu": "t4"}))));
     objects.extend(running_vm("roams", None));
     apply(server, &objects);
