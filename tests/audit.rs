@@ -77,6 +77,24 @@ fn nodes(server: &ApiServer) {
     });
 }
 
+/// The VMI `namespace/name` Running on worker-1, written as virt-handler would where its status
+/// is a subresource.
+fn runs_on_worker_1(server: &ApiServer, namespace: &str, name: &str) {
+    let _ = server
+        .kubectl(&[
+            "-n",
+            namespace,
+            "patch",
+            "vmi",
+            name,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"status": {"phase": "Running", "nodeName": "worker-1"}}"#,
+        ])
+        .result();
+}
+
 fn apply(server: &ApiServer, objects: &[Value]) {
     let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
     server
@@ -107,20 +125,7 @@ fn a_running_vm_whose_secret_is_deleted_would_not_start_again() {
             vmi,
         ],
     );
-    // Where the VMI's status is a subresource, write it as virt-handler would.
-    let _ = server
-        .kubectl(&[
-            "-n",
-            "audit",
-            "patch",
-            "vmi",
-            "db",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            r#"{"status": {"phase": "Running", "nodeName": "worker-1"}}"#,
-        ])
-        .result();
+    runs_on_worker_1(server, "audit", "db");
     let kubeconfig = server.kubeconfig.to_string_lossy().into_owned();
     let audit = |format: &str| {
         run(&[
@@ -250,19 +255,7 @@ fn a_drain_reports_the_vm_that_can_only_run_on_the_drained_node() {
     objects.extend(running_vm("roams", None));
     apply(server, &objects);
     for name in ["pinned", "roams"] {
-        let _ = server
-            .kubectl(&[
-                "-n",
-                "drain",
-                "patch",
-                "vmi",
-                name,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                r#"{"status": {"phase": "Running", "nodeName": "worker-1"}}"#,
-            ])
-            .result();
+        runs_on_worker_1(server, "drain", name);
     }
     let kubeconfig = server.kubeconfig.to_string_lossy().into_owned();
     let audit = |extra: &[&str]| {

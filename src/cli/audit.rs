@@ -10,8 +10,6 @@ use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::sync::Arc;
 
-use jiff::Timestamp;
-
 use super::diagnose::{Listing, Wanted, list};
 use super::{ClusterArgs, Exit, FailOn, exit_for};
 use crate::check::{CheckReport, CheckedDocument, ClusterCoverage, Outcome, VmReport};
@@ -22,7 +20,7 @@ use crate::model::{ParsedQuantity, VirtualMachine};
 use crate::report::{self, Format};
 use crate::rules::finding::{DEFAULT_NAMESPACE, ObjectRef, Severity};
 use crate::rules::{RuleId, VmContext, evaluate};
-use crate::watcher::{StuckAfter, VmKey};
+use crate::watcher::VmKey;
 
 /// Output formats of `audit`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -63,8 +61,8 @@ pub fn run_audit(args: &AuditArgs) -> anyhow::Result<Exit> {
         "audit",
         &args.cluster,
         &Wanted::All(args.namespace.as_deref()),
-        StuckAfter::default(),
-        Timestamp::now(),
+        // A spec's judgement needs no launcher pod.
+        None,
     )?;
     // A VM whose VMI is on a node runs now: what is wrong shows at its next start.
     let running: HashMap<&VmKey, &str> = listing

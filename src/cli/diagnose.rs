@@ -228,13 +228,16 @@ where
     }
 }
 
+/// Whose launcher pods a live listing reads: the VMs under a stuck alert, with a VMI, by these
+/// thresholds at this time (`diagnose`); `None` reads none (`audit` judges specs only).
+pub(super) type LaunchersOf = Option<(crate::watcher::StuckAfter, Timestamp)>;
+
 /// From the live cluster: the VMs wanted, their VMIs (name, phase and node), the launcher
-/// pods of the VMs under a stuck alert with a VMI, and one list of the view.
+/// pods `launchers_of` asks for, and one list of the view.
 async fn from_cluster(
     args: &ClusterArgs,
     wanted: &Wanted<'_>,
-    stuck_after: crate::watcher::StuckAfter,
-    as_of: Timestamp,
+    launchers_of: LaunchersOf,
 ) -> anyhow::Result<Listing> {
     use kube::api::{Api, DynamicObject};
     let client = kube_client(args).await?;
@@ -276,13 +279,19 @@ async fn from_cluster(
         .filter_map(|vmi| Some((vmi.key()?, vmi.facts)))
         .collect();
     // The pods of the VMs under an alert with a VMI, as the watcher reads them.
-    let observations: Vec<VmObservation> = vms
-        .iter()
-        .filter_map(|vm| VmObservation::from_object(vm).ok())
-        .collect();
     let mut launchers = HashMap::new();
+    let assessed = match launchers_of {
+        Some((stuck_after, as_of)) => {
+            let observations: Vec<VmObservation> = vms
+                .iter()
+                .filter_map(|vm| VmObservation::from_object(vm).ok())
+                .collect();
+            fleet::assess(&observations, &vmis, stuck_after, as_of)
+        }
+        None => Vec::new(),
+    };
     let with_vmi: std::collections::HashSet<&VmKey> = vmis.iter().map(|(k, _)| k).collect();
-    for assessed in fleet::assess(&observations, &vmis, stuck_after, as_of) {
+    for assessed in assessed {
         if !with_vmi.contains(&assessed.key) {
             continue;
         }
@@ -314,8 +323,7 @@ fn listing(args: &DiagnoseArgs, wanted: &Wanted, as_of: Timestamp) -> anyhow::Re
         "diagnose",
         &args.cluster,
         wanted,
-        args.stuck_after.thresholds(),
-        as_of,
+        Some((args.stuck_after.thresholds(), as_of)),
     )
 }
 
@@ -325,8 +333,7 @@ pub(super) fn list(
     command: &str,
     cluster: &ClusterArgs,
     wanted: &Wanted,
-    stuck_after: crate::watcher::StuckAfter,
-    as_of: Timestamp,
+    launchers_of: LaunchersOf,
 ) -> anyhow::Result<Listing> {
     if !cluster.cluster_state.is_empty() {
         return from_files(cluster, wanted);
@@ -339,7 +346,7 @@ pub(super) fn list(
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?
-        .block_on(from_cluster(cluster, wanted, stuck_after, as_of))
+        .block_on(from_cluster(cluster, wanted, launchers_of))
 }
 
 /// Diagnoses one VM, or with `--all` every unhealthy one.
