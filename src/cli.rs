@@ -572,6 +572,13 @@ pub struct WatcherArgs {
     pub no_leader_election: bool,
     #[command(flatten)]
     pub escalation: EscalationArgs,
+    /// Policy reports: a namespace's report is written once its changes have settled this
+    /// long, and at most once per this long.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub report_debounce: std::time::Duration,
+    /// Write no policy reports (and judge no VM for `virt_preflight_vms_would_not_start`).
+    #[arg(long)]
+    pub no_policy_reports: bool,
 }
 
 impl WatcherArgs {
@@ -626,8 +633,32 @@ impl WatcherArgs {
             }
             None => leader::Leadership::Always,
         };
+        use futures::FutureExt;
+        let shutdown = shutdown.shared();
+        let reports = (!self.no_policy_reports).then(|| {
+            crate::policy_report::writer::run(
+                client.clone(),
+                view.clone(),
+                leadership.follower(),
+                metrics.clone(),
+                crate::policy_report::writer::WriterOptions {
+                    debounce: self
+                        .report_debounce
+                        .max(std::time::Duration::from_millis(100)),
+                },
+                shutdown.clone(),
+            )
+        });
         let watcher = Watcher::new(options, metrics, Outputs { events, alerts });
-        Ok(run::run(client, view, watcher, leadership, shutdown))
+        let watching = run::run(client, view, watcher, leadership, shutdown);
+        Ok(async move {
+            match reports {
+                Some(reports) => {
+                    tokio::join!(watching, reports);
+                }
+                None => watching.await,
+            }
+        })
     }
 }
 

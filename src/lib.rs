@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod model;
 pub mod outbox;
 pub mod policy;
+pub mod policy_report;
 pub mod report;
 pub mod rules;
 pub mod schema;

@@ -171,6 +171,11 @@ pub struct VmStatusLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
     pub result: String,
 }
@@ -333,6 +338,31 @@ impl WatcherMetrics {
     }
 }
 
+/// The policy-report writer's series, exported by the leader only.
+#[derive(Default)]
+pub struct ReportMetrics {
+    /// VMs with an error by rule: they would not start (again) now.
+    pub vms_would_not_start: Family<RuleLabels, Gauge>,
+    pub writes: Family<ResultLabels, Counter>,
+}
+
+impl ReportMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = ReportMetrics::default();
+        registry.register(
+            "vms_would_not_start",
+            "VirtualMachines that would not start (again) now, by rule: every stored VM judged as if started again, as `audit` does (the fail results of the policy reports)",
+            metrics.vms_would_not_start.clone(),
+        );
+        registry.register(
+            "policy_report_writes",
+            "Writes (apply or delete) of policy reports by result (ok, error)",
+            metrics.writes.clone(),
+        );
+        metrics
+    }
+}
+
 /// Every metric the process exports, registered once, by the part that exports it.
 pub struct Metrics {
     pub registry: Mutex<Registry>,
@@ -340,6 +370,7 @@ pub struct Metrics {
     pub view: ViewMetrics,
     pub events: EventMetrics,
     pub watcher: WatcherMetrics,
+    pub reports: ReportMetrics,
 }
 
 impl Default for Metrics {
@@ -356,12 +387,14 @@ impl Metrics {
         let events = EventMetrics::register(&mut registry);
         admission.register_deadline(&mut registry);
         let watcher = WatcherMetrics::register(&mut registry);
+        let reports = ReportMetrics::register(&mut registry);
         Metrics {
             registry: Mutex::new(registry),
             admission,
             view,
             events,
             watcher,
+            reports,
         }
     }
 

@@ -15,6 +15,7 @@ use virt_preflight::cli::ServeArgs;
 use virt_preflight::cluster::KindSet;
 use virt_preflight::cluster::live::api_resource;
 use virt_preflight::policy::{Mode, Policy};
+use virt_preflight::policy_report::{ReportApi, writer};
 
 const NAMESPACE: &str = "virt-preflight";
 const IMAGE: &str = "ghcr.io/virt-preflight/virt-preflight";
@@ -421,6 +422,7 @@ fn cluster_role_reads_exactly_what_the_code_lists() {
         })
         .collect();
     let mut granted_named = BTreeSet::new();
+    let mut reports_granted = false;
     for rule in role["rules"].as_array().expect("rules") {
         assert!(rule.get("nonResourceURLs").is_none(), "{rule}");
         if let Some(names) = rule.get("resourceNames") {
@@ -459,6 +461,26 @@ fn cluster_role_reads_exactly_what_the_code_lists() {
             granted_launcher.push((String::new(), resource, verbs));
             continue;
         }
+        if groups
+            .iter()
+            .any(|g| g.ends_with("openreports.io") || g.contains("wgpolicyk8s"))
+        {
+            // The policy-report writer's, and nothing else in that rule.
+            let apis = ReportApi::ALL.map(|api| api.resource());
+            assert_eq!(
+                groups,
+                apis.iter().map(|r| r.group.clone()).collect(),
+                "{rule}"
+            );
+            assert_eq!(
+                resources,
+                apis.iter().map(|r| r.plural.clone()).collect(),
+                "{rule}"
+            );
+            assert_eq!(verbs, set(&writer::VERBS), "{rule}");
+            reports_granted = true;
+            continue;
+        }
         if resources.contains("events") {
             assert_eq!(resources, set(&["events"]), "events in a rule of their own");
             assert!(
@@ -495,6 +517,7 @@ fn cluster_role_reads_exactly_what_the_code_lists() {
     );
     // kube-runtime's Recorder writes events.k8s.io/v1 Events.
     assert!(events.contains("events.k8s.io"), "events.k8s.io events");
+    assert!(reports_granted, "the policy reports the watcher writes");
     granted_launcher.sort();
     launcher_reads.sort();
     assert_eq!(

@@ -83,4 +83,12 @@ fn the_overlay_reads_no_secret_and_still_denies_what_it_can_decide() {
         "{}",
         gpu.stderr
     );
+
+    // Neither report CRD is installed here: said once, and nothing else breaks.
+    let logs = deployment.logs();
+    assert_eq!(
+        logs.matches("no policy reports are written").count(),
+        1,
+        "{logs}"
+    );
 }

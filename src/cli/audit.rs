@@ -99,7 +99,21 @@ pub fn run_audit(args: &AuditArgs) -> anyhow::Result<Exit> {
     match args.output {
         AuditFormat::Json => report::render(&report, Format::Json, fail_on, &mut out)?,
         AuditFormat::Text => {
-            out.write_all(text(&report, running.len()).as_bytes())?;
+            // Of the VMs judged (with a drain, the ones it evicts), how many run.
+            let judged_running = report
+                .documents
+                .iter()
+                .filter_map(|document| match &document.outcome {
+                    Outcome::Vm(vm) => vm
+                        .object
+                        .name
+                        .as_deref()
+                        .map(|name| VmKey::new(vm.object.namespace.clone(), name.to_string())),
+                    _ => None,
+                })
+                .filter(|key| running.contains_key(key))
+                .count();
+            out.write_all(text(&report, judged_running).as_bytes())?;
             if let Some(room) = &room {
                 writeln!(out, "\n{}", room.text())?;
             }

@@ -30,6 +30,15 @@ impl Leadership {
         }
     }
 
+    /// Another part of the process that follows the same election (it does not hold the
+    /// Lease: [`Leadership::release`] is the owner's).
+    pub fn follower(&self) -> Self {
+        match self {
+            Leadership::Always => Leadership::Always,
+            Leadership::Lease { receiver, .. } => Leadership::following(receiver.clone()),
+        }
+    }
+
     pub fn is_leader(&self) -> bool {
         match self {
             Leadership::Always => true,

@@ -707,13 +707,16 @@ async fn read_launchers(
 }
 
 /// Logs the first error of a streak, not every retry.
-struct ErrorStreak {
-    what: &'static str,
-    reported: bool,
+pub(crate) struct ErrorStreak {
+    pub(crate) what: &'static str,
+    pub(crate) reported: bool,
 }
 
 impl ErrorStreak {
-    fn observe<K>(&mut self, item: Result<Event<K>, watcher::Error>) -> Option<Event<K>> {
+    pub(crate) fn observe<K>(
+        &mut self,
+        item: Result<Event<K>, watcher::Error>,
+    ) -> Option<Event<K>> {
         match item {
             Ok(event) => {
                 if matches!(event, Event::InitDone) {

@@ -28,6 +28,8 @@ pub const WEBHOOK_NAME: &str = "virtualmachines.virt-preflight.io";
 pub const NAMESPACE: &str = "virt-preflight";
 /// `--stuck-after` of the deployed process: short, so that a test sees a VM become stuck.
 pub const STUCK_AFTER: &str = "3s";
+/// `--report-debounce` of the deployed process: short, so that a test sees a report change.
+pub const REPORT_DEBOUNCE: &str = "1s";
 /// A namespace whose VMs only probe that the API server calls the webhook.
 const PROBE_NAMESPACE: &str = "virt-preflight-probe";
 const BIN: &str = env!("CARGO_BIN_EXE_virt-preflight");
@@ -112,6 +114,8 @@ impl Deployment {
             "--watch".as_ref(),
             "--stuck-after".as_ref(),
             STUCK_AFTER.as_ref(),
+            "--report-debounce".as_ref(),
+            REPORT_DEBOUNCE.as_ref(),
             "--kubeconfig".as_ref(),
             service_account_kubeconfig.as_os_str(),
             "--addr".as_ref(),

@@ -1,0 +1,442 @@
+//! The policy-report writer of the watcher process: while this replica leads, it watches every
+//! VM, judges the namespaces a change touched once the change has settled ([`Debouncer`]),
+//! and server-side applies each namespace's report when what it says has changed (deletes it
+//! once the namespace has no result). A VM, or any object of the cluster view, changing marks
+//! the namespaces it may touch: its own, or every one for a view change.
+//!
+//! Where neither report API is installed, the VMs are still judged for the gauge of VMs that
+//! would not start again; that the reports are not written is logged once, and the API server
+//! is asked again every [`REDISCOVER`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use tracing::{debug, info, warn};
+
+use super::{
+    Debouncer, MANAGED_BY, NamespaceReport, POLICY, ReportApi, from_object, judge, to_object,
+};
+use crate::cluster::live::LiveView;
+use crate::metrics::{Metrics, RuleLabels};
+use crate::rules::RuleId;
+use crate::watcher::WatchedVm;
+use crate::watcher::leader::Leadership;
+use crate::watcher::run::ErrorStreak;
+
+/// What the writer does to reports (deploy/base/clusterrole.yaml grants exactly these, on
+/// [`ReportApi::ALL`]'s resources).
+pub const VERBS: [&str; 4] = ["list", "create", "patch", "delete"];
+
+/// How often the API server is asked again for a report API it did not serve.
+pub const REDISCOVER: Duration = Duration::from_secs(60);
+/// The default of `--report-debounce`.
+pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// A namespace is written once its changes have settled this long, and at most once per
+    /// this long.
+    pub debounce: Duration,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            debounce: DEFAULT_DEBOUNCE,
+        }
+    }
+}
+
+/// Why a term of leadership ended.
+enum Ended {
+    Shutdown,
+    LostLead,
+}
+
+/// Writes the reports while this replica leads, until `shutdown`.
+pub async fn run(
+    client: Client,
+    view: LiveView,
+    mut leadership: Leadership,
+    metrics: Arc<Metrics>,
+    options: WriterOptions,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        if !leadership.is_leader() {
+            tokio::select! {
+                () = &mut shutdown => return,
+                _ = leadership.changed() => continue,
+            }
+        }
+        let mut term = Term::new(client.clone(), view.clone(), metrics.clone(), &options);
+        let ended = term.lead(&mut leadership, shutdown.as_mut()).await;
+        // A follower exports none of the per-rule series (the leader does).
+        metrics.reports.vms_would_not_start.clear();
+        match ended {
+            Ended::Shutdown => return,
+            Ended::LostLead => info!("policy reports: no longer leading"),
+        }
+    }
+}
+
+/// One term of leadership: the VMs, what was judged and what is on the API server.
+struct Term {
+    client: Client,
+    view: LiveView,
+    metrics: Arc<Metrics>,
+    debounce: Duration,
+    /// Where reports go; `None` while neither API is served.
+    api: Option<ReportApi>,
+    /// When the APIs were last asked for.
+    discovered: Option<tokio::time::Instant>,
+    /// Whether "no report API" was logged (once per process would hide a CRD removed later;
+    /// once per term is once in practice).
+    said_absent: bool,
+    vms: BTreeMap<String, BTreeMap<String, WatchedVm>>,
+    /// The VMs listed so far in a relist.
+    relist: Option<BTreeMap<String, BTreeMap<String, WatchedVm>>>,
+    vms_listed: bool,
+    /// What each namespace's report says, as last judged.
+    judged: BTreeMap<String, NamespaceReport>,
+    /// What each namespace's report says on the API server, as last written or read.
+    written: BTreeMap<String, NamespaceReport>,
+    debouncer: Debouncer,
+    seen_generation: Option<u64>,
+    /// The rules `virt_preflight_vms_would_not_start` has a series for.
+    exported: BTreeSet<RuleId>,
+    /// Writes failed since the last that succeeded.
+    write_errors: usize,
+}
+
+impl Term {
+    fn new(client: Client, view: LiveView, metrics: Arc<Metrics>, options: &WriterOptions) -> Self {
+        Term {
+            client,
+            view,
+            metrics,
+            debounce: options.debounce,
+            api: None,
+            discovered: None,
+            said_absent: false,
+            vms: BTreeMap::new(),
+            relist: None,
+            vms_listed: false,
+            judged: BTreeMap::new(),
+            written: BTreeMap::new(),
+            debouncer: Debouncer::new(options.debounce),
+            seen_generation: None,
+            exported: BTreeSet::new(),
+            write_errors: 0,
+        }
+    }
+
+    async fn lead(
+        &mut self,
+        leadership: &mut Leadership,
+        mut shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+    ) -> Ended {
+        let config = watcher::Config::default().page_size(500);
+        let vms = Api::<WatchedVm>::all(self.client.clone());
+        let mut stream = std::pin::pin!(watcher::watcher(vms, config).default_backoff());
+        let mut errors = ErrorStreak {
+            what: "VirtualMachine (policy reports)",
+            reported: false,
+        };
+        let mut tick = tokio::time::interval(
+            (self.debounce / 5).clamp(Duration::from_millis(100), Duration::from_secs(1)),
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => return Ended::Shutdown,
+                leading = leadership.changed() => if !leading { return Ended::LostLead },
+                Some(item) = stream.next() => {
+                    if let Some(event) = errors.observe(item) {
+                        self.on_vm_event(event, Timestamp::now());
+                    }
+                }
+                _ = tick.tick() => self.on_tick().await,
+            }
+        }
+    }
+
+    fn on_vm_event(&mut self, event: Event<WatchedVm>, now: Timestamp) {
+        let keyed = |vm: &WatchedVm| Some((vm.namespace()?.to_string(), vm.name()?.to_string()));
+        match event {
+            Event::Init => self.relist = Some(BTreeMap::new()),
+            Event::InitApply(vm) => {
+                if let (Some(relist), Some((ns, name))) = (&mut self.relist, keyed(&vm)) {
+                    relist.entry(ns).or_default().insert(name, vm);
+                }
+            }
+            Event::InitDone => {
+                let listed = self.relist.take().unwrap_or_default();
+                let before = std::mem::replace(&mut self.vms, listed);
+                for namespace in before.keys().chain(self.vms.keys()) {
+                    self.debouncer.mark(namespace, now);
+                }
+                self.vms_listed = true;
+            }
+            Event::Apply(vm) => {
+                if let Some((ns, name)) = keyed(&vm) {
+                    self.debouncer.mark(&ns, now);
+                    self.vms.entry(ns).or_default().insert(name, vm);
+                }
+            }
+            Event::Delete(vm) => {
+                if let Some((ns, name)) = keyed(&vm) {
+                    self.debouncer.mark(&ns, now);
+                    if let Some(names) = self.vms.get_mut(&ns) {
+                        names.remove(&name);
+                        if names.is_empty() {
+                            self.vms.remove(&ns);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_tick(&mut self) {
+        self.discover().await;
+        // No judgement before the VMs and the view are listed: no result from a half view.
+        if !self.vms_listed || !self.view.settled() {
+            return;
+        }
+        let view = self.view.current();
+        let now = Timestamp::now();
+        if self.seen_generation != Some(view.generation()) {
+            // Any object a rule reads changed: every namespace may read otherwise.
+            self.seen_generation = Some(view.generation());
+            let namespaces: BTreeSet<String> = self
+                .vms
+                .keys()
+                .chain(self.judged.keys())
+                .chain(self.written.keys())
+                .cloned()
+                .collect();
+            for namespace in namespaces {
+                self.debouncer.mark(&namespace, now);
+            }
+        }
+        let due = self.debouncer.due(now);
+        if due.is_empty() {
+            return;
+        }
+        for namespace in &due {
+            let previous = self
+                .judged
+                .get(namespace)
+                .or_else(|| self.written.get(namespace))
+                .cloned()
+                .unwrap_or_default();
+            let models: Vec<(&str, &str, crate::model::VirtualMachine)> = self
+                .vms
+                .get(namespace)
+                .into_iter()
+                .flatten()
+                .filter_map(|(name, vm)| match vm.model() {
+                    Ok(model) => Some((name.as_str(), vm.uid().unwrap_or_default(), model)),
+                    Err(err) => {
+                        debug!(vm = %format!("{namespace}/{name}"), %err, "not judged: its spec does not read");
+                        None
+                    }
+                })
+                .collect();
+            let report = judge(
+                namespace,
+                models.iter().map(|(name, uid, vm)| (*name, *uid, vm)),
+                &view,
+                &previous,
+                now,
+            );
+            if report.is_empty() {
+                self.judged.remove(namespace);
+            } else {
+                self.judged.insert(namespace.clone(), report);
+            }
+        }
+        self.export_gauge();
+        if let Some(api) = self.api {
+            for namespace in &due {
+                self.write(api, namespace).await;
+            }
+        }
+    }
+
+    /// Brings the namespace's report on the API server in line with what was judged.
+    async fn write(&mut self, api: ReportApi, namespace: &str) {
+        let empty = NamespaceReport::default();
+        let wanted = self.judged.get(namespace).unwrap_or(&empty);
+        let on_server = self.written.get(namespace);
+        // An empty report is no report: deleted, not written.
+        let unchanged = match on_server {
+            Some(written) => written == wanted && !wanted.is_empty(),
+            None => wanted.is_empty(),
+        };
+        if unchanged {
+            return;
+        }
+        let reports: Api<DynamicObject> =
+            Api::namespaced_with(self.client.clone(), namespace, &api.resource());
+        let result = if wanted.is_empty() {
+            match reports.delete(POLICY, &DeleteParams::default()).await {
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(()),
+                other => other.map(|_| ()),
+            }
+        } else {
+            let object = to_object(api, namespace, wanted);
+            reports
+                .patch(
+                    POLICY,
+                    &PatchParams::apply(POLICY).force(),
+                    &Patch::Apply(&object),
+                )
+                .await
+                .map(|_| ())
+        };
+        let outcome = match result {
+            Ok(()) => {
+                if self.write_errors > 0 {
+                    info!(
+                        failed = self.write_errors,
+                        "policy reports are written again"
+                    );
+                    self.write_errors = 0;
+                }
+                if wanted.is_empty() {
+                    self.written.remove(namespace);
+                } else {
+                    self.written.insert(namespace.to_string(), wanted.clone());
+                }
+                "ok"
+            }
+            Err(err) => {
+                if self.write_errors == 0 {
+                    warn!(%err, namespace, report = %api, "cannot write the policy report; trying again (further failures are logged at debug until one succeeds)");
+                } else {
+                    debug!(%err, namespace, report = %api, "cannot write the policy report");
+                }
+                self.write_errors += 1;
+                if matches!(&err, kube::Error::Api(status) if status.code == 404) {
+                    // The CRD went away: ask which API is served.
+                    self.api = None;
+                    self.discovered = None;
+                }
+                // Again after the interval, with whatever changed by then.
+                self.debouncer.mark(namespace, Timestamp::now());
+                "error"
+            }
+        };
+        self.metrics
+            .reports
+            .writes
+            .get_or_create(&crate::metrics::ResultLabels {
+                result: outcome.to_string(),
+            })
+            .inc();
+    }
+
+    /// Asks which report API is served, when it is not known and was last asked long enough
+    /// ago; on finding one, reads back the reports already there.
+    async fn discover(&mut self) {
+        if self.api.is_some() || self.discovered.is_some_and(|at| at.elapsed() < REDISCOVER) {
+            return;
+        }
+        self.discovered = Some(tokio::time::Instant::now());
+        let mut served: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for api in ReportApi::ALL {
+            let group_version = api.resource().api_version;
+            match self.client.list_api_group_resources(&group_version).await {
+                Ok(list) => {
+                    served.insert(
+                        group_version,
+                        list.resources.into_iter().map(|r| r.name).collect(),
+                    );
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(err) => {
+                    warn!(%err, group_version, "cannot ask whether the report API is served; asking again later");
+                    return;
+                }
+            }
+        }
+        let Some(api) = ReportApi::choose(|gv| served.get(gv).cloned().unwrap_or_default()) else {
+            if !self.said_absent {
+                info!(
+                    "neither {} nor {} is installed: no policy reports are written (the VMs are still judged for virt_preflight_vms_would_not_start); asked again every {}s",
+                    ReportApi::OpenReports,
+                    ReportApi::WgPolicy,
+                    REDISCOVER.as_secs()
+                );
+                self.said_absent = true;
+            }
+            return;
+        };
+        let reports: Api<DynamicObject> = Api::all_with(self.client.clone(), &api.resource());
+        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+        match reports.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => {
+                self.written = list
+                    .items
+                    .iter()
+                    .filter_map(|report| {
+                        let namespace = report.metadata.namespace.clone()?;
+                        let object = serde_json::to_value(report).ok()?;
+                        Some((namespace, from_object(&object)))
+                    })
+                    .collect();
+            }
+            Err(err) => {
+                warn!(%err, report = %api, "cannot list the policy reports already written; asking again later");
+                return;
+            }
+        }
+        info!(report = %api, existing = self.written.len(), "writing policy reports, one per namespace");
+        self.api = Some(api);
+        let now = Timestamp::now();
+        let namespaces: Vec<String> = self
+            .written
+            .keys()
+            .chain(self.judged.keys())
+            .cloned()
+            .collect();
+        for namespace in namespaces {
+            self.debouncer.mark(&namespace, now);
+        }
+    }
+
+    /// `virt_preflight_vms_would_not_start{rule}` from every namespace as last judged.
+    fn export_gauge(&mut self) {
+        let mut failing: BTreeMap<RuleId, usize> = BTreeMap::new();
+        for report in self.judged.values() {
+            for (rule, count) in report.failing() {
+                *failing.entry(rule).or_default() += count;
+            }
+        }
+        let gauge = &self.metrics.reports.vms_would_not_start;
+        let labels = |rule: RuleId| RuleLabels {
+            rule: rule.as_str().to_string(),
+        };
+        // Removed one by one, not cleared: a scrape in between sees no rule vanish and return.
+        for rule in self.exported.difference(&failing.keys().copied().collect()) {
+            gauge.remove(&labels(*rule));
+        }
+        for (rule, count) in &failing {
+            gauge
+                .get_or_create(&labels(*rule))
+                .set(i64::try_from(*count).unwrap_or(i64::MAX));
+        }
+        self.exported = failing.into_keys().collect();
+    }
+}
