@@ -11,6 +11,12 @@
 //! denied by a spec rule, and one denied because a Secret it names does not exist (a cluster
 //! rule: where the webhook would confirm the absence with the API server before denying).
 //!
+//! The floor (issue 25): a bare always-allow webhook (axum + rustls, the same certificates,
+//! its own 2-thread runtime, answering every review `allowed` without reading the object),
+//! registered the same way (by URL, deploy/'s rules, timeout and failurePolicy) for
+//! `kube-system` only, which deploy/'s webhook leaves out. The ratios printed: virt-preflight's
+//! allowed and denied reviews against it, at p50 and p99 and as the API server timed them.
+//!
 //! Run: `VIRT_PREFLIGHT_APISERVER_DIR=../shared/kube-apiserver cargo bench --bench
 //! apiserver_admission` (`APISERVER_BENCH_REQUESTS=N` per case, 500 by default). Without the
 //! variable it prints why it skips.
@@ -44,9 +50,14 @@ struct Case {
     vm: Value,
     /// The rule ID the denial names, or `None` for an allowed VM.
     denied_by: Option<&'static str>,
-    /// Whether deploy/'s webhook reviews this namespace.
-    reviewed: bool,
+    /// The webhook the API server calls for this namespace, if any.
+    webhook: Option<&'static str>,
 }
+
+/// The bare webhook's name, as the API server's metrics name it.
+const BARE_WEBHOOK: &str = "bare-allow.virt-preflight.io";
+/// Where only the bare webhook is called (deploy/'s leaves kube-system out).
+const BARE_NAMESPACE: &str = "kube-system";
 
 fn cases() -> Vec<Case> {
     vec![
@@ -55,28 +66,35 @@ fn cases() -> Vec<Case> {
             namespace: NAMESPACE,
             vm: vms::vm(NAMESPACE, "bench"),
             denied_by: None,
-            reviewed: false,
+            webhook: None,
+        },
+        Case {
+            name: "bare always-allow webhook",
+            namespace: BARE_NAMESPACE,
+            vm: vms::vm(BARE_NAMESPACE, "bench"),
+            denied_by: None,
+            webhook: Some(BARE_WEBHOOK),
         },
         Case {
             name: "allowed",
             namespace: BENCH_NAMESPACE,
             vm: vms::vm(BENCH_NAMESPACE, "bench"),
             denied_by: None,
-            reviewed: true,
+            webhook: Some(WEBHOOK_NAME),
         },
         Case {
             name: "denied, spec rule",
             namespace: BENCH_NAMESPACE,
             vm: vms::with_disk_without_volume(vms::vm(BENCH_NAMESPACE, "bench")),
             denied_by: Some("disk-without-volume"),
-            reviewed: true,
+            webhook: Some(WEBHOOK_NAME),
         },
         Case {
             name: "denied, missing Secret",
             namespace: BENCH_NAMESPACE,
             vm: vms::with_cloud_init_secret(vms::vm(BENCH_NAMESPACE, "bench"), "absent"),
             denied_by: Some("secret-not-found"),
-            reviewed: true,
+            webhook: Some(WEBHOOK_NAME),
         },
     ]
 }
@@ -119,10 +137,11 @@ impl Histogram {
     }
 }
 
-/// The webhook calls the API server recorded, and virt-preflight's reviews.
+/// The calls to `webhook` the API server recorded, and virt-preflight's reviews.
 async fn histograms(
     client: &kube::Client,
     deployment: &Deployment,
+    webhook: &str,
 ) -> Result<(Histogram, Histogram), String> {
     let request = hyper::Request::get("/metrics")
         .body(Vec::new())
@@ -134,7 +153,7 @@ async fn histograms(
     let webhook = Histogram::read(
         &parse_samples(&text),
         "apiserver_admission_webhook_admission_duration_seconds",
-        &[("name", WEBHOOK_NAME), ("type", "validating")],
+        &[("name", webhook), ("type", "validating")],
     );
     let own = Histogram::read(
         &deployment.try_metrics()?,
@@ -177,10 +196,30 @@ struct Measured {
 
 async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
     deployment.server.create_namespace(BENCH_NAMESPACE, &[]);
+    let certs = deployment
+        .webhook_ca
+        .parent()
+        .ok_or("the webhook's certificate directory")?;
+    register_bare_webhook(deployment, start_bare_webhook(certs))?;
     let client = deployment.server.client().await;
     let resource =
         virt_preflight::watcher::object::kubevirt_resource("VirtualMachine", "virtualmachines");
     let cases = cases();
+    // The API server takes up a new webhook configuration a moment later.
+    let bare = cases
+        .iter()
+        .find(|case| case.webhook == Some(BARE_WEBHOOK))
+        .ok_or("the bare case")?;
+    let api = Api::<DynamicObject>::namespaced_with(client.clone(), bare.namespace, &resource);
+    let vm: DynamicObject = serde_json::from_value(bare.vm.clone()).map_err(|e| e.to_string())?;
+    let waited = Instant::now();
+    while histograms(&client, deployment, BARE_WEBHOOK).await?.0.count == 0.0 {
+        if waited.elapsed() > Duration::from_secs(30) {
+            return Err("the API server never called the bare webhook".into());
+        }
+        create(&api, bare, &vm).await?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
     let mut apis = Vec::new();
     for case in &cases {
         let api = Api::<DynamicObject>::namespaced_with(client.clone(), case.namespace, &resource);
@@ -196,13 +235,14 @@ async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
     let mut measured: Vec<Measured> = cases.iter().map(|_| Measured::default()).collect();
     for _ in 0..ROUNDS {
         for ((case, (api, vm)), measured) in cases.iter().zip(&apis).zip(&mut measured) {
-            let before = histograms(&client, deployment).await?;
+            let webhook = case.webhook.unwrap_or(WEBHOOK_NAME);
+            let before = histograms(&client, deployment, webhook).await?;
             for _ in 0..per_round {
                 let started = Instant::now();
                 create(api, case, vm).await?;
                 measured.latencies.push(started.elapsed());
             }
-            let after = histograms(&client, deployment).await?;
+            let after = histograms(&client, deployment, webhook).await?;
             measured.webhook = measured.webhook.plus(after.0.since(before.0));
             measured.own = measured.own.plus(after.1.since(before.1));
         }
@@ -219,8 +259,13 @@ async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
         "{:<36} {:>9} {:>9} {:>9} {:>9}   {:>22}   {:>14}",
         "case", "p50", "p99", "mean", "max", "API server -> webhook", "virt-preflight"
     );
+    let mut summary: Vec<(&str, Duration, Duration, f64)> = Vec::new();
     for (case, mut measured) in cases.iter().zip(measured) {
-        let expected_calls = if case.reviewed { total as f64 } else { 0.0 };
+        let expected_calls = if case.webhook.is_some() {
+            total as f64
+        } else {
+            0.0
+        };
         if measured.webhook.count != expected_calls {
             return Err(format!(
                 "{}: the API server called the webhook {} times for {total} requests",
@@ -244,14 +289,107 @@ async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
             ),
             measured.own.mean(),
         );
+        summary.push((
+            case.name,
+            percentile(latencies, 50),
+            percentile(latencies, 99),
+            measured.webhook.sum / measured.webhook.count.max(1.0),
+        ));
+    }
+    let of = |name: &str| summary.iter().find(|(n, ..)| *n == name).copied();
+    if let Some((_, bare_p50, bare_p99, bare_call)) = of("bare always-allow webhook") {
+        println!(
+            "\nagainst the bare always-allow webhook (goal: allowed <= 1.1x, denied <= 1.3x):"
+        );
+        for (name, p50, p99, call) in &summary {
+            if name.starts_with("allowed") || name.starts_with("denied") {
+                println!(
+                    "{name:<36} p50 {:.2}x   p99 {:.2}x   API server -> webhook {:.2}x",
+                    p50.as_secs_f64() / bare_p50.as_secs_f64(),
+                    p99.as_secs_f64() / bare_p99.as_secs_f64(),
+                    call / bare_call
+                );
+            }
+        }
     }
     Ok(())
+}
+
+/// The bare always-allow webhook on `127.0.0.1:0`, on its own runtime and thread; its port.
+fn start_bare_webhook(certs: &std::path::Path) -> u16 {
+    use axum::Json;
+    use axum::routing::post;
+
+    async fn allow(Json(review): Json<Value>) -> Json<Value> {
+        Json(serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1",
+            "kind": "AdmissionReview",
+            "response": {"uid": review["request"]["uid"], "allowed": true},
+        }))
+    }
+
+    let (cert, key) = (certs.join("tls.crt"), certs.join("tls.key"));
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async move {
+            let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .expect("the serving certificate");
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+            let _ = sender.send(listener.local_addr().expect("its address").port());
+            let app = axum::Router::new().route("/validate", post(allow));
+            axum_server::from_tcp_rustls(listener, config)
+                .expect("a TLS listener")
+                .serve(app.into_make_service())
+                .await
+                .expect("the bare webhook serves");
+        });
+    });
+    receiver.recv().expect("the bare webhook's port")
+}
+
+/// Registers the bare webhook as deploy/ registers virt-preflight's, for `kube-system` only.
+fn register_bare_webhook(deployment: &Deployment, port: u16) -> Result<(), String> {
+    let ca = std::fs::read(&deployment.webhook_ca).map_err(|e| e.to_string())?;
+    use base64::Engine;
+    let configuration = serde_json::json!({
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration",
+        "metadata": {"name": "bare-allow"},
+        "webhooks": [{
+            "name": BARE_WEBHOOK,
+            "admissionReviewVersions": ["v1"],
+            "failurePolicy": "Ignore",
+            "timeoutSeconds": 5,
+            "sideEffects": "NoneOnDryRun",
+            "matchPolicy": "Equivalent",
+            "rules": [{"apiGroups": ["kubevirt.io"], "apiVersions": ["v1"],
+                       "operations": ["CREATE", "UPDATE"], "resources": ["virtualmachines"],
+                       "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": BARE_NAMESPACE}},
+            "clientConfig": {
+                "url": format!("https://localhost:{port}/validate"),
+                "caBundle": base64::engine::general_purpose::STANDARD.encode(ca),
+            },
+        }],
+    });
+    deployment
+        .server
+        .kubectl_with_input(&["apply", "-f", "-"], Some(&configuration.to_string()))
+        .result()
+        .map(|_| ())
 }
 
 fn main() {
     let Some(deployment) = Deployment::shared() else {
         return;
     };
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let requests = std::env::var("APISERVER_BENCH_REQUESTS")
         .ok()
         .and_then(|n| n.parse().ok())

@@ -10,7 +10,13 @@
 //! and how many copies of Secret values the process's memory holds (read from
 //! /proc/PID/mem: the server runs as the same user).
 //!
-//! Run: `cargo bench --bench live_view` (about a minute once built). `LIVE_VIEW_SECRETS=N` runs one
+//! Beside it, on the same fake API server and fed the same changes, runs the floor (issue 25):
+//! a bare kube-runtime metadata watcher on Secrets, with the same kube, tokio and TLS stack,
+//! that counts events and stores nothing (this bench's own binary, re-run with
+//! `LIVE_VIEW_BARE_WATCHER=1`). The ratios printed: CPU per Secret change, and Secret copies
+//! in memory, of `serve` against the bare watcher.
+//!
+//! Run: `cargo bench --bench live_view` (a few minutes once built). `LIVE_VIEW_SECRETS=N` runs one
 //! size only.
 
 #[path = "../tests/support/fake_api.rs"]
@@ -148,6 +154,70 @@ fn start_server(dir: &Path, kubeconfig: &Path) -> Server {
         .expect("metrics address")
         .to_string();
     Server { child, metrics }
+}
+
+/// The floor: this binary as a bare kube-runtime metadata watcher on Secrets.
+struct Bare {
+    child: Child,
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_bare(kubeconfig: &Path) -> Bare {
+    let mut child = Command::new(std::env::current_exe().expect("the bench's own path"))
+        .env(BARE_WATCHER, "1")
+        .env("KUBECONFIG", kubeconfig)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("the bare watcher starts");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut line)
+        .expect("the bare watcher's synced line");
+    assert_eq!(line.trim(), "synced", "the bare watcher printed {line:?}");
+    Bare { child }
+}
+
+const BARE_WATCHER: &str = "LIVE_VIEW_BARE_WATCHER";
+
+/// A metadata watcher on every Secret, as kube-runtime gives it: counts the events, keeps
+/// nothing, says `synced` once the first list is done.
+fn bare_watcher() {
+    use futures::StreamExt;
+    use k8s_openapi::api::core::v1::Secret;
+    use kube::runtime::watcher::{self, Event};
+    use std::io::Write;
+
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .expect("a client from KUBECONFIG");
+        // Metadata only, as the view reads Secrets.
+        let secrets = kube::Api::<kube::core::PartialObjectMeta<Secret>>::all(client);
+        let mut stream = std::pin::pin!(watcher::watcher(secrets, watcher::Config::default()));
+        let mut events: u64 = 0;
+        while let Some(event) = stream.next().await {
+            if let Ok(event) = event {
+                events += 1;
+                if matches!(event, Event::InitDone) {
+                    let mut out = std::io::stdout();
+                    let _ = writeln!(out, "synced");
+                    let _ = out.flush();
+                }
+            }
+        }
+        std::hint::black_box(events);
+    });
 }
 
 fn get(url: &str) -> Option<String> {
@@ -300,6 +370,8 @@ fn run(secrets: usize) {
     let pid = server.child.id();
     wait_for("view synced", Duration::from_secs(300), || synced(&server));
     let ready = started.elapsed();
+    let bare = start_bare(&kubeconfig);
+    let bare_pid = bare.child.id();
     std::thread::sleep(Duration::from_millis(500));
     let rss = status_kib(pid, "VmRSS:");
     let hwm = status_kib(pid, "VmHWM:");
@@ -307,18 +379,22 @@ fn run(secrets: usize) {
     // Idle CPU over the span the changes take, to subtract.
     let interval = change_interval();
     let span = interval * CHANGES as u32 + Duration::from_millis(1000);
-    let idle_before = cpu_seconds(pid);
+    let cpu = || (cpu_seconds(pid), cpu_seconds(bare_pid));
+    let idle_before = cpu();
     std::thread::sleep(span);
-    let idle = cpu_seconds(pid) - idle_before;
-    let before = cpu_seconds(pid);
+    let idle_after = cpu();
+    let before = cpu();
     for change in 0..CHANGES {
         let i = change * (secrets / CHANGES).max(1) % secrets;
         fake.send("/api/v1/secrets", "MODIFIED", secret(i, 1 + change));
         std::thread::sleep(interval);
     }
     std::thread::sleep(Duration::from_millis(1000));
-    let busy = cpu_seconds(pid) - before;
-    let per_change_us = (busy - idle).max(0.0) / CHANGES as f64 * 1e6;
+    let after = cpu();
+    let per_change = |busy: f64, idle: f64| (busy - idle).max(0.0) / CHANGES as f64 * 1e6;
+    let (busy, idle) = (after.0 - before.0, idle_after.0 - idle_before.0);
+    let per_change_us = per_change(busy, idle);
+    let bare_us = per_change(after.1 - before.1, idle_after.1 - idle_before.1);
 
     // Freshness: one new Secret at a time, from the watch event sent until the view counts it.
     let mut delays = Vec::new();
@@ -338,32 +414,43 @@ fn run(secrets: usize) {
     let slowest = delays[delays.len() - 1];
 
     let copies = occurrences_in_memory(pid, &secret_marker());
+    let bare_copies = occurrences_in_memory(bare_pid, &secret_marker());
+    let shown = |copies: Option<usize>| {
+        copies.map_or_else(|| "not readable".to_string(), |c| c.to_string())
+    };
     println!(
         "{secrets:>7} Secrets, {NODES} Nodes, {CONFIGMAPS} ConfigMaps, {PVCS} PVCs: ready in {:.2} s; RSS {:.1} MiB (peak {:.1} MiB); \
          CPU per Secret change {per_change_us:.0} µs (busy {busy:.2} s, idle {idle:.2} s over {:.1} s); \
          a new Secret in the view after {:.1} ms (median of {FRESHNESS_SAMPLES}; slowest {:.1} ms); \
-         Secret values in the server's memory: {}",
+         Secret values in the server's memory: {}; \
+         against the bare metadata watcher: CPU per change {bare_us:.0} µs, ratio {:.2}x; Secret values {}",
         ready.as_secs_f64(),
         rss as f64 / 1024.0,
         hwm as f64 / 1024.0,
         span.as_secs_f64(),
         median.as_secs_f64() * 1e3,
         slowest.as_secs_f64() * 1e3,
-        copies.map_or_else(|| "not readable".to_string(), |c| c.to_string()),
+        shown(copies),
+        per_change_us / bare_us.max(f64::MIN_POSITIVE),
+        shown(bare_copies),
     );
+    drop(bare);
     drop(server);
     drop(fake);
     runtime.shutdown_background();
 }
 
 fn main() {
+    if std::env::var_os(BARE_WATCHER).is_some() {
+        return bare_watcher();
+    }
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` asks a harness for its benchmarks
     }
     let _ = rustls::crypto::ring::default_provider().install_default();
     let sizes: Vec<usize> = match std::env::var("LIVE_VIEW_SECRETS") {
         Ok(n) => vec![n.parse().expect("LIVE_VIEW_SECRETS is a number")],
-        Err(_) => vec![1_000, 100_000],
+        Err(_) => vec![1_000, 20_000, 100_000],
     };
     for secrets in sizes {
         run(secrets);

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use virt_preflight::cluster::ClusterView;
 use virt_preflight::metrics::{
-    CauseLabels, FindingLabels, Metrics, OperationLabel, RequestLabels, RequestResult,
+    CauseLabels, FindingLabels, Label, Metrics, OperationLabel, RequestLabels, RequestResult,
     ResultLabels, StuckLabels, VmStatusLabels,
 };
 use virt_preflight::policy::Action;
@@ -120,8 +120,8 @@ fn exported() -> BTreeSet<String> {
         .admission
         .findings
         .get_or_create(&FindingLabels {
-            rule: RuleId::PvcNotFound,
-            action: Action::Deny,
+            rule: Label(RuleId::PvcNotFound),
+            action: Label(Action::Deny),
         })
         .inc();
     metrics.set_view(&ClusterView::default());

@@ -1,6 +1,6 @@
 //! The manifests in deploy/ render with kubectl's kustomize and say what the code needs: the
 //! webhook never blocks the cluster, the pods run locked down, and the ClusterRole grants
-//! exactly the reads that src/cluster/live.rs makes, so RBAC cannot drift from the code.
+//! exactly the reads that crates/runtime/src/cluster/live.rs makes, so RBAC cannot drift from the code.
 //!
 //! Needs `kubectl` on PATH (Debian: `apt-get install kubernetes-client`; `.ci/run` installs it).
 
@@ -391,7 +391,7 @@ fn shipped_policy_enforces_and_its_examples_are_valid() {
 #[test]
 fn cluster_role_reads_exactly_what_the_code_lists() {
     let role = one(base(), "ClusterRole");
-    // What src/cluster/live.rs lists and watches, and the VMs the watcher follows.
+    // What crates/runtime/src/cluster/live.rs lists and watches, and the VMs the watcher follows.
     let mut wanted: BTreeSet<(String, String)> = KindSet::all()
         .iter()
         .map(|kind| {
@@ -406,7 +406,7 @@ fn cluster_role_reads_exactly_what_the_code_lists() {
     let mut granted = BTreeSet::new();
     let mut events = BTreeSet::new();
     // The stuck-VM watcher's reads of a stuck VM's launcher pod and its core Events
-    // (src/watcher/run.rs, `read_launcher`): lists, not watches, and nothing else of them.
+    // (crates/runtime/src/watcher/run.rs, `read_launcher`): lists, not watches, and nothing else of them.
     let mut launcher_reads = vec![
         (String::new(), "events".to_string(), set(&["list"])),
         (String::new(), "pods".to_string(), set(&["list"])),

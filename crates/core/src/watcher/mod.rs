@@ -15,11 +15,10 @@
 //! - [`groups`]: VMs stuck for one cause are one problem;
 //! - [`escalation`]: when several stuck VMs call for the cluster administrator;
 //! - [`fleet`]: every unhealthy VM of a listed cluster, grouped (`diagnose --all`);
-//! - [`alertmanager`]: alerts posted to Alertmanager's v2 API;
-//! - [`leader`]: one replica of several raises;
-//! - [`run`]: the watches, the clock, Events, metrics and alerts wired together.
+//!
+//! This is the pure part; the runtime crate's `watcher` adds the watches, the clock, Events,
+//! metrics, Alertmanager and the leader election (`run`, `alertmanager`, `leader`).
 
-pub mod alertmanager;
 pub mod diagnose;
 pub mod escalation;
 pub mod fleet;
@@ -27,10 +26,8 @@ pub mod groups;
 pub mod health;
 pub mod kubevirt_says;
 pub mod launcher_pod;
-pub mod leader;
 pub mod object;
 pub mod record;
-pub mod run;
 pub mod state;
 pub mod storage;
 pub mod terminating;
@@ -38,5 +35,4 @@ pub mod terminating;
 pub use diagnose::{Diagnosis, diagnose};
 pub use object::WatchedVm;
 pub use record::{VmRecord, VmStatus, VmiFacts};
-pub use run::{Outputs, Watcher, WatcherOptions};
 pub use state::{StuckAfter, StuckAlert, Tracker, Transition, VmKey, VmObservation};

@@ -32,8 +32,8 @@ use crate::cluster::live::LiveView;
 use crate::confirm::Confirmer;
 use crate::events::EventQueue;
 use crate::metrics::{
-    ConfirmationLabels, ConfirmationResult, FindingLabels, Metrics, OperationLabel, RequestLabels,
-    RequestResult,
+    ConfirmationLabels, ConfirmationResult, FindingLabels, Label, Metrics, OperationLabel,
+    RequestLabels, RequestResult,
 };
 use crate::policy::{Mode, Policy};
 use crate::tls::ServingCert;
@@ -260,8 +260,8 @@ async fn validate(State(state): State<Arc<AppState>>, request: Request) -> Respo
             .admission
             .findings
             .get_or_create(&FindingLabels {
-                rule: judged.finding.rule,
-                action: judged.action,
+                rule: Label(judged.finding.rule),
+                action: Label(judged.action),
             })
             .inc();
     }

@@ -31,8 +31,8 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::ApiResource;
-use kube::core::DynamicResourceScope;
+use kube_core::ApiResource;
+use kube_core::DynamicResourceScope;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 
@@ -850,7 +850,7 @@ impl<'de, B: Body> Deserialize<'de> for Wire<B> {
     }
 }
 
-impl<B: Body> kube::Resource for Wire<B> {
+impl<B: Body> kube_core::Resource for Wire<B> {
     type DynamicType = ApiResource;
     type Scope = DynamicResourceScope;
 

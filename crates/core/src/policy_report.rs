@@ -7,15 +7,14 @@
 //!
 //! This module is the pure part: what a namespace's report says ([`next`]), its object
 //! ([`to_object`]), what an existing one said ([`from_object`]), and when a namespace is
-//! written again ([`Debouncer`]). [`writer`] does the watching and the writing.
-
-pub mod writer;
+//! written again ([`Debouncer`]). The runtime crate's `policy_report::writer` does the watching
+//! and the writing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use kube::api::ApiResource;
+use kube_core::ApiResource;
 use serde_json::{Value, json};
 
 use crate::cluster::ClusterView;

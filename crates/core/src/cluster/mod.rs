@@ -2,7 +2,7 @@
 //!
 //! The view is immutable once built and cheap to share (`Arc`). One [`ViewBuilder`] makes it
 //! from objects, whatever their source: snapshot files ([`snapshot`]), one list per kind or
-//! watch events ([`live`]). Each object is applied or deleted on its own, in persistent
+//! watch events (the runtime crate's `cluster::live`). Each object is applied or deleted on its own, in persistent
 //! indexes ([`table`]), so a Secret event costs the same with 1,000 or 100,000 Secrets; only
 //! the node index is rebuilt as a whole (its bit sets), and the live view debounces that.
 //!
@@ -11,7 +11,6 @@
 //! we do not have. What the view keeps of each kind is listed in [`objects`].
 
 pub mod kubevirt;
-pub mod live;
 pub mod nodes;
 pub mod objects;
 pub mod snapshot;

@@ -24,7 +24,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Number, Value};
 
 const KUBEVIRT_V1_6_6_JSON: &str =
-    include_str!("../schemas/kubevirt.io_virtualmachines-v1.6.6.json");
+    include_str!("../../../schemas/kubevirt.io_virtualmachines-v1.6.6.json");
 
 /// The one `pattern` this validator enforces: Kubernetes' quantity (every `pattern` in the
 /// VirtualMachine's spec). Other patterns need a regex engine and are skipped.

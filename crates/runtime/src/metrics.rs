@@ -100,8 +100,29 @@ pub struct ConfirmationLabels {
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FindingLabels {
-    pub rule: RuleId,
-    pub action: Action,
+    pub rule: Label<RuleId>,
+    pub action: Label<Action>,
+}
+
+/// A label value of one of the core's enums (its own string, typed until it is encoded).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq)]
+pub struct Label<T>(pub T);
+
+/// The core's enums that are label values.
+pub trait LabelValue {
+    fn label(&self) -> &'static str;
+}
+
+impl LabelValue for RuleId {
+    fn label(&self) -> &'static str {
+        self.as_str()
+    }
+}
+
+impl LabelValue for Action {
+    fn label(&self) -> &'static str {
+        self.as_str()
+    }
 }
 
 fn encode_str(text: &str, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
@@ -120,15 +141,9 @@ impl EncodeLabelValue for RequestResult {
     }
 }
 
-impl EncodeLabelValue for RuleId {
+impl<T: LabelValue> EncodeLabelValue for Label<T> {
     fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encode_str(self.as_str(), encoder)
-    }
-}
-
-impl EncodeLabelValue for Action {
-    fn encode(&self, encoder: &mut LabelValueEncoder) -> std::fmt::Result {
-        encode_str(self.as_str(), encoder)
+        encode_str(self.0.label(), encoder)
     }
 }
 

@@ -1,0 +1,5 @@
+//! The core's cluster view, and the live one that follows the API server ([`live`]).
+
+pub use virt_preflight_core::cluster::*;
+
+pub mod live;
