@@ -47,7 +47,7 @@ pub enum Command {
         output: RulesFormat,
     },
     /// Run the validating admission webhook (HTTPS) until SIGTERM.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Make a CA and a serving certificate for the webhook Service; print the caBundle.
     Certs(CertsArgs),
     /// Watch VMs and raise KubeVirt's stuck-VM alerts (and the stuck VMs they miss) with a
@@ -472,18 +472,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Time one review may spend asking the API server whether the objects a denial says are
-    /// missing exist, in milliseconds; unanswered by then, the denial becomes a warning.
-    #[arg(long, default_value_t = 250)]
-    pub confirm_timeout_ms: u64,
-    /// How often the certificate files are re-read, in seconds.
-    #[arg(long, default_value_t = 10)]
-    pub tls_reload_seconds: u64,
-    /// Internal deadline for one review, in milliseconds; past it the VM is allowed.
-    #[arg(long, default_value_t = 1500)]
-    pub deadline_ms: u64,
-    /// Seconds in-flight requests get to finish after SIGTERM.
-    #[arg(long, default_value_t = 20)]
-    pub shutdown_grace_seconds: u64,
+    /// missing exist; unanswered by then, the denial becomes a warning.
+    #[arg(long, value_name = "DURATION", default_value = "250ms", value_parser = parse_duration)]
+    pub confirm_timeout: std::time::Duration,
+    /// How often the certificate files are re-read.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub tls_reload: std::time::Duration,
+    /// Internal deadline for one review; past it the VM is allowed.
+    #[arg(long, value_name = "DURATION", default_value = "1500ms", value_parser = parse_duration)]
+    pub deadline: std::time::Duration,
+    /// Time in-flight requests get to finish after SIGTERM.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration)]
+    pub shutdown_grace: std::time::Duration,
+    /// The flags' spellings before every duration was written `10s`, `1500ms`: still read.
+    #[command(flatten)]
+    pub legacy: LegacyDurations,
     /// Also run the stuck-VM watcher in this process (needs a live cluster).
     #[arg(long)]
     pub watch: bool,
@@ -491,6 +494,54 @@ pub struct ServeArgs {
     pub watcher: WatcherArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+/// `serve`'s duration flags as they were spelled before one convention (a number in the unit
+/// of the name). Hidden, still read: a Deployment written for an older release keeps working.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LegacyDurations {
+    #[arg(long, hide = true, conflicts_with = "confirm_timeout", value_parser = millis)]
+    pub confirm_timeout_ms: Option<std::time::Duration>,
+    #[arg(long, hide = true, conflicts_with = "tls_reload", value_parser = seconds)]
+    pub tls_reload_seconds: Option<std::time::Duration>,
+    #[arg(long, hide = true, conflicts_with = "deadline", value_parser = millis)]
+    pub deadline_ms: Option<std::time::Duration>,
+    #[arg(long, hide = true, conflicts_with = "shutdown_grace", value_parser = seconds)]
+    pub shutdown_grace_seconds: Option<std::time::Duration>,
+}
+
+impl ServeArgs {
+    pub fn confirm_timeout(&self) -> std::time::Duration {
+        self.legacy
+            .confirm_timeout_ms
+            .unwrap_or(self.confirm_timeout)
+    }
+
+    pub fn tls_reload(&self) -> std::time::Duration {
+        self.legacy.tls_reload_seconds.unwrap_or(self.tls_reload)
+    }
+
+    pub fn deadline(&self) -> std::time::Duration {
+        self.legacy.deadline_ms.unwrap_or(self.deadline)
+    }
+
+    pub fn shutdown_grace(&self) -> std::time::Duration {
+        self.legacy
+            .shutdown_grace_seconds
+            .unwrap_or(self.shutdown_grace)
+    }
+}
+
+fn seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.parse()
+        .map(std::time::Duration::from_secs)
+        .map_err(|e| format!("{text:?} is not a number of seconds ({e})"))
+}
+
+fn millis(text: &str) -> Result<std::time::Duration, String> {
+    text.parse()
+        .map(std::time::Duration::from_millis)
+        .map_err(|e| format!("{text:?} is not a number of milliseconds ({e})"))
 }
 
 /// A duration as people write it: `10m`, `90s`, `1h30m`.
@@ -681,14 +732,11 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
         };
         let cert = ServingCert::load(&args.tls_cert, &args.tls_key).await?;
         crate::rules::warm_up();
-        cert.spawn_reloader(Duration::from_secs(args.tls_reload_seconds.max(1)));
+        cert.spawn_reloader(args.tls_reload().max(Duration::from_secs(1)));
         let metrics = Arc::new(Metrics::new());
         let (view, events, confirmer) = if args.cluster.cluster_state.is_empty() {
             let client = kube_client(&args.cluster).await?;
-            let confirmer = crate::confirm::Confirmer::new(
-                client.clone(),
-                Duration::from_millis(args.confirm_timeout_ms),
-            );
+            let confirmer = crate::confirm::Confirmer::new(client.clone(), args.confirm_timeout());
             let queue = events::start(
                 client.clone(),
                 "virt-preflight",
@@ -721,13 +769,13 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
             (live::LiveView::fixed(view), None, None)
         };
         let mut state = server::AppState::new(view, policy, metrics, events);
-        state.deadline = Duration::from_millis(args.deadline_ms);
+        state.deadline = args.deadline();
         state.confirmer = confirmer;
         let options = server::ServeOptions {
             addr: args.addr,
             metrics_addr: Some(args.metrics_addr),
             cert,
-            grace: Duration::from_secs(args.shutdown_grace_seconds),
+            grace: args.shutdown_grace(),
         };
         server::serve(
             options,
@@ -825,4 +873,58 @@ pub fn run_watch(args: &WatchArgs) -> anyhow::Result<()> {
         watcher.await;
         anyhow::Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+    use std::time::Duration;
+
+    #[derive(Parser)]
+    struct Serve {
+        #[command(flatten)]
+        args: ServeArgs,
+    }
+
+    fn serve(args: &[&str]) -> Result<ServeArgs, clap::Error> {
+        let mut argv = vec!["serve", "--tls-cert", "c", "--tls-key", "k"];
+        argv.extend(args);
+        Serve::try_parse_from(argv).map(|s| s.args)
+    }
+
+    #[test]
+    fn durations_read_as_people_write_them_and_the_old_spellings_still_work() {
+        let defaults = serve(&[]).unwrap();
+        assert_eq!(defaults.deadline(), Duration::from_millis(1500));
+        assert_eq!(defaults.confirm_timeout(), Duration::from_millis(250));
+        assert_eq!(defaults.tls_reload(), Duration::from_secs(10));
+        assert_eq!(defaults.shutdown_grace(), Duration::from_secs(20));
+
+        let new = serve(&["--deadline", "900ms", "--shutdown-grace", "1m"]).unwrap();
+        assert_eq!(new.deadline(), Duration::from_millis(900));
+        assert_eq!(new.shutdown_grace(), Duration::from_secs(60));
+
+        let old = serve(&[
+            "--deadline-ms",
+            "900",
+            "--confirm-timeout-ms",
+            "100",
+            "--tls-reload-seconds",
+            "5",
+            "--shutdown-grace-seconds",
+            "30",
+        ])
+        .unwrap();
+        assert_eq!(old.deadline(), Duration::from_millis(900));
+        assert_eq!(old.confirm_timeout(), Duration::from_millis(100));
+        assert_eq!(old.tls_reload(), Duration::from_secs(5));
+        assert_eq!(old.shutdown_grace(), Duration::from_secs(30));
+
+        assert!(serve(&["--deadline", "1s", "--deadline-ms", "900"]).is_err());
+        assert!(
+            serve(&["--deadline", "900"]).is_err(),
+            "a duration has a unit"
+        );
+    }
 }

@@ -34,7 +34,14 @@ fn the_core_crate_depends_on_no_tokio_hyper_axum_or_kube_client() {
         .filter_map(|line| line.split_whitespace().next())
         .collect();
     assert!(crates.contains(&"kube-core"), "{tree}");
-    for forbidden in ["tokio", "hyper", "axum", "kube", "kube-client", "kube-runtime"] {
+    for forbidden in [
+        "tokio",
+        "hyper",
+        "axum",
+        "kube",
+        "kube-client",
+        "kube-runtime",
+    ] {
         assert!(
             !crates.contains(&forbidden),
             "virt-preflight-core depends on {forbidden}:\n{tree}"

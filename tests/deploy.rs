@@ -328,9 +328,9 @@ fn deployment_runs_locked_down() {
         .as_u64()
         .expect("terminationGracePeriodSeconds");
     assert!(
-        termination > serve.shutdown_grace_seconds,
-        "terminationGracePeriodSeconds {termination} must exceed --shutdown-grace-seconds {}",
-        serve.shutdown_grace_seconds
+        termination > serve.shutdown_grace().as_secs(),
+        "terminationGracePeriodSeconds {termination} must exceed --shutdown-grace {:?}",
+        serve.shutdown_grace()
     );
 
     let budget = one(base(), "PodDisruptionBudget");

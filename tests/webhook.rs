@@ -828,8 +828,8 @@ fn a_certificate_swapped_on_disk_is_served_to_new_connections() {
         &volume.key(),
         &first.ca,
         vec![
-            "--tls-reload-seconds".into(),
-            "1".into(),
+            "--tls-reload".into(),
+            "1s".into(),
             "--cluster-state".into(),
             fixture("no-cluster.yaml").into(),
         ],
@@ -1019,8 +1019,8 @@ fn sigterm_lets_every_in_flight_request_finish() {
     const HTTP2_IN_FLIGHT: usize = 12;
     let mut server = Server::start(
         vec![
-            "--shutdown-grace-seconds".into(),
-            "10".into(),
+            "--shutdown-grace".into(),
+            "10s".into(),
             "--cluster-state".into(),
             fixture("no-cluster.yaml").into(),
         ],
