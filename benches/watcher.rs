@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench watcher
 
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
@@ -142,6 +143,29 @@ fn main() {
         mib(after.saturating_sub(before)),
         mib(tracker.approximate_bytes())
     );
+
+    // The policy-report writer's copy (the leader's): every VM less its status, by namespace
+    // and name, as `policy_report::writer` keeps them to judge a namespace again.
+    let before = rss_bytes();
+    let mut kept: BTreeMap<String, BTreeMap<String, WatchedVm>> = BTreeMap::new();
+    for index in 0..VMS {
+        let bytes = serde_json::to_vec(&vm(index)).expect("serializes");
+        let watched: WatchedVm = serde_json::from_slice(&bytes).expect("a VM");
+        let (Some(ns), Some(name)) = (watched.namespace(), watched.name()) else {
+            continue;
+        };
+        let (ns, name) = (ns.to_string(), name.to_string());
+        kept.entry(ns)
+            .or_default()
+            .insert(name, watched.without_status());
+    }
+    let after = rss_bytes();
+    println!(
+        "policy reports: every VM kept to be judged again ({VMS} VMs in {} namespaces): RSS +{:.1} MiB",
+        kept.len(),
+        mib(after.saturating_sub(before))
+    );
+    drop(kept);
 
     // Relist time: the same cluster listed again (the watch reconnected), three runs.
     let vm_bytes: Vec<Vec<u8>> = (0..VMS)

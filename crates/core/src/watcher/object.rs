@@ -142,6 +142,13 @@ impl WatchedVm {
         }
     }
 
+    /// The VM less its status: what judging its spec needs (the policy reports keep every VM
+    /// of the cluster so).
+    pub fn without_status(mut self) -> Self {
+        self.status = None;
+        self
+    }
+
     /// The VM in the rules' model: its metadata (name, namespace, uid, annotations,
     /// deletionTimestamp) and spec, read from the kept text.
     pub fn model(&self) -> Result<VirtualMachine, ModelError> {

@@ -176,7 +176,10 @@ impl Term {
             Event::Init => self.relist = Some(BTreeMap::new()),
             Event::InitApply(vm) => {
                 if let (Some(relist), Some((ns, name))) = (&mut self.relist, keyed(&vm)) {
-                    relist.entry(ns).or_default().insert(name, vm);
+                    relist
+                        .entry(ns)
+                        .or_default()
+                        .insert(name, vm.without_status());
                 }
             }
             Event::InitDone => {
@@ -190,7 +193,10 @@ impl Term {
             Event::Apply(vm) => {
                 if let Some((ns, name)) = keyed(&vm) {
                     self.debouncer.mark(&ns, now);
-                    self.vms.entry(ns).or_default().insert(name, vm);
+                    self.vms
+                        .entry(ns)
+                        .or_default()
+                        .insert(name, vm.without_status());
                 }
             }
             Event::Delete(vm) => {
@@ -209,11 +215,16 @@ impl Term {
 
     async fn on_tick(&mut self) {
         self.discover().await;
-        // No judgement before the VMs and the view are listed: no result from a half view.
+        // No judgement before the VMs and the view are listed (no result from a half view),
+        // nor while a watch of the view is failing (its data may be behind: no fresh data, no
+        // `fail`); the marked namespaces wait, and are judged once the view is whole again.
         if !self.vms_listed || !self.view.settled() {
             return;
         }
         let view = self.view.current();
+        if view.stale().iter().next().is_some() {
+            return;
+        }
         let now = Timestamp::now();
         if self.seen_generation != Some(view.generation()) {
             // Any object a rule reads changed: every namespace may read otherwise.
