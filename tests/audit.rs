@@ -3,30 +3,14 @@
 //! running VM whose Secret is deleted would not start again, and is fine once the Secret is
 //! back.
 
-use std::process::{Command, Output};
+use std::process::Command;
 
 use serde_json::{Value, json};
 
 mod support;
 use support::apiserver::ApiServer;
+use support::binary::{run, shown};
 use support::stuck::t4_node;
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args(args)
-        .output()
-        .expect("virt-preflight runs")
-}
-
-fn shown(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 #[test]
 fn a_snapshot_is_audited_and_grouped_by_cause() {
@@ -73,7 +57,7 @@ fn nodes(server: &ApiServer) {
             .as_object_mut()
             .expect("labels")
             .remove("gpu");
-        apply(server, &[t4_node(), plain]);
+        server.apply_list(&[t4_node(), plain]);
     });
 }
 
@@ -95,13 +79,6 @@ fn runs_on_worker_1(server: &ApiServer, namespace: &str, name: &str) {
         .result();
 }
 
-fn apply(server: &ApiServer, objects: &[Value]) {
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
-    server
-        .kubectl_with_input(&["apply", "-f", "-"], Some(&list.to_string()))
-        .ok();
-}
-
 #[test]
 fn a_running_vm_whose_secret_is_deleted_would_not_start_again() {
     let Some(server) = ApiServer::shared() else {
@@ -116,15 +93,12 @@ fn a_running_vm_whose_secret_is_deleted_would_not_start_again() {
         "spec": {"domain": {"devices": {}}},
         "status": {"phase": "Running", "nodeName": "worker-1"}});
     nodes(server);
-    apply(
-        server,
-        &[
-            secret.clone(),
-            vm("db", "Always"),
-            vm("stopped", "Halted"),
-            vmi,
-        ],
-    );
+    server.apply_list(&[
+        secret.clone(),
+        vm("db", "Always"),
+        vm("stopped", "Halted"),
+        vmi,
+    ]);
     runs_on_worker_1(server, "audit", "db");
     let kubeconfig = server.kubeconfig.to_string_lossy().into_owned();
     let audit = |format: &str| {
@@ -219,7 +193,7 @@ fn a_running_vm_whose_secret_is_deleted_would_not_start_again() {
         shown(&help)
     );
 
-    apply(server, &[secret]);
+    server.apply_list(&[secret]);
     let fixed = audit("text");
     assert_eq!(fixed.status.code(), Some(0), "{}", shown(&fixed));
 }
@@ -253,7 +227,7 @@ fn a_drain_reports_the_vm_that_can_only_run_on_the_drained_node() {
     let mut objects = Vec::new();
     objects.extend(running_vm("pinned", Some(json!({"gpu": "t4"}))));
     objects.extend(running_vm("roams", None));
-    apply(server, &objects);
+    server.apply_list(&objects);
     for name in ["pinned", "roams"] {
         runs_on_worker_1(server, "drain", name);
     }

@@ -5,9 +5,10 @@
 //! live (loopback) API server.
 
 mod support;
+use support::binary::{self, shown};
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
@@ -20,22 +21,12 @@ fn fixtures() -> PathBuf {
 }
 
 fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
+    binary::command()
         .args(args)
         .current_dir(fixtures())
-        .env_remove("KUBECONFIG")
         .env("RUST_BACKTRACE", "0")
         .output()
         .expect("the binary runs")
-}
-
-fn report(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
 }
 
 /// Compares `actual` with the snapshot file `name` (or writes it, with UPDATE_SNAPSHOTS set).
@@ -89,7 +80,7 @@ fn four_vms_on_one_selector_and_one_on_a_missing_pvc_make_two_groups() {
         output.status.code(),
         Some(1),
         "some are stuck: {}",
-        report(&output)
+        shown(&output)
     );
     let json: Value = serde_json::from_slice(&output.stdout).expect("JSON");
     assert_eq!(json["stuck"], 5, "{json:#}");
@@ -134,23 +125,23 @@ fn four_vms_on_one_selector_and_one_on_a_missing_pvc_make_two_groups() {
 #[test]
 fn the_text_report_is_the_snapshot() {
     let output = fleet(&[]);
-    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", shown(&output));
     snapshot("fleet.txt", &String::from_utf8_lossy(&output.stdout));
 }
 
 #[test]
 fn a_namespace_narrows_the_report_and_the_exit_code_follows_what_is_stuck() {
     let data = fleet(&["-n", "data"]);
-    assert_eq!(data.status.code(), Some(1), "{}", report(&data));
+    assert_eq!(data.status.code(), Some(1), "{}", shown(&data));
     snapshot("fleet-data.txt", &String::from_utf8_lossy(&data.stdout));
 
     let empty = fleet(&["-n", "nowhere"]);
-    assert_eq!(empty.status.code(), Some(0), "{}", report(&empty));
+    assert_eq!(empty.status.code(), Some(0), "{}", shown(&empty));
     assert!(
         String::from_utf8_lossy(&empty.stdout)
             .starts_with("no unhealthy VM among 0 VirtualMachines listed"),
         "{}",
-        report(&empty)
+        shown(&empty)
     );
 
     // At 00:05 no VM had been unhealthy ten minutes; at 01:00 only gpu-1 had.
@@ -178,7 +169,7 @@ fn a_vm_terminating_with_a_finalizer_is_held_by_it() {
         "--as-of",
         AS_OF,
     ]);
-    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", shown(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         stdout.contains("cause: deleted at 2026-11-26T01:30:00Z; held by finalizer kubevirt.io/virtualMachineControllerFinalize (virt-controller"),
@@ -222,7 +213,7 @@ fn a_clean_vm_on_a_kubevirt_that_is_down_is_stuck_on_kubevirt() {
     let fixture = "kubevirt-degraded.yaml";
     let kubevirt = "KubeVirt is not healthy: virt-controller has 0 of 2 replicas ready; the KubeVirt CR kubevirt/kubevirt is Available=False (DeploymentInProgress: Deploying version v1.6.0 with registry quay.io/kubevirt)";
     let clean = diagnose_on(fixture, &["prod/web-1"]);
-    assert_eq!(clean.status.code(), Some(1), "{}", report(&clean));
+    assert_eq!(clean.status.code(), Some(1), "{}", shown(&clean));
     let stdout = String::from_utf8_lossy(&clean.stdout);
     assert!(
         stdout.contains(&format!("\ncause: {kubevirt}\n")),
@@ -247,7 +238,7 @@ fn a_clean_vm_on_a_kubevirt_that_is_down_is_stuck_on_kubevirt() {
 
     // In the fleet, the VMs stuck on KubeVirt are one group, escalated.
     let all = diagnose_on(fixture, &["--all", "-o", "json"]);
-    assert_eq!(all.status.code(), Some(1), "{}", report(&all));
+    assert_eq!(all.status.code(), Some(1), "{}", shown(&all));
     let json: Value = serde_json::from_slice(&all.stdout).unwrap();
     assert_eq!(json["kubevirt"], kubevirt, "{json:#}");
     let group = &json["groups"][0];
@@ -279,7 +270,7 @@ fn a_clean_vm_on_a_kubevirt_that_is_down_is_stuck_on_kubevirt() {
 fn a_claim_being_deleted_is_the_cause_of_a_vm_waiting_for_it() {
     let fixture = "pvc-deleting.yaml";
     let db = diagnose_on(fixture, &["data/db"]);
-    assert_eq!(db.status.code(), Some(1), "{}", report(&db));
+    assert_eq!(db.status.code(), Some(1), "{}", shown(&db));
     let stdout = String::from_utf8_lossy(&db.stdout);
     assert!(
         stdout.contains("\ncause: PVC data/db-data is being deleted\n"),
@@ -335,18 +326,18 @@ fn bad_input_is_exit_2_and_says_where() {
         "--cluster-state",
         nameless.to_str().unwrap(),
     ]);
-    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", shown(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         stderr.contains("nameless.yaml") && stderr.contains("metadata.name"),
         "{stderr}"
     );
     let output = fleet_at("yesterday", &[]);
-    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", shown(&output));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("yesterday"),
         "{}",
-        report(&output)
+        shown(&output)
     );
     let output = run(&["diagnose", "--all"]);
     assert_eq!(output.status.code(), Some(2));
@@ -364,7 +355,7 @@ fn bad_input_is_exit_2_and_says_where() {
     let output = run(&["diagnose", "--all", "prod/gpu-1"]);
     assert_eq!(output.status.code(), Some(2), "one VM or all, not both");
     let output = fleet(&["--escalate-shared-cause", "0"]);
-    assert_eq!(output.status.code(), Some(2), "{}", report(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", shown(&output));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -405,7 +396,7 @@ async fn all_reads_the_vms_their_vmis_and_the_view_from_a_live_cluster() {
         })
     };
     let output = all(None).await.unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", report(&output));
+    assert_eq!(output.status.code(), Some(1), "{}", shown(&output));
     let json: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(
         (json["stuck"].clone(), json["unhealthy"].clone()),

@@ -59,13 +59,6 @@ fn deployment() -> Option<&'static Deployment> {
     Deployment::shared()
 }
 
-fn apply(server: &ApiServer, objects: &[Value]) {
-    let list = json!({"apiVersion": "v1", "kind": "List", "items": objects});
-    server
-        .kubectl_with_input(&["apply", "-f", "-"], Some(&list.to_string()))
-        .ok();
-}
-
 /// The report `virt-preflight` of `namespace` as `resource`, if there is one.
 fn report(server: &ApiServer, resource: &str, namespace: &str) -> Option<Value> {
     let got = server
@@ -110,7 +103,7 @@ fn a_running_vm_whose_secret_is_deleted_fails_its_report_and_passes_once_it_is_b
     server.create_namespace(ns, &[]);
     let secret = vms::cloud_init_secret(ns, "userdata");
     let vm = vms::with_cloud_init_secret(vms::vm(ns, "db"), "userdata");
-    apply(server, &[secret.clone(), vm, vms::vm(ns, "clean")]);
+    server.apply_list(&[secret.clone(), vm, vms::vm(ns, "clean")]);
     let uid = server
         .kubectl(&[
             "-n",
@@ -160,7 +153,7 @@ fn a_running_vm_whose_secret_is_deleted_fails_its_report_and_passes_once_it_is_b
     );
     assert_eq!(would_not_start(deployment, "secret-not-found"), 1.0);
 
-    apply(server, &[secret]);
+    server.apply_list(&[secret]);
     let passing = eventually("the result back to pass", WITHIN, || {
         let report = report(server, "policyreports.wgpolicyk8s.io", ns)?;
         (result(&report, "secret-not-found", "db")?["result"] == "pass").then_some(report)
@@ -210,7 +203,7 @@ fn where_openreports_is_installed_reports_are_written_there() {
     server.create_namespace(ns, &[]);
     // Halted: what the cluster lacks warns (it cannot get stuck until someone starts it).
     let vm = vms::halted(vms::with_config_map(vms::vm(ns, "stopped"), "settings"));
-    apply(server, &[vm]);
+    server.apply_list(&[vm]);
     let report = eventually("a Report with a warning", WITHIN, || {
         let report = report(server, "reports.openreports.io", ns)?;
         (result(&report, "configmap-not-found", "stopped")?["result"] == "warn").then_some(report)
@@ -352,19 +345,16 @@ fn the_readme_maintenance_walkthrough_is_what_an_operator_sees() {
             "metadata": {"name": name, "namespace": ns}, "spec": {"domain": {"devices": {}}},
             "status": {"phase": "Running", "nodeName": node}})
     };
-    apply(
-        server,
-        &[
-            worker_2,
-            vms::cloud_init_secret(ns, "userdata"),
-            vms::with_cloud_init_secret(vms::vm(ns, "db"), "userdata"),
-            gpu_job,
-            vms::vm(ns, "web"),
-            vmi("db", "worker-1"),
-            vmi("gpu-job", "worker-1"),
-            vmi("web", "worker-2"),
-        ],
-    );
+    server.apply_list(&[
+        worker_2,
+        vms::cloud_init_secret(ns, "userdata"),
+        vms::with_cloud_init_secret(vms::vm(ns, "db"), "userdata"),
+        gpu_job,
+        vms::vm(ns, "web"),
+        vmi("db", "worker-1"),
+        vmi("gpu-job", "worker-1"),
+        vmi("web", "worker-2"),
+    ]);
 
     let mut session = Transcript {
         server,

@@ -1,6 +1,8 @@
 //! README.md is a contract with newcomers: its rule table, quick start and test command must
 //! stay true.
 
+mod support;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -24,9 +26,7 @@ fn section<'a>(text: &'a str, name: &str) -> &'a str {
 }
 
 fn binary() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_virt-preflight"));
-    command.current_dir(env!("CARGO_MANIFEST_DIR"));
-    command
+    support::binary::command()
 }
 
 #[test]

@@ -2,38 +2,15 @@
 //! output and its exit code; `watch` against a loopback API server through a kubeconfig.
 
 mod support;
+use support::binary::{run, shown};
 
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use support::stuck::{gpu_vm, http_get, minutes_ago, t4_node, vmi};
-
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn run(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
-        .args(args)
-        .current_dir(root())
-        .env_remove("KUBECONFIG")
-        .env_remove("POD_NAMESPACE")
-        .output()
-        .expect("the binary runs")
-}
-
-fn text(output: &Output) -> String {
-    format!(
-        "exit {:?}\n--- stdout\n{}--- stderr\n{}",
-        output.status.code(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    )
-}
 
 const SNAPSHOT: [&str; 4] = [
     "--cluster-state",
@@ -47,7 +24,7 @@ fn diagnose_names_the_cause_of_a_stuck_vm_and_exits_1() {
     let mut args = vec!["diagnose", "prod/gpu-vm"];
     args.extend(SNAPSHOT);
     let output = run(&args);
-    let report = text(&output);
+    let report = shown(&output);
     assert_eq!(output.status.code(), Some(1), "{report}");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let first = stdout.lines().next().unwrap_or_default();
@@ -80,11 +57,11 @@ fn diagnose_a_running_vm_exits_0() {
     let mut args = vec!["diagnose", "prod/fedora"];
     args.extend(SNAPSHOT);
     let output = run(&args);
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(0), "{}", shown(&output));
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("no stuck alert holds"),
         "{}",
-        text(&output)
+        shown(&output)
     );
 }
 
@@ -93,12 +70,12 @@ fn diagnose_errors_name_what_is_missing_and_exit_2() {
     let mut args = vec!["diagnose", "prod/absent"];
     args.extend(SNAPSHOT);
     let missing = run(&args);
-    assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
+    assert_eq!(missing.status.code(), Some(2), "{}", shown(&missing));
     assert!(
         String::from_utf8_lossy(&missing.stderr)
             .contains("VirtualMachine prod/absent is not in the cluster state files"),
         "{}",
-        text(&missing)
+        shown(&missing)
     );
     let malformed = run(&[
         "diagnose",
@@ -121,7 +98,7 @@ fn diagnose_errors_name_what_is_missing_and_exit_2() {
     assert!(
         String::from_utf8_lossy(&unreadable.stderr).contains("no/such/file.yaml"),
         "{}",
-        text(&unreadable)
+        shown(&unreadable)
     );
 }
 
@@ -132,7 +109,7 @@ fn bad_durations_are_usage_errors() {
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("is not a duration like 10m"),
         "{}",
-        text(&output)
+        shown(&output)
     );
     let output = run(&["watch", "--cluster-state", "examples/cluster/cluster.yaml"]);
     assert_eq!(output.status.code(), Some(2));
@@ -148,11 +125,11 @@ fn bad_durations_are_usage_errors() {
         "--cluster-state",
         "examples/cluster/cluster.yaml",
     ]);
-    assert_eq!(output.status.code(), Some(2), "{}", text(&output));
+    assert_eq!(output.status.code(), Some(2), "{}", shown(&output));
     assert!(
         String::from_utf8_lossy(&output.stderr).contains("--watch needs a live cluster"),
         "{}",
-        text(&output)
+        shown(&output)
     );
 }
 
@@ -280,35 +257,35 @@ async fn diagnose_reads_the_vm_its_vmi_and_the_view_from_a_live_cluster() {
         tokio::task::spawn_blocking(move || run(&["diagnose", target, "--kubeconfig", &config]))
     };
     let stuck = diagnose("prod/gpu-vm").await.unwrap();
-    assert_eq!(stuck.status.code(), Some(1), "{}", text(&stuck));
+    assert_eq!(stuck.status.code(), Some(1), "{}", shown(&stuck));
     let stdout = String::from_utf8_lossy(&stuck.stdout);
     assert!(
         stdout.contains("for 20m; no VMI: STUCK"),
         "{}",
-        text(&stuck)
+        shown(&stuck)
     );
     assert!(
         stdout.contains("cause: [node-selector-unsatisfiable]"),
         "the live nodes: {}",
-        text(&stuck)
+        shown(&stuck)
     );
     let pending = diagnose("prod/pending").await.unwrap();
-    assert_eq!(pending.status.code(), Some(1), "{}", text(&pending));
+    assert_eq!(pending.status.code(), Some(1), "{}", shown(&pending));
     let stdout = String::from_utf8_lossy(&pending.stdout);
     assert!(
         stdout.contains(
             "for 20m; VMI Scheduling: STUCK under virt-preflight's VirtualMachineStuckBeforeNode"
         ) && stdout.contains("cause: [node-selector-unsatisfiable]"),
         "{}",
-        text(&pending)
+        shown(&pending)
     );
     let running = diagnose("prod/running").await.unwrap();
-    assert_eq!(running.status.code(), Some(0), "{}", text(&running));
+    assert_eq!(running.status.code(), Some(0), "{}", shown(&running));
     assert!(
         String::from_utf8_lossy(&running.stdout)
             .contains("VMI Running on node worker-1: no stuck alert holds"),
         "{}",
-        text(&running)
+        shown(&running)
     );
     let absent = diagnose("prod/absent").await.unwrap();
     assert_eq!(absent.status.code(), Some(2));

@@ -192,6 +192,13 @@ impl ApiServer {
         }
     }
 
+    /// `kubectl apply` of `objects` as one List, as cluster-admin; panics if it fails.
+    pub fn apply_list(&self, objects: &[serde_json::Value]) {
+        let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
+        self.kubectl_with_input(&["apply", "-f", "-"], Some(&list.to_string()))
+            .ok();
+    }
+
     /// A kube client as cluster-admin. A new one per call: a client belongs to the tokio
     /// runtime it first runs on, and every `#[tokio::test]` has its own.
     pub async fn client(&self) -> kube::Client {

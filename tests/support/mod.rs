@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod apiserver;
+pub mod binary;
 pub mod control_plane;
 pub mod deployment;
 pub mod fake_api;
