@@ -27,7 +27,7 @@ use crate::launcher::InstancetypeSpec;
 
 pub use kubevirt::KubeVirt;
 pub use nodes::{NodeIndex, NodeInfo, NodeSet};
-use objects::{Body, KindVisitor, visit_kind};
+use objects::{Body, KindVisitor, Stored, visit_kind};
 pub use objects::{
     ClaimPropertySet, ClaimUse, DataSourceInfo, DataVolumeInfo, Entry, LimitItem, LimitRangeInfo,
     MetaRef, NamespaceInfo, PvcInfo, Quantities, QuotaInfo, Readiness, ReadyCounts,
@@ -463,28 +463,14 @@ pub struct ClusterView {
     known: KindSet,
     /// Kinds whose watch failed since its last good event: their data may be behind.
     stale: KindSet,
-    /// Kinds whose existence is all the rules need, by `Kind as usize`.
-    names: [Table<()>; Kind::COUNT],
-    namespaces: Table<NamespaceInfo>,
-    storage_classes: Table<StorageClassInfo>,
+    /// Every kind's objects, by `Kind as usize`: a kind added is a table here, with nothing
+    /// to declare (Nodes are the index below; their table stays empty).
+    tables: [Table<Entry>; Kind::COUNT],
     /// The class CDI gives a DataVolume that names none.
     default_class: Option<Name>,
-    storage_profiles: Table<StorageProfileInfo>,
-    pvcs: Table<PvcInfo>,
-    datavolumes: Table<DataVolumeInfo>,
-    kubevirts: Table<Arc<KubeVirt>>,
-    quotas: Table<QuotaInfo>,
-    limit_ranges: Table<LimitRangeInfo>,
-    datasources: Table<DataSourceInfo>,
-    /// Instancetype specs: namespaced ones under their namespace, cluster ones under `""`.
-    instancetypes: Table<Option<Arc<InstancetypeSpec>>>,
-    cluster_instancetypes: Table<Option<Arc<InstancetypeSpec>>>,
-    vms: Table<VmClaims>,
     /// Answers to "may this ServiceAccount clone from that namespace" (CDI's
     /// `datavolumes/source`), where someone asked the API server: no watch can say it.
     clone_grants: Arc<BTreeMap<CloneGrant, bool>>,
-    deployments: Table<Readiness>,
-    daemonsets: Table<Readiness>,
     nodes: Arc<NodeIndex>,
 }
 
@@ -536,58 +522,59 @@ impl ClusterView {
     /// Whether `namespace/name` of `kind` exists (the namespace is ignored for a
     /// cluster-scoped kind).
     pub fn exists(&self, kind: Kind, namespace: &str, name: &str) -> Lookup<()> {
-        let namespace = namespace_of(kind, Some(namespace));
         let found = match kind {
             Kind::Node => self.nodes.by_name(name).is_some(),
-            Kind::Namespace => self.namespaces.get("", name).is_some(),
-            Kind::StorageClass => self.storage_classes.get("", name).is_some(),
-            Kind::StorageProfile => self.storage_profiles.get("", name).is_some(),
-            Kind::PersistentVolumeClaim => self.pvcs.get(namespace, name).is_some(),
-            Kind::DataVolume => self.datavolumes.get(namespace, name).is_some(),
-            Kind::KubeVirt => self.kubevirts.get(namespace, name).is_some(),
-            Kind::ResourceQuota => self.quotas.get(namespace, name).is_some(),
-            Kind::LimitRange => self.limit_ranges.get(namespace, name).is_some(),
-            Kind::DataSource => self.datasources.get(namespace, name).is_some(),
-            Kind::VirtualMachineInstancetype => self.instancetypes.get(namespace, name).is_some(),
-            Kind::VirtualMachineClusterInstancetype => {
-                self.cluster_instancetypes.get(namespace, name).is_some()
-            }
-            Kind::VirtualMachine => self.vms.get(namespace, name).is_some(),
-            Kind::Deployment => self.deployments.get(namespace, name).is_some(),
-            Kind::DaemonSet => self.daemonsets.get(namespace, name).is_some(),
-            _ => self.names[kind as usize].get(namespace, name).is_some(),
+            _ => self.entry(kind, namespace, name).is_some(),
         };
         Lookup::known(self.is_known(kind), found.then_some(()))
+    }
+
+    /// The object `namespace/name` of `kind` (the namespace is ignored for a cluster-scoped
+    /// kind), whether or not the kind is known.
+    fn entry(&self, kind: Kind, namespace: &str, name: &str) -> Option<&Entry> {
+        self.tables[kind as usize].get(namespace_of(kind, Some(namespace)), name)
+    }
+
+    /// What `namespace/name` of `kind` holds, typed, as a [`Lookup`].
+    fn lookup<T: Stored + ?Sized>(&self, kind: Kind, namespace: &str, name: &str) -> Lookup<&T> {
+        Lookup::known(
+            self.is_known(kind),
+            self.entry(kind, namespace, name).and_then(T::of),
+        )
+    }
+
+    /// The objects of `kind` in `namespace`, typed; `None` when the kind is unknown.
+    fn in_namespace<'a, T: Stored + ?Sized + 'a>(
+        &'a self,
+        kind: Kind,
+        namespace: &str,
+    ) -> Option<impl Iterator<Item = (&'a str, &'a T)>> {
+        self.is_known(kind).then(|| {
+            self.tables[kind as usize]
+                .in_namespace(namespace)
+                .filter_map(|(name, entry)| Some((name, T::of(entry)?)))
+        })
     }
 
     /// The policy mode label of a namespace; `None` when Namespaces are unknown, the namespace
     /// is not listed or has no such label.
     pub fn namespace_mode(&self, namespace: &str) -> Option<&str> {
-        self.namespaces.get("", namespace)?.mode.as_deref()
+        NamespaceInfo::of(self.entry(Kind::Namespace, "", namespace)?)?
+            .mode
+            .as_deref()
     }
 
     pub fn pvc(&self, namespace: &str, name: &str) -> Lookup<&PvcInfo> {
-        let namespace = namespace_of(Kind::PersistentVolumeClaim, Some(namespace));
-        Lookup::known(
-            self.is_known(Kind::PersistentVolumeClaim),
-            self.pvcs.get(namespace, name),
-        )
+        self.lookup(Kind::PersistentVolumeClaim, namespace, name)
     }
 
     /// A DataVolume's phase and messages.
     pub fn datavolume(&self, namespace: &str, name: &str) -> Lookup<&DataVolumeInfo> {
-        let namespace = namespace_of(Kind::DataVolume, Some(namespace));
-        Lookup::known(
-            self.is_known(Kind::DataVolume),
-            self.datavolumes.get(namespace, name),
-        )
+        self.lookup(Kind::DataVolume, namespace, name)
     }
 
     pub fn storage_class(&self, name: &str) -> Lookup<&StorageClassInfo> {
-        Lookup::known(
-            self.is_known(Kind::StorageClass),
-            self.storage_classes.get("", name),
-        )
+        self.lookup(Kind::StorageClass, "", name)
     }
 
     /// Name of the default StorageClass (the KubeVirt default first); `Absent` when the
@@ -600,10 +587,7 @@ impl ClusterView {
     }
 
     pub fn storage_profile(&self, storage_class: &str) -> Lookup<&StorageProfileInfo> {
-        Lookup::known(
-            self.is_known(Kind::StorageProfile),
-            self.storage_profiles.get("", storage_class),
-        )
+        self.lookup(Kind::StorageProfile, "", storage_class)
     }
 
     /// An instancetype's spec: `Present(None)` when it exists but its spec does not read.
@@ -613,16 +597,14 @@ impl ClusterView {
         namespace: &str,
         name: &str,
     ) -> Lookup<Option<&InstancetypeSpec>> {
-        let table = match kind {
-            Kind::VirtualMachineInstancetype => &self.instancetypes,
-            Kind::VirtualMachineClusterInstancetype => &self.cluster_instancetypes,
-            _ => return Lookup::Unknown,
-        };
-        let namespace = namespace_of(kind, Some(namespace));
-        Lookup::known(
-            self.is_known(kind),
-            table.get(namespace, name).map(|spec| spec.as_deref()),
-        )
+        if !matches!(
+            kind,
+            Kind::VirtualMachineInstancetype | Kind::VirtualMachineClusterInstancetype
+        ) {
+            return Lookup::Unknown;
+        }
+        self.lookup::<Option<Arc<InstancetypeSpec>>>(kind, namespace, name)
+            .map(|spec| spec.as_deref())
     }
 
     /// Whether the ServiceAccount may clone from the source namespace; `None` when nobody
@@ -645,11 +627,11 @@ impl ClusterView {
 
     /// The KubeVirt CR (one per cluster, in whatever namespace KubeVirt was installed).
     pub fn kubevirt(&self) -> Lookup<&KubeVirt> {
-        let first = self
-            .kubevirts
+        let first = self.tables[Kind::KubeVirt as usize]
             .iter()
+            .filter_map(|(namespace, name, entry)| Some((namespace, name, KubeVirt::of(entry)?)))
             .min_by_key(|(namespace, name, _)| (*namespace, *name))
-            .map(|(_, _, kubevirt)| kubevirt.as_ref());
+            .map(|(_, _, kubevirt)| kubevirt);
         Lookup::known(self.is_known(Kind::KubeVirt), first)
     }
 
@@ -658,8 +640,7 @@ impl ClusterView {
         &self,
         namespace: &str,
     ) -> Option<impl Iterator<Item = (&str, &QuotaInfo)>> {
-        self.is_known(Kind::ResourceQuota)
-            .then(|| self.quotas.in_namespace(namespace))
+        self.in_namespace(Kind::ResourceQuota, namespace)
     }
 
     /// The LimitRanges of a namespace, by name; `None` when LimitRanges are unknown.
@@ -667,15 +648,11 @@ impl ClusterView {
         &self,
         namespace: &str,
     ) -> Option<impl Iterator<Item = (&str, &LimitRangeInfo)>> {
-        self.is_known(Kind::LimitRange)
-            .then(|| self.limit_ranges.in_namespace(namespace))
+        self.in_namespace(Kind::LimitRange, namespace)
     }
 
     pub fn datasource(&self, namespace: &str, name: &str) -> Lookup<&DataSourceInfo> {
-        Lookup::known(
-            self.is_known(Kind::DataSource),
-            self.datasources.get(namespace, name),
-        )
+        self.lookup(Kind::DataSource, namespace, name)
     }
 
     /// The VirtualMachines of a namespace, by name, with the claims they mount; `None` when
@@ -684,19 +661,16 @@ impl ClusterView {
         &self,
         namespace: &str,
     ) -> Option<impl Iterator<Item = (&str, &VmClaims)>> {
-        self.is_known(Kind::VirtualMachine)
-            .then(|| self.vms.in_namespace(namespace))
+        self.in_namespace(Kind::VirtualMachine, namespace)
     }
 
     /// The readiness of KubeVirt's component of `kind` ([`Kind::only_named`]) in `namespace`;
     /// `Unknown` for a kind the view does not read that way.
     pub fn readiness(&self, kind: Kind, namespace: &str) -> Lookup<Readiness> {
-        let (table, name) = match (kind, kind.only_named()) {
-            (Kind::Deployment, Some(name)) => (&self.deployments, name),
-            (Kind::DaemonSet, Some(name)) => (&self.daemonsets, name),
-            _ => return Lookup::Unknown,
+        let Some(name) = kind.only_named() else {
+            return Lookup::Unknown;
         };
-        Lookup::known(self.is_known(kind), table.get(namespace, name).copied())
+        self.lookup::<Readiness>(kind, namespace, name).map(|r| *r)
     }
 
     /// The node index; `None` when Nodes are unknown.
@@ -733,21 +707,7 @@ impl ClusterView {
     pub fn count(&self, kind: Kind) -> usize {
         match kind {
             Kind::Node => self.nodes.len(),
-            Kind::Namespace => self.namespaces.len(),
-            Kind::StorageClass => self.storage_classes.len(),
-            Kind::StorageProfile => self.storage_profiles.len(),
-            Kind::PersistentVolumeClaim => self.pvcs.len(),
-            Kind::DataVolume => self.datavolumes.len(),
-            Kind::KubeVirt => self.kubevirts.len(),
-            Kind::ResourceQuota => self.quotas.len(),
-            Kind::LimitRange => self.limit_ranges.len(),
-            Kind::DataSource => self.datasources.len(),
-            Kind::VirtualMachineInstancetype => self.instancetypes.len(),
-            Kind::VirtualMachineClusterInstancetype => self.cluster_instancetypes.len(),
-            Kind::VirtualMachine => self.vms.len(),
-            Kind::Deployment => self.deployments.len(),
-            Kind::DaemonSet => self.daemonsets.len(),
-            _ => self.names[kind as usize].len(),
+            _ => self.tables[kind as usize].len(),
         }
     }
 }
@@ -755,11 +715,11 @@ impl ClusterView {
 /// The class CDI gives a DataVolume that names none: the KubeVirt default
 /// (`storageclass.kubevirt.io/is-default-virt-class`) before the Kubernetes default; among
 /// several of a kind, the first by name (the view does not keep creation times).
-fn default_class(classes: &Table<StorageClassInfo>) -> Option<Name> {
+fn default_class(classes: &Table<Entry>) -> Option<Name> {
     let first_of = |wanted: fn(&StorageClassInfo) -> bool| {
         classes
             .iter()
-            .filter(|(_, _, info)| wanted(info))
+            .filter(|(_, _, entry)| StorageClassInfo::of(entry).is_some_and(wanted))
             .map(|(_, name, _)| name)
             .min()
     };
@@ -828,32 +788,16 @@ impl ViewBuilder {
         let name = meta.name;
         let view = &mut self.view;
         match entry {
-            Entry::Name => view.names[kind as usize].insert(namespace, name, ()),
-            Entry::Namespace(info) => view.namespaces.insert("", name, info),
             Entry::Node(node) => {
                 self.nodes.insert("", name, node);
                 self.nodes_changed = true;
             }
-            Entry::StorageClass(info) => {
-                view.storage_classes.insert("", name, info);
-                view.default_class = default_class(&view.storage_classes);
+            entry => {
+                view.tables[kind as usize].insert(namespace, name, entry);
+                if kind == Kind::StorageClass {
+                    view.default_class = default_class(&view.tables[kind as usize]);
+                }
             }
-            Entry::StorageProfile(info) => view.storage_profiles.insert("", name, info),
-            Entry::Pvc(info) => view.pvcs.insert(namespace, name, info),
-            Entry::DataVolume(info) => view.datavolumes.insert(namespace, name, info),
-            Entry::KubeVirt(info) => view.kubevirts.insert(namespace, name, info),
-            Entry::ResourceQuota(info) => view.quotas.insert(namespace, name, info),
-            Entry::LimitRange(info) => view.limit_ranges.insert(namespace, name, info),
-            Entry::DataSource(info) => view.datasources.insert(namespace, name, info),
-            Entry::Instancetype(spec) if kind == Kind::VirtualMachineInstancetype => {
-                view.instancetypes.insert(namespace, name, spec)
-            }
-            Entry::Instancetype(spec) => view.cluster_instancetypes.insert(namespace, name, spec),
-            Entry::VirtualMachine(info) => view.vms.insert(namespace, name, info),
-            Entry::Readiness(info) if kind == Kind::DaemonSet => {
-                view.daemonsets.insert(namespace, name, info)
-            }
-            Entry::Readiness(info) => view.deployments.insert(namespace, name, info),
         }
     }
 
@@ -862,61 +806,26 @@ impl ViewBuilder {
         let namespace = namespace_of(kind, meta.namespace);
         let name = meta.name;
         let view = &mut self.view;
-        match kind {
-            Kind::Node => {
-                self.nodes_changed |= self.nodes.remove("", name).is_some();
-            }
-            Kind::Namespace => drop(view.namespaces.remove("", name)),
-            Kind::StorageClass => {
-                view.storage_classes.remove("", name);
-                view.default_class = default_class(&view.storage_classes);
-            }
-            Kind::StorageProfile => drop(view.storage_profiles.remove("", name)),
-            Kind::PersistentVolumeClaim => drop(view.pvcs.remove(namespace, name)),
-            Kind::DataVolume => drop(view.datavolumes.remove(namespace, name)),
-            Kind::KubeVirt => drop(view.kubevirts.remove(namespace, name)),
-            Kind::ResourceQuota => drop(view.quotas.remove(namespace, name)),
-            Kind::LimitRange => drop(view.limit_ranges.remove(namespace, name)),
-            Kind::DataSource => drop(view.datasources.remove(namespace, name)),
-            Kind::VirtualMachineInstancetype => drop(view.instancetypes.remove(namespace, name)),
-            Kind::VirtualMachineClusterInstancetype => {
-                drop(view.cluster_instancetypes.remove(namespace, name))
-            }
-            Kind::VirtualMachine => drop(view.vms.remove(namespace, name)),
-            Kind::Deployment => drop(view.deployments.remove(namespace, name)),
-            Kind::DaemonSet => drop(view.daemonsets.remove(namespace, name)),
-            _ => drop(view.names[kind as usize].remove(namespace, name)),
+        if kind == Kind::Node {
+            self.nodes_changed |= self.nodes.remove("", name).is_some();
+            return;
+        }
+        view.tables[kind as usize].remove(namespace, name);
+        if kind == Kind::StorageClass {
+            view.default_class = default_class(&view.tables[kind as usize]);
         }
     }
 
     /// Takes `kind` whole from `fresh` (a relist built on the side), known or not as there.
     pub fn replace_kind(&mut self, kind: Kind, fresh: &ViewBuilder) {
         let (view, from) = (&mut self.view, &fresh.view);
-        match kind {
-            Kind::Node => {
-                self.nodes = fresh.nodes.clone();
-                self.nodes_changed = true;
-            }
-            Kind::Namespace => view.namespaces = from.namespaces.clone(),
-            Kind::StorageClass => {
-                view.storage_classes = from.storage_classes.clone();
-                view.default_class = from.default_class.clone();
-            }
-            Kind::StorageProfile => view.storage_profiles = from.storage_profiles.clone(),
-            Kind::PersistentVolumeClaim => view.pvcs = from.pvcs.clone(),
-            Kind::DataVolume => view.datavolumes = from.datavolumes.clone(),
-            Kind::KubeVirt => view.kubevirts = from.kubevirts.clone(),
-            Kind::ResourceQuota => view.quotas = from.quotas.clone(),
-            Kind::LimitRange => view.limit_ranges = from.limit_ranges.clone(),
-            Kind::DataSource => view.datasources = from.datasources.clone(),
-            Kind::VirtualMachineInstancetype => view.instancetypes = from.instancetypes.clone(),
-            Kind::VirtualMachineClusterInstancetype => {
-                view.cluster_instancetypes = from.cluster_instancetypes.clone()
-            }
-            Kind::VirtualMachine => view.vms = from.vms.clone(),
-            Kind::Deployment => view.deployments = from.deployments.clone(),
-            Kind::DaemonSet => view.daemonsets = from.daemonsets.clone(),
-            _ => view.names[kind as usize] = from.names[kind as usize].clone(),
+        if kind == Kind::Node {
+            self.nodes = fresh.nodes.clone();
+            self.nodes_changed = true;
+        }
+        view.tables[kind as usize] = from.tables[kind as usize].clone();
+        if kind == Kind::StorageClass {
+            view.default_class = from.default_class.clone();
         }
         if from.known.contains(kind) {
             view.known.insert(kind);

@@ -45,7 +45,8 @@ pub use super::wire::{Meta, MetaRef, Skipped};
 use crate::launcher::InstancetypeSpec;
 use crate::model::{ParsedQuantity, QuantityText};
 
-/// One object as the view stores it.
+/// One object as the view stores it, in its kind's table. The larger payloads are shared
+/// (`Arc`), so that an entry is three words: the view holds 100,000 Secrets as names.
 #[derive(Debug, Clone)]
 pub enum Entry {
     /// Existence is all the rules need.
@@ -53,19 +54,52 @@ pub enum Entry {
     Namespace(NamespaceInfo),
     Node(Arc<NodeInfo>),
     StorageClass(StorageClassInfo),
-    StorageProfile(StorageProfileInfo),
-    Pvc(PvcInfo),
-    DataVolume(DataVolumeInfo),
+    StorageProfile(Arc<StorageProfileInfo>),
+    Pvc(Arc<PvcInfo>),
+    DataVolume(Arc<DataVolumeInfo>),
     KubeVirt(Arc<KubeVirt>),
-    ResourceQuota(QuotaInfo),
-    LimitRange(LimitRangeInfo),
-    DataSource(DataSourceInfo),
+    ResourceQuota(Arc<QuotaInfo>),
+    LimitRange(Arc<LimitRangeInfo>),
+    DataSource(Arc<DataSourceInfo>),
     /// An instancetype's spec; `None` when it does not read as one (its figures are unknown).
     Instancetype(Option<Arc<InstancetypeSpec>>),
-    VirtualMachine(VmClaims),
+    VirtualMachine(Arc<VmClaims>),
     /// A KubeVirt component's Deployment or DaemonSet.
     Readiness(Readiness),
 }
+
+/// What an entry holds, typed: the view's accessors read a kind's table through it.
+pub trait Stored {
+    fn of(entry: &Entry) -> Option<&Self>;
+}
+
+/// `Stored` for the payload of one `Entry` variant (through its `Arc`, if shared).
+macro_rules! stored {
+    ($type:ty, $variant:ident) => {
+        impl Stored for $type {
+            fn of(entry: &Entry) -> Option<&Self> {
+                match entry {
+                    Entry::$variant(payload) => Some(payload),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+stored!(NamespaceInfo, Namespace);
+stored!(NodeInfo, Node);
+stored!(StorageClassInfo, StorageClass);
+stored!(StorageProfileInfo, StorageProfile);
+stored!(PvcInfo, Pvc);
+stored!(DataVolumeInfo, DataVolume);
+stored!(KubeVirt, KubeVirt);
+stored!(QuotaInfo, ResourceQuota);
+stored!(LimitRangeInfo, LimitRange);
+stored!(DataSourceInfo, DataSource);
+stored!(Option<Arc<InstancetypeSpec>>, Instancetype);
+stored!(VmClaims, VirtualMachine);
+stored!(Readiness, Readiness);
 
 /// How a kind is read off the wire and what it leaves in the view.
 pub trait Body: DeserializeOwned + Clone + Debug + Send + Sync + 'static {
@@ -227,9 +261,9 @@ impl Body for StorageProfileBody {
         self.metadata.as_ref()
     }
     fn into_entry(self) -> Entry {
-        Entry::StorageProfile(StorageProfileInfo {
+        Entry::StorageProfile(Arc::new(StorageProfileInfo {
             claim_property_sets: self.status.claim_property_sets,
-        })
+        }))
     }
 }
 
@@ -282,12 +316,12 @@ impl Body for PvcBody {
         self.metadata.as_ref()
     }
     fn into_entry(self) -> Entry {
-        Entry::Pvc(PvcInfo {
+        Entry::Pvc(Arc::new(PvcInfo {
             phase: self.status.phase,
             storage_class: self.spec.storage_class_name,
             access_modes: self.spec.access_modes,
             deleting: self.metadata.deletion_timestamp,
-        })
+        }))
     }
 }
 
@@ -324,11 +358,11 @@ impl Body for DataVolumeBody {
             .map(|c| c.message.trim().to_string())
             .filter(|m| !m.is_empty())
             .collect();
-        Entry::DataVolume(DataVolumeInfo {
+        Entry::DataVolume(Arc::new(DataVolumeInfo {
             phase: self.status.phase,
             messages,
             deleting: self.metadata.deletion_timestamp,
-        })
+        }))
     }
 }
 
@@ -393,12 +427,12 @@ impl Body for QuotaBody {
     }
     fn into_entry(self) -> Entry {
         let hard = parsed(self.status.hard);
-        Entry::ResourceQuota(QuotaInfo {
+        Entry::ResourceQuota(Arc::new(QuotaInfo {
             settled: parsed(self.spec.hard) == hard,
             hard,
             used: parsed(self.status.used),
             scoped: !self.spec.scopes.is_empty() || self.spec.scope_selector,
-        })
+        }))
     }
 }
 
@@ -453,7 +487,7 @@ impl Body for LimitRangeBody {
         self.metadata.as_ref()
     }
     fn into_entry(self) -> Entry {
-        Entry::LimitRange(LimitRangeInfo {
+        Entry::LimitRange(Arc::new(LimitRangeInfo {
             limits: self
                 .spec
                 .limits
@@ -466,7 +500,7 @@ impl Body for LimitRangeBody {
                     default_request: parsed(item.default_request),
                 })
                 .collect(),
-        })
+        }))
     }
 }
 
@@ -544,7 +578,7 @@ impl Body for DataSourceBody {
             .conditions
             .into_iter()
             .find(|c| c.type_ == "Ready");
-        Entry::DataSource(DataSourceInfo {
+        Entry::DataSource(Arc::new(DataSourceInfo {
             ready: ready.as_ref().and_then(|c| match c.status.as_str() {
                 "True" => Some(true),
                 "False" => Some(false),
@@ -557,7 +591,7 @@ impl Body for DataSourceBody {
                     .find(|text| !text.is_empty())
             }),
             source_namespace,
-        })
+        }))
     }
 }
 
@@ -680,10 +714,10 @@ impl Body for VirtualMachineBody {
                 })
             })
             .collect();
-        Entry::VirtualMachine(VmClaims {
+        Entry::VirtualMachine(Arc::new(VmClaims {
             claims,
             starts: crate::model::starts(self.spec.running, self.spec.run_strategy.as_deref()),
-        })
+        }))
     }
 }
 
