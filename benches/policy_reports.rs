@@ -88,9 +88,8 @@ async fn run(server: &'static ApiServer) -> Result<(), String> {
     let recorder = tokio::spawn(async move {
         let mut stream = std::pin::pin!(watcher::watcher(reports, watcher::Config::default()));
         while let Some(event) = stream.next().await {
-            if let Ok(Event::Apply(report) | Event::InitApply(report) | Event::Delete(report)) =
-                event
-            {
+            // Writes only: a relist of this watch (InitApply) is no write.
+            if let Ok(Event::Apply(report) | Event::Delete(report)) = event {
                 let ns = report.metadata.namespace.clone().unwrap_or_default();
                 let fails = fail_count(&report);
                 recorded

@@ -623,8 +623,8 @@ pub struct WatcherArgs {
     pub no_leader_election: bool,
     #[command(flatten)]
     pub escalation: EscalationArgs,
-    /// Policy reports: a namespace's report is written once its changes have settled this
-    /// long, and at most once per this long.
+    /// Policy reports: a namespace's report is written at most once per this long, once its
+    /// changes pause for a second (or after four of these, if they never do).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub report_debounce: std::time::Duration,
     /// Write no policy reports (and judge no VM for `virt_preflight_vms_would_not_start`).
@@ -703,11 +703,12 @@ impl WatcherArgs {
         let watcher = Watcher::new(options, metrics, Outputs { events, alerts });
         let watching = run::run(client, view, watcher, leadership, shutdown);
         Ok(async move {
-            match reports {
-                Some(reports) => {
-                    tokio::join!(watching, reports);
-                }
-                None => watching.await,
+            // Its own task: judging a namespace is CPU work that must not hold up the
+            // stuck-VM watcher's loop.
+            let reports = reports.map(tokio::spawn);
+            watching.await;
+            if let Some(reports) = reports {
+                let _ = reports.await;
             }
         })
     }

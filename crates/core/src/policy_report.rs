@@ -130,10 +130,6 @@ impl NamespaceReport {
             .values()
             .flat_map(|rules| rules.iter().map(|(rule, entry)| (*rule, entry)))
     }
-
-    fn count(&self, verdict: Verdict) -> usize {
-        self.entries().filter(|(_, e)| e.verdict == verdict).count()
-    }
 }
 
 /// The report of a namespace whose VMs are now `judged`, after `previous`: each rule that
@@ -238,13 +234,41 @@ fn report_severity(severity: Severity) -> &'static str {
     }
 }
 
-/// The whole report object of `namespace`, for a server-side apply.
+/// Results a report holds at most: about 450 bytes each, so that a report stays well under
+/// etcd's 1.5 MiB request limit (a write past it would fail every time, and the report go
+/// stale).
+pub const MAX_RESULTS: usize = 2_000;
+/// The annotation that says how many results a report left out to stay under [`MAX_RESULTS`].
+pub const LEFT_OUT: &str = "virt-preflight.io/results-left-out";
+
+/// The whole report object of `namespace`, for a server-side apply. Past [`MAX_RESULTS`],
+/// `pass` results go first, then warnings, and [`LEFT_OUT`] says how many are not shown.
 pub fn to_object(api: ReportApi, namespace: &str, report: &NamespaceReport) -> Value {
     let resource = api.resource();
-    let results: Vec<Value> = report
+    let mut entries: Vec<(&String, &RuleId, &Entry)> = report
         .results
         .iter()
         .flat_map(|(name, rules)| rules.iter().map(move |(rule, entry)| (name, rule, entry)))
+        .collect();
+    let left_out = entries.len().saturating_sub(MAX_RESULTS);
+    if left_out > 0 {
+        // Fail before warn before pass (Verdict's order is Pass, Fail, Warn).
+        let rank = |verdict: Verdict| match verdict {
+            Verdict::Fail => 0,
+            Verdict::Warn => 1,
+            Verdict::Pass => 2,
+        };
+        entries.sort_by_key(|(name, rule, entry)| (rank(entry.verdict), *name, **rule));
+        entries.truncate(MAX_RESULTS);
+    }
+    let count = |verdict: Verdict| {
+        entries
+            .iter()
+            .filter(|(_, _, e)| e.verdict == verdict)
+            .count()
+    };
+    let results: Vec<Value> = entries
+        .iter()
         .map(|(name, rule, entry)| {
             json!({
                 "policy": POLICY,
@@ -275,14 +299,17 @@ pub fn to_object(api: ReportApi, namespace: &str, report: &NamespaceReport) -> V
             "labels": {MANAGED_BY.0: MANAGED_BY.1},
         },
         "summary": {
-            "pass": report.count(Verdict::Pass),
-            "fail": report.count(Verdict::Fail),
-            "warn": report.count(Verdict::Warn),
+            "pass": count(Verdict::Pass),
+            "fail": count(Verdict::Fail),
+            "warn": count(Verdict::Warn),
             "error": 0,
             "skip": 0,
         },
         "results": results,
     });
+    if left_out > 0 {
+        object["metadata"]["annotations"] = json!({LEFT_OUT: left_out.to_string()});
+    }
     if api == ReportApi::OpenReports {
         object["source"] = json!(POLICY);
     }
@@ -334,16 +361,24 @@ pub fn from_object(object: &Value) -> NamespaceReport {
     NamespaceReport { results }
 }
 
-/// When each namespace's report is written again: a change marks its namespace, and the
-/// namespace is written once it has been marked for `interval` (the burst settles, and the
-/// view catches up with objects applied together with the VM) and `interval` after its last
-/// write. So a namespace gets at most one write per `interval`, however many changes.
+/// When each namespace's report is written again. A change marks its namespace; the
+/// namespace is due once its changes have settled (no mark for a second, or the interval if
+/// shorter: the view catches up with objects applied together with the VM), or have gone on
+/// for four intervals (a namespace that never settles is still written), and not before the
+/// interval has passed since its last write. So a namespace gets at most one write per
+/// interval, however many changes.
 #[derive(Debug)]
 pub struct Debouncer {
     interval: Duration,
-    marked: BTreeMap<String, Timestamp>,
+    /// The first and the last mark of each namespace waiting.
+    marked: BTreeMap<String, (Timestamp, Timestamp)>,
     written: HashMap<String, Timestamp>,
 }
+
+/// How long a namespace's changes must pause to count as settled, at most.
+const SETTLED: Duration = Duration::from_secs(1);
+/// How many intervals a namespace whose changes never pause waits at most.
+const PATIENCE: u32 = 4;
 
 impl Debouncer {
     pub fn new(interval: Duration) -> Self {
@@ -356,20 +391,29 @@ impl Debouncer {
 
     /// Something in `namespace` changed at `now`.
     pub fn mark(&mut self, namespace: &str, now: Timestamp) {
-        if !self.marked.contains_key(namespace) {
-            self.marked.insert(namespace.to_string(), now);
+        match self.marked.get_mut(namespace) {
+            Some((_, last)) => *last = now,
+            None => {
+                self.marked.insert(namespace.to_string(), (now, now));
+            }
         }
     }
 
     /// The namespaces to judge and write now; they are unmarked and count as written.
     pub fn due(&mut self, now: Timestamp) -> BTreeSet<String> {
-        let interval = jiff::SignedDuration::try_from(self.interval).unwrap_or_default();
-        let waited = |since: Timestamp| now.duration_since(since) >= interval;
+        let span = |d: Duration| jiff::SignedDuration::try_from(d).unwrap_or_default();
+        let (interval, settled, patience) = (
+            span(self.interval),
+            span(self.interval.min(SETTLED)),
+            span(self.interval * PATIENCE),
+        );
+        let since = |at: Timestamp| now.duration_since(at);
         let due: BTreeSet<String> = self
             .marked
             .iter()
-            .filter(|(ns, marked)| {
-                waited(**marked) && self.written.get(*ns).is_none_or(|w| waited(*w))
+            .filter(|(ns, (first, last))| {
+                (since(*last) >= settled || since(*first) >= patience)
+                    && self.written.get(*ns).is_none_or(|w| since(*w) >= interval)
             })
             .map(|(ns, _)| ns.clone())
             .collect();
@@ -510,6 +554,58 @@ mod tests {
     }
 
     #[test]
+    fn a_report_past_its_size_leaves_out_passes_first_and_says_how_many() {
+        let failing = [finding(
+            RuleId::SecretNotFound,
+            Severity::Error,
+            "no Secret s",
+        )];
+        let names: Vec<String> = (0..MAX_RESULTS + 10)
+            .map(|i| format!("vm-{i:05}"))
+            .collect();
+        let mut judged: Vec<Judged<'_>> = names
+            .iter()
+            .map(|name| Judged {
+                name,
+                uid: "u",
+                findings: &[],
+            })
+            .collect();
+        // Every VM failed once; all but the first five are fixed: passes.
+        let all_fail: Vec<Judged<'_>> = names
+            .iter()
+            .map(|name| Judged {
+                name,
+                uid: "u",
+                findings: &failing,
+            })
+            .collect();
+        let first = next(&NamespaceReport::default(), &all_fail, at(0));
+        for vm in judged.iter_mut().take(5) {
+            vm.findings = &failing;
+        }
+        let report = next(&first, &judged, at(10));
+        let object = to_object(ReportApi::WgPolicy, "ns", &report);
+        assert_eq!(
+            object["results"].as_array().map(Vec::len),
+            Some(MAX_RESULTS)
+        );
+        assert_eq!(object["summary"]["fail"], 5);
+        assert_eq!(object["summary"]["pass"], MAX_RESULTS - 5);
+        assert_eq!(object["metadata"]["annotations"][LEFT_OUT], "10");
+        assert!(
+            to_object(ReportApi::WgPolicy, "ns", &first)["metadata"]["annotations"][LEFT_OUT]
+                == "10"
+        );
+        let small = next(&NamespaceReport::default(), &all_fail[..3], at(0));
+        assert!(
+            to_object(ReportApi::WgPolicy, "ns", &small)["metadata"]
+                .get("annotations")
+                .is_none()
+        );
+    }
+
+    #[test]
     fn results_of_other_policies_are_not_read_back() {
         let object = json!({"results": [
             {"policy": "kyverno", "rule": "secret-not-found", "result": "fail",
@@ -544,16 +640,24 @@ mod tests {
 
     #[test]
     fn a_namespace_is_written_once_it_settles_and_at_most_once_per_interval() {
+        let ms = |ms: i64| at(0) + jiff::SignedDuration::from_millis(ms);
         let mut debouncer = Debouncer::new(Duration::from_secs(5));
-        debouncer.mark("a", at(0));
-        assert!(debouncer.due(at(4)).is_empty());
-        debouncer.mark("a", at(4));
-        assert_eq!(debouncer.due(at(5)), BTreeSet::from(["a".to_string()]));
+        debouncer.mark("a", ms(0));
+        debouncer.mark("a", ms(500));
+        assert!(debouncer.due(ms(1_000)).is_empty(), "not settled yet");
+        assert_eq!(debouncer.due(ms(1_500)), BTreeSet::from(["a".to_string()]));
         assert!(!debouncer.pending());
-        // Marked right after a write: not before the interval has passed since it.
-        debouncer.mark("a", at(5));
-        debouncer.mark("b", at(5));
-        assert!(debouncer.due(at(9)).is_empty());
-        assert_eq!(debouncer.due(at(10)).len(), 2);
+        // Marked right after a write: settled, but not before the interval since the write.
+        debouncer.mark("a", ms(1_600));
+        debouncer.mark("b", ms(1_600));
+        assert_eq!(debouncer.due(ms(3_000)), BTreeSet::from(["b".to_string()]));
+        assert!(debouncer.due(ms(6_000)).is_empty());
+        assert_eq!(debouncer.due(ms(6_500)), BTreeSet::from(["a".to_string()]));
+        // Changes that never pause: written after four intervals all the same.
+        for tick in 0..=40 {
+            debouncer.mark("c", ms(10_000 + tick * 500));
+            let due = debouncer.due(ms(10_000 + tick * 500));
+            assert_eq!(due.is_empty(), tick < 40, "at {tick}");
+        }
     }
 }

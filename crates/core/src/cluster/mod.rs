@@ -17,7 +17,7 @@ pub mod snapshot;
 pub mod table;
 pub mod wire;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::sync::Arc;
 
@@ -474,6 +474,13 @@ pub struct ClusterView {
     nodes: Arc<NodeIndex>,
 }
 
+/// Where a view may read otherwise than an earlier one ([`ClusterView::changed_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Changed {
+    Everywhere,
+    In(BTreeSet<String>),
+}
+
 /// A ServiceAccount (namespace, name) cloning from a source namespace: what CDI authorizes
 /// with a SubjectAccessReview for `create datavolumes/source` there.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -701,6 +708,30 @@ impl ClusterView {
         self.nodes = Arc::new(NodeIndex::new(kept));
         self.generation = next_generation();
         self
+    }
+
+    /// Where this view may read otherwise than `before`: the namespaces whose namespaced
+    /// objects changed, or everywhere when anything cluster-scoped did (a Node, a
+    /// StorageClass, the KubeVirt CR...) or a kind became known, unknown or stale.
+    pub fn changed_since(&self, before: &ClusterView) -> Changed {
+        if self.known != before.known
+            || self.stale != before.stale
+            || !Arc::ptr_eq(&self.nodes, &before.nodes)
+            || !Arc::ptr_eq(&self.clone_grants, &before.clone_grants)
+        {
+            return Changed::Everywhere;
+        }
+        let mut namespaces = BTreeSet::new();
+        for kind in Kind::ALL {
+            let (now, was) = (&self.tables[kind as usize], &before.tables[kind as usize]);
+            let changed = now.namespaces_changed_since(was);
+            // The KubeVirt CR is read cluster-wide, wherever it lives.
+            if !changed.is_empty() && (!kind.is_namespaced() || kind == Kind::KubeVirt) {
+                return Changed::Everywhere;
+            }
+            namespaces.extend(changed.into_iter().map(str::to_string));
+        }
+        Changed::In(namespaces)
     }
 
     /// How many objects of `kind` the view holds.

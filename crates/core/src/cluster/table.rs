@@ -84,6 +84,33 @@ impl<T: Clone> Table<T> {
         self.len
     }
 
+    /// The namespaces whose objects may differ between `self` and `before` (by identity: a
+    /// namespace nobody wrote to shares its map with the earlier table, and costs nothing).
+    pub fn namespaces_changed_since<'a>(&'a self, before: &'a Table<T>) -> Vec<&'a str> {
+        if self.by_namespace.ptr_eq(&before.by_namespace) {
+            return Vec::new();
+        }
+        let mut changed: Vec<&str> = self
+            .by_namespace
+            .iter()
+            .filter(|(namespace, names)| {
+                before
+                    .by_namespace
+                    .get(namespace.as_ref())
+                    .is_none_or(|was| !was.ptr_eq(names))
+            })
+            .map(|(namespace, _)| namespace.as_ref())
+            .collect();
+        changed.extend(
+            before
+                .by_namespace
+                .keys()
+                .filter(|namespace| !self.by_namespace.contains_key(namespace.as_ref()))
+                .map(|namespace| namespace.as_ref()),
+        );
+        changed
+    }
+
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -92,6 +119,21 @@ impl<T: Clone> Table<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_namespaces_written_to_are_the_ones_changed() {
+        let mut before = Table::default();
+        before.insert("a", "x", 1);
+        before.insert("b", "y", 2);
+        let mut after = before.clone();
+        assert!(after.namespaces_changed_since(&before).is_empty());
+        after.insert("b", "z", 3);
+        assert_eq!(after.namespaces_changed_since(&before), vec!["b"]);
+        after.remove("a", "x");
+        let mut changed = after.namespaces_changed_since(&before);
+        changed.sort();
+        assert_eq!(changed, vec!["a", "b"]);
+    }
 
     #[test]
     fn insert_replace_remove_and_count() {

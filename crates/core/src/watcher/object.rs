@@ -149,6 +149,18 @@ impl WatchedVm {
         self
     }
 
+    /// Whether `other` reads the same to the rules: the same object (uid), spec, annotations
+    /// and deletion.
+    pub fn same_spec(&self, other: &WatchedVm) -> bool {
+        fn text(raw: &Option<Box<RawValue>>) -> Option<&str> {
+            raw.as_deref().map(RawValue::get)
+        }
+        self.meta.uid == other.meta.uid
+            && self.deletion_timestamp == other.deletion_timestamp
+            && text(&self.spec) == text(&other.spec)
+            && text(&self.annotations) == text(&other.annotations)
+    }
+
     /// The VM in the rules' model: its metadata (name, namespace, uid, annotations,
     /// deletionTimestamp) and spec, read from the kept text.
     pub fn model(&self) -> Result<VirtualMachine, ModelError> {

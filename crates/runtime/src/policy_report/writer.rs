@@ -1,8 +1,9 @@
 //! The policy-report writer of the watcher process: while this replica leads, it watches every
 //! VM, judges the namespaces a change touched once the change has settled ([`Debouncer`]),
 //! and server-side applies each namespace's report when what it says has changed (deletes it
-//! once the namespace has no result). A VM, or any object of the cluster view, changing marks
-//! the namespaces it may touch: its own, or every one for a view change.
+//! once the namespace has no result). A VM's spec, or an object of the cluster view, changing
+//! marks the namespaces it may touch: its own for a namespaced object, every one for a
+//! cluster-scoped one ([`ClusterView::changed_since`]).
 //!
 //! Where neither report API is installed, the VMs are still judged for the gauge of VMs that
 //! would not start again; that the reports are not written is logged once, and the API server
@@ -25,6 +26,7 @@ use super::{
     Debouncer, MANAGED_BY, NamespaceReport, POLICY, ReportApi, from_object, judge, to_object,
 };
 use crate::cluster::live::LiveView;
+use crate::cluster::{Changed, ClusterView};
 use crate::metrics::{Metrics, RuleLabels};
 use crate::rules::RuleId;
 use crate::watcher::WatchedVm;
@@ -35,6 +37,10 @@ use crate::watcher::run::ErrorStreak;
 /// [`ReportApi::ALL`]'s resources).
 pub const VERBS: [&str; 4] = ["list", "create", "patch", "delete"];
 
+/// How often the reports on the API server are read back and put right where they differ
+/// from what was written (someone deleted or edited one).
+pub const RESYNC: Duration = Duration::from_secs(300);
+
 /// How often the API server is asked again for a report API it did not serve.
 pub const REDISCOVER: Duration = Duration::from_secs(60);
 /// The default of `--report-debounce`.
@@ -42,8 +48,7 @@ pub const DEFAULT_DEBOUNCE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone)]
 pub struct WriterOptions {
-    /// A namespace is written once its changes have settled this long, and at most once per
-    /// this long.
+    /// A namespace is written at most once per this long (see [`Debouncer`]).
     pub debounce: Duration,
 }
 
@@ -111,7 +116,15 @@ struct Term {
     /// What each namespace's report says on the API server, as last written or read.
     written: BTreeMap<String, NamespaceReport>,
     debouncer: Debouncer,
-    seen_generation: Option<u64>,
+    /// The view the namespaces were last marked against.
+    seen_view: Option<Arc<ClusterView>>,
+    /// Whether the reports already on the API server were read (or none can be): until then
+    /// nothing is judged, so that no `pass` or time is forgotten.
+    history_read: bool,
+    /// When the reports were last read back.
+    resynced: Option<tokio::time::Instant>,
+    /// Whether "waiting for a failing watch" was logged.
+    said_stale: bool,
     /// The rules `virt_preflight_vms_would_not_start` has a series for.
     exported: BTreeSet<RuleId>,
     /// Writes failed since the last that succeeded.
@@ -134,7 +147,10 @@ impl Term {
             judged: BTreeMap::new(),
             written: BTreeMap::new(),
             debouncer: Debouncer::new(options.debounce),
-            seen_generation: None,
+            seen_view: None,
+            history_read: false,
+            resynced: None,
+            said_stale: false,
             exported: BTreeSet::new(),
             write_errors: 0,
         }
@@ -165,7 +181,14 @@ impl Term {
                         self.on_vm_event(event, Timestamp::now());
                     }
                 }
-                _ = tick.tick() => self.on_tick().await,
+                _ = tick.tick() => {
+                    // A tick's writes stop at shutdown or when the lead is lost (checked
+                    // before each write).
+                    tokio::select! {
+                        () = &mut shutdown => return Ended::Shutdown,
+                        () = self.on_tick(leadership) => {}
+                    }
+                }
             }
         }
     }
@@ -192,11 +215,13 @@ impl Term {
             }
             Event::Apply(vm) => {
                 if let Some((ns, name)) = keyed(&vm) {
-                    self.debouncer.mark(&ns, now);
-                    self.vms
-                        .entry(ns)
-                        .or_default()
-                        .insert(name, vm.without_status());
+                    let vm = vm.without_status();
+                    let names = self.vms.entry(ns.clone()).or_default();
+                    // A status change (most of a running cluster's events) judges nothing anew.
+                    if names.get(&name).is_none_or(|was| !was.same_spec(&vm)) {
+                        self.debouncer.mark(&ns, now);
+                    }
+                    names.insert(name, vm);
                 }
             }
             Event::Delete(vm) => {
@@ -213,38 +238,37 @@ impl Term {
         }
     }
 
-    async fn on_tick(&mut self) {
+    async fn on_tick(&mut self, leadership: &Leadership) {
         self.discover().await;
-        // No judgement before the VMs and the view are listed (no result from a half view),
-        // nor while a watch of the view is failing (its data may be behind: no fresh data, no
-        // `fail`); the marked namespaces wait, and are judged once the view is whole again.
-        if !self.vms_listed || !self.view.settled() {
+        self.resync().await;
+        // No judgement before the VMs, the view and the reports already written are read (no
+        // result from a half view, no `pass` forgotten), nor while a watch of the view is
+        // failing (its data may be behind: no fresh data, no `fail`); the marked namespaces
+        // wait, and are judged once the view is whole again.
+        if !self.vms_listed || !self.view.settled() || !self.history_read {
             return;
         }
         let view = self.view.current();
-        if view.stale().iter().next().is_some() {
+        let stale: Vec<&str> = view.stale().iter().map(|kind| kind.as_str()).collect();
+        if !stale.is_empty() {
+            if !self.said_stale {
+                info!(kinds = ?stale, "policy reports wait: the cluster view's watch of these kinds is failing, and its data may be behind");
+                self.said_stale = true;
+            }
             return;
         }
-        let now = Timestamp::now();
-        if self.seen_generation != Some(view.generation()) {
-            // Any object a rule reads changed: every namespace may read otherwise.
-            self.seen_generation = Some(view.generation());
-            let namespaces: BTreeSet<String> = self
-                .vms
-                .keys()
-                .chain(self.judged.keys())
-                .chain(self.written.keys())
-                .cloned()
-                .collect();
-            for namespace in namespaces {
-                self.debouncer.mark(&namespace, now);
-            }
-        }
+        self.said_stale = false;
+        // Whole seconds: what the reports can say (their timestamps have no fraction here).
+        let now = Timestamp::from_second(Timestamp::now().as_second())
+            .unwrap_or_else(|_| Timestamp::now());
+        self.mark_view_changes(&view, now);
         let due = self.debouncer.due(now);
         if due.is_empty() {
             return;
         }
         for namespace in &due {
+            // Judging a namespace is CPU work: let the other tasks of the process run between.
+            tokio::task::yield_now().await;
             let previous = self
                 .judged
                 .get(namespace)
@@ -280,7 +304,78 @@ impl Term {
         self.export_gauge();
         if let Some(api) = self.api {
             for namespace in &due {
+                if !leadership.is_leader() {
+                    // The next leader writes; these namespaces are its.
+                    return;
+                }
                 self.write(api, namespace).await;
+            }
+        }
+    }
+
+    /// Marks the namespaces where the view now reads otherwise than when last looked at: the
+    /// ones whose objects changed, or every one for a change of anything cluster-scoped.
+    fn mark_view_changes(&mut self, view: &Arc<ClusterView>, now: Timestamp) {
+        let changed = match &self.seen_view {
+            Some(seen) if seen.generation() == view.generation() => return,
+            Some(seen) => view.changed_since(seen),
+            None => Changed::Everywhere,
+        };
+        self.seen_view = Some(view.clone());
+        let namespaces: BTreeSet<String> = match changed {
+            Changed::In(namespaces) => namespaces,
+            Changed::Everywhere => self
+                .vms
+                .keys()
+                .chain(self.judged.keys())
+                .chain(self.written.keys())
+                .cloned()
+                .collect(),
+        };
+        for namespace in namespaces {
+            self.debouncer.mark(&namespace, now);
+        }
+    }
+
+    /// Every [`RESYNC`], reads back the reports on the API server, so that one deleted or
+    /// edited by someone else is put right.
+    async fn resync(&mut self) {
+        let Some(api) = self.api else {
+            return;
+        };
+        if self.resynced.is_some_and(|at| at.elapsed() < RESYNC) {
+            return;
+        }
+        self.resynced = Some(tokio::time::Instant::now());
+        if let Some(written) = self.list_written(api).await {
+            let now = Timestamp::now();
+            for namespace in written.keys().chain(self.written.keys()) {
+                if written.get(namespace) != self.written.get(namespace) {
+                    self.debouncer.mark(namespace, now);
+                }
+            }
+            self.written = written;
+        }
+    }
+
+    /// The reports this tool wrote, as the API server has them now, by namespace.
+    async fn list_written(&self, api: ReportApi) -> Option<BTreeMap<String, NamespaceReport>> {
+        let reports: Api<DynamicObject> = Api::all_with(self.client.clone(), &api.resource());
+        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
+        match reports.list(&ListParams::default().labels(&selector)).await {
+            Ok(list) => Some(
+                list.items
+                    .iter()
+                    .filter_map(|report| {
+                        let namespace = report.metadata.namespace.clone()?;
+                        let object = serde_json::to_value(report).ok()?;
+                        Some((namespace, from_object(&object)))
+                    })
+                    .collect(),
+            ),
+            Err(err) => {
+                warn!(%err, report = %api, "cannot list the policy reports already written; asking again later");
+                None
             }
         }
     }
@@ -339,10 +434,20 @@ impl Term {
                     debug!(%err, namespace, report = %api, "cannot write the policy report");
                 }
                 self.write_errors += 1;
-                if matches!(&err, kube::Error::Api(status) if status.code == 404) {
-                    // The CRD went away: ask which API is served.
-                    self.api = None;
-                    self.discovered = None;
+                if let kube::Error::Api(status) = &err
+                    && status.code == 404
+                {
+                    if status
+                        .message
+                        .contains("could not find the requested resource")
+                    {
+                        // The CRD went away: ask which API is served.
+                        self.api = None;
+                        self.discovered = None;
+                    } else {
+                        // The namespace went away, and its report with it.
+                        self.written.remove(namespace);
+                    }
                 }
                 // Again after the interval, with whatever changed by then.
                 self.debouncer.mark(namespace, Timestamp::now());
@@ -383,6 +488,8 @@ impl Term {
             }
         }
         let Some(api) = ReportApi::choose(|gv| served.get(gv).cloned().unwrap_or_default()) else {
+            // Nothing to read back: judging may begin (for the gauge).
+            self.history_read = true;
             if !self.said_absent {
                 info!(
                     "neither {} nor {} is installed: no policy reports are written (the VMs are still judged for virt_preflight_vms_would_not_start); asked again every {}s",
@@ -394,25 +501,12 @@ impl Term {
             }
             return;
         };
-        let reports: Api<DynamicObject> = Api::all_with(self.client.clone(), &api.resource());
-        let selector = format!("{}={}", MANAGED_BY.0, MANAGED_BY.1);
-        match reports.list(&ListParams::default().labels(&selector)).await {
-            Ok(list) => {
-                self.written = list
-                    .items
-                    .iter()
-                    .filter_map(|report| {
-                        let namespace = report.metadata.namespace.clone()?;
-                        let object = serde_json::to_value(report).ok()?;
-                        Some((namespace, from_object(&object)))
-                    })
-                    .collect();
-            }
-            Err(err) => {
-                warn!(%err, report = %api, "cannot list the policy reports already written; asking again later");
-                return;
-            }
-        }
+        let Some(written) = self.list_written(api).await else {
+            return;
+        };
+        self.written = written;
+        self.history_read = true;
+        self.resynced = Some(tokio::time::Instant::now());
         info!(report = %api, existing = self.written.len(), "writing policy reports, one per namespace");
         self.api = Some(api);
         let now = Timestamp::now();

@@ -16,7 +16,9 @@ pub enum Leadership {
     /// Follows a Lease; `true` while this replica holds it.
     Lease {
         receiver: watch::Receiver<bool>,
-        /// The election task, which releases the Lease when the receiver is dropped.
+        /// The election task, which releases the Lease once every receiver is dropped (the
+        /// owner's, and its followers': the policy-report writer's ends with the process's
+        /// shutdown too).
         task: Option<JoinHandle<()>>,
     },
 }
