@@ -249,6 +249,13 @@ async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
     }
 
     let total = per_round * ROUNDS;
+    let answered = BARE_CALLS.load(std::sync::atomic::Ordering::Relaxed);
+    // Every bare case request, and the warm-up and the wait before, were answered by it.
+    if answered < total as u64 {
+        return Err(format!(
+            "the bare webhook answered {answered} reviews for {total} requests: the API server did not reach it"
+        ));
+    }
     println!(
         "{total} sequential dry-run creates per case through kube-apiserver 1.32 (one kube client, \
          {ROUNDS} rounds of {per_round} per case in turn, after {WARMUP} warm-up requests each): \
@@ -315,16 +322,31 @@ async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Reviews the bare webhook answered: with failurePolicy Ignore a failed call would still
+/// be counted by the API server, and a broken floor look fast.
+static BARE_CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The bare always-allow webhook on `127.0.0.1:0`, on its own runtime and thread; its port.
 fn start_bare_webhook(certs: &std::path::Path) -> u16 {
     use axum::Json;
     use axum::routing::post;
 
-    async fn allow(Json(review): Json<Value>) -> Json<Value> {
+    /// All it reads of a review: the uid its answer must carry.
+    #[derive(serde::Deserialize)]
+    struct Review {
+        request: Request,
+    }
+    #[derive(serde::Deserialize)]
+    struct Request {
+        uid: String,
+    }
+
+    async fn allow(Json(review): Json<Review>) -> Json<Value> {
+        BARE_CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Json(serde_json::json!({
             "apiVersion": "admission.k8s.io/v1",
             "kind": "AdmissionReview",
-            "response": {"uid": review["request"]["uid"], "allowed": true},
+            "response": {"uid": review.request.uid, "allowed": true},
         }))
     }
 

@@ -11,13 +11,20 @@
 //! /proc/PID/mem: the server runs as the same user).
 //!
 //! Beside it, on the same fake API server and fed the same changes, runs the floor (issue 25):
-//! a bare kube-runtime metadata watcher on Secrets, with the same kube, tokio and TLS stack,
-//! that counts events and stores nothing (this bench's own binary, re-run with
+//! a bare kube-runtime metadata watcher on Secrets, with the same kube and tokio stack and
+//! allocator (the fake API server is plain HTTP for both), with kube's default backoff, that
+//! counts events and stores nothing (this bench's own binary, re-run with
 //! `LIVE_VIEW_BARE_WATCHER=1`). The ratios printed: CPU per Secret change, and Secret copies
 //! in memory, of `serve` against the bare watcher.
 //!
 //! Run: `cargo bench --bench live_view` (a few minutes once built). `LIVE_VIEW_SECRETS=N` runs one
 //! size only.
+
+// The binary's allocator, so that the bare watcher (this binary too) leaves no more freed
+// copies of Secret values than `serve` does: the copies compared are the ones each keeps.
+#[global_allocator]
+static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
+    zeroizing_alloc::ZeroAlloc(std::alloc::System);
 
 #[path = "../tests/support/fake_api.rs"]
 mod fake_api;
@@ -190,6 +197,7 @@ const BARE_WATCHER: &str = "LIVE_VIEW_BARE_WATCHER";
 fn bare_watcher() {
     use futures::StreamExt;
     use k8s_openapi::api::core::v1::Secret;
+    use kube::runtime::WatchStreamExt;
     use kube::runtime::watcher::{self, Event};
     use std::io::Write;
 
@@ -204,7 +212,8 @@ fn bare_watcher() {
             .expect("a client from KUBECONFIG");
         // Metadata only, as the view reads Secrets.
         let secrets = kube::Api::<kube::core::PartialObjectMeta<Secret>>::all(client);
-        let mut stream = std::pin::pin!(watcher::watcher(secrets, watcher::Config::default()));
+        let mut stream =
+            std::pin::pin!(watcher::watcher(secrets, watcher::Config::default()).default_backoff());
         let mut events: u64 = 0;
         while let Some(event) = stream.next().await {
             if let Ok(event) = event {

@@ -122,6 +122,11 @@ impl Kind {
         self.facts().only_named
     }
 
+    /// Whether a rule reads this kind from namespaces other than the VM's.
+    pub fn read_across_namespaces(self) -> bool {
+        self.facts().read_across_namespaces
+    }
+
     /// The kind an object is, from its `apiVersion` and `kind` (any version of the group).
     pub fn of(api_version: &str, kind: &str) -> Option<Kind> {
         let group = api_version.rsplit_once('/').map_or("", |(group, _)| group);
@@ -151,6 +156,10 @@ pub struct KindFacts {
     pub plural: &'static str,
     pub namespaced: bool,
     pub only_named: Option<&'static str>,
+    /// Whether a rule reads it from namespaces other than the VM's (a DataSource's
+    /// `sourceRef.namespace`, a Multus `namespace/name`, KubeVirt's own namespace): a change
+    /// to one may concern VMs anywhere.
+    pub read_across_namespaces: bool,
 }
 
 const fn row(
@@ -169,12 +178,20 @@ const fn row(
         plural,
         namespaced,
         only_named: None,
+        read_across_namespaces: false,
     }
 }
 
 const fn by_name(facts: KindFacts, name: &'static str) -> KindFacts {
     KindFacts {
         only_named: Some(name),
+        ..facts
+    }
+}
+
+const fn across_namespaces(facts: KindFacts) -> KindFacts {
+    KindFacts {
+        read_across_namespaces: true,
         ..facts
     }
 }
@@ -236,14 +253,14 @@ pub const KINDS: [KindFacts; Kind::COUNT] = [
         "datavolumes",
         true,
     ),
-    row(
+    across_namespaces(row(
         Kind::NetworkAttachmentDefinition,
         "NetworkAttachmentDefinition",
         "k8s.cni.cncf.io",
         "v1",
         "network-attachment-definitions",
         true,
-    ),
+    )),
     row(
         Kind::VirtualMachineInstancetype,
         "VirtualMachineInstancetype",
@@ -276,14 +293,14 @@ pub const KINDS: [KindFacts; Kind::COUNT] = [
         "virtualmachineclusterpreferences",
         false,
     ),
-    row(
+    across_namespaces(row(
         Kind::KubeVirt,
         "KubeVirt",
         "kubevirt.io",
         "v1",
         "kubevirts",
         true,
-    ),
+    )),
     row(
         Kind::ResourceQuota,
         "ResourceQuota",
@@ -300,14 +317,14 @@ pub const KINDS: [KindFacts; Kind::COUNT] = [
         "limitranges",
         true,
     ),
-    row(
+    across_namespaces(row(
         Kind::DataSource,
         "DataSource",
         CDI,
         "v1beta1",
         "datasources",
         true,
-    ),
+    )),
     row(
         Kind::VirtualMachine,
         "VirtualMachine",
@@ -316,7 +333,7 @@ pub const KINDS: [KindFacts; Kind::COUNT] = [
         "virtualmachines",
         true,
     ),
-    by_name(
+    across_namespaces(by_name(
         row(
             Kind::Deployment,
             "Deployment",
@@ -326,8 +343,8 @@ pub const KINDS: [KindFacts; Kind::COUNT] = [
             true,
         ),
         VIRT_CONTROLLER,
-    ),
-    by_name(
+    )),
+    across_namespaces(by_name(
         row(
             Kind::DaemonSet,
             "DaemonSet",
@@ -337,7 +354,7 @@ pub const KINDS: [KindFacts; Kind::COUNT] = [
             true,
         ),
         VIRT_HANDLER,
-    ),
+    )),
 ];
 
 /// KubeVirt's controller Deployment, in the KubeVirt CR's namespace.
@@ -725,8 +742,7 @@ impl ClusterView {
         for kind in Kind::ALL {
             let (now, was) = (&self.tables[kind as usize], &before.tables[kind as usize]);
             let changed = now.namespaces_changed_since(was);
-            // The KubeVirt CR is read cluster-wide, wherever it lives.
-            if !changed.is_empty() && (!kind.is_namespaced() || kind == Kind::KubeVirt) {
+            if !changed.is_empty() && (!kind.is_namespaced() || kind.read_across_namespaces()) {
                 return Changed::Everywhere;
             }
             namespaces.extend(changed.into_iter().map(str::to_string));
@@ -984,6 +1000,66 @@ mod tests {
         let derived = first.clone().with_clone_grants([]);
         assert_ne!(derived.generation(), first.generation());
         assert_eq!(ClusterView::default().generation(), 0);
+    }
+
+    #[test]
+    fn a_change_concerns_its_namespace_or_every_one() {
+        let object = |api_version: &str, kind: &str, namespace: &str, name: &str| {
+            json!({"apiVersion": api_version, "kind": kind,
+                   "metadata": {"name": name, "namespace": namespace}})
+        };
+        let mut builder = ViewBuilder::new();
+        for kind in Kind::ALL {
+            builder.mark_known(kind);
+        }
+        builder
+            .add(Kind::Secret, &object("v1", "Secret", "a", "s"))
+            .unwrap();
+        let before = builder.view();
+        assert_eq!(
+            builder.view().changed_since(&before),
+            Changed::In(BTreeSet::new())
+        );
+
+        // A Secret is read from its VM's namespace only.
+        builder
+            .add(Kind::Secret, &object("v1", "Secret", "b", "s"))
+            .unwrap();
+        let after = builder.view();
+        assert_eq!(
+            after.changed_since(&before),
+            Changed::In(BTreeSet::from(["b".to_string()]))
+        );
+        builder.delete(
+            Kind::Secret,
+            MetaRef {
+                name: "s",
+                namespace: Some("a"),
+                resource_version: None,
+            },
+        );
+        assert_eq!(
+            builder.view().changed_since(&after),
+            Changed::In(BTreeSet::from(["a".to_string()]))
+        );
+
+        // A golden image's DataSource is read from every namespace that clones it.
+        let before = builder.view();
+        let source = object("cdi.kubevirt.io/v1beta1", "DataSource", "images", "fedora");
+        builder.add(Kind::DataSource, &source).unwrap();
+        assert_eq!(builder.view().changed_since(&before), Changed::Everywhere);
+
+        // Cluster-scoped: a StorageClass.
+        let before = builder.view();
+        let class = json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass",
+                           "metadata": {"name": "fast"}, "provisioner": "x"});
+        builder.add(Kind::StorageClass, &class).unwrap();
+        assert_eq!(builder.view().changed_since(&before), Changed::Everywhere);
+
+        // A kind that turns stale.
+        let before = builder.view();
+        builder.set_stale(Kind::Secret, true);
+        assert_eq!(builder.view().changed_since(&before), Changed::Everywhere);
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! What a rule reports, and about which object: the finding shape of the rule registry
-//! (`src/rules/registry.rs`, printed as README's rule table), its one-line form, and the one
+//! (`crates/core/src/rules/registry.rs`, printed as README's rule table), its one-line form, and the one
 //! place that decides which namespace a VM is in.
 
 use std::fmt;
