@@ -219,16 +219,7 @@ fn main() {
         return;
     };
     let crds = std::path::PathBuf::from(dir).join("wgpolicyk8s-crds.yaml");
-    server
-        .kubectl(&["apply", "--server-side", "-f", &crds.to_string_lossy()])
-        .ok();
-    server
-        .kubectl(&[
-            "wait",
-            "--for=condition=Established",
-            "crd/policyreports.wgpolicyk8s.io",
-        ])
-        .ok();
+    server.install_crd_file(&crds, "policyreports.wgpolicyk8s.io");
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -33,13 +33,7 @@ fn crds(file: &str) -> Option<PathBuf> {
 }
 
 fn install(server: &ApiServer, file: &str, crd: &str) -> Option<()> {
-    let path = crds(file)?;
-    server
-        .kubectl(&["apply", "--server-side", "-f", &path.to_string_lossy()])
-        .ok();
-    server
-        .kubectl(&["wait", "--for=condition=Established", &format!("crd/{crd}")])
-        .ok();
+    server.install_crd_file(&crds(file)?, crd);
     Some(())
 }
 
@@ -241,10 +235,9 @@ impl Transcript {
     /// `kubectl virt-preflight ARGS`: the binary, on the test server's kubeconfig.
     fn plugin(&mut self, args: &[&str]) -> (i32, String) {
         let kubeconfig = self.server.kubeconfig.to_string_lossy().into_owned();
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_virt-preflight"))
+        let output = support::binary::command()
             .args(args)
             .args(["--kubeconfig", &kubeconfig])
-            .env_remove("KUBECONFIG")
             .output()
             .expect("virt-preflight runs");
         let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

@@ -192,6 +192,20 @@ impl ApiServer {
         }
     }
 
+    /// Installs the CRDs of `file` (server-side, as their READMEs say) and waits until `crd` is
+    /// established.
+    pub fn install_crd_file(&self, file: &Path, crd: &str) {
+        self.kubectl(&["apply", "--server-side", "-f", &file.to_string_lossy()])
+            .ok();
+        self.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            &format!("crd/{crd}"),
+        ])
+        .ok();
+    }
+
     /// `kubectl apply` of `objects` as one List, as cluster-admin; panics if it fails.
     pub fn apply_list(&self, objects: &[serde_json::Value]) {
         let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
