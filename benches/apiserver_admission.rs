@@ -5,8 +5,9 @@
 //!
 //! For each case it reports the client's p50/p99/mean/max, the mean webhook call the API server
 //! itself recorded (`apiserver_admission_webhook_admission_duration_seconds`, sum/count over
-//! the run, our webhook only) and virt-preflight's own time per review
-//! (`virt_preflight_admission_duration_seconds`). The cases: a VM in a namespace deploy/
+//! the run, our webhook only), virt-preflight's own time per review
+//! (`virt_preflight_admission_duration_seconds`) and the API server's own time on GETs of
+//! Secrets (`apiserver_request_duration_seconds`: the confirmations). The cases: a VM in a namespace deploy/
 //! excludes (the API server's own cost, no webhook: the scale), a VM that is allowed, one
 //! denied by a spec rule, and one denied because a Secret it names does not exist (a cluster
 //! rule: where the webhook would confirm the absence with the API server before denying).
@@ -137,12 +138,26 @@ impl Histogram {
     }
 }
 
-/// The calls to `webhook` the API server recorded, and virt-preflight's reviews.
+/// What one reading of both processes' metrics gives.
+#[derive(Clone, Copy)]
+struct Readings {
+    /// The calls to the webhook, as the API server timed them.
+    webhook: Histogram,
+    /// virt-preflight's own time per review.
+    own: Histogram,
+    /// Of which waiting on the API server's answers to its confirmations.
+    confirming: Histogram,
+    /// The API server's own time on GETs of Secrets: virt-preflight's confirmations.
+    secret_gets: Histogram,
+}
+
+/// The calls to `webhook` the API server recorded, virt-preflight's reviews, and the
+/// API server's time on GETs of Secrets.
 async fn histograms(
     client: &kube::Client,
     deployment: &Deployment,
     webhook: &str,
-) -> Result<(Histogram, Histogram), String> {
+) -> Result<Readings, String> {
     let request = hyper::Request::get("/metrics")
         .body(Vec::new())
         .map_err(|e| e.to_string())?;
@@ -150,17 +165,30 @@ async fn histograms(
         .request_text(request)
         .await
         .map_err(|e| format!("the API server's /metrics: {e}"))?;
+    let samples = parse_samples(&text);
     let webhook = Histogram::read(
-        &parse_samples(&text),
+        &samples,
         "apiserver_admission_webhook_admission_duration_seconds",
         &[("name", webhook), ("type", "validating")],
     );
-    let own = Histogram::read(
-        &deployment.try_metrics()?,
-        "virt_preflight_admission_duration_seconds",
+    let secret_gets = Histogram::read(
+        &samples,
+        "apiserver_request_duration_seconds",
+        &[("verb", "GET"), ("resource", "secrets")],
+    );
+    let ours = deployment.try_metrics()?;
+    let own = Histogram::read(&ours, "virt_preflight_admission_duration_seconds", &[]);
+    let confirming = Histogram::read(
+        &ours,
+        "virt_preflight_admission_confirmation_duration_seconds",
         &[],
     );
-    Ok((webhook, own))
+    Ok(Readings {
+        webhook,
+        own,
+        confirming,
+        secret_gets,
+    })
 }
 
 fn percentile(sorted: &[Duration], p: usize) -> Duration {
@@ -192,6 +220,8 @@ struct Measured {
     latencies: Vec<Duration>,
     webhook: Histogram,
     own: Histogram,
+    confirming: Histogram,
+    secret_gets: Histogram,
 }
 
 async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
@@ -213,7 +243,12 @@ async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
     let api = Api::<DynamicObject>::namespaced_with(client.clone(), bare.namespace, &resource);
     let vm: DynamicObject = serde_json::from_value(bare.vm.clone()).map_err(|e| e.to_string())?;
     let waited = Instant::now();
-    while histograms(&client, deployment, BARE_WEBHOOK).await?.0.count == 0.0 {
+    while histograms(&client, deployment, BARE_WEBHOOK)
+        .await?
+        .webhook
+        .count
+        == 0.0
+    {
         if waited.elapsed() > Duration::from_secs(30) {
             return Err("the API server never called the bare webhook".into());
         }
@@ -243,8 +278,14 @@ async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
                 measured.latencies.push(started.elapsed());
             }
             let after = histograms(&client, deployment, webhook).await?;
-            measured.webhook = measured.webhook.plus(after.0.since(before.0));
-            measured.own = measured.own.plus(after.1.since(before.1));
+            measured.webhook = measured.webhook.plus(after.webhook.since(before.webhook));
+            measured.own = measured.own.plus(after.own.since(before.own));
+            measured.confirming = measured
+                .confirming
+                .plus(after.confirming.since(before.confirming));
+            measured.secret_gets = measured
+                .secret_gets
+                .plus(after.secret_gets.since(before.secret_gets));
         }
     }
 
@@ -263,8 +304,16 @@ async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
          time per review (means over the same requests)\n"
     );
     println!(
-        "{:<36} {:>9} {:>9} {:>9} {:>9}   {:>22}   {:>14}",
-        "case", "p50", "p99", "mean", "max", "API server -> webhook", "virt-preflight"
+        "{:<36} {:>9} {:>9} {:>9} {:>9}   {:>22}   {:>14}   {:>10}   {:>22}",
+        "case",
+        "p50",
+        "p99",
+        "mean",
+        "max",
+        "API server -> webhook",
+        "virt-preflight",
+        "confirming",
+        "its GETs of Secrets"
     );
     let mut summary: Vec<(&str, Duration, Duration, f64)> = Vec::new();
     for (case, mut measured) in cases.iter().zip(measured) {
@@ -283,7 +332,7 @@ async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
         latencies.sort();
         let mean = latencies.iter().sum::<Duration>() / total as u32;
         println!(
-            "{:<36} {:>9} {:>9} {:>9} {:>9}   {:>22}   {:>14}",
+            "{:<36} {:>9} {:>9} {:>9} {:>9}   {:>22}   {:>14}   {:>10}   {:>22}",
             case.name,
             ms(percentile(latencies, 50)),
             ms(percentile(latencies, 99)),
@@ -295,6 +344,12 @@ async fn run(deployment: &Deployment, requests: usize) -> Result<(), String> {
                 measured.webhook.count
             ),
             measured.own.mean(),
+            measured.confirming.mean(),
+            format!(
+                "{} ({} GETs)",
+                measured.secret_gets.mean(),
+                measured.secret_gets.count
+            ),
         );
         summary.push((
             case.name,

@@ -196,6 +196,16 @@ pub fn as_kubectl_plugin() -> bool {
 
 /// A kube client for the live cluster the flags name.
 pub async fn kube_client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(kube_config(args).await?)?)
+}
+
+/// The clients a long-running view reads the cluster the flags name through.
+async fn view_clients(args: &ClusterArgs) -> anyhow::Result<live::ViewClients> {
+    Ok(live::ViewClients::new(kube_config(args).await?)?)
+}
+
+/// The configuration of the live cluster the flags name.
+async fn kube_config(args: &ClusterArgs) -> anyhow::Result<kube::Config> {
     use kube::config::{Config, KubeConfigOptions, Kubeconfig};
     let options = KubeConfigOptions {
         context: args.context.clone(),
@@ -210,7 +220,7 @@ pub async fn kube_client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
         None if args.context.is_some() => Config::from_kubeconfig(&options).await?,
         None => Config::infer().await?,
     };
-    Ok(kube::Client::try_from(config)?)
+    Ok(config)
 }
 
 /// The view the flags ask for, with the errors of its snapshot files and notes on what it
@@ -736,7 +746,8 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
         cert.spawn_reloader(args.tls_reload().max(Duration::from_secs(1)));
         let metrics = Arc::new(Metrics::new());
         let (view, events, confirmer) = if args.cluster.cluster_state.is_empty() {
-            let client = kube_client(&args.cluster).await?;
+            let clients = view_clients(&args.cluster).await?;
+            let client = clients.objects.clone();
             let confirmer = crate::confirm::Confirmer::new(client.clone(), args.confirm_timeout());
             let queue = events::start(
                 client.clone(),
@@ -744,7 +755,7 @@ pub fn run_serve(args: &ServeArgs) -> anyhow::Result<()> {
                 metrics.clone(),
                 events::QUEUE_CAPACITY,
             );
-            let view = live::LiveView::start(client.clone(), &policy.node_templates);
+            let view = live::LiveView::start(clients, &policy.node_templates);
             if args.watch {
                 let watcher = args.watcher.start(
                     client,
@@ -846,7 +857,8 @@ pub fn run_watch(args: &WatchArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let client = kube_client(&args.cluster).await?;
+        let clients = view_clients(&args.cluster).await?;
+        let client = clients.objects.clone();
         let metrics = Arc::new(Metrics::new());
         let events = events::start(
             client.clone(),
@@ -854,7 +866,7 @@ pub fn run_watch(args: &WatchArgs) -> anyhow::Result<()> {
             metrics.clone(),
             events::QUEUE_CAPACITY,
         );
-        let view = live::LiveView::start(client.clone(), &[]);
+        let view = live::LiveView::start(clients, &[]);
         let listener = tokio::net::TcpListener::bind(args.metrics_addr).await?;
         let addr = listener.local_addr()?;
         let app = server::watcher_router(metrics.clone(), view.clone());

@@ -7,7 +7,7 @@
 //! Skipped, saying why, when `VIRT_PREFLIGHT_APISERVER_DIR` is unset; `.ci/run` sets it.
 
 mod support;
-use support::{apiserver, deployment, vms};
+use support::{apiserver, deployment, scrape, vms};
 
 use deployment::{Deployment, WEBHOOK_NAME};
 use serde_json::Value;
@@ -138,6 +138,20 @@ fn a_vm_naming_a_secret_that_does_not_exist_is_denied() {
         denied[0]
     );
     assert!(stored_vms(deployment, namespace).is_empty());
+    // The API server's answer is counted, and the wait on it timed.
+    let metrics = deployment.metrics();
+    let absent = scrape::sum_of(
+        &metrics,
+        "virt_preflight_admission_confirmations_total",
+        &[("result", "absent")],
+    );
+    assert!(absent >= 1.0, "no confirmed absence counted");
+    let timed = scrape::sum_of(
+        &metrics,
+        "virt_preflight_admission_confirmation_duration_seconds_count",
+        &[],
+    );
+    assert!(timed >= 1.0, "no confirmation timed");
 }
 
 /// Issue 15 and RULES.md: a VM with `runStrategy: Halted` cannot get stuck until someone starts

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 use support::fake_api::FakeApi;
-use virt_preflight::cluster::live::{LiveView, list_once};
+use virt_preflight::cluster::live::{LiveView, ViewClients, list_once};
 use virt_preflight::cluster::{ClusterView, Kind, Lookup};
 use virt_preflight::model::VirtualMachine;
 use virt_preflight::rules::finding::{DEFAULT_NAMESPACE, ObjectRef};
@@ -179,4 +179,80 @@ async fn a_watch_event_that_adds_a_secret_clears_secret_not_found() {
     })
     .await;
     assert_eq!(fired(&vm, &view.current()), vec![RuleId::SecretNotFound]);
+}
+
+/// Secrets are read through a client of their own (its own connection pool), and nothing
+/// else is: a connection that carried a page of Secrets never goes on to carry another kind's
+/// quiet watch, holding the page in its read buffer.
+#[tokio::test]
+async fn secrets_are_read_through_their_own_client_and_nothing_else_is() {
+    install_crypto();
+    let objects = fake_cluster().await;
+    let secrets = FakeApi::start(vec![(SECRETS, vec![secret("existing", "1")])], &[]).await;
+    let mut view = LiveView::start(
+        ViewClients {
+            objects: objects.client(),
+            secrets: secrets.client(),
+        },
+        &[],
+    );
+    wait_for(&mut view, "Secrets and Nodes to sync", |v| {
+        v.is_known(Kind::Secret) && v.is_known(Kind::Node)
+    })
+    .await;
+    assert_eq!(
+        view.current().exists(Kind::Secret, "default", "existing"),
+        Lookup::Present(())
+    );
+    let read_from_secrets: Vec<String> = secrets.seen().into_iter().map(|s| s.path).collect();
+    assert!(!read_from_secrets.is_empty());
+    assert!(
+        read_from_secrets.iter().all(|path| path == SECRETS),
+        "the Secrets client read {read_from_secrets:?}"
+    );
+    assert!(
+        objects.seen().iter().all(|s| s.path != SECRETS),
+        "Secrets were read through the other client"
+    );
+}
+
+/// Each request for Secrets goes out on a connection of its own, closed once it is answered:
+/// none is pooled, so none sits idle holding the page of Secrets it last read.
+#[tokio::test]
+async fn every_secrets_request_has_a_connection_of_its_own() {
+    install_crypto();
+    // Three pages of 500.
+    let secrets = (0..1_200).map(|i| secret(&format!("s-{i}"), "1")).collect();
+    let api = FakeApi::start(
+        vec![
+            (SECRETS, secrets),
+            ("/api/v1/nodes", vec![node("worker-1")]),
+        ],
+        &[],
+    )
+    .await;
+    let config = kube::Config::new(api.url.parse().expect("the fake's URL"));
+    let clients = ViewClients::new(config).expect("clients");
+    let mut view = LiveView::start(clients, &[]);
+    wait_for(&mut view, "Secrets to sync", |v| v.is_known(Kind::Secret)).await;
+    assert_eq!(
+        view.current().exists(Kind::Secret, "default", "s-1199"),
+        Lookup::Present(())
+    );
+    let requests: Vec<_> = api
+        .seen()
+        .into_iter()
+        .filter(|s| s.path == SECRETS)
+        .collect();
+    let pages = requests
+        .iter()
+        .filter(|s| s.query.contains("limit="))
+        .count();
+    assert!(pages >= 3, "{requests:?}");
+    let connections: std::collections::BTreeSet<_> = requests.iter().map(|s| s.peer).collect();
+    assert_eq!(
+        connections.len(),
+        requests.len(),
+        "Secrets requests shared a connection: {requests:?}"
+    );
 }

@@ -8,11 +8,12 @@
 
 use std::collections::{HashMap, HashSet};
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
@@ -29,6 +30,8 @@ pub struct Seen {
     pub accept: String,
     /// The request body, if it was JSON.
     pub body: Option<Value>,
+    /// The client's end of the connection that carried it.
+    pub peer: SocketAddr,
 }
 
 #[derive(Clone)]
@@ -72,7 +75,13 @@ impl FakeApi {
         let app = Router::new().fallback(handle).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(async move { axum::serve(listener, app).await });
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
         FakeApi { url, shared }
     }
 
@@ -133,7 +142,11 @@ impl FakeApi {
 /// Largest request body the fake reads.
 const MAX_BODY: usize = 4 * 1024 * 1024;
 
-async fn handle(State(shared): State<Shared>, request: Request) -> Response {
+async fn handle(
+    State(shared): State<Shared>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: Request,
+) -> Response {
     let method = request.method().clone();
     let path = request.uri().path().to_string();
     let query = request.uri().query().unwrap_or_default().to_string();
@@ -153,6 +166,7 @@ async fn handle(State(shared): State<Shared>, request: Request) -> Response {
         query: query.clone(),
         accept: accept.clone(),
         body: body.clone(),
+        peer,
     });
     if method != axum::http::Method::GET {
         // A create answers 201 with the object, an update or patch 200; the fake stores none.

@@ -201,6 +201,9 @@ pub struct AdmissionMetrics {
     pub latency: Histogram,
     pub findings: Family<FindingLabels, Counter>,
     pub confirmations: Family<ConfirmationLabels, Counter>,
+    /// How long a review waited on the API server's answers: the part of a denial's latency
+    /// that is not virt-preflight's own.
+    pub confirmation_latency: Histogram,
     pub deadline_exceeded: Counter,
 }
 
@@ -212,6 +215,7 @@ impl AdmissionMetrics {
             latency: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             findings: Family::default(),
             confirmations: Family::default(),
+            confirmation_latency: Histogram::new(exponential_buckets(0.00005, 2.0, 16)),
             deadline_exceeded: Counter::default(),
         };
         registry.register(
@@ -233,6 +237,11 @@ impl AdmissionMetrics {
             "admission_confirmations",
             "Objects asked of the API server before a denial, by answer (present: the view was behind, the finding dropped; absent: the denial stands; unanswered: it warns instead)",
             metrics.confirmations.clone(),
+        );
+        registry.register(
+            "admission_confirmation_duration_seconds",
+            "Time a review waited on the API server's answers before a denial (all its objects asked at once)",
+            metrics.confirmation_latency.clone(),
         );
         metrics
     }

@@ -284,7 +284,13 @@ async fn confirm(state: &AppState, verdict: &mut Verdict) {
     if keys.is_empty() {
         return;
     }
+    let asked = Instant::now();
     let answers = confirmer.confirm(keys).await;
+    state
+        .metrics
+        .admission
+        .confirmation_latency
+        .observe(asked.elapsed().as_secs_f64());
     for answer in answers.values() {
         state
             .metrics

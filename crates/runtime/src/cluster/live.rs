@@ -144,11 +144,48 @@ pub struct LiveView {
 /// each batch of events as soon as it is read.
 const NODE_DEBOUNCE: Duration = Duration::from_millis(100);
 
+/// The clients the watchers read through. Secrets are read through a client that keeps no
+/// connection idle ([`super::unpooled`]): an idle connection would hold, in its read buffer,
+/// the last page of Secrets it carried.
+#[derive(Clone)]
+pub struct ViewClients {
+    pub objects: Client,
+    pub secrets: Client,
+}
+
+impl ViewClients {
+    /// kube's client for every kind but Secrets, and an unpooled one for Secrets.
+    pub fn new(config: kube::Config) -> Result<ViewClients, kube::Error> {
+        Ok(ViewClients {
+            secrets: super::unpooled::client(&config)?,
+            objects: Client::try_from(config)?,
+        })
+    }
+
+    fn for_kind(&self, kind: Kind) -> Client {
+        match kind {
+            Kind::Secret => self.secrets.clone(),
+            _ => self.objects.clone(),
+        }
+    }
+}
+
+/// One client for everything (tests, where no Secret value is at stake).
+impl From<Client> for ViewClients {
+    fn from(client: Client) -> Self {
+        ViewClients {
+            objects: client.clone(),
+            secrets: client,
+        }
+    }
+}
+
 impl LiveView {
     /// Starts the watchers on the current tokio runtime. Until a kind's first list completes
     /// it is unknown, so its rules are skipped (fail open). `node_templates` are the nodes an
     /// autoscaler can add, counted as nodes once Nodes have synced.
-    pub fn start(client: Client, node_templates: &[NodeTemplate]) -> LiveView {
+    pub fn start(clients: impl Into<ViewClients>, node_templates: &[NodeTemplate]) -> LiveView {
+        let clients = clients.into();
         let (sender, receiver) = watch::channel(Arc::new(ClusterView::default()));
         let mut builder = ViewBuilder::new();
         builder.set_node_templates(node_templates);
@@ -161,7 +198,7 @@ impl LiveView {
             visit_kind(
                 kind,
                 SpawnWatch {
-                    client: client.clone(),
+                    client: clients.for_kind(kind),
                     shared: shared.clone(),
                 },
             );

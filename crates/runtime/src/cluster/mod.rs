@@ -3,3 +3,4 @@
 pub use virt_preflight_core::cluster::*;
 
 pub mod live;
+pub mod unpooled;
