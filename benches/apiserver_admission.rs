@@ -147,7 +147,8 @@ struct Readings {
     own: Histogram,
     /// Of which waiting on the API server's answers to its confirmations.
     confirming: Histogram,
-    /// The API server's own time on GETs of Secrets: virt-preflight's confirmations.
+    /// The API server's own time on GETs of Secrets: virt-preflight's confirmations (no
+    /// controller runs beside this API server, and the bench's client GETs no Secret).
     secret_gets: Histogram,
 }
 

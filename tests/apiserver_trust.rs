@@ -176,3 +176,42 @@ fn a_halted_vm_naming_a_missing_secret_is_admitted_with_a_warning() {
     );
     assert_eq!(stored_vms(deployment, namespace), ["stopped"]);
 }
+
+/// What the webhook asks before a denial, on the real API server: a Table row without the
+/// object (no annotation, so no value from kubectl's last-applied copy). The API server
+/// answers it for a Secret applied with kubectl (present), a Secret never created and a
+/// cluster-scoped PriorityClass never created (absent).
+#[test]
+fn confirmations_are_answered_by_the_api_server() {
+    use virt_preflight::cluster::{Kind, ObjectKey};
+    use virt_preflight::confirm::{Confirmation, Confirmer};
+
+    let namespace = "confirm-table";
+    let Some(deployment) = Deployment::with_namespace(namespace, &[]) else {
+        return;
+    };
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db", "namespace": namespace},
+        "stringData": {"password": "hunter2"}});
+    let applied = apply_file(deployment, "confirm-table-secret.yaml", &[secret]);
+    assert!(applied.success, "{}", applied.stderr);
+    let keys = [
+        ObjectKey::new(Kind::Secret, namespace, "db"),
+        ObjectKey::new(Kind::Secret, namespace, "never-created"),
+        ObjectKey::new(Kind::PriorityClass, "", "never-created"),
+    ];
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let answers = runtime.block_on(async {
+        let confirmer = Confirmer::new(
+            deployment.server.client().await,
+            std::time::Duration::from_secs(10),
+        );
+        confirmer.confirm(keys.clone()).await
+    });
+    assert_eq!(answers[&keys[0]], Confirmation::Present);
+    assert_eq!(answers[&keys[1]], Confirmation::Absent);
+    assert_eq!(answers[&keys[2]], Confirmation::Absent);
+}

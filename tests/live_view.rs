@@ -129,7 +129,7 @@ async fn wait_for(view: &mut LiveView, what: &str, done: impl Fn(&ClusterView) -
 async fn a_watch_event_that_adds_a_secret_clears_secret_not_found() {
     install_crypto();
     let api = fake_cluster().await;
-    let mut view = LiveView::start(api.client(), &[]);
+    let mut view = LiveView::start(ViewClients::sharing(api.client()), &[]);
     wait_for(&mut view, "Secrets and Nodes to sync", |v| {
         v.is_known(Kind::Secret) && v.is_known(Kind::Node)
     })

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use support::fake_api::FakeApi;
 use support::stuck::{gpu_vm, minutes_ago, t4_view};
 use tokio::sync::{oneshot, watch};
-use virt_preflight::cluster::live::LiveView;
+use virt_preflight::cluster::live::{LiveView, ViewClients};
 use virt_preflight::events;
 use virt_preflight::metrics::Metrics;
 use virt_preflight::watcher::leader::Leadership;
@@ -259,7 +259,7 @@ async fn a_clean_vm_on_a_kubevirt_that_is_down_is_stuck_on_kubevirt() {
     .await;
     let mut started = run_on(
         api,
-        |api| LiveView::start(api.client(), &[]),
+        |api| LiveView::start(ViewClients::sharing(api.client()), &[]),
         Leadership::Always,
     );
     let metrics = started.metrics.clone();

@@ -3,22 +3,29 @@
 //! Argo CD sync. A finding about a missing object denies only once the API server says the
 //! object is not there.
 //!
-//! Every object of one review is asked for at once, metadata only (the answer is thrown away
-//! but for its existence), under one budget. What is not answered in time, or answered with an
-//! error, is unanswered: the finding then warns instead of denying.
+//! Every object of one review is asked for at once, under one budget, as a Table row without
+//! the object (`includeObject=None`): the answer is thrown away but for its existence, and it
+//! carries no annotation or data, so a Secret applied with its VM leaves none of its values in
+//! a pooled connection's buffer (even the metadata-only form carries them, in kubectl's
+//! last-applied annotation). What is not answered in time, or answered with an error, is
+//! unanswered: the finding then warns instead of denying.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
+use hyper::header::{ACCEPT, HeaderValue};
 use kube::Client;
-use kube::api::Api;
+use kube::api::{DynamicObject, GetParams};
+use kube::core::{Request, Resource};
 
 use crate::cluster::ObjectKey;
 use crate::cluster::live::api_resource;
-use crate::cluster::objects::{NameOnly, Wire};
 use crate::metrics::ConfirmationResult;
+
+/// What a confirmation asks for: a Table, whose rows name objects and their printed columns.
+const TABLE: &str = "application/json;as=Table;v=v1;g=meta.k8s.io";
 
 /// What the API server said of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,15 +88,13 @@ impl Confirmer {
 }
 
 async fn ask(client: Client, key: &ObjectKey) -> Confirmation {
-    let resource = api_resource(key.kind);
-    let api: Api<Wire<NameOnly>> = if key.kind.is_namespaced() {
-        Api::namespaced_with(client, &key.namespace, &resource)
-    } else {
-        Api::all_with(client, &resource)
+    let request = match table_request(key) {
+        Ok(request) => request,
+        Err(why) => return Confirmation::Unanswered(why),
     };
-    match api.get_opt(&key.name).await {
-        Ok(Some(_)) => Confirmation::Present,
-        Ok(None) => Confirmation::Absent,
+    match client.request_text(request).await {
+        Ok(_) => Confirmation::Present,
+        Err(kube::Error::Api(status)) if status.code == 404 => Confirmation::Absent,
         Err(kube::Error::Api(status)) => {
             Confirmation::Unanswered(format!("{} {}", status.code, status.reason))
         }
@@ -97,30 +102,55 @@ async fn ask(client: Client, key: &ObjectKey) -> Confirmation {
     }
 }
 
+/// `GET …/NAME?includeObject=None`, asking for a Table; why not, for a name kube refuses.
+fn table_request(key: &ObjectKey) -> Result<hyper::Request<Vec<u8>>, String> {
+    let resource = api_resource(key.kind);
+    let namespace = key.kind.is_namespaced().then_some(key.namespace.as_str());
+    let path = DynamicObject::url_path(&resource, namespace);
+    let (mut parts, body) = Request::new(path)
+        .get(&key.name, &GetParams::default())
+        .map_err(|e| e.to_string())?
+        .into_parts();
+    let uri = parts.uri.to_string();
+    let separator = if uri.contains('?') { '&' } else { '?' };
+    parts.uri = format!("{uri}{separator}includeObject=None")
+        .parse()
+        .map_err(|e: hyper::http::uri::InvalidUri| e.to_string())?;
+    parts
+        .headers
+        .insert(ACCEPT, HeaderValue::from_static(TABLE));
+    Ok(hyper::Request::from_parts(parts, body))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::cluster::Kind;
     use axum::Router;
-    use axum::http::{StatusCode, Uri};
+    use axum::http::{HeaderMap, StatusCode, Uri};
     use axum::response::IntoResponse;
     use serde_json::json;
 
     /// An API server that knows one Secret, forbids ConfigMaps and never answers for
     /// ServiceAccounts.
     async fn api_server() -> Client {
-        async fn answer(uri: Uri) -> axum::response::Response {
+        async fn answer(uri: Uri, headers: HeaderMap) -> axum::response::Response {
             let path = uri.path();
             let status = |code: StatusCode, reason: &str| {
                 let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
                     "reason": reason, "code": code.as_u16(), "message": reason});
                 (code, axum::Json(body)).into_response()
             };
-            if path == "/api/v1/namespaces/ns/secrets/db" {
-                axum::Json(
-                    json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
-                    "metadata": {"name": "db", "namespace": "ns", "resourceVersion": "3"}}),
-                )
+            let table = headers.get(ACCEPT).is_some_and(|accept| accept == TABLE)
+                && uri.query() == Some("includeObject=None");
+            if !table {
+                // Only a Table without the object is answered: anything else could carry a
+                // Secret's values.
+                status(StatusCode::NOT_ACCEPTABLE, "NotAcceptable")
+            } else if path == "/api/v1/namespaces/ns/secrets/db" {
+                axum::Json(json!({"apiVersion": "meta.k8s.io/v1", "kind": "Table",
+                    "columnDefinitions": [{"name": "Name", "type": "string"}],
+                    "rows": [{"cells": ["db"], "object": null}]}))
                 .into_response()
             } else if path.contains("/configmaps/") {
                 status(StatusCode::FORBIDDEN, "Forbidden")

@@ -162,6 +162,15 @@ impl ViewClients {
         })
     }
 
+    /// One pooled client for every kind, Secrets included: for tests, where no Secret value is
+    /// at stake.
+    pub fn sharing(client: Client) -> ViewClients {
+        ViewClients {
+            objects: client.clone(),
+            secrets: client,
+        }
+    }
+
     fn for_kind(&self, kind: Kind) -> Client {
         match kind {
             Kind::Secret => self.secrets.clone(),
@@ -170,22 +179,11 @@ impl ViewClients {
     }
 }
 
-/// One client for everything (tests, where no Secret value is at stake).
-impl From<Client> for ViewClients {
-    fn from(client: Client) -> Self {
-        ViewClients {
-            objects: client.clone(),
-            secrets: client,
-        }
-    }
-}
-
 impl LiveView {
     /// Starts the watchers on the current tokio runtime. Until a kind's first list completes
     /// it is unknown, so its rules are skipped (fail open). `node_templates` are the nodes an
     /// autoscaler can add, counted as nodes once Nodes have synced.
-    pub fn start(clients: impl Into<ViewClients>, node_templates: &[NodeTemplate]) -> LiveView {
-        let clients = clients.into();
+    pub fn start(clients: ViewClients, node_templates: &[NodeTemplate]) -> LiveView {
         let (sender, receiver) = watch::channel(Arc::new(ClusterView::default()));
         let mut builder = ViewBuilder::new();
         builder.set_node_templates(node_templates);
