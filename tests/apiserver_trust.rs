@@ -179,8 +179,9 @@ fn a_halted_vm_naming_a_missing_secret_is_admitted_with_a_warning() {
 
 /// What the webhook asks before a denial, on the real API server: a Table row without the
 /// object (no annotation, so no value from kubectl's last-applied copy). The API server
-/// answers it for a Secret applied with kubectl (present), a Secret never created and a
-/// cluster-scoped PriorityClass never created (absent).
+/// answers it for a Secret applied with kubectl and a custom resource (a DataVolume: its
+/// Table comes from the CRD) (present), and for a Secret, a DataVolume and a cluster-scoped
+/// PriorityClass never created (absent).
 #[test]
 fn confirmations_are_answered_by_the_api_server() {
     use virt_preflight::cluster::{Kind, ObjectKey};
@@ -193,12 +194,21 @@ fn confirmations_are_answered_by_the_api_server() {
     let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "db", "namespace": namespace},
         "stringData": {"password": "hunter2"}});
-    let applied = apply_file(deployment, "confirm-table-secret.yaml", &[secret]);
+    let data_volume = serde_json::json!({"apiVersion": "cdi.kubevirt.io/v1beta1",
+        "kind": "DataVolume", "metadata": {"name": "root", "namespace": namespace},
+        "spec": {"source": {"blank": {}}, "storage": {"resources": {"requests": {"storage": "1Gi"}}}}});
+    let applied = apply_file(
+        deployment,
+        "confirm-table-objects.yaml",
+        &[secret, data_volume],
+    );
     assert!(applied.success, "{}", applied.stderr);
     let keys = [
         ObjectKey::new(Kind::Secret, namespace, "db"),
         ObjectKey::new(Kind::Secret, namespace, "never-created"),
         ObjectKey::new(Kind::PriorityClass, "", "never-created"),
+        ObjectKey::new(Kind::DataVolume, namespace, "root"),
+        ObjectKey::new(Kind::DataVolume, namespace, "never-created"),
     ];
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -214,4 +224,6 @@ fn confirmations_are_answered_by_the_api_server() {
     assert_eq!(answers[&keys[0]], Confirmation::Present);
     assert_eq!(answers[&keys[1]], Confirmation::Absent);
     assert_eq!(answers[&keys[2]], Confirmation::Absent);
+    assert_eq!(answers[&keys[3]], Confirmation::Present);
+    assert_eq!(answers[&keys[4]], Confirmation::Absent);
 }
