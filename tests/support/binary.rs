@@ -5,7 +5,7 @@
 use std::process::{Command, Output};
 
 /// The binary, in the crate's root, with none of the caller's cluster in its environment
-/// (no kubeconfig, no pod name or namespace): a test says what it runs against.
+/// (no kubeconfig, no proxy, no pod name or namespace): a test says what it runs against.
 pub fn command() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_virt-preflight"));
     command
@@ -13,6 +13,9 @@ pub fn command() -> Command {
         .env_remove("KUBECONFIG")
         .env_remove("POD_NAMESPACE")
         .env_remove("POD_NAME");
+    for proxy in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+        command.env_remove(proxy);
+    }
     command
 }
 

@@ -6,6 +6,7 @@
 
 pub mod apiserver;
 pub mod binary;
+pub mod connect_proxy;
 pub mod control_plane;
 pub mod deployment;
 pub mod fake_api;

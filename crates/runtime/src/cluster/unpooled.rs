@@ -12,17 +12,21 @@
 //! The stack is kube's own (`kube::client::ClientBuilder::try_from`), layer for layer, built
 //! with [`ConfigExt`] as kube's documentation shows for a custom client; only the pool differs.
 //! Left out of kube's stack: its `TraceLayer` (debug spans per request), and an exec plugin's
-//! client-certificate expiry (`with_valid_until`, not public). A configuration with a proxy is
-//! handed to kube's own client, which refuses it in this build (kube's proxy features are off)
-//! rather than being connected to directly.
+//! client-certificate expiry (`with_valid_until`, not public). A proxy (a kubeconfig's
+//! `proxy-url`, or `HTTPS_PROXY` less `NO_PROXY`) is reached as kube reaches it: an HTTP(S)
+//! CONNECT tunnel with the URL's credentials, or SOCKS5.
 //!
 //! Only the view's Secrets go through it: a connection per list page (one TLS handshake per
 //! 500 Secrets, at start and at a relist) and per watch (renewed every few minutes).
 //! Confirmations (`confirm`) stay on the pooled client: they ask for a Table row without the
 //! object, which carries no value.
 
+use base64::Engine;
+use hyper::http::{HeaderValue, Uri};
+use hyper::rt::{Read, Write};
 use hyper_timeout::TimeoutConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::connect::proxy::{SocksV5, Tunnel};
+use hyper_util::client::legacy::connect::{Connection, HttpConnector};
 use hyper_util::rt::TokioExecutor;
 use kube::client::ConfigExt;
 use kube::client::retry::RetryPolicy;
@@ -32,12 +36,53 @@ use tower::{BoxError, ServiceBuilder};
 
 /// A client for `config` whose connections are never pooled.
 pub fn client(config: &Config) -> Result<Client, kube::Error> {
-    if config.proxy_url.is_some() {
-        return Client::try_from(config.clone());
-    }
     let mut http = HttpConnector::new();
     http.enforce_http(false);
-    let https = config.rustls_https_connector_with_connector(http)?;
+    let Some(proxy) = &config.proxy_url else {
+        return with_connector(config, http);
+    };
+    match proxy.scheme_str() {
+        Some("http") => with_connector(config, tunnel(proxy, http)),
+        Some("https") => {
+            let to_proxy = config.rustls_https_connector_with_connector(http)?;
+            with_connector(config, tunnel(proxy, to_proxy))
+        }
+        Some("socks5") => with_connector(config, SocksV5::new(proxy.clone(), http)),
+        _ => Err(kube::Error::ProxyProtocolUnsupported {
+            proxy_url: Box::new(proxy.clone()),
+        }),
+    }
+}
+
+/// A CONNECT tunnel through `proxy`, with the credentials its URL carries.
+fn tunnel<C>(proxy: &Uri, connector: C) -> Tunnel<C> {
+    let tunnel = Tunnel::new(proxy.clone(), connector);
+    match proxy.authority().and_then(|a| a.as_str().split_once('@')) {
+        Some((userinfo, _)) => match basic_auth(userinfo) {
+            Some(header) => tunnel.with_auth(header),
+            None => tunnel,
+        },
+        None => tunnel,
+    }
+}
+
+/// `Basic` credentials from a URL's userinfo, percent-decoded first (`http::Uri` keeps the
+/// escapes a password with `@` or `:` needs, and a proxy would refuse them as written).
+fn basic_auth(userinfo: &str) -> Option<HeaderValue> {
+    let decoded: Vec<u8> = percent_encoding::percent_decode_str(userinfo).collect();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(decoded);
+    HeaderValue::from_str(&format!("Basic {encoded}")).ok()
+}
+
+/// kube's stack over `connector` (TLS to the API server, kube's timeouts), with no pool.
+fn with_connector<C>(config: &Config, connector: C) -> Result<Client, kube::Error>
+where
+    C: tower::Service<Uri> + Clone + Send + Sync + 'static,
+    C::Response: Connection + Read + Write + Send + Unpin + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    let https = config.rustls_https_connector_with_connector(connector)?;
     let mut connector = TimeoutConnector::new(https);
     connector.set_connect_timeout(config.connect_timeout);
     connector.set_read_timeout(config.read_timeout);
@@ -58,4 +103,27 @@ pub fn client(config: &Config) -> Result<Client, kube::Error> {
         .map_err(BoxError::from)
         .service(hyper);
     Ok(Client::new(service, config.default_namespace.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_credentials_are_decoded_before_they_are_encoded() {
+        let header = basic_auth("user:pa%40ss%3Aword").expect("a header");
+        let expected = base64::engine::general_purpose::STANDARD.encode("user:pa@ss:word");
+        assert_eq!(header.to_str().unwrap(), format!("Basic {expected}"));
+    }
+
+    #[test]
+    fn an_unknown_proxy_scheme_is_refused_with_its_url() {
+        let mut config = Config::new("https://127.0.0.1:6443".parse().unwrap());
+        config.proxy_url = Some("ftp://proxy.example:21".parse().unwrap());
+        let error = client(&config).err().expect("refused");
+        assert!(
+            error.to_string().contains("ftp://proxy.example:21"),
+            "{error}"
+        );
+    }
 }
