@@ -22,14 +22,10 @@
 //! apiserver_admission` (`APISERVER_BENCH_REQUESTS=N` per case, 500 by default). Without the
 //! variable it prints why it skips.
 
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
-#[path = "../tests/support/deployment.rs"]
-mod deployment;
-#[path = "../tests/support/scrape.rs"]
-mod scrape;
-#[path = "../tests/support/vms.rs"]
-mod vms;
+// The tests' support, whole, as every test binary includes it.
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{deployment, scrape, vms};
 
 use std::time::{Duration, Instant};
 

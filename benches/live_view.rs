@@ -26,8 +26,10 @@
 static ALLOCATOR: zeroizing_alloc::ZeroAlloc<std::alloc::System> =
     zeroizing_alloc::ZeroAlloc(std::alloc::System);
 
-#[path = "../tests/support/fake_api.rs"]
-mod fake_api;
+// The tests' support, whole, as every test binary includes it.
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::fake_api;
 
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom};
 use std::path::Path;

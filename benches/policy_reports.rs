@@ -12,14 +12,10 @@
 //! VIRT_PREFLIGHT_POLICY_REPORTS_DIR=../shared/policy-reports cargo bench --bench
 //! policy_reports`. Without the variables it prints why it skips.
 
-#[path = "../tests/support/apiserver.rs"]
-mod apiserver;
-#[path = "../tests/support/deployment.rs"]
-mod deployment;
-#[path = "../tests/support/scrape.rs"]
-mod scrape;
-#[path = "../tests/support/vms.rs"]
-mod vms;
+// The tests' support, whole, as every test binary includes it.
+#[path = "../tests/support/mod.rs"]
+mod support;
+use support::{apiserver, deployment, vms};
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
