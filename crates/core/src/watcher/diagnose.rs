@@ -8,7 +8,7 @@ use jiff::SignedDuration;
 
 use crate::cluster::{ClusterView, Kind};
 use crate::rules::finding::{DEFAULT_NAMESPACE, Finding, ObjectRef, Severity, one_line};
-use crate::rules::{RuleId, evaluate};
+use crate::rules::{Outcome, RuleId, evaluate};
 
 use super::health::{self, Health};
 use super::kubevirt_says;
@@ -110,41 +110,25 @@ pub fn unknown_kinds(view: &ClusterView) -> Vec<Kind> {
         .collect()
 }
 
-/// The rules whose findings explain a status best.
+/// The rules whose findings explain a status best: those whose predicted [`Outcome`] is that
+/// status (checked against KubeVirt by `tests/differential.rs`), so a new rule explains what
+/// its outcome says with no list here to keep.
 fn explains(status: Option<VmStatus>, rule: RuleId) -> bool {
     use RuleId::*;
-    const SCHEDULING: &[RuleId] = &[
-        NodeSelectorUnsatisfiable,
-        TaintsNotTolerated,
-        NoSchedulableNode,
-        ResourcesExceedCapacity,
-        CpuModelUnavailable,
-        DeviceUnavailable,
-        KvmUnavailable,
-        DedicatedCpuUnavailable,
-        HugepagesUnavailable,
-        PriorityClassNotFound,
-    ];
-    const STORAGE: &[RuleId] = &[
-        PvcNotFound,
-        DatavolumeNotFound,
-        StorageClassNotFound,
-        NoDefaultStorageClass,
-        StorageProfileIncomplete,
-        PvcLost,
-    ];
-    const IMAGE: &[RuleId] = &[ImageReferenceInvalid, ImageTagLatest, SecretNotFound];
-    // A drain that waits on the VM keeps it running: never why a VM is stuck.
-    if rule == EvictionNotMigratable {
-        return false;
-    }
+    // The kubelet's outcome covers mounts and image pulls alike; these fail the pull (a pull
+    // secret, a reference, a `latest` tag the registry does not have).
+    const PULL: &[RuleId] = &[ImageReferenceInvalid, ImageTagLatest, SecretNotFound];
+    let outcome = Outcome::of(rule);
     match status {
-        Some(VmStatus::ErrorUnschedulable) => SCHEDULING.contains(&rule),
-        Some(VmStatus::ErrorPvcNotFound | VmStatus::DataVolumeError) => STORAGE.contains(&rule),
-        Some(VmStatus::Provisioning) => STORAGE.contains(&rule),
-        Some(VmStatus::ErrImagePull | VmStatus::ImagePullBackOff) => IMAGE.contains(&rule),
-        // Starting, CrashLoopBackOff, Unknown, Terminating: anything may explain them.
-        _ => true,
+        Some(VmStatus::ErrorUnschedulable) => outcome == Outcome::Unschedulable,
+        Some(VmStatus::ErrorPvcNotFound | VmStatus::DataVolumeError | VmStatus::Provisioning) => {
+            // A Lost claim is a storage failure, whatever the kubelet does next.
+            matches!(outcome, Outcome::PvcNotFound | Outcome::Cdi) || rule == PvcLost
+        }
+        Some(VmStatus::ErrImagePull | VmStatus::ImagePullBackOff) => PULL.contains(&rule),
+        // Starting, CrashLoopBackOff, Unknown, Terminating: anything but advice may explain
+        // them (a drain that waits on the VM, say, keeps it running).
+        _ => outcome != Outcome::Advisory,
     }
 }
 
@@ -546,6 +530,56 @@ mod tests {
                 diagnosis.cause
             );
         }
+    }
+
+    #[test]
+    fn advice_is_never_why_a_vm_is_stuck() {
+        // `spec.running` is deprecated, and KubeVirt starts the VM all the same.
+        let mut object = vm("Starting", bootable(json!({})), json!([]));
+        object["spec"] = json!({"running": true, "template": object["spec"]["template"].take()});
+        for status in ["Starting", "CrashLoopBackOff"] {
+            object["status"]["printableStatus"] = json!(status);
+            let diagnosis = diagnose_object(&object, None);
+            let rules: Vec<_> = diagnosis.findings.iter().map(|f| f.rule).collect();
+            assert_eq!(
+                rules,
+                vec![RuleId::RunningDeprecated],
+                "the finding is listed"
+            );
+            assert_eq!(
+                diagnosis.cause.rule, None,
+                "{status}: {:?}",
+                diagnosis.cause
+            );
+        }
+    }
+
+    #[test]
+    fn a_provisioning_vm_is_explained_by_the_data_source_cdi_waits_for() {
+        let mut builder = ViewBuilder::new();
+        builder.mark_known(Kind::DataSource);
+        builder.mark_known(Kind::DataVolume);
+        let source = json!({"apiVersion": "cdi.kubevirt.io/v1beta1", "kind": "DataSource",
+            "metadata": {"name": "fedora", "namespace": "ns"},
+            "spec": {"source": {"pvc": {"name": "fedora", "namespace": "ns"}}},
+            "status": {"conditions": [{"type": "Ready", "status": "False", "reason": "NotFound"}]}});
+        builder.add(Kind::DataSource, &source).unwrap();
+        let view = builder.build();
+        let mut object = vm(
+            "Provisioning",
+            bootable(json!({"volumes": [{"name": "root", "dataVolume": {"name": "root-dv"}}]})),
+            json!([]),
+        );
+        object["spec"]["dataVolumeTemplates"] = json!([{"metadata": {"name": "root-dv"}, "spec": {
+            "sourceRef": {"kind": "DataSource", "name": "fedora"},
+            "storage": {"resources": {"requests": {"storage": "30Gi"}}}}}]);
+        let diagnosis = diagnose_object(&object, Some(&view));
+        assert_eq!(
+            diagnosis.cause.rule,
+            Some(RuleId::DatasourceNotReady),
+            "{:?}",
+            diagnosis.findings
+        );
     }
 
     #[test]
