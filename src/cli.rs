@@ -8,7 +8,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::check::{CheckOptions, CheckReport, check_all, check_document};
-use crate::cluster::{ClusterView, live, snapshot};
+use crate::cluster::proxy::{self, ProxySettings};
+use crate::cluster::{ClusterView, client, live, snapshot};
 use crate::fix;
 use crate::manifest::{self, Document, InputError, ReadOptions, Source};
 use crate::report::{self, Format};
@@ -196,30 +197,39 @@ pub fn as_kubectl_plugin() -> bool {
 
 /// A kube client for the live cluster the flags name.
 pub async fn kube_client(args: &ClusterArgs) -> anyhow::Result<kube::Client> {
-    Ok(kube::Client::try_from(kube_config(args).await?)?)
+    Ok(client::pooled(&kube_config(args).await?)?)
 }
 
 /// The clients a long-running view reads the cluster the flags name through.
 async fn view_clients(args: &ClusterArgs) -> anyhow::Result<live::ViewClients> {
-    Ok(live::ViewClients::new(kube_config(args).await?)?)
+    Ok(live::ViewClients::new(&kube_config(args).await?)?)
 }
 
-/// The configuration of the live cluster the flags name.
+/// The configuration of the live cluster the flags name, with the proxy kubectl would use.
 async fn kube_config(args: &ClusterArgs) -> anyhow::Result<kube::Config> {
     use kube::config::{Config, KubeConfigOptions, Kubeconfig};
     let options = KubeConfigOptions {
         context: args.context.clone(),
         ..Default::default()
     };
-    let config = match &args.kubeconfig {
-        Some(path) => {
-            let kubeconfig = Kubeconfig::read_from(path)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
-            Config::from_custom_kubeconfig(kubeconfig, &options).await?
-        }
-        None if args.context.is_some() => Config::from_kubeconfig(&options).await?,
-        None => Config::infer().await?,
+    let kubeconfig = match &args.kubeconfig {
+        Some(path) => Some(
+            Kubeconfig::read_from(path).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?,
+        ),
+        None => Kubeconfig::read().ok(),
     };
+    let Some(kubeconfig) = kubeconfig else {
+        // No kubeconfig: kube says why a named context cannot be found; otherwise the pod's
+        // ServiceAccount, reached directly (kube's in-cluster configuration has no proxy).
+        return Ok(match args.context {
+            Some(_) => Config::from_kubeconfig(&options).await?,
+            None => Config::infer().await?,
+        });
+    };
+    let context = args.context.as_deref();
+    let proxy = ProxySettings::from_env(proxy::kubeconfig_proxy_url(&kubeconfig, context));
+    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    config.proxy_url = proxy.proxy_for(&config.cluster_url)?;
     Ok(config)
 }
 

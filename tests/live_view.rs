@@ -232,7 +232,7 @@ async fn every_secrets_request_has_a_connection_of_its_own() {
     )
     .await;
     let config = kube::Config::new(api.url.parse().expect("the fake's URL"));
-    let clients = ViewClients::new(config).expect("clients");
+    let clients = ViewClients::new(&config).expect("clients");
     let mut view = LiveView::start(clients, &[]);
     wait_for(&mut view, "Secrets to sync", |v| v.is_known(Kind::Secret)).await;
     assert_eq!(

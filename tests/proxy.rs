@@ -1,34 +1,48 @@
-//! The cluster reached through a proxy, as from a laptop or a CI runner behind one: a
-//! kubeconfig's `proxy-url` or `HTTPS_PROXY` is followed through a `CONNECT` tunnel, with its
-//! credentials, and `NO_PROXY` is honoured. Before, kube's proxy features were off and any
-//! proxy setting failed the run, whatever `NO_PROXY` said.
+//! The cluster reached through a proxy, as from a laptop or a CI runner behind one, decided as
+//! kubectl decides it: a kubeconfig's `proxy-url` always (credentials and all); otherwise
+//! `HTTPS_PROXY`/`HTTP_PROXY` unless `NO_PROXY` names the server or it is loopback
+//! (`NO_PROXY` itself: `cluster::proxy`'s unit tests). Before, any proxy setting failed every
+//! live command.
 
 mod support;
 use support::binary::{self, shown};
-use support::connect_proxy::ConnectProxy;
+use support::connect_proxy::{ConnectProxy, Tunnel};
 use support::fake_api::FakeApi;
 use support::stuck::{gpu_vm, t4_node};
 
+use std::path::Path;
 use std::process::Output;
 
+use base64::Engine;
 use k8s_openapi::api::core::v1::Secret;
 use kube::Api;
 use serde_json::json;
 
-/// A fake API server with one `gpu=t4` node, a kubeconfig for it, and a VM that selects
-/// `gpu=a100`: read with the cluster, the VM gets `node-selector-unsatisfiable`.
-async fn cluster() -> (FakeApi, tempfile::TempDir) {
+/// A fake API server with one `gpu=t4` node, and in `dir` a VM that selects `gpu=a100`: read
+/// with the cluster, the VM gets `node-selector-unsatisfiable`.
+async fn cluster(dir: &Path) -> FakeApi {
     let api = FakeApi::start(vec![("/api/v1/nodes", vec![t4_node()])], &[]).await;
-    let dir = tempfile::tempdir().unwrap();
-    api.kubeconfig(dir.path());
     let mut vm = gpu_vm("gpu", "Stopped", jiff::Timestamp::now());
     vm.as_object_mut().unwrap().remove("status");
-    std::fs::write(dir.path().join("vm.yaml"), vm.to_string()).unwrap();
-    (api, dir)
+    std::fs::write(dir.join("vm.yaml"), vm.to_string()).unwrap();
+    api
+}
+
+/// The fake's kubeconfig in `dir`, its server's host replaced by `host`, with `proxy_url`.
+fn kubeconfig(api: &FakeApi, dir: &Path, host: &str, proxy_url: Option<&str>) {
+    let path = api.kubeconfig(dir);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let server = api.url.replace("127.0.0.1", host);
+    let mut cluster = format!("server: {server}");
+    if let Some(proxy_url) = proxy_url {
+        cluster.push_str(&format!("\n    proxy-url: {proxy_url}"));
+    }
+    let text = text.replace(&format!("server: {}", api.url), &cluster);
+    std::fs::write(path, text).unwrap();
 }
 
 /// `check --kubeconfig DIR/kubeconfig DIR/vm.yaml` with `env`.
-async fn check(dir: &std::path::Path, env: &[(&str, &str)]) -> Output {
+async fn check(dir: &Path, env: &[(&str, &str)]) -> Output {
     let mut command = binary::command();
     command.args([
         "check",
@@ -44,45 +58,76 @@ async fn check(dir: &std::path::Path, env: &[(&str, &str)]) -> Output {
         .unwrap()
 }
 
-fn authority(url: &str) -> String {
-    url.trim_start_matches("http://").to_string()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn check_reads_the_cluster_through_https_proxy() {
-    let (api, dir) = cluster().await;
-    let proxy = ConnectProxy::start().await;
-    let output = check(dir.path(), &[("HTTPS_PROXY", &proxy.url)]).await;
-    assert_eq!(output.status.code(), Some(1), "{}", shown(&output));
+fn assert_read_the_cluster(output: &Output) {
+    assert_eq!(output.status.code(), Some(1), "{}", shown(output));
     assert!(
         String::from_utf8_lossy(&output.stdout).contains("node-selector-unsatisfiable"),
         "the live nodes were read: {}",
-        shown(&output)
-    );
-    let tunnels = proxy.tunnels();
-    assert!(!tunnels.is_empty(), "nothing went through the proxy");
-    assert!(
-        tunnels.iter().all(|t| t.target == authority(&api.url)),
-        "{tunnels:?}"
+        shown(output)
     );
 }
 
+fn port(url: &str) -> &str {
+    url.rsplit_once(':').unwrap().1
+}
+
+fn basic(userinfo: &str) -> Option<String> {
+    let encoded = base64::engine::general_purpose::STANDARD.encode(userinfo);
+    Some(format!("Basic {encoded}"))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_proxy_reaches_the_api_server_directly() {
-    let (api, dir) = cluster().await;
+async fn the_kubeconfigs_proxy_url_carries_every_request_with_its_credentials() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = cluster(dir.path()).await;
     let proxy = ConnectProxy::start().await;
+    let proxy_url = proxy.url.replace("http://", "http://viewer:pa%40ss@");
+    kubeconfig(&api, dir.path(), "127.0.0.1", Some(&proxy_url));
+    // kubectl uses a kubeconfig's proxy-url for every request: NO_PROXY does not apply to it.
+    let output = check(dir.path(), &[("NO_PROXY", "*")]).await;
+    assert_read_the_cluster(&output);
+    let tunnels = proxy.tunnels();
+    assert!(!tunnels.is_empty(), "nothing went through the proxy");
+    let expected = Tunnel {
+        target: format!("127.0.0.1:{}", port(&api.url)),
+        authorization: basic("viewer:pa@ss"),
+    };
+    assert!(tunnels.iter().all(|t| *t == expected), "{tunnels:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_environments_proxy_carries_requests_to_a_server_no_proxy_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = cluster(dir.path()).await;
+    let proxy = ConnectProxy::start().await;
+    // Only the proxy knows api.corp.test. The fake serves http://, so HTTP_PROXY is the one
+    // that applies; written with no scheme, and NO_PROXY written as people write it.
+    kubeconfig(&api, dir.path(), "api.corp.test", None);
     let env = [
-        ("HTTPS_PROXY", proxy.url.as_str()),
-        ("NO_PROXY", "127.0.0.1"),
+        ("HTTP_PROXY", proxy.url.trim_start_matches("http://")),
+        ("NO_PROXY", "localhost, .other.test,,10.0.0.0/8,"),
     ];
     let output = check(dir.path(), &env).await;
-    assert_eq!(output.status.code(), Some(1), "{}", shown(&output));
-    assert!(
-        String::from_utf8_lossy(&output.stdout).contains("node-selector-unsatisfiable"),
-        "{}",
-        shown(&output)
-    );
-    assert_eq!(proxy.tunnels(), vec![], "NO_PROXY names the API server");
+    assert_read_the_cluster(&output);
+    let tunnels = proxy.tunnels();
+    assert!(!tunnels.is_empty(), "nothing went through the proxy");
+    let target = format!("api.corp.test:{}", port(&api.url));
+    assert!(tunnels.iter().all(|t| t.target == target), "{tunnels:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_loopback_server_is_reached_directly_whatever_the_environment_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = cluster(dir.path()).await;
+    let proxy = ConnectProxy::start().await;
+    kubeconfig(&api, dir.path(), "127.0.0.1", None);
+    let env = [
+        ("HTTP_PROXY", proxy.url.as_str()),
+        ("HTTPS_PROXY", proxy.url.as_str()),
+    ];
+    let output = check(dir.path(), &env).await;
+    assert_read_the_cluster(&output);
+    assert_eq!(proxy.tunnels(), vec![], "as Go's proxy rules say");
     assert!(!api.seen_with("GET", "/nodes").is_empty());
 }
 
@@ -97,7 +142,7 @@ async fn the_views_secrets_client_tunnels_with_the_proxys_credentials() {
     let mut config = kube::Config::new(api.url.parse().unwrap());
     let proxy_url = proxy.url.replace("http://", "http://viewer:pa%40ss@");
     config.proxy_url = Some(proxy_url.parse().unwrap());
-    let client = virt_preflight_runtime::cluster::unpooled::client(&config).unwrap();
+    let client = virt_preflight_runtime::cluster::client::unpooled(&config).unwrap();
     let secrets = Api::<Secret>::all(client);
     for _ in 0..2 {
         let list = secrets.list(&Default::default()).await.unwrap();
@@ -105,11 +150,9 @@ async fn the_views_secrets_client_tunnels_with_the_proxys_credentials() {
     }
     let tunnels = proxy.tunnels();
     assert_eq!(tunnels.len(), 2, "a tunnel per list: {tunnels:?}");
-    use base64::Engine;
-    let credentials = base64::engine::general_purpose::STANDARD.encode("viewer:pa@ss");
-    for tunnel in &tunnels {
-        let expected = format!("Basic {credentials}");
-        assert_eq!(tunnel.authorization.as_deref(), Some(expected.as_str()));
-        assert_eq!(tunnel.target, authority(&api.url));
-    }
+    let expected = Tunnel {
+        target: format!("127.0.0.1:{}", port(&api.url)),
+        authorization: basic("viewer:pa@ss"),
+    };
+    assert!(tunnels.iter().all(|t| *t == expected), "{tunnels:?}");
 }

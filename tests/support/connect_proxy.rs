@@ -1,6 +1,7 @@
 //! A loopback HTTP proxy that answers `CONNECT` and relays bytes, as a corporate proxy does for
 //! a kubeconfig's `proxy-url` or `HTTPS_PROXY`. It records each tunnel's target and the
-//! `Proxy-Authorization` it was given.
+//! `Proxy-Authorization` it was given, and resolves every host to 127.0.0.1 (as a proxy resolves
+//! names its clients cannot), so a test can name its API server `api.corp.test`.
 
 #![allow(dead_code)]
 
@@ -77,7 +78,8 @@ async fn relay(client: TcpStream, tunnels: Arc<Mutex<Vec<Tunnel>>>) {
         target: target.clone(),
         authorization,
     });
-    let Ok(mut upstream) = TcpStream::connect(&target).await else {
+    let port = target.rsplit_once(':').map_or("443", |(_, port)| port);
+    let Ok(mut upstream) = TcpStream::connect(format!("127.0.0.1:{port}")).await else {
         let _ = client
             .get_mut()
             .write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n")

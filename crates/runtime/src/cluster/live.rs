@@ -145,7 +145,7 @@ pub struct LiveView {
 const NODE_DEBOUNCE: Duration = Duration::from_millis(100);
 
 /// The clients the watchers read through. Secrets are read through a client that keeps no
-/// connection idle ([`super::unpooled`]): an idle connection would hold, in its read buffer,
+/// connection idle ([`super::client::unpooled`]): an idle connection would hold, in its read buffer,
 /// the last page of Secrets it carried.
 #[derive(Clone)]
 pub struct ViewClients {
@@ -154,11 +154,11 @@ pub struct ViewClients {
 }
 
 impl ViewClients {
-    /// kube's client for every kind but Secrets, and an unpooled one for Secrets.
-    pub fn new(config: kube::Config) -> Result<ViewClients, kube::Error> {
+    /// A pooled client for every kind but Secrets, and an unpooled one for Secrets.
+    pub fn new(config: &kube::Config) -> Result<ViewClients, kube::Error> {
         Ok(ViewClients {
-            secrets: super::unpooled::client(&config)?,
-            objects: Client::try_from(config)?,
+            secrets: super::client::unpooled(config)?,
+            objects: super::client::pooled(config)?,
         })
     }
 

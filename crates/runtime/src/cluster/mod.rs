@@ -2,5 +2,6 @@
 
 pub use virt_preflight_core::cluster::*;
 
+pub mod client;
 pub mod live;
-pub mod unpooled;
+pub mod proxy;

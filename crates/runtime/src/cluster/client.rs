@@ -1,25 +1,23 @@
-//! A kube client that keeps no connection idle: each connection is closed once its response
-//! has been read.
+//! kube's client stack (`kube::client::ClientBuilder::try_from`), layer for layer, built with
+//! [`ConfigExt`] as kube's documentation shows for a custom client, for two reasons:
 //!
-//! Why: a connection keeps what it last read in its read buffer until a later read overwrites
-//! it, and kube's client pools idle connections with no timer, so one that is idle stays open
-//! as long as the API server lets it. When the view lists Secrets page by page, the next page
-//! is sometimes asked for before the last connection is back in the pool: a second connection
-//! opens, and once the list is done one of the two sits idle, holding the tail of a page of
-//! Secrets (their values, in the last-applied annotation kubectl writes) for the life of the
-//! process (`cargo bench --bench live_view` caught 162 such copies, still there 95 s later).
+//! - **The proxy.** kube's proxy features are off (its `NO_PROXY` reading is wrong: see
+//!   [`super::proxy`]); `config.proxy_url`, chosen there as kubectl chooses it, is reached here
+//!   as kube would reach it: an HTTP(S) `CONNECT` tunnel with the URL's credentials, or SOCKS5.
+//! - **Secrets without a pool** ([`unpooled`]). A connection keeps what it last read in its
+//!   read buffer until a later read overwrites it, and kube's client pools idle connections
+//!   with no timer, so one that is idle stays open as long as the API server lets it. When the
+//!   view lists Secrets page by page, the next page is sometimes asked for before the last
+//!   connection is back in the pool: a second connection opens, and once the list is done one
+//!   of the two sits idle, holding the tail of a page of Secrets (their values, in the
+//!   last-applied annotation kubectl writes) for the life of the process (`cargo bench --bench
+//!   live_view` caught 162 such copies, still there 95 s later). Without a pool, each list page
+//!   (one TLS handshake per 500 Secrets, at start and at a relist) and each watch (renewed every
+//!   few minutes) has a connection of its own, closed once read. Confirmations (`confirm`) stay
+//!   on the pooled client: they ask for a Table row without the object, which carries no value.
 //!
-//! The stack is kube's own (`kube::client::ClientBuilder::try_from`), layer for layer, built
-//! with [`ConfigExt`] as kube's documentation shows for a custom client; only the pool differs.
 //! Left out of kube's stack: its `TraceLayer` (debug spans per request), and an exec plugin's
-//! client-certificate expiry (`with_valid_until`, not public). A proxy (a kubeconfig's
-//! `proxy-url`, or `HTTPS_PROXY` less `NO_PROXY`) is reached as kube reaches it: an HTTP(S)
-//! CONNECT tunnel with the URL's credentials, or SOCKS5.
-//!
-//! Only the view's Secrets go through it: a connection per list page (one TLS handshake per
-//! 500 Secrets, at start and at a relist) and per watch (renewed every few minutes).
-//! Confirmations (`confirm`) stay on the pooled client: they ask for a Table row without the
-//! object, which carries no value.
+//! client-certificate expiry (`with_valid_until`, not public; nothing here rebuilds a client).
 
 use base64::Engine;
 use hyper::http::{HeaderValue, Uri};
@@ -34,20 +32,33 @@ use kube::{Client, Config};
 use tower::retry::RetryLayer;
 use tower::{BoxError, ServiceBuilder};
 
+/// A client for `config` that keeps idle connections for reuse, as kube's own does.
+pub fn pooled(config: &Config) -> Result<Client, kube::Error> {
+    build(config, usize::MAX)
+}
+
 /// A client for `config` whose connections are never pooled.
-pub fn client(config: &Config) -> Result<Client, kube::Error> {
+pub fn unpooled(config: &Config) -> Result<Client, kube::Error> {
+    build(config, 0)
+}
+
+/// A client for `config` that keeps at most `idle_per_host` idle connections.
+fn build(config: &Config, idle_per_host: usize) -> Result<Client, kube::Error> {
     let mut http = HttpConnector::new();
     http.enforce_http(false);
     let Some(proxy) = &config.proxy_url else {
-        return with_connector(config, http);
+        return with_connector(config, http, idle_per_host);
     };
     match proxy.scheme_str() {
-        Some("http") => with_connector(config, tunnel(proxy, http)),
+        Some("http") => with_connector(config, tunnel(proxy, http), idle_per_host),
         Some("https") => {
             let to_proxy = config.rustls_https_connector_with_connector(http)?;
-            with_connector(config, tunnel(proxy, to_proxy))
+            with_connector(config, tunnel(proxy, to_proxy), idle_per_host)
         }
-        Some("socks5") => with_connector(config, SocksV5::new(proxy.clone(), http)),
+        Some("socks5") => {
+            let socks = SocksV5::new(proxy.clone(), http);
+            with_connector(config, socks, idle_per_host)
+        }
         _ => Err(kube::Error::ProxyProtocolUnsupported {
             proxy_url: Box::new(proxy.clone()),
         }),
@@ -74,8 +85,12 @@ fn basic_auth(userinfo: &str) -> Option<HeaderValue> {
     HeaderValue::from_str(&format!("Basic {encoded}")).ok()
 }
 
-/// kube's stack over `connector` (TLS to the API server, kube's timeouts), with no pool.
-fn with_connector<C>(config: &Config, connector: C) -> Result<Client, kube::Error>
+/// kube's stack over `connector` (TLS to the API server, kube's timeouts).
+fn with_connector<C>(
+    config: &Config,
+    connector: C,
+    idle_per_host: usize,
+) -> Result<Client, kube::Error>
 where
     C: tower::Service<Uri> + Clone + Send + Sync + 'static,
     C::Response: Connection + Read + Write + Send + Unpin + 'static,
@@ -89,7 +104,7 @@ where
     connector.set_write_timeout(config.write_timeout);
     connector.set_reset_reader_on_write(config.reset_reader_on_write);
     let hyper = hyper_util::client::legacy::Client::builder(TokioExecutor::new())
-        .pool_max_idle_per_host(0)
+        .pool_max_idle_per_host(idle_per_host)
         .build(connector);
     let service = ServiceBuilder::new()
         .layer(config.base_uri_layer())
@@ -120,7 +135,7 @@ mod tests {
     fn an_unknown_proxy_scheme_is_refused_with_its_url() {
         let mut config = Config::new("https://127.0.0.1:6443".parse().unwrap());
         config.proxy_url = Some("ftp://proxy.example:21".parse().unwrap());
-        let error = client(&config).err().expect("refused");
+        let error = pooled(&config).err().expect("refused");
         assert!(
             error.to_string().contains("ftp://proxy.example:21"),
             "{error}"
