@@ -527,6 +527,16 @@ fn bound_claim(name: &str, namespace: &str) -> Vec<Value> {
     ]
 }
 
+/// A claim that was bound to a PersistentVolume since deleted: the controller-manager's
+/// PersistentVolume controller marks it Lost.
+fn lost_claim(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "annotations": {"pv.kubernetes.io/bind-completed": "yes"}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
+            "volumeName": format!("gone-{name}"),
+            "resources": {"requests": {"storage": "10Gi"}}}})
+}
+
 /// The VM sized by the namespaced instancetype `name` alone.
 fn sized_by(vm: &mut Value, name: &str) {
     spec(vm)["domain"]["resources"] = json!({});
@@ -633,6 +643,14 @@ fn runtime_cases() -> Vec<RuntimeCase> {
             disks.push(json!({"name": name, "disk": {"bus": "virtio"}}));
         }
     };
+    // A `data` volume on the claim `data`.
+    let claim_data = |vm: &mut Value| {
+        add_volume(
+            vm,
+            "data",
+            json!({"persistentVolumeClaim": {"claimName": "data"}}),
+        )
+    };
     let instancetype = json!({"apiVersion": "instancetype.kubevirt.io/v1beta1",
         "kind": "VirtualMachineInstancetype", "metadata": {"name": "small"},
         "spec": {"cpu": {"guest": 1}, "memory": {"guest": "1Gi"}}});
@@ -711,22 +729,18 @@ fn runtime_cases() -> Vec<RuntimeCase> {
         case(
             "pvc-not-found",
             "a persistentVolumeClaim volume naming no claim",
-            |vm| {
-                add_volume(
-                    vm,
-                    "data",
-                    json!({"persistentVolumeClaim": {"claimName": "data"}}),
-                )
-            },
-            |vm| {
-                add_volume(
-                    vm,
-                    "data",
-                    json!({"persistentVolumeClaim": {"claimName": "data"}}),
-                )
-            },
+            claim_data,
+            claim_data,
         )
         .with_fixed(bound_claim("data", "judge-rt-pvc-not-found-f")),
+        case(
+            "pvc-lost",
+            "a claim whose PersistentVolume is gone (the controller-manager marks it Lost)",
+            claim_data,
+            claim_data,
+        )
+        .with_broken(vec![lost_claim("data")])
+        .with_fixed(bound_claim("data", "judge-rt-pvc-lost-f")),
         case(
             "datavolume-not-found",
             "a dataVolume volume naming neither a DataVolume nor a claim",
@@ -966,8 +980,8 @@ fn kubevirt_runtime_and_check_agree() {
                 plane,
                 &namespace,
                 "persistentvolumeclaims",
-                "are bound",
-                |claim| claim["status"]["phase"] == "Bound",
+                "are bound (or Lost, their volume gone)",
+                |claim| matches!(claim["status"]["phase"].as_str(), Some("Bound" | "Lost")),
             );
         }
     }

@@ -222,7 +222,6 @@ impl Outcome {
             | RuleId::ImageReferenceInvalid
             | RuleId::SecretNotFound
             | RuleId::ConfigmapNotFound
-            | RuleId::PvcLost
             | RuleId::PvcInUse => Kubelet,
             RuleId::PvcNotFound | RuleId::DatavolumeNotFound => PvcNotFound,
             RuleId::StorageClassNotFound
@@ -238,7 +237,9 @@ impl Outcome {
             | RuleId::DeviceUnavailable
             | RuleId::KvmUnavailable
             | RuleId::DedicatedCpuUnavailable
-            | RuleId::HugepagesUnavailable => Unschedulable,
+            | RuleId::HugepagesUnavailable
+            // Volume binding refuses a Lost claim for every node.
+            | RuleId::PvcLost => Unschedulable,
             RuleId::HostDeviceNotPermitted
             | RuleId::NetworkAttachmentNotFound
             | RuleId::NetworkBindingNotFound

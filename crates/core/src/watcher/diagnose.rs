@@ -122,8 +122,7 @@ fn explains(status: Option<VmStatus>, rule: RuleId) -> bool {
     match status {
         Some(VmStatus::ErrorUnschedulable) => outcome == Outcome::Unschedulable,
         Some(VmStatus::ErrorPvcNotFound | VmStatus::DataVolumeError | VmStatus::Provisioning) => {
-            // A Lost claim is a storage failure, whatever the kubelet does next.
-            matches!(outcome, Outcome::PvcNotFound | Outcome::Cdi) || rule == PvcLost
+            matches!(outcome, Outcome::PvcNotFound | Outcome::Cdi)
         }
         Some(VmStatus::ErrImagePull | VmStatus::ImagePullBackOff) => PULL.contains(&rule),
         // Starting, CrashLoopBackOff, Unknown, Terminating: anything but advice may explain
@@ -544,6 +543,8 @@ mod tests {
         }
     }
 
+    /// A warning comes after what KubeVirt and CDI say (a DataVolume's phase): here the VM has
+    /// no conditions and its DataVolume is not in the view yet, so the warning is the cause.
     #[test]
     fn a_provisioning_vm_is_explained_by_the_data_source_cdi_waits_for() {
         let mut builder = ViewBuilder::new();

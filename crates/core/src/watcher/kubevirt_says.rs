@@ -38,6 +38,8 @@ const SCHEDULER_REASONS: &[(&str, &[RuleId])] = &[
     ("Insufficient ", &[RuleId::DeviceUnavailable]),
     ("untolerated taint", &[RuleId::TaintsNotTolerated]),
     ("were unschedulable", &[RuleId::NoSchedulableNode]),
+    // Volume binding's, said once for the pod rather than per node.
+    ("bound to non-existent persistentvolume", &[RuleId::PvcLost]),
     // KubeVirt's own selectors (CPU model, CPU manager, schedulable) fail the same way as the
     // VM's: which one, the rules say.
     (
@@ -159,9 +161,13 @@ fn scheduler_rules(message: &str) -> Vec<RuleId> {
     let mut counted: Vec<(u64, &str)> = reasons
         .trim_end_matches('.')
         .split(", ")
-        .filter_map(|reason| {
-            let (count, text) = reason.trim().split_once(' ')?;
-            Some((count.parse().ok()?, text))
+        .map(|reason| {
+            let reason = reason.trim();
+            let counted = reason
+                .split_once(' ')
+                .and_then(|(count, text)| Some((count.parse().ok()?, text)));
+            // A reason with no count is the pod's own (a Lost claim): it holds on every node.
+            counted.unwrap_or((u64::MAX, reason))
         })
         .collect();
     counted.sort_by_key(|(count, _)| std::cmp::Reverse(*count));
@@ -197,6 +203,14 @@ mod tests {
                 "reason": "Unschedulable", "message": message}])))
             .map(|s| s.rules)
         };
+        assert_eq!(
+            unschedulable(
+                "0/6 nodes are available: persistentvolumeclaim \"data\" bound to non-existent \
+                 persistentvolume \"gone-data\". preemption: 0/6 nodes are available: 6 \
+                 Preemption is not helpful for scheduling."
+            ),
+            Some(vec![RuleId::PvcLost])
+        );
         assert_eq!(
             unschedulable(
                 "0/5 nodes are available: 1 Insufficient devices.kubevirt.io/kvm, 1 node(s) had \
