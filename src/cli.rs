@@ -229,6 +229,10 @@ async fn kube_config(args: &ClusterArgs) -> anyhow::Result<kube::Config> {
     let context = args.context.as_deref();
     let proxy = ProxySettings::from_env(proxy::kubeconfig_proxy_url(&kubeconfig, context));
     let mut config = Config::from_custom_kubeconfig(kubeconfig, &options).await?;
+    if args.kubeconfig.is_none() && args.context.is_none() {
+        // As `Config::infer` does: kube's KUBE_RS_DEBUG_* variables (impersonation, URL).
+        config.apply_debug_overrides();
+    }
     config.proxy_url = proxy.proxy_for(&config.cluster_url)?;
     Ok(config)
 }

@@ -1,5 +1,6 @@
 //! The cluster reached through a proxy, as from a laptop or a CI runner behind one, decided as
-//! kubectl decides it: a kubeconfig's `proxy-url` always (credentials and all); otherwise
+//! kubectl decides it: a kubeconfig's `proxy-url` always (HTTP `CONNECT` with its credentials,
+//! or SOCKS5); otherwise
 //! `HTTPS_PROXY`/`HTTP_PROXY` unless `NO_PROXY` names the server or it is loopback
 //! (`NO_PROXY` itself: `cluster::proxy`'s unit tests). Before, any proxy setting failed every
 //! live command.
@@ -93,6 +94,20 @@ async fn the_kubeconfigs_proxy_url_carries_every_request_with_its_credentials() 
         authorization: basic("viewer:pa@ss"),
     };
     assert!(tunnels.iter().all(|t| *t == expected), "{tunnels:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_socks5_proxy_url_resolves_the_servers_name_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let api = cluster(dir.path()).await;
+    let proxy = ConnectProxy::start_socks5().await;
+    kubeconfig(&api, dir.path(), "api.corp.test", Some(&proxy.url));
+    let output = check(dir.path(), &[]).await;
+    assert_read_the_cluster(&output);
+    let tunnels = proxy.tunnels();
+    assert!(!tunnels.is_empty(), "nothing went through the proxy");
+    let target = format!("api.corp.test:{}", port(&api.url));
+    assert!(tunnels.iter().all(|t| t.target == target), "{tunnels:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
