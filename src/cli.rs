@@ -228,8 +228,15 @@ async fn kube_config(args: &ClusterArgs) -> anyhow::Result<kube::Config> {
     };
     let context = args.context.as_deref();
     let proxy = ProxySettings::from_env(proxy::kubeconfig_proxy_url(&kubeconfig, context));
-    let mut config = Config::from_custom_kubeconfig(kubeconfig, &options).await?;
-    if args.kubeconfig.is_none() && args.context.is_none() {
+    let inferred = args.kubeconfig.is_none() && args.context.is_none();
+    let mut config = match Config::from_custom_kubeconfig(kubeconfig, &options).await {
+        Ok(config) => config,
+        // As `Config::infer`: a default kubeconfig that does not load (no current context, a
+        // stale file in a pod) gives way to the pod's ServiceAccount.
+        Err(_) if inferred => return Ok(Config::infer().await?),
+        Err(error) => return Err(error.into()),
+    };
+    if inferred {
         // As `Config::infer` does: kube's KUBE_RS_DEBUG_* variables (impersonation, URL).
         config.apply_debug_overrides();
     }

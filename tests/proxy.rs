@@ -97,17 +97,21 @@ async fn the_kubeconfigs_proxy_url_carries_every_request_with_its_credentials() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_socks5_proxy_url_resolves_the_servers_name_itself() {
+async fn a_socks5_proxy_url_logs_in_and_resolves_the_servers_name_itself() {
     let dir = tempfile::tempdir().unwrap();
     let api = cluster(dir.path()).await;
     let proxy = ConnectProxy::start_socks5().await;
-    kubeconfig(&api, dir.path(), "api.corp.test", Some(&proxy.url));
+    let proxy_url = proxy.url.replace("socks5://", "socks5://viewer:pa%40ss@");
+    kubeconfig(&api, dir.path(), "api.corp.test", Some(&proxy_url));
     let output = check(dir.path(), &[]).await;
     assert_read_the_cluster(&output);
     let tunnels = proxy.tunnels();
     assert!(!tunnels.is_empty(), "nothing went through the proxy");
-    let target = format!("api.corp.test:{}", port(&api.url));
-    assert!(tunnels.iter().all(|t| t.target == target), "{tunnels:?}");
+    let expected = Tunnel {
+        target: format!("api.corp.test:{}", port(&api.url)),
+        authorization: Some("viewer:pa@ss".into()),
+    };
+    assert!(tunnels.iter().all(|t| *t == expected), "{tunnels:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -13,7 +13,14 @@ pub fn command() -> Command {
         .env_remove("KUBECONFIG")
         .env_remove("POD_NAMESPACE")
         .env_remove("POD_NAME");
-    for proxy in ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"] {
+    for proxy in [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
         command.env_remove(proxy);
     }
     command

@@ -125,16 +125,32 @@ async fn connect_handshake(client: &mut BufReader<TcpStream>) -> Option<Tunnel> 
     })
 }
 
-/// Reads a SOCKS5 greeting (answered: no authentication) and a `CONNECT` request.
+/// Reads a SOCKS5 greeting (answered: username and password if offered, which are recorded as
+/// `user:password`, else no authentication) and a `CONNECT` request.
 async fn socks5_handshake(client: &mut BufReader<TcpStream>) -> Option<Tunnel> {
     let mut head = [0u8; 2];
     client.read_exact(&mut head).await.ok()?;
     let mut methods = vec![0u8; usize::from(head[1])];
     client.read_exact(&mut methods).await.ok()?;
-    if head[0] != 5 || !methods.contains(&0) {
+    if head[0] != 5 {
         return None;
     }
-    client.get_mut().write_all(&[5, 0]).await.ok()?;
+    let mut authorization = None;
+    if methods.contains(&2) {
+        client.get_mut().write_all(&[5, 2]).await.ok()?;
+        // RFC 1929: version 1, then the username and the password, each after its length.
+        if client.read_u8().await.ok()? != 1 {
+            return None;
+        }
+        let user = read_field(client).await?;
+        let password = read_field(client).await?;
+        authorization = Some(format!("{user}:{password}"));
+        client.get_mut().write_all(&[1, 0]).await.ok()?;
+    } else if methods.contains(&0) {
+        client.get_mut().write_all(&[5, 0]).await.ok()?;
+    } else {
+        return None;
+    }
     let mut request = [0u8; 4];
     client.read_exact(&mut request).await.ok()?;
     if request[..2] != [5, 1] {
@@ -162,6 +178,14 @@ async fn socks5_handshake(client: &mut BufReader<TcpStream>) -> Option<Tunnel> {
     let port = client.read_u16().await.ok()?;
     Some(Tunnel {
         target: format!("{host}:{port}"),
-        authorization: None,
+        authorization,
     })
+}
+
+/// A SOCKS field: its length in one byte, then its bytes.
+async fn read_field(client: &mut BufReader<TcpStream>) -> Option<String> {
+    let length = client.read_u8().await.ok()?;
+    let mut bytes = vec![0u8; usize::from(length)];
+    client.read_exact(&mut bytes).await.ok()?;
+    String::from_utf8(bytes).ok()
 }

@@ -121,6 +121,10 @@ fn explains(status: Option<VmStatus>, rule: RuleId) -> bool {
     let outcome = Outcome::of(rule);
     match status {
         Some(VmStatus::ErrorUnschedulable) => outcome == Outcome::Unschedulable,
+        // CDI fails a DataVolume whose claim is Lost (`ErrClaimLost`), and KubeVirt reports
+        // DataVolumeError before it looks at the pod: the one status a rule shows besides its
+        // outcome's (no CDI controller runs in the test control plane to show it).
+        Some(VmStatus::DataVolumeError) if rule == PvcLost => true,
         Some(VmStatus::ErrorPvcNotFound | VmStatus::DataVolumeError | VmStatus::Provisioning) => {
             matches!(outcome, Outcome::PvcNotFound | Outcome::Cdi)
         }
@@ -571,6 +575,28 @@ mod tests {
             "{:?}",
             diagnosis.findings
         );
+    }
+
+    #[test]
+    fn a_lost_claim_explains_a_vm_that_is_unschedulable_or_whose_data_volume_failed() {
+        let mut builder = ViewBuilder::new();
+        builder.mark_known(Kind::PersistentVolumeClaim);
+        builder.mark_known(Kind::DataVolume);
+        let claim = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": "root-dv", "namespace": "ns"}, "status": {"phase": "Lost"}});
+        builder.add(Kind::PersistentVolumeClaim, &claim).unwrap();
+        let view = builder.build();
+        let volumes = json!({"volumes": [{"name": "root", "dataVolume": {"name": "root-dv"}}]});
+        for status in ["ErrorUnschedulable", "DataVolumeError"] {
+            let object = vm(status, bootable(volumes.clone()), json!([]));
+            let diagnosis = diagnose_object(&object, Some(&view));
+            assert_eq!(
+                diagnosis.cause.rule,
+                Some(RuleId::PvcLost),
+                "{status}: {:?}",
+                diagnosis.findings
+            );
+        }
     }
 
     #[test]

@@ -55,10 +55,7 @@ fn build(config: &Config, idle_per_host: usize) -> Result<Client, kube::Error> {
             let to_proxy = config.rustls_https_connector_with_connector(http)?;
             with_connector(config, tunnel(proxy, to_proxy), idle_per_host)
         }
-        Some("socks5") => {
-            let socks = SocksV5::new(proxy.clone(), http);
-            with_connector(config, socks, idle_per_host)
-        }
+        Some("socks5") => with_connector(config, socks(proxy, http), idle_per_host),
         _ => Err(kube::Error::ProxyProtocolUnsupported {
             proxy_url: Box::new(proxy.clone()),
         }),
@@ -68,13 +65,44 @@ fn build(config: &Config, idle_per_host: usize) -> Result<Client, kube::Error> {
 /// A CONNECT tunnel through `proxy`, with the credentials its URL carries.
 fn tunnel<C>(proxy: &Uri, connector: C) -> Tunnel<C> {
     let tunnel = Tunnel::new(proxy.clone(), connector);
-    match proxy.authority().and_then(|a| a.as_str().split_once('@')) {
-        Some((userinfo, _)) => match basic_auth(userinfo) {
-            Some(header) => tunnel.with_auth(header),
-            None => tunnel,
-        },
+    match userinfo(proxy).and_then(basic_auth) {
+        Some(header) => tunnel.with_auth(header),
         None => tunnel,
     }
+}
+
+/// A SOCKS5 proxy, with the credentials its URL carries (kubectl sends them; kube does not)
+/// and, when it names no port, SOCKS's own (1080; hyper's connector would dial 80).
+fn socks<C>(proxy: &Uri, connector: C) -> SocksV5<C> {
+    let socks = SocksV5::new(with_default_port(proxy, 1080), connector);
+    match userinfo(proxy) {
+        Some(userinfo) => {
+            let (user, pass) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            let decode = |s: &str| {
+                percent_encoding::percent_decode_str(s)
+                    .decode_utf8_lossy()
+                    .into_owned()
+            };
+            socks.with_auth(decode(user), decode(pass))
+        }
+        None => socks,
+    }
+}
+
+/// `user:password` of a URL, as written (percent-encoded).
+fn userinfo(url: &Uri) -> Option<&str> {
+    let (userinfo, _) = url.authority()?.as_str().split_once('@')?;
+    Some(userinfo)
+}
+
+/// `url` with `port` when it names none.
+fn with_default_port(url: &Uri, port: u16) -> Uri {
+    let Some(authority) = url.authority().filter(|a| a.port().is_none()) else {
+        return url.clone();
+    };
+    let mut parts = url.clone().into_parts();
+    parts.authority = format!("{authority}:{port}").parse().ok();
+    Uri::from_parts(parts).unwrap_or_else(|_| url.clone())
 }
 
 /// `Basic` credentials from a URL's userinfo, percent-decoded first (`http::Uri` keeps the
@@ -129,6 +157,19 @@ mod tests {
         let header = basic_auth("user:pa%40ss%3Aword").expect("a header");
         let expected = base64::engine::general_purpose::STANDARD.encode("user:pa@ss:word");
         assert_eq!(header.to_str().unwrap(), format!("Basic {expected}"));
+    }
+
+    #[test]
+    fn a_socks_proxy_without_a_port_is_dialled_on_1080() {
+        let url = |s: &str| s.parse::<Uri>().unwrap();
+        assert_eq!(
+            with_default_port(&url("socks5://u:p@gw"), 1080),
+            url("socks5://u:p@gw:1080")
+        );
+        assert_eq!(
+            with_default_port(&url("socks5://gw:9050"), 1080),
+            url("socks5://gw:9050")
+        );
     }
 
     #[test]

@@ -5,7 +5,10 @@
 //!   (client-go's `http.ProxyURL`).
 //! - Otherwise `HTTPS_PROXY` (`HTTP_PROXY` for an `http://` server), unless `NO_PROXY` names
 //!   the API server or the server is `localhost` or a loopback address, as Go's
-//!   `httpproxy.FromEnvironment` reads them. A value with no scheme is `http://`.
+//!   `httpproxy.FromEnvironment` reads them. A value with no scheme is `http://`. One that is
+//!   not a URL stops the command with an error naming the variable (Go would quietly connect
+//!   directly; kube's own loader refuses it too). An `http://` server is reached through a
+//!   `CONNECT` tunnel, where Go would forward its requests.
 //!
 //! kube-rs reads these too, but matches `NO_PROXY` against the proxy's own address, fails on an
 //! empty entry (`a,b,`) and never ignores a loopback server; so kube's proxy features stay off
