@@ -68,6 +68,13 @@ fn assert_read_the_cluster(output: &Output) {
     );
 }
 
+/// Some requests went through `proxy`, every one in a tunnel like `expected`.
+fn assert_tunnelled(proxy: &ConnectProxy, expected: Tunnel) {
+    let tunnels = proxy.tunnels();
+    assert!(!tunnels.is_empty(), "nothing went through the proxy");
+    assert!(tunnels.iter().all(|t| *t == expected), "{tunnels:?}");
+}
+
 fn port(url: &str) -> &str {
     url.rsplit_once(':').unwrap().1
 }
@@ -87,13 +94,11 @@ async fn the_kubeconfigs_proxy_url_carries_every_request_with_its_credentials() 
     // kubectl uses a kubeconfig's proxy-url for every request: NO_PROXY does not apply to it.
     let output = check(dir.path(), &[("NO_PROXY", "*")]).await;
     assert_read_the_cluster(&output);
-    let tunnels = proxy.tunnels();
-    assert!(!tunnels.is_empty(), "nothing went through the proxy");
     let expected = Tunnel {
         target: format!("127.0.0.1:{}", port(&api.url)),
         authorization: basic("viewer:pa@ss"),
     };
-    assert!(tunnels.iter().all(|t| *t == expected), "{tunnels:?}");
+    assert_tunnelled(&proxy, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -105,13 +110,11 @@ async fn a_socks5_proxy_url_logs_in_and_resolves_the_servers_name_itself() {
     kubeconfig(&api, dir.path(), "api.corp.test", Some(&proxy_url));
     let output = check(dir.path(), &[]).await;
     assert_read_the_cluster(&output);
-    let tunnels = proxy.tunnels();
-    assert!(!tunnels.is_empty(), "nothing went through the proxy");
     let expected = Tunnel {
         target: format!("api.corp.test:{}", port(&api.url)),
         authorization: Some("viewer:pa@ss".into()),
     };
-    assert!(tunnels.iter().all(|t| *t == expected), "{tunnels:?}");
+    assert_tunnelled(&proxy, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -128,10 +131,11 @@ async fn the_environments_proxy_carries_requests_to_a_server_no_proxy_leaves_out
     ];
     let output = check(dir.path(), &env).await;
     assert_read_the_cluster(&output);
-    let tunnels = proxy.tunnels();
-    assert!(!tunnels.is_empty(), "nothing went through the proxy");
-    let target = format!("api.corp.test:{}", port(&api.url));
-    assert!(tunnels.iter().all(|t| t.target == target), "{tunnels:?}");
+    let expected = Tunnel {
+        target: format!("api.corp.test:{}", port(&api.url)),
+        authorization: None,
+    };
+    assert_tunnelled(&proxy, expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -173,5 +177,5 @@ async fn the_views_secrets_client_tunnels_with_the_proxys_credentials() {
         target: format!("127.0.0.1:{}", port(&api.url)),
         authorization: basic("viewer:pa@ss"),
     };
-    assert!(tunnels.iter().all(|t| *t == expected), "{tunnels:?}");
+    assert_tunnelled(&proxy, expected);
 }
